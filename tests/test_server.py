@@ -1,0 +1,538 @@
+"""
+Protocol tests for L{twisted_proxy.server}: StringTransports on both sides,
+a L{MemoryReactorClock}, and an injected endpoint factory, so every path is
+exact and no socket is opened.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import error as ierror
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_proxy.server import ProxyFactory
+from twisted_proxy.upstream import UpstreamPool
+
+
+class FakeEndpoint:
+    """
+    An endpoint whose connection attempts the test completes or fails.
+    """
+
+    def __init__(self, harness: Harness, host: str, port: int) -> None:
+        self.harness = harness
+        self.host = host
+        self.port = port
+
+    def connect(self, factory):
+        d = Deferred()
+        self.harness.attempts.append((self.host, self.port, factory, d))
+        return d
+
+
+class Harness:
+    """
+    A proxy factory wired to a fake clock and fake endpoints.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        self.clock = MemoryReactorClock()
+        self.attempts: list = []
+        self.pool = UpstreamPool(
+            self.clock, lambda host, port: FakeEndpoint(self, host, port), maxIdlePerHost=4
+        )
+        self.factory = ProxyFactory(
+            self.clock, self.pool, pseudonym="test-proxy", wallClock=self.clock.seconds, **kwargs
+        )
+        self.factory.addListeningAddress("127.0.0.1", 8080)
+
+    def client(self, peer: str = "127.0.0.1"):
+        proto = self.factory.buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 50000))
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def connect(self, peer: tuple[str, int] = ("93.184.216.34", 80)):
+        """
+        Complete the oldest connection attempt.
+        """
+        host, port, factory, d = self.attempts.pop(0)
+        proto = factory.buildProtocol(None)
+        transport = StringTransport(
+            peerAddress=IPv4Address("TCP", *peer), hostAddress=IPv4Address("TCP", "10.0.0.1", 40000)
+        )
+        proto.makeConnection(transport)
+        d.callback(proto)
+        return proto, transport
+
+    def fail(self, exc: Exception) -> None:
+        host, port, factory, d = self.attempts.pop(0)
+        d.errback(Failure(exc))
+
+
+GET_ABSOLUTE = (
+    b"GET http://example.com/path?q=1 HTTP/1.1\r\n"
+    b"Host: example.com\r\n"
+    b"Proxy-Connection: keep-alive\r\n"
+    b"Connection: X-Hop\r\n"
+    b"X-Hop: secret\r\n"
+    b"Proxy-Authorization: Basic Zm9vOmJhcg==\r\n"
+    b"Accept: */*\r\n"
+    b"\r\n"
+)
+
+OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: timeout=5\r\n\r\nhello"
+
+
+def headLines(data: bytes) -> list[bytes]:
+    return data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+class RelayTests(SynchronousTestCase):
+    def test_absoluteForm(self) -> None:
+        """
+        An absolute-form request goes upstream in origin-form with Host from
+        the target, hop-by-hop fields removed and Via appended; the response
+        comes back with its hop-by-hop fields removed and Via appended.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(GET_ABSOLUTE)
+        [(host, port, _, _)] = h.attempts
+        self.assertEqual((host, port), ("example.com", 80))
+        up, upTransport = h.connect()
+        self.assertEqual(
+            headLines(upTransport.value()),
+            [
+                b"GET /path?q=1 HTTP/1.1",
+                b"Host: example.com",
+                b"Accept: */*",
+                b"Via: 1.1 test-proxy",
+            ],
+        )
+        up.dataReceived(OK_RESPONSE)
+        self.assertEqual(
+            client.value(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nVia: 1.1 test-proxy\r\n\r\nhello",
+        )
+        self.assertFalse(client.disconnecting)
+        self.assertEqual(h.pool.idleCount(), 1)
+
+    def test_originFormBrief(self) -> None:
+        """
+        The brief's request: origin-form with a Host naming an IP address.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET / HTTP/1.1\r\nHost: 93.184.216.34\r\n\r\n")
+        [(host, port, _, _)] = h.attempts
+        self.assertEqual((host, port), ("93.184.216.34", 80))
+        up, upTransport = h.connect()
+        self.assertEqual(
+            upTransport.value(), b"GET / HTTP/1.1\r\nHost: 93.184.216.34\r\nVia: 1.1 test-proxy\r\n\r\n"
+        )
+
+    def test_ipv6Target(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://[::1]:8000/x HTTP/1.1\r\nHost: [::1]:8000\r\n\r\n")
+        [(host, port, _, _)] = h.attempts
+        self.assertEqual((host, port), ("::1", 8000))
+        up, upTransport = h.connect()
+        self.assertIn(b"Host: [::1]:8000\r\n", upTransport.value())
+
+    def test_keepAliveReusesUpstream(self) -> None:
+        """
+        A second request to the same origin goes over the pooled connection.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(GET_ABSOLUTE)
+        up, upTransport = h.connect()
+        up.dataReceived(OK_RESPONSE)
+        upTransport.clear()
+        client.clear()
+        proto.dataReceived(GET_ABSOLUTE)
+        self.assertEqual(h.attempts, [])
+        self.assertTrue(upTransport.value().startswith(b"GET /path?q=1 HTTP/1.1\r\n"))
+        up.dataReceived(OK_RESPONSE)
+        self.assertTrue(client.value().endswith(b"hello"))
+        self.assertEqual(h.pool.opened, 1)
+
+    def test_pipelinedRequestsInOrder(self) -> None:
+        """
+        Pipelined requests are answered in order; the second goes upstream
+        only after the first response, and reading pauses meanwhile.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(
+            b"GET http://a.test/1 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+            b"GET http://a.test/2 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+        )
+        self.assertEqual(client.producerState, "paused")
+        up, upTransport = h.connect()
+        self.assertEqual(upTransport.value().count(b"GET "), 1)
+        up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
+        self.assertIn(b"GET /2 HTTP/1.1", upTransport.value())
+        up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
+        body = client.value()
+        self.assertLess(body.index(b"one"), body.index(b"two"))
+        self.assertEqual(client.producerState, "producing")
+
+    def test_contentLengthUpload(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(
+            b"POST http://a.test/u HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n01234"
+        )
+        up, upTransport = h.connect()
+        proto.dataReceived(b"56789")
+        data = upTransport.value()
+        self.assertIn(b"Content-Length: 10\r\n", data)
+        self.assertTrue(data.endswith(b"\r\n\r\n0123456789"))
+
+    def test_chunkedUploadWithTrailers(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(
+            b"POST http://a.test/u HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n"
+        )
+        up, upTransport = h.connect()
+        data = upTransport.value()
+        self.assertIn(b"Transfer-Encoding: chunked\r\n", data)
+        self.assertTrue(data.endswith(b"\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n"))
+
+    def test_closeDelimitedToHTTP11IsChunked(self) -> None:
+        """
+        A close-delimited response reaches an HTTP/1.1 client chunked, so the
+        client connection can persist.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(b"HTTP/1.0 200 OK\r\n\r\nabc")
+        up.connectionLost(Failure(ierror.ConnectionDone()))
+        self.assertEqual(
+            client.value(),
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nVia: 1.0 test-proxy\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n",
+        )
+        self.assertFalse(client.disconnecting)
+
+    def test_closeDelimitedToHTTP10(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.0\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(b"HTTP/1.1 200 OK\r\n\r\nabc")
+        up.connectionLost(Failure(ierror.ConnectionDone()))
+        self.assertEqual(
+            client.value(),
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nVia: 1.1 test-proxy\r\n\r\nabc",
+        )
+        self.assertTrue(client.disconnecting)
+
+    def test_http10KeepAlive(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(OK_RESPONSE)
+        self.assertIn(b"Connection: keep-alive\r\n", client.value())
+        self.assertFalse(client.disconnecting)
+
+    def test_headResponse(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"HEAD http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        self.assertEqual(
+            client.value(), b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nVia: 1.1 test-proxy\r\n\r\n"
+        )
+        self.assertEqual(h.pool.idleCount(), 1)
+
+    def test_interimResponses(self) -> None:
+        """
+        100 Continue and 103 Early Hints reach an HTTP/1.1 client as interim
+        responses before the final one.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(
+            b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 2\r\n\r\n"
+        )
+        up, upTransport = h.connect()
+        self.assertIn(b"Expect: 100-continue\r\n", upTransport.value())
+        up.dataReceived(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.assertEqual(client.value(), b"HTTP/1.1 100 Continue\r\nVia: 1.1 test-proxy\r\n\r\n")
+        proto.dataReceived(b"ok")
+        up.dataReceived(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n" + OK_RESPONSE)
+        self.assertEqual(client.value().count(b"HTTP/1.1 "), 3)
+        self.assertTrue(client.value().endswith(b"hello"))
+
+    def test_interimNotSentToHTTP10(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.0\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n" + OK_RESPONSE)
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 200 OK\r\n"))
+
+
+class ErrorTests(SynchronousTestCase):
+    def assertError(self, data: bytes, status: bytes, proxyStatus: bytes) -> None:
+        self.assertTrue(data.startswith(b"HTTP/1.1 " + status), data)
+        self.assertIn(b"Proxy-Status: test-proxy; error=" + proxyStatus, data)
+        self.assertIn(b"Content-Type: text/plain", data)
+
+    def test_malformedRequest(self) -> None:
+        """
+        An ambiguous request gets 400 and the connection closes; nothing
+        reaches an origin.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(
+            b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET http://a.test/smuggled HTTP/1.1\r\n\r\n"
+        )
+        self.assertError(client.value(), b"400", b"http_request_error")
+        self.assertTrue(client.disconnecting)
+        self.assertEqual(h.attempts, [])
+
+    def test_badTarget(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET ftp://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertError(client.value(), b"400", b"http_request_error")
+        self.assertEqual(h.attempts, [])
+
+    def test_dnsError(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://no.such.test/ HTTP/1.1\r\nHost: no.such.test\r\n\r\n")
+        h.fail(ierror.DNSLookupError("no.such.test"))
+        self.assertError(client.value(), b"502", b"dns_error")
+        self.assertIn(b"no.such.test could not be resolved", client.value())
+        # A refused request without a body keeps the connection.
+        self.assertFalse(client.disconnecting)
+
+    def test_connectionRefused(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test:81/ HTTP/1.1\r\nHost: a.test:81\r\n\r\n")
+        h.fail(ierror.ConnectionRefusedError())
+        self.assertError(client.value(), b"502", b"connection_refused")
+
+    def test_unreachable(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        h.fail(ierror.ConnectError("Network is unreachable"))
+        self.assertError(client.value(), b"502", b"destination_unavailable")
+
+    def test_connectTimeout(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        h.fail(ierror.TimeoutError())
+        self.assertError(client.value(), b"504", b"connection_timeout")
+
+    def test_responseTimeout(self) -> None:
+        h = Harness(responseTimeout=30)
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        up, upTransport = h.connect()
+        h.clock.advance(29.9)
+        self.assertEqual(client.value(), b"")
+        h.clock.advance(0.2)
+        self.assertError(client.value(), b"504", b"http_response_timeout")
+        self.assertTrue(upTransport.disconnected)
+        self.assertEqual(h.pool.idleCount(), 0)
+
+    def test_malformedResponse(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test:22/ HTTP/1.1\r\nHost: a.test:22\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(b"SSH-2.0-OpenSSH_9.2\r\n")
+        self.assertError(client.value(), b"502", b"http_protocol_error")
+        self.assertTrue(upTransport.disconnected)
+
+    def test_originClosesBeforeResponse(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n")
+        up, upTransport = h.connect()
+        up.connectionLost(Failure(ierror.ConnectionDone()))
+        self.assertError(client.value(), b"502", b"http_response_incomplete")
+
+    def test_originDiesMidBody(self) -> None:
+        """
+        If the origin fails after the response head was relayed, the client
+        connection is aborted: a truncated body can never look complete.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        up.connectionLost(Failure(ierror.ConnectionLost()))
+        self.assertTrue(client.value().endswith(b"partial"))
+        self.assertTrue(client.disconnected)
+
+    def test_loopViaPseudonym(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(
+            b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nVia: 1.1 other, 1.1 test-proxy\r\n\r\n"
+        )
+        self.assertError(client.value(), b"508", b"proxy_loop_detected")
+        self.assertEqual(h.attempts, [])
+
+    def test_loopOwnAddress(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://127.0.0.1:8080/ HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n")
+        self.assertError(client.value(), b"508", b"proxy_loop_detected")
+        self.assertEqual(h.attempts, [])
+
+    def test_loopByName(self) -> None:
+        """
+        A name that resolves to the proxy's own address is caught once the
+        connection shows where it went.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://me.test:8080/ HTTP/1.1\r\nHost: me.test:8080\r\n\r\n")
+        up, upTransport = h.connect(peer=("127.0.0.1", 8080))
+        self.assertError(client.value(), b"508", b"proxy_loop_detected")
+        self.assertEqual(upTransport.value(), b"")
+        self.assertTrue(upTransport.disconnected)
+
+    def test_headerTimeout(self) -> None:
+        h = Harness(headerTimeout=10)
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a")
+        h.clock.advance(9.9)
+        self.assertEqual(client.value(), b"")
+        h.clock.advance(0.2)
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 408 "))
+        self.assertTrue(client.disconnecting)
+
+    def test_idleTimeout(self) -> None:
+        h = Harness(idleTimeout=60)
+        proto, client = h.client()
+        h.clock.advance(59)
+        self.assertFalse(client.disconnecting)
+        h.clock.advance(2)
+        self.assertTrue(client.disconnecting)
+        self.assertEqual(client.value(), b"")
+
+    def test_retryIdempotentOnDeadReusedConnection(self) -> None:
+        """
+        A GET on a reused connection that dies before any response byte is
+        sent again on a fresh connection.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(GET_ABSOLUTE)
+        up, upTransport = h.connect()
+        up.dataReceived(OK_RESPONSE)
+        client.clear()
+        proto.dataReceived(GET_ABSOLUTE)
+        up.connectionLost(Failure(ierror.ConnectionLost()))
+        self.assertEqual(len(h.attempts), 1)
+        up2, upTransport2 = h.connect()
+        self.assertTrue(upTransport2.value().startswith(b"GET /path?q=1 HTTP/1.1\r\n"))
+        up2.dataReceived(OK_RESPONSE)
+        self.assertTrue(client.value().endswith(b"hello"))
+
+    def test_noRetryForPost(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(GET_ABSOLUTE)
+        up, upTransport = h.connect()
+        up.dataReceived(OK_RESPONSE)
+        client.clear()
+        proto.dataReceived(
+            b"POST http://example.com/ HTTP/1.1\r\nHost: example.com\r\nContent-Length: 1\r\n\r\nx"
+        )
+        up.connectionLost(Failure(ierror.ConnectionLost()))
+        self.assertEqual(h.attempts, [])
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "))
+
+
+class BackpressureTests(SynchronousTestCase):
+    def test_slowClientPausesOrigin(self) -> None:
+        """
+        While a response body is relayed, the upstream connection is the
+        client transport's producer: when the client cannot keep up, the
+        origin stops being read.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 65536)
+        self.assertIs(client.producer, up)
+        client.producer.pauseProducing()
+        self.assertEqual(upTransport.producerState, "paused")
+        client.producer.resumeProducing()
+        self.assertEqual(upTransport.producerState, "producing")
+        up.dataReceived(b"x" * (1000000 - 65536))
+        self.assertIsNone(client.producer)
+
+    def test_slowOriginPausesClient(self) -> None:
+        """
+        While a request body is relayed, the client side is the upstream
+        transport's producer: when the origin cannot keep up, the client
+        stops being read.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(
+            b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000000\r\n\r\n"
+        )
+        up, upTransport = h.connect()
+        self.assertIs(upTransport.producer, proto)
+        proto.dataReceived(b"y" * 65536)
+        upTransport.producer.pauseProducing()
+        self.assertEqual(client.producerState, "paused")
+        upTransport.producer.resumeProducing()
+        self.assertEqual(client.producerState, "producing")
+        proto.dataReceived(b"y" * (1000000 - 65536))
+        self.assertIsNone(upTransport.producer)
+
+    def test_pausedUpstreamResumedWhenPooled(self) -> None:
+        """
+        An upstream connection paused by a slow client is resumed when it
+        goes back to the pool, or it could never read again.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        client.producer.pauseProducing()
+        up.dataReceived(b"cd")
+        self.assertEqual(h.pool.idleCount(), 1)
+        self.assertEqual(upTransport.producerState, "producing")
+
+    def test_clientGoneAbortsUpstream(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nab")
+        proto.connectionLost(Failure(ierror.ConnectionLost()))
+        self.assertTrue(upTransport.disconnected)
+        self.assertEqual(h.pool.idleCount(), 0)

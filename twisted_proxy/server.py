@@ -1,0 +1,818 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+The proxy's client side: L{ProxyServerProtocol} and L{ProxyFactory}.
+
+For each request on a client connection: frame it
+(L{twisted_proxy.framing.RequestParser}), check it (loops, target, policy),
+get an upstream connection from the L{twisted_proxy.upstream.UpstreamPool},
+stream the request body up and the response body down, each direction
+paused when the receiving side cannot keep up, then either read the next
+request or close.
+
+Requests on one connection are answered in order, one at a time; requests a
+client pipelines wait in a queue of parsed events, and the connection stops
+reading while anything waits there, so a client costs a bounded amount of
+memory however much it sends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .errors import BadGateway, BadRequest, GatewayTimeout, LoopDetected, ProxyError
+from .framing import (
+    LAST_CHUNK,
+    Body,
+    EndOfMessage,
+    RequestHead,
+    RequestParser,
+    ResponseHead,
+    chunkHeader,
+    lastChunk,
+    serializeRequestHead,
+    serializeResponseHead,
+)
+from .headers import (
+    Target,
+    forwardRequestHeaders,
+    forwardResponseHeaders,
+    parseTarget,
+    viaHasPseudonym,
+)
+from .upstream import UpstreamPool, UpstreamProtocol, connectFailureToError
+
+__all__ = ["ProxyFactory", "ProxyServerProtocol"]
+
+# Methods whose request can be sent again when a reused connection turns
+# out to be dead (RFC 9110 9.2.2).
+_IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
+
+_CRLF = b"\r\n"
+
+
+class _Stamp:
+    """
+    A local time rendered lazily, to the microsecond (only observers that
+    format the event pay for it).
+    """
+
+    __slots__ = ("_when",)
+
+    def __init__(self, when: float) -> None:
+        self._when = when
+
+    def __format__(self, spec: str) -> str:
+        return datetime.fromtimestamp(self._when).strftime("%H:%M:%S.%f")
+
+    def __str__(self) -> str:
+        return self.__format__("")
+
+
+class _HeadText:
+    """
+    A message head as the brief prints it (C{\\r\\n} shown escaped), with
+    secrets redacted; rendered lazily.
+    """
+
+    __slots__ = ("_line", "_headers")
+
+    def __init__(self, line: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self._line = line
+        self._headers = headers
+
+    def __format__(self, spec: str) -> str:
+        from .headers import redactHeaders
+
+        parts = [self._line.decode("latin-1")]
+        parts.extend("{}: {}".format(n, v) for n, v in redactHeaders(self._headers))
+        return "\\r\\n".join(parts) + "\\r\\n\\r\\n"
+
+    def __str__(self) -> str:
+        return self.__format__("")
+
+
+class _Exchange:
+    """
+    One request and its response, on one client connection.
+
+    It is the L{twisted_proxy.upstream.IResponseReceiver} of its upstream
+    connection, so callbacks from an upstream that was abandoned can never
+    reach a later exchange.
+
+    @ivar requestDone: the whole request has been sent upstream.
+    @ivar responseStarted: the final response head went to the client.
+    @ivar mode: how the response body is framed to the client: C{"length"},
+        C{"chunked"}, C{"close"} or C{"none"}.
+    """
+
+    upstream: UpstreamProtocol | None = None
+    upstreamReady = False
+    reused = False
+    retried = False
+    requestDone = False
+    requestEnded = False
+    responseStarted = False
+    finished = False
+    mode = "none"
+    closeAfter = False
+    status: int | None = None
+    bytesToClient = 0
+    bytesFromClient = 0
+    _responseTimer = None
+
+    def __init__(self, proto: ProxyServerProtocol, head: RequestHead, target: Target) -> None:
+        self.proto = proto
+        self.head = head
+        self.target = target
+        self.upgrade = proto._parser.switched and head.method != b"CONNECT"
+
+    # IResponseReceiver
+
+    def responseHead(self, head: ResponseHead) -> None:
+        if self.finished:
+            return
+        self.proto._responseHead(self, head)
+
+    def responseBody(self, data: bytes) -> None:
+        if self.finished:
+            return
+        self.proto._responseBody(self, data)
+
+    def responseEnd(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        if self.finished:
+            return
+        self.proto._responseEnd(self, trailers)
+
+    def responseSwitched(self, trailingData: bytes) -> None:
+        if self.finished:
+            return
+        self.proto._responseSwitched(self, trailingData)
+
+    def responseFailed(self, error: ProxyError, responseStarted: bool) -> None:
+        if self.finished:
+            return
+        self.proto._responseFailed(self, error, responseStarted)
+
+    def cancelTimers(self) -> None:
+        if self._responseTimer is not None and self._responseTimer.active():
+            self._responseTimer.cancel()
+        self._responseTimer = None
+
+
+@implementer(IPushProducer)
+class ProxyServerProtocol(Protocol):
+    """
+    One client connection.
+
+    States (C{_state}):
+      - C{READING}: waiting for (the rest of) a request head.
+      - C{EXCHANGE}: a request is being relayed (L{_exchange}).
+      - C{TUNNEL}: the connection is a byte tunnel (CONNECT or 101).
+      - C{CLOSING}: the last response is written; the connection closes.
+      - C{CLOSED}: the connection is gone.
+
+    @ivar _queue: parsed events not yet handled (pipelined requests, body
+        bytes that arrived before the upstream connection was ready).
+    @ivar _pauses: why reading from the client is paused (reading resumes
+        when the set is empty).
+    @ivar _timer: the client-side timeout in force (idle or header).
+    """
+
+    _log = Logger()
+
+    _state = "READING"
+    _exchange: _Exchange | None = None
+    _timer = None
+    _abortTimer = None
+    _sequence = 0
+    peerText = ""
+
+    def __init__(self, factory: ProxyFactory) -> None:
+        self.factory = factory
+        self._clock = factory.clock
+        self._parser = factory.newRequestParser()
+        self._queue: deque = deque()
+        self._pauses: set[str] = set()
+
+    # connection life
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.peerHost = getattr(peer, "host", "") or ""
+        self.peerPort = getattr(peer, "port", 0) or 0
+        self._log.info(
+            "Connection has been accepted from: {peer}  [{when}]",
+            peer=(self.peerHost, self.peerPort),
+            when=_Stamp(self.factory.wallClock()),
+        )
+        self.factory.connectionOpened(self)
+        self._armTimer(self.factory.idleTimeout, self._idleTimedOut)
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        state = self._state
+        self._state = "CLOSED"
+        self._cancelTimer()
+        if self._abortTimer is not None and self._abortTimer.active():
+            self._abortTimer.cancel()
+        ex = self._exchange
+        if ex is not None and not ex.finished:
+            self._abandon(ex, "the client closed the connection")
+        if state == "TUNNEL":
+            self._tunnel.clientConnectionLost(reason)
+        self._queue.clear()
+        self.factory.connectionClosed(self)
+        self._log.info("Connection has been closed.  [{when}]", when=_Stamp(self.factory.wallClock()))
+
+    def dataReceived(self, data: bytes) -> None:
+        state = self._state
+        if state == "TUNNEL":
+            self._tunnel.dataFromClient(data)
+            return
+        if state in ("CLOSING", "CLOSED"):
+            return
+        if self._exchange is not None:
+            self._exchange.bytesFromClient += len(data)
+        try:
+            events = self._parser.feed(data)
+        except ProxyError as e:
+            self._clientError(e)
+            return
+        if state == "READING":
+            if events:
+                self._cancelTimer()
+            elif self._timerKind != "header":
+                self._armTimer(self.factory.headerTimeout, self._headerTimedOut, "header")
+        self._queue.extend(events)
+        self._process()
+
+    # the event queue
+
+    def _process(self) -> None:
+        queue = self._queue
+        while queue and self._state in ("READING", "EXCHANGE"):
+            ex = self._exchange
+            if ex is None:
+                event = queue.popleft()
+                if type(event) is RequestHead:
+                    self._beginExchange(event)
+                    continue
+                # Body or end of a request that was answered early.
+                continue
+            if ex.requestEnded or not ex.upstreamReady:
+                break
+            self._requestEvent(ex, queue.popleft())
+        if queue:
+            self._pause("queue")
+        else:
+            self._resume("queue")
+
+    def _pause(self, reason: str) -> None:
+        if not self._pauses and self._state not in ("CLOSING", "CLOSED"):
+            self.transport.pauseProducing()
+        self._pauses.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        if reason in self._pauses:
+            self._pauses.discard(reason)
+            if not self._pauses and self._state not in ("CLOSING", "CLOSED", "TUNNEL"):
+                self.transport.resumeProducing()
+
+    # IPushProducer, for the upload direction: the upstream transport
+    # pauses us when the origin does not read the request body fast enough.
+
+    def pauseProducing(self) -> None:
+        self._pause("upload")
+
+    def resumeProducing(self) -> None:
+        self._resume("upload")
+
+    def stopProducing(self) -> None:
+        self.transport.abortConnection()
+
+    # a request
+
+    def _beginExchange(self, head: RequestHead) -> None:
+        factory = self.factory
+        self._sequence += 1
+        self._state = "EXCHANGE"
+        self._cancelTimer()
+        self._log.info(
+            "Request has been received: {request}  [{when}]",
+            request=_HeadText(
+                head.method + b" " + head.target + b" HTTP/" + head.version, head.headers
+            ),
+            when=_Stamp(factory.wallClock()),
+        )
+        try:
+            if viaHasPseudonym(head.headers, factory.pseudonym):
+                raise LoopDetected("This request has already been through this proxy (Via).")
+            target = parseTarget(head.method, head.target, head.get(b"host"))
+            if factory.isOwnAddress(target.host, target.port):
+                raise LoopDetected(
+                    "The destination {}:{} is this proxy itself.".format(target.host, target.port)
+                )
+        except ProxyError as e:
+            ex = _Exchange(self, head, Target("http", "", 0, b"", b""))
+            self._exchange = ex
+            self._respondWithError(ex, e)
+            return
+        ex = _Exchange(self, head, target)
+        self._exchange = ex
+        if head.method == b"CONNECT":
+            self._respondWithError(
+                ex,
+                ProxyError(
+                    "CONNECT tunnels are not enabled on this proxy.",
+                    status=501,
+                    proxyStatus="http_request_denied",
+                    closeConnection=True,
+                ),
+            )
+            return
+        self._connectUpstream(ex)
+
+    def _connectUpstream(self, ex: _Exchange) -> None:
+        target = ex.target
+        d = self.factory.pool.getConnection((target.scheme, target.host, target.port))
+        d.addCallbacks(self._upstreamConnected, self._upstreamConnectFailed, (ex,), None, (ex,))
+
+    def _upstreamConnectFailed(self, failure: Failure, ex: _Exchange) -> None:
+        if ex.finished:
+            return
+        error = connectFailureToError(failure, ex.target.host, ex.target.port)
+        self._respondWithError(ex, error)
+
+    def _upstreamConnected(self, result: tuple[UpstreamProtocol, bool], ex: _Exchange) -> None:
+        proto, reused = result
+        if ex.finished:
+            # The client went away while we were connecting.
+            self.factory.pool.release(proto)
+            return
+        peer = proto.transport.getPeer()
+        peerHost = getattr(peer, "host", "")
+        peerPort = getattr(peer, "port", 0)
+        local = proto.transport.getHost()
+        if self.factory.isOwnAddress(peerHost, peerPort) or (
+            getattr(local, "host", None) == peerHost and self.factory.listensOnPort(peerPort)
+        ):
+            proto.abort()
+            self._respondWithError(
+                ex,
+                LoopDetected("The destination {}:{} is this proxy itself.".format(peerHost, peerPort)),
+            )
+            return
+        if not reused:
+            self._log.info(
+                "Destination IP address: {destination}  [{when}]",
+                destination=peerHost
+                if peerHost == ex.target.host
+                else "{} ({})".format(ex.target.host, peerHost),
+                when=_Stamp(self.factory.wallClock()),
+            )
+        ex.upstream = proto
+        ex.reused = reused
+        ex.upstreamReady = True
+        head = ex.head
+        proto.startRequest(ex, head.method)
+        headers = forwardRequestHeaders(
+            head.headers,
+            ex.target,
+            head.version,
+            self.factory.pseudonym,
+            upgrade=ex.upgrade,
+            chunked=head.chunked,
+            forwarded=self.factory.forwarded,
+            clientHost=self.peerHost,
+        )
+        proto.write(serializeRequestHead(head.method, ex.target.path, headers))
+        if head.hasBody:
+            proto.transport.registerProducer(self, True)
+        self._process()
+
+    def _requestEvent(self, ex: _Exchange, event: object) -> None:
+        t = type(event)
+        proto = ex.upstream
+        if t is Body:
+            data = event.data
+            if ex.head.chunked:
+                proto.writeSequence([chunkHeader(len(data)), data, _CRLF])
+            else:
+                proto.write(data)
+        elif t is EndOfMessage:
+            ex.requestEnded = True
+            if ex.head.chunked:
+                proto.write(lastChunk(event.trailers))
+            if ex.head.hasBody:
+                proto.transport.unregisterProducer()
+                self._resume("upload")
+            ex.requestDone = True
+            if not ex.responseStarted:
+                ex._responseTimer = self._clock.callLater(
+                    self.factory.responseTimeout, self._responseTimedOut, ex
+                )
+
+    # the response
+
+    def _responseHead(self, ex: _Exchange, head: ResponseHead) -> None:
+        ex.cancelTimers()
+        client = ex.head
+        if head.status < 200:
+            if head.status == 101:
+                if not ex.upgrade:
+                    self._responseFailed(
+                        ex,
+                        BadGateway(
+                            "The origin switched protocols without being asked to.",
+                            proxyStatus="http_protocol_error",
+                        ),
+                        False,
+                    )
+                    return
+                ex.status = 101
+                ex.responseStarted = True
+                headers = forwardResponseHeaders(
+                    head.headers, head.version, self.factory.pseudonym, upgrade=True
+                )
+                self.transport.write(serializeResponseHead(101, head.reason, headers))
+                return
+            # Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1
+            # clients only (RFC 9110 15.2).
+            if client.version == b"1.1":
+                headers = forwardResponseHeaders(head.headers, head.version, self.factory.pseudonym)
+                self.transport.write(serializeResponseHead(head.status, head.reason, headers))
+            return
+        self._log.info(
+            "Response received: HTTP/{version} {status} {reason} ...  [{when}]",
+            version=head.version.decode("ascii"),
+            status=head.status,
+            reason=head.reason.decode("latin-1"),
+            when=_Stamp(self.factory.wallClock()),
+        )
+        if head.noBody:
+            mode = "none"
+        elif head.contentLength is not None:
+            mode = "length"
+        elif client.version == b"1.1":
+            mode = "chunked"
+        else:
+            mode = "close"
+        close = (
+            not client.keepAlive
+            or mode == "close"
+            or not ex.requestDone
+            or self.factory.stopping
+            or (ex.upgrade and head.status != 101)
+        )
+        ex.mode = mode
+        ex.closeAfter = close
+        ex.status = head.status
+        ex.responseStarted = True
+        headers = forwardResponseHeaders(
+            head.headers,
+            head.version,
+            self.factory.pseudonym,
+            chunked=mode == "chunked",
+            close=close,
+            keepAlive10=client.version == b"1.0" and not close,
+        )
+        data = serializeResponseHead(head.status, head.reason, headers)
+        ex.bytesToClient += len(data)
+        self.transport.write(data)
+        if mode != "none":
+            self.transport.registerProducer(ex.upstream, True)
+
+    def _responseBody(self, ex: _Exchange, data: bytes) -> None:
+        ex.bytesToClient += len(data)
+        mode = ex.mode
+        if mode == "chunked":
+            self.transport.writeSequence([chunkHeader(len(data)), data, _CRLF])
+        elif mode != "none":
+            self.transport.write(data)
+
+    def _responseEnd(self, ex: _Exchange, trailers: list[tuple[bytes, bytes]]) -> None:
+        if ex.mode == "chunked":
+            self.transport.write(lastChunk(trailers) if trailers else LAST_CHUNK)
+        if ex.mode != "none":
+            self.transport.unregisterProducer()
+        proto = ex.upstream
+        ex.upstream = None
+        if ex.requestDone:
+            self.factory.pool.release(proto)
+        else:
+            proto.abort()
+        self._finishExchange(ex, close=ex.closeAfter)
+
+    def _responseSwitched(self, ex: _Exchange, trailingData: bytes) -> None:
+        # A 101 (CONNECT goes another way): the connection becomes a tunnel.
+        self._startTunnel(ex, ex.upstream, trailingData)
+
+    def _startTunnel(self, ex: _Exchange, proto: UpstreamProtocol, fromUpstream: bytes) -> None:
+        raise ProxyError("protocol upgrades are not enabled", status=501)
+
+    def _responseFailed(self, ex: _Exchange, error: ProxyError, started: bool) -> None:
+        ex.cancelTimers()
+        proto = ex.upstream
+        ex.upstream = None
+        if proto is not None:
+            proto.abort()
+        if ex.responseStarted:
+            # Part of the response went to the client: cut the connection,
+            # so that a truncated body can never look complete.
+            self._log.info(
+                "Upstream failed mid-response ({error}); aborting the client connection.",
+                error=error.detail,
+            )
+            ex.finished = True
+            self._exchange = None
+            self._state = "CLOSED"
+            self.transport.abortConnection()
+            return
+        if (
+            not started
+            and ex.reused
+            and not ex.retried
+            and ex.head.method in _IDEMPOTENT
+            and not ex.head.hasBody
+        ):
+            # A reused connection died under us before any response byte:
+            # safe to try once more on a fresh one.
+            ex.retried = True
+            ex.upstreamReady = False
+            ex.requestDone = ex.requestEnded = False
+            self._queue.appendleft(EndOfMessage())
+            self._connectUpstream(ex)
+            return
+        self._respondWithError(ex, error)
+
+    def _responseTimedOut(self, ex: _Exchange) -> None:
+        ex._responseTimer = None
+        self._responseFailed(
+            ex,
+            GatewayTimeout(
+                "The destination sent no response within {} seconds.".format(
+                    self.factory.responseTimeout
+                ),
+                proxyStatus="http_response_timeout",
+            ),
+            False,
+        )
+
+    # ending an exchange
+
+    def _respondWithError(self, ex: _Exchange, error: ProxyError) -> None:
+        """
+        Answer the client with a generated response for C{error}.
+        """
+        ex.cancelTimers()
+        if ex.upstream is not None:
+            ex.upstream.abort()
+            ex.upstream = None
+        status, reason, headers, body = error.render(self.factory.pseudonymText)
+        # The rest of a request we did not read cannot be told apart from the
+        # next request: close unless the request is complete.
+        requestComplete = ex.requestEnded or self._requestFullyQueued()
+        close = error.closeConnection or not ex.head.keepAlive or not requestComplete
+        if close and not error.closeConnection:
+            headers.append(("Connection", "close"))
+        elif not close and ex.head.version == b"1.0":
+            headers.append(("Connection", "keep-alive"))
+        self._log.info(
+            "Request refused: {status} {reason} ({error}): {detail}  [{when}]",
+            status=status,
+            reason=reason,
+            error=error.proxyStatus,
+            detail=error.detail,
+            when=_Stamp(self.factory.wallClock()),
+        )
+        ex.status = status
+        head = serializeResponseHead(
+            status,
+            reason.encode("ascii"),
+            [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers],
+        )
+        if ex.head.method == b"HEAD":
+            body = b""
+        ex.bytesToClient += len(head) + len(body)
+        self.transport.write(head + body)
+        self._finishExchange(ex, close=close)
+
+    def _requestFullyQueued(self) -> bool:
+        """
+        Whether the end of the current request has been read (it waits in
+        the queue, before any next request).
+        """
+        for event in self._queue:
+            t = type(event)
+            if t is EndOfMessage:
+                return True
+            if t is RequestHead:
+                break
+        return False
+
+    def _finishExchange(self, ex: _Exchange, close: bool) -> None:
+        ex.finished = True
+        ex.cancelTimers()
+        self._exchange = None
+        self.factory.exchangeFinished(self, ex)
+        if close or self._state == "CLOSED":
+            self._closeConnection()
+            return
+        self._state = "READING"
+        # Drop what is left of the request just answered (it was answered
+        # before it was fully read only if it had no body).
+        queue = self._queue
+        while queue and type(queue[0]) is not RequestHead:
+            queue.popleft()
+        if self._parser.switched:
+            # An upgrade that did not happen: the bytes after the request
+            # are HTTP again.
+            try:
+                queue.extend(self._parser.resume())
+            except ProxyError as e:
+                self._clientError(e)
+                return
+        self._armTimer(self.factory.idleTimeout, self._idleTimedOut)
+        self._process()
+
+    def _closeConnection(self) -> None:
+        if self._state == "CLOSED":
+            return
+        self._state = "CLOSING"
+        self._queue.clear()
+        self._cancelTimer()
+        self.transport.loseConnection()
+        self._abortTimer = self._clock.callLater(
+            self.factory.abortTimeout, self._abortConnection
+        )
+
+    def _abortConnection(self) -> None:
+        self._abortTimer = None
+        if self._state != "CLOSED":
+            self.transport.abortConnection()
+
+    def _abandon(self, ex: _Exchange, why: str) -> None:
+        ex.finished = True
+        ex.cancelTimers()
+        if ex.upstream is not None:
+            ex.upstream.abort()
+            ex.upstream = None
+        self._exchange = None
+        self.factory.exchangeFinished(self, ex, aborted=why)
+
+    def _clientError(self, error: ProxyError) -> None:
+        """
+        The client sent bytes that are not a well-framed request.
+        """
+        ex = self._exchange
+        if ex is not None and ex.responseStarted:
+            # Mid-request-body garbage after the response began: cut it.
+            self._abandon(ex, error.detail)
+            self._state = "CLOSED"
+            self.transport.abortConnection()
+            return
+        if ex is None:
+            ex = _Exchange(
+                self, RequestHead(b"-", b"-", b"1.1", [], keepAlive=False), Target("http", "", 0, b"", b"")
+            )
+            self._exchange = ex
+        self._queue.clear()
+        error.closeConnection = True
+        self._respondWithError(ex, error)
+
+    # client-side timeouts
+
+    _timerKind = ""
+
+    def _armTimer(self, seconds: float | None, callback: Callable[[], None], kind: str = "idle") -> None:
+        self._cancelTimer()
+        if seconds:
+            self._timer = self._clock.callLater(seconds, callback)
+            self._timerKind = kind
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        self._timerKind = ""
+
+    def _idleTimedOut(self) -> None:
+        self._timer = None
+        self._log.info("Closing idle connection from {peer}.", peer=(self.peerHost, self.peerPort))
+        self._closeConnection()
+
+    def _headerTimedOut(self) -> None:
+        self._timer = None
+        self._clientError(
+            ProxyError(
+                "The request head did not arrive within {} seconds.".format(
+                    self.factory.headerTimeout
+                ),
+                status=408,
+                proxyStatus="http_request_error",
+                closeConnection=True,
+            )
+        )
+
+
+class ProxyFactory(Factory):
+    """
+    Builds L{ProxyServerProtocol}s and holds what they share: the upstream
+    pool, the clock, the configuration.
+
+    @ivar pseudonym: this proxy's name in C{Via} and C{Proxy-Status}.
+    @ivar ownAddresses: C{(host, port)} pairs this proxy listens on; a
+        request to one of them is a loop.
+    """
+
+    _log = Logger()
+    noisy = False
+
+    idleTimeout = 60.0
+    headerTimeout = 10.0
+    responseTimeout = 30.0
+    abortTimeout = 15.0
+    forwarded = "off"
+    stopping = False
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        pool: UpstreamPool,
+        *,
+        pseudonym: str = "twisted-proxy",
+        wallClock: Callable[[], float] = time.time,
+        idleTimeout: float | None = None,
+        headerTimeout: float | None = None,
+        responseTimeout: float | None = None,
+        forwarded: str | None = None,
+        maxTargetLength: int = 8192,
+        maxHeaderBytes: int = 32768,
+        maxHeaderCount: int = 100,
+    ) -> None:
+        self.clock = clock
+        self.pool = pool
+        self.pseudonymText = pseudonym
+        self.pseudonym = pseudonym.encode("ascii")
+        self.wallClock = wallClock
+        if idleTimeout is not None:
+            self.idleTimeout = idleTimeout
+        if headerTimeout is not None:
+            self.headerTimeout = headerTimeout
+        if responseTimeout is not None:
+            self.responseTimeout = responseTimeout
+        if forwarded is not None:
+            self.forwarded = forwarded
+        self._parserLimits = (maxTargetLength, maxHeaderBytes, maxHeaderCount)
+        self.ownAddresses: set[tuple[str, int]] = set()
+        self._wildcardPorts: set[int] = set()
+        self.connections: set[ProxyServerProtocol] = set()
+        self.requests = 0
+
+    def buildProtocol(self, addr: object) -> ProxyServerProtocol:
+        return ProxyServerProtocol(self)
+
+    def newRequestParser(self) -> RequestParser:
+        return RequestParser(*self._parserLimits)
+
+    def addListeningAddress(self, host: str, port: int) -> None:
+        """
+        Record an address this proxy listens on (for loop detection).  An
+        unspecified address (0.0.0.0, ::) means every local address.
+        """
+        if host in ("", "0.0.0.0", "::"):
+            self._wildcardPorts.add(port)
+            host = "127.0.0.1"
+        self.ownAddresses.add((host, port))
+        if host == "127.0.0.1":
+            self.ownAddresses.add(("localhost", port))
+        if host == "::1":
+            self.ownAddresses.add(("localhost", port))
+
+    def listensOnPort(self, port: int) -> bool:
+        return any(p == port for _, p in self.ownAddresses)
+
+    def isOwnAddress(self, host: str, port: int) -> bool:
+        if (host, port) in self.ownAddresses:
+            return True
+        if port in self._wildcardPorts:
+            return host.startswith("127.") or host in ("::1", "0.0.0.0", "::", "localhost")
+        return False
+
+    def connectionOpened(self, proto: ProxyServerProtocol) -> None:
+        self.connections.add(proto)
+
+    def connectionClosed(self, proto: ProxyServerProtocol) -> None:
+        self.connections.discard(proto)
+
+    def exchangeFinished(self, proto: ProxyServerProtocol, ex: _Exchange, aborted: str | None = None) -> None:
+        self.requests += 1

@@ -1,0 +1,195 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The twistd plugin's configuration: L{Options} and L{makeService}.
+
+C{twistd -n proxyserver [options]} builds a L{MultiService} holding one
+listening service per C{--listen} endpoint, all sharing one
+L{twisted_proxy.server.ProxyFactory} and one upstream pool.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.logger import Logger
+from twisted.python import usage
+
+from . import __version__
+
+__all__ = ["Options", "makeService", "ProxyService"]
+
+_log = Logger()
+
+
+def _positive(kind: type = float):
+    def convert(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    convert.coerceDoc = "Must be a positive number."  # type: ignore[attr-defined]
+    return convert
+
+
+def _nonNegativeInt(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "A streaming, standards-correct HTTP/1.1 forward proxy.  Clients send "
+        "absolute-form requests (GET http://host/path) or origin-form requests "
+        "with a Host header; the proxy relays each to its destination and "
+        "logs every connection and transaction."
+    )
+
+    optParameters = [
+        ["pseudonym", None, None,
+         "This proxy's name in Via and Proxy-Status (default: HOSTNAME:PORT of the first "
+         "listening port; must be unique among chained proxies)."],
+        ["connect-timeout", None, 10.0, "Seconds to connect to a destination (then 504).",
+         _positive()],
+        ["response-timeout", None, 30.0,
+         "Seconds to wait for a response head once the request was sent (then 504).",
+         _positive()],
+        ["idle-timeout", None, 60.0, "Seconds an idle client connection is kept open.",
+         _positive()],
+        ["header-timeout", None, 10.0,
+         "Seconds a client has to send a complete request head (then 408).", _positive()],
+        ["pool-max-idle-per-host", None, 8,
+         "Idle upstream connections kept per destination (0 disables reuse).", _nonNegativeInt],
+        ["pool-idle-timeout", None, 60.0, "Seconds an idle upstream connection is kept.",
+         _positive()],
+        ["forwarded", None, "off",
+         "Tell the origin who the client is: off, xff (X-Forwarded-For) or rfc7239 "
+         "(Forwarded)."],
+    ]
+
+    compData = usage.Completions(
+        optActions={"forwarded": usage.CompleteList(["off", "xff", "rfc7239"])}
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["ports"] = []
+
+    def opt_listen(self, port: str) -> None:
+        """
+        Listen on this endpoint (repeatable; any Twisted endpoint string, e.g.
+        tcp:3128:interface=127.0.0.1, tcp6:8080, unix:/run/proxy.sock).
+        Default: tcp:8080.
+        """
+        self["ports"].append(port)
+
+    def opt_version(self) -> None:
+        """
+        Print the version and exit.
+        """
+        print("twisted-proxy", __version__)
+        raise SystemExit(0)
+
+    def postOptions(self) -> None:
+        if not self["ports"]:
+            self["ports"] = ["tcp:8080"]
+        if self["forwarded"] not in ("off", "xff", "rfc7239"):
+            raise usage.UsageError("--forwarded must be one of: off, xff, rfc7239")
+        if self["pseudonym"] is None:
+            self["pseudonym"] = "{}:{}".format(socket.gethostname(), _firstPort(self["ports"]))
+        elif not all(c.isalnum() or c in "-._:~" for c in self["pseudonym"]):
+            raise usage.UsageError(
+                "--pseudonym may hold letters, digits and - . _ : ~ only"
+            )
+
+
+def _firstPort(ports: list[str]) -> str:
+    """
+    The port number of the first listening endpoint, for the default
+    pseudonym (C{"tcp:8080:interface=..."} gives C{"8080"}).
+    """
+    parts = ports[0].split(":")
+    for part in parts[1:]:
+        if part.isdigit():
+            return part
+    return "0"
+
+
+class _ListeningService(StreamServerEndpointService):
+    """
+    A listening service that tells the factory where it listens, for loop
+    detection.
+    """
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port):
+        address = port.getHost()
+        host = getattr(address, "host", None)
+        if host is not None:
+            self.factory.addListeningAddress(host, address.port)
+        _log.info(
+            "twisted-proxy {version} listening on {address}",
+            version=__version__,
+            address=address,
+        )
+        return port
+
+
+class ProxyService(MultiService):
+    """
+    The proxy: its listening services, and the upstream pool to close at
+    shutdown.
+    """
+
+    def __init__(self, factory, pool) -> None:
+        super().__init__()
+        self.factory = factory
+        self.pool = pool
+
+    def stopService(self):
+        self.factory.stopping = True
+        d = super().stopService()
+        self.pool.closeIdle()
+        return d
+
+
+def makeService(config: Options, reactor=None) -> ProxyService:
+    """
+    Build the proxy service from parsed options.
+    """
+    if reactor is None:
+        from twisted.internet import reactor  # noqa: F811
+
+    from .server import ProxyFactory
+    from .upstream import UpstreamPool, hostnameEndpointFactory
+
+    pool = UpstreamPool(
+        reactor,
+        hostnameEndpointFactory(reactor, config["connect-timeout"]),
+        maxIdlePerHost=config["pool-max-idle-per-host"],
+        idleTimeout=config["pool-idle-timeout"],
+    )
+    factory = ProxyFactory(
+        reactor,
+        pool,
+        pseudonym=config["pseudonym"],
+        idleTimeout=config["idle-timeout"],
+        headerTimeout=config["header-timeout"],
+        responseTimeout=config["response-timeout"],
+        forwarded=config["forwarded"],
+    )
+    service = ProxyService(factory, pool)
+    for description in config["ports"]:
+        endpoint = strports.endpoints.serverFromString(reactor, description)
+        listening = _ListeningService(endpoint, factory)
+        listening.setServiceParent(service)
+    return service

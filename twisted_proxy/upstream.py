@@ -1,0 +1,412 @@
+# -*- test-case-name: tests.test_upstream -*-
+"""
+Connections to origin servers.
+
+  - L{UpstreamProtocol}: one connection to an origin.  It frames responses
+    with L{twisted_proxy.framing.ResponseParser} and reports them to the
+    L{IResponseReceiver} that sent the current request.
+  - L{UpstreamPool}: idle persistent connections keyed by
+    C{(scheme, host, port)}, at most C{maxIdlePerHost} each, expired after
+    C{idleTimeout} seconds on the injected clock.  A pooled connection the
+    origin closed is dropped the moment the close is seen, so it is never
+    handed out.
+  - L{connectFailureToError}: the C{ProxyError} a failed connection attempt
+    becomes (RFC 9209 error types).
+
+The reactor and the endpoint factory are passed in: tests connect to
+loopback or to in-memory transports, and DNS failures are tested by
+injecting an endpoint factory, never by resolving a real name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol as TypingProtocol
+
+from twisted.internet import error as ierror
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IPushProducer, IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .errors import BadGateway, GatewayTimeout, ProxyError
+from .framing import Body, EndOfMessage, ResponseHead, ResponseParser
+
+__all__ = [
+    "IResponseReceiver",
+    "UpstreamProtocol",
+    "UpstreamPool",
+    "connectFailureToError",
+    "hostnameEndpointFactory",
+]
+
+EndpointFactory = Callable[[str, int], IStreamClientEndpoint]
+
+
+class IResponseReceiver(TypingProtocol):
+    """
+    What an L{UpstreamProtocol} reports to while a request is in flight.
+    """
+
+    def responseHead(self, head: ResponseHead) -> None: ...
+
+    def responseBody(self, data: bytes) -> None: ...
+
+    def responseEnd(self, trailers: list[tuple[bytes, bytes]]) -> None: ...
+
+    def responseSwitched(self, trailingData: bytes) -> None: ...
+
+    def responseFailed(self, error: ProxyError, responseStarted: bool) -> None: ...
+
+
+def hostnameEndpointFactory(reactor: object, connectTimeout: float) -> EndpointFactory:
+    """
+    The default endpoint factory: L{HostnameEndpoint} (dual stack, happy
+    eyeballs, connect timeout).
+    """
+
+    def factory(host: str, port: int) -> IStreamClientEndpoint:
+        return HostnameEndpoint(reactor, host, port, timeout=connectTimeout)
+
+    return factory
+
+
+class _UpstreamFactory(ClientFactory):
+    """
+    Builds the one L{UpstreamProtocol} of one connection attempt.  Quiet:
+    a proxy opens many connections, and a log line for each factory's start
+    and stop costs time and says nothing.
+    """
+
+    noisy = False
+
+    def __init__(self, proto: UpstreamProtocol) -> None:
+        self._proto = proto
+
+    def buildProtocol(self, addr: object) -> UpstreamProtocol:
+        return self._proto
+
+
+def connectFailureToError(failure: Failure, host: str, port: int) -> ProxyError:
+    """
+    The proxy error for a failed connection attempt to C{host:port}.
+    """
+    where = "{}:{}".format(host, port)
+    if failure.check(ProxyError):
+        return failure.value
+    if failure.check(ierror.DNSLookupError):
+        return BadGateway(
+            "The destination host name {} could not be resolved.".format(host),
+            proxyStatus="dns_error",
+        )
+    if failure.check(ierror.ConnectionRefusedError):
+        return BadGateway(
+            "The destination {} refused the connection.".format(where),
+            proxyStatus="connection_refused",
+        )
+    if failure.check(ierror.TimeoutError):
+        return GatewayTimeout(
+            "Connecting to the destination {} timed out.".format(where),
+            proxyStatus="connection_timeout",
+        )
+    if failure.check(ierror.NoRouteError):
+        return BadGateway(
+            "There is no route to the destination {}.".format(where),
+            proxyStatus="destination_ip_unroutable",
+        )
+    return BadGateway(
+        "The destination {} is unavailable: {}.".format(
+            where, failure.getErrorMessage().rstrip(".")
+        ),
+        proxyStatus="destination_unavailable",
+    )
+
+
+@implementer(IPushProducer)
+class UpstreamProtocol(Protocol):
+    """
+    One connection to an origin server.
+
+    States (C{_state}):
+      - C{CONNECTING}: not connected yet.
+      - C{IDLE}: connected, no request in flight (in the pool, or about to be).
+      - C{WAITING}: a request is being sent or was sent; no response byte yet.
+      - C{RECEIVING}: part of the response has arrived.
+      - C{SWITCHED}: after 101/CONNECT: bytes go to the receiver unparsed.
+      - C{CLOSED}: the connection is gone.
+
+    @ivar key: the pool key, C{(scheme, host, port)}.
+    @ivar receiver: the L{IResponseReceiver} of the request in flight.
+    @ivar requestCount: how many requests this connection carried.
+    @ivar onIdleLost: called by the pool's bookkeeping when an idle
+        connection closes.
+    """
+
+    _log = Logger()
+
+    _state = "CONNECTING"
+    receiver: IResponseReceiver | None = None
+    requestCount = 0
+    onIdleLost: Callable[[UpstreamProtocol], None] | None = None
+    _paused = False
+    _gotResponseBytes = False
+    bytesReceived = 0
+
+    def __init__(self, key: tuple[str, str, int]) -> None:
+        self.key = key
+        self._parser = ResponseParser()
+        self._connected: Deferred[UpstreamProtocol] = Deferred()
+
+    def connectionMade(self) -> None:
+        self._state = "IDLE"
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def reusable(self) -> bool:
+        """
+        Whether the connection can carry another request.
+        """
+        return self._state == "IDLE" and self._parser.keepAlive
+
+    def startRequest(self, receiver: IResponseReceiver, method: bytes) -> None:
+        """
+        A request is about to be written; route its response to C{receiver}.
+        """
+        if self._state != "IDLE":
+            raise RuntimeError("startRequest in state " + self._state)
+        self._state = "WAITING"
+        self.receiver = receiver
+        self.requestCount += 1
+        self._gotResponseBytes = False
+        self._parser.expect(method)
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        self.transport.writeSequence(data)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.bytesReceived += len(data)
+        state = self._state
+        if state == "SWITCHED":
+            self.receiver.responseBody(data)
+            return
+        if state == "IDLE":
+            # Bytes nobody asked for: this connection cannot be trusted.
+            self._log.info(
+                "Unexpected {n} bytes from idle upstream {key}; closing it.",
+                n=len(data),
+                key=self.key,
+            )
+            self._state = "CLOSED"
+            self.transport.abortConnection()
+            return
+        if state == "WAITING":
+            self._state = "RECEIVING"
+            self._gotResponseBytes = True
+        try:
+            events = self._parser.feed(data)
+        except ProxyError as e:
+            self._fail(e)
+            return
+        self._dispatch(events)
+
+    def _dispatch(self, events: list) -> None:
+        receiver = self.receiver
+        for event in events:
+            t = type(event)
+            if t is Body:
+                receiver.responseBody(event.data)
+            elif t is ResponseHead:
+                receiver.responseHead(event)
+            elif t is EndOfMessage:
+                if self._parser.switched:
+                    self._state = "SWITCHED"
+                    receiver.responseSwitched(self._parser.trailingData)
+                    return
+                self._state = "IDLE"
+                self.receiver = None
+                receiver.responseEnd(event.trailers)
+            if self._state in ("CLOSED", "IDLE"):
+                # The receiver may have aborted us, or the response is over.
+                return
+
+    def _fail(self, error: ProxyError) -> None:
+        receiver = self.receiver
+        started = self._gotResponseBytes
+        self._state = "CLOSED"
+        self.receiver = None
+        self.transport.abortConnection()
+        if receiver is not None:
+            receiver.responseFailed(error, started)
+
+    def connectionLost(self, reason: Failure = ierror.ConnectionDone) -> None:
+        state = self._state
+        self._state = "CLOSED"
+        receiver = self.receiver
+        if state == "IDLE":
+            if self.onIdleLost is not None:
+                self.onIdleLost(self)
+            return
+        if receiver is None:
+            return
+        self.receiver = None
+        if state == "SWITCHED":
+            receiver.responseFailed(
+                BadGateway("upstream closed", proxyStatus="connection_terminated"), True
+            )
+            return
+        if state == "WAITING":
+            receiver.responseFailed(
+                BadGateway(
+                    "The destination closed the connection without sending a response.",
+                    proxyStatus="http_response_incomplete",
+                ),
+                False,
+            )
+            return
+        if state == "RECEIVING":
+            try:
+                events = self._parser.feedEOF()
+            except ProxyError as e:
+                receiver.responseFailed(e, True)
+                return
+            self.receiver = receiver
+            self._state = "RECEIVING"
+            self._dispatch(events)
+            self._state = "CLOSED"
+            self.receiver = None
+
+    def abort(self) -> None:
+        """
+        Drop the connection now (the request was abandoned).
+        """
+        self.receiver = None
+        if self._state != "CLOSED":
+            self._state = "CLOSED"
+            self.transport.abortConnection()
+
+    # IPushProducer: the client side pauses us when it cannot keep up.
+
+    def pauseProducing(self) -> None:
+        if not self._paused and self._state != "CLOSED":
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self._paused:
+            self._paused = False
+            if self._state != "CLOSED":
+                self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.abort()
+
+
+class UpstreamPool:
+    """
+    Persistent connections to origins, reused across client connections.
+
+    @ivar maxIdlePerHost: idle connections kept per key.
+    @ivar idleTimeout: seconds an idle connection is kept.
+    @ivar opened: connections opened so far (for metrics and benchmarks).
+    @ivar reused: requests that went over a reused connection.
+    """
+
+    _log = Logger()
+    opened = 0
+    reused = 0
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        endpointFactory: EndpointFactory,
+        maxIdlePerHost: int = 8,
+        idleTimeout: float = 60.0,
+    ) -> None:
+        self._clock = clock
+        self._endpointFactory = endpointFactory
+        self.maxIdlePerHost = maxIdlePerHost
+        self.idleTimeout = idleTimeout
+        self._idle: dict[tuple[str, str, int], list[tuple[UpstreamProtocol, object]]] = {}
+
+    def getConnection(self, key: tuple[str, str, int]) -> Deferred[tuple[UpstreamProtocol, bool]]:
+        """
+        An idle connection for C{key}, or a new one.
+
+        @return: a L{Deferred} firing with C{(protocol, reused)}, or failing
+            with the connection error.
+        """
+        idle = self._idle.get(key)
+        while idle:
+            proto, timer = idle.pop()
+            timer.cancel()
+            proto.onIdleLost = None
+            if proto.reusable:
+                self.reused += 1
+                return succeed((proto, True))
+        scheme, host, port = key
+        proto = UpstreamProtocol(key)
+        self.opened += 1
+        d = self._endpointFactory(host, port).connect(_UpstreamFactory(proto))
+        d.addCallback(lambda p: (p, False))
+        return d
+
+    def release(self, proto: UpstreamProtocol) -> None:
+        """
+        The request on C{proto} is over: keep it for reuse, or close it.
+        """
+        if not proto.reusable or self.maxIdlePerHost <= 0:
+            proto.abort()
+            return
+        proto.resumeProducing()
+        idle = self._idle.setdefault(proto.key, [])
+        if len(idle) >= self.maxIdlePerHost:
+            proto.transport.loseConnection()
+            return
+        timer = self._clock.callLater(self.idleTimeout, self._expire, proto)
+        idle.append((proto, timer))
+        proto.onIdleLost = self._lost
+
+    def _remove(self, proto: UpstreamProtocol) -> bool:
+        idle = self._idle.get(proto.key, [])
+        for i, (p, timer) in enumerate(idle):
+            if p is proto:
+                del idle[i]
+                if timer.active():
+                    timer.cancel()
+                if not idle:
+                    del self._idle[proto.key]
+                return True
+        return False
+
+    def _expire(self, proto: UpstreamProtocol) -> None:
+        if self._remove(proto):
+            proto.onIdleLost = None
+            proto.transport.loseConnection()
+
+    def _lost(self, proto: UpstreamProtocol) -> None:
+        self._remove(proto)
+
+    def idleCount(self, key: tuple[str, str, int] | None = None) -> int:
+        if key is not None:
+            return len(self._idle.get(key, ()))
+        return sum(len(v) for v in self._idle.values())
+
+    def closeIdle(self) -> None:
+        """
+        Close every idle connection (at shutdown).
+        """
+        for key in list(self._idle):
+            for proto, timer in self._idle.pop(key):
+                if timer.active():
+                    timer.cancel()
+                proto.onIdleLost = None
+                proto.transport.loseConnection()
