@@ -536,3 +536,42 @@ class BackpressureTests(SynchronousTestCase):
         proto.connectionLost(Failure(ierror.ConnectionLost()))
         self.assertTrue(upTransport.disconnected)
         self.assertEqual(h.pool.idleCount(), 0)
+
+
+class LoggingTests(SynchronousTestCase):
+    def test_briefLinesWithRedaction(self) -> None:
+        """
+        The brief's lines are structured events; secrets in the logged request
+        head are redacted, and times are rendered to the microsecond.
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        h = Harness()
+        h.clock.advance(1234.5)
+        proto, client = h.client()
+        proto.dataReceived(
+            b"GET / HTTP/1.1\r\nHost: 93.184.216.34\r\nCookie: sid=42\r\n"
+            b"Proxy-Authorization: Basic Zm9vOmJhcg==\r\n\r\n"
+        )
+        up, upTransport = h.connect()
+        up.dataReceived(OK_RESPONSE)
+        proto.connectionLost(Failure(ierror.ConnectionDone()))
+        texts = [formatEvent(e) for e in events]
+        request = [t for t in texts if t.startswith("Request has been received: ")]
+        self.assertEqual(len(request), 1)
+        self.assertIn(
+            "GET / HTTP/1.1\\r\\nHost: 93.184.216.34\\r\\nCookie: <redacted>\\r\\n"
+            "Proxy-Authorization: <redacted>\\r\\n\\r\\n",
+            request[0],
+        )
+        self.assertNotIn("sid=42", "".join(texts))
+        self.assertRegex(request[0], r"\[\d\d:\d\d:\d\d\.\d{6}\]$")
+        for line in (
+            "Connection has been accepted from: ('127.0.0.1', 50000)",
+            "Destination IP address: 93.184.216.34",
+            "Response received: HTTP/1.1 200 OK ...",
+            "Connection has been closed.",
+        ):
+            self.assertTrue(any(t.startswith(line) for t in texts), (line, texts))

@@ -1,0 +1,218 @@
+"""
+Loopback integration tests: a real C{twisted.web} origin on 127.0.0.1, the
+proxy service built by L{twisted_proxy.tap.makeService}, and real clients.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Protocol
+from twisted.logger import globalLogPublisher
+from twisted.internet.testing import EventLoggingObserver
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, ProxyAgent, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from twisted_proxy.tap import Options, makeService
+
+
+class Small(Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"text/plain")
+        return b"hello from the origin\n"
+
+
+class Big(Resource):
+    """
+    1 MiB, written in 16 KiB pieces as the transport asks for them.
+    """
+
+    isLeaf = True
+    size = 1024 * 1024
+
+    def render_GET(self, request):
+        request.setHeader(b"content-length", b"%d" % self.size)
+        chunk = b"z" * 16384
+        remaining = [self.size]
+
+        class Producer:
+            def resumeProducing(self):
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= len(chunk)
+                request.write(chunk)
+                if remaining[0] <= 0:
+                    request.unregisterProducer()
+                    request.finish()
+
+            def stopProducing(self):
+                remaining[0] = 0
+
+        request.registerProducer(Producer(), False)
+        return NOT_DONE_YET
+
+
+class Echo(Resource):
+    isLeaf = True
+
+    def render_POST(self, request):
+        body = request.content.read()
+        return b"got %d bytes: %s" % (len(body), body[:32])
+
+
+class Chunked(Resource):
+    """
+    A response without Content-Length: twisted.web sends it chunked.
+    """
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        request.write(b"part one, ")
+        reactor.callLater(0, lambda: (request.write(b"part two"), request.finish()))
+        return NOT_DONE_YET
+
+
+def origin() -> Site:
+    root = Resource()
+    root.putChild(b"small", Small())
+    root.putChild(b"big", Big())
+    root.putChild(b"echo", Echo())
+    root.putChild(b"chunked", Chunked())
+    return Site(root)
+
+
+class IntegrationTests(TestCase):
+    async def setUpProxy(self, *args: str) -> None:
+        originPort = reactor.listenTCP(0, origin(), interface="127.0.0.1")
+        self.addCleanup(originPort.stopListening)
+        self.origin = "http://127.0.0.1:%d" % (originPort.getHost().port,)
+        config = Options()
+        config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", *args])
+        self.service = makeService(config, reactor)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        listening = list(self.service)[0]
+        port = await listening._waitingForPort
+        self.proxyPort = port.getHost().port
+        self.agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), reactor)
+
+    async def get(self, path: str, method: bytes = b"GET", body=None):
+        response = await self.agent.request(method, (self.origin + path).encode("ascii"), Headers(), body)
+        content = await readBody(response)
+        return response, content
+
+    async def test_smallGet(self) -> None:
+        """
+        A GET through the proxy returns the origin's body, with our Via, and
+        the brief's log lines are emitted as structured events.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        await self.setUpProxy("--pseudonym", "itest")
+        response, content = await self.get("/small")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(content, b"hello from the origin\n")
+        self.assertEqual(response.headers.getRawHeaders(b"via"), [b"1.1 itest"])
+        formats = [e.get("log_format", "") for e in events]
+        for line in (
+            "Connection has been accepted from: {peer}",
+            "Request has been received: {request}",
+            "Destination IP address: {destination}",
+            "Response received: HTTP/{version} {status} {reason} ...",
+        ):
+            self.assertTrue(any(f.startswith(line) for f in formats), line)
+
+    async def test_bigStreamed(self) -> None:
+        await self.setUpProxy()
+        response, content = await self.get("/big")
+        self.assertEqual(len(content), Big.size)
+        self.assertEqual(content.count(b"z"), Big.size)
+
+    async def test_chunkedAndPost(self) -> None:
+        await self.setUpProxy()
+        response, content = await self.get("/chunked")
+        self.assertEqual(content, b"part one, part two")
+        from twisted.web.client import FileBodyProducer
+        from io import BytesIO
+
+        response, content = await self.get("/echo", b"POST", FileBodyProducer(BytesIO(b"x" * 100000)))
+        self.assertEqual(content, b"got 100000 bytes: " + b"x" * 32)
+
+    async def test_refused(self) -> None:
+        await self.setUpProxy()
+        closed = reactor.listenTCP(0, origin(), interface="127.0.0.1")
+        port = closed.getHost().port
+        await closed.stopListening()
+        response = await self.agent.request(b"GET", b"http://127.0.0.1:%d/" % (port,))
+        content = await readBody(response)
+        self.assertEqual(response.code, 502)
+        self.assertIn(b"error=connection_refused", response.headers.getRawHeaders(b"proxy-status")[0])
+        self.assertIn(b"refused the connection", content)
+
+    async def test_loopToItself(self) -> None:
+        await self.setUpProxy()
+        response = await self.agent.request(b"GET", b"http://127.0.0.1:%d/" % (self.proxyPort,))
+        await readBody(response)
+        self.assertEqual(response.code, 508)
+
+    async def test_concurrentClients(self) -> None:
+        """
+        200 clients at once, each on its own connection, all answered.
+        """
+        await self.setUpProxy()
+        agents = [
+            ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), reactor)
+            for _ in range(200)
+        ]
+
+        async def one(agent):
+            response = await agent.request(b"GET", (self.origin + "/small").encode("ascii"))
+            return response.code, await readBody(response)
+
+        results = await defer.gatherResults([defer.ensureDeferred(one(a)) for a in agents])
+        self.assertEqual(len(results), 200)
+        self.assertEqual({r for r in results}, {(200, b"hello from the origin\n")})
+
+    async def test_rawBriefRequest(self) -> None:
+        """
+        The brief's raw origin-form request, byte for byte.
+        """
+        await self.setUpProxy()
+        originPort = self.origin.rsplit(":", 1)[1]
+        received = []
+        done = defer.Deferred()
+
+        class Raw(Protocol):
+            def connectionMade(self):
+                self.transport.write(
+                    b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n"
+                    % (originPort.encode(),)
+                )
+
+            def dataReceived(self, data):
+                received.append(data)
+
+            def connectionLost(self, reason):
+                done.callback(b"".join(received))
+
+        from twisted.internet.endpoints import connectProtocol
+
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), Raw())
+        data = await done
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data)
+        self.assertTrue(data.endswith(b"hello from the origin\n"))
+        self.assertIn(b"Connection: close\r\n", data)
+
+    async def test_directAgentSanity(self) -> None:
+        """
+        The origin itself works without the proxy (so a failure above is the
+        proxy's).
+        """
+        await self.setUpProxy()
+        response = await Agent(reactor).request(b"GET", (self.origin + "/small").encode("ascii"))
+        self.assertEqual(await readBody(response), b"hello from the origin\n")
