@@ -575,3 +575,84 @@ class LoggingTests(SynchronousTestCase):
             "Connection has been closed.",
         ):
             self.assertTrue(any(t.startswith(line) for t in texts), (line, texts))
+
+
+class PolicyTests(SynchronousTestCase):
+    def policy(self, **kwargs):
+        from twisted_proxy.policy import Policy
+
+        return Policy.fromOptions(**kwargs)
+
+    def test_clientNotAllowed(self) -> None:
+        """
+        A client outside the allowed networks gets 403 and is disconnected;
+        nothing is connected upstream.
+        """
+        h = Harness(policy=self.policy())
+        proto, client = h.client(peer="203.0.113.7")
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 403 "))
+        self.assertIn(b"error=http_request_denied", client.value())
+        self.assertTrue(client.disconnecting)
+        self.assertEqual(h.attempts, [])
+
+    def test_clientAllowedByRule(self) -> None:
+        h = Harness(policy=self.policy(clientRules=[("allow", "203.0.113.0/24")]))
+        proto, client = h.client(peer="203.0.113.7")
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertEqual(len(h.attempts), 1)
+
+    def test_authRequired(self) -> None:
+        import shutil
+        import tempfile
+
+        import bcrypt
+
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        path = d + "/htpasswd"
+        with open(path, "wb") as f:
+            f.write(b"alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)) + b"\n")
+        h = Harness(policy=self.policy(authFile=path, realm="office"))
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 407 "))
+        self.assertIn(b'Proxy-Authenticate: Basic realm="office"\r\n', client.value())
+        self.assertFalse(client.disconnecting)
+        client.clear()
+        proto.dataReceived(
+            b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n"
+            b"Proxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n\r\n"
+        )
+        self.assertEqual(client.value(), b"")
+        up, upTransport = h.connect()
+        self.assertNotIn(b"Proxy-Authorization", upTransport.value())
+
+    def test_denyHost(self) -> None:
+        h = Harness(policy=self.policy(denyHosts=["*.blocked.test"]))
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://ads.blocked.test/ HTTP/1.1\r\nHost: ads.blocked.test\r\n\r\n")
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 403 "))
+        self.assertEqual(h.attempts, [])
+
+    def test_privateDestinationCheckedOnConnectedAddress(self) -> None:
+        """
+        With --deny-private-destinations the address actually connected to is
+        checked, so a name that resolves to a public address once and to a
+        private one the next time (DNS rebinding) is still refused.
+        """
+        h = Harness(policy=self.policy(denyPrivateDestinations=True))
+        h.pool.maxIdlePerHost = 0
+        proto, client = h.client()
+        request = b"GET http://rebind.test/ HTTP/1.1\r\nHost: rebind.test\r\n\r\n"
+        proto.dataReceived(request)
+        up, upTransport = h.connect(peer=("93.184.216.34", 80))
+        self.assertTrue(upTransport.value().startswith(b"GET / HTTP/1.1"))
+        up.dataReceived(OK_RESPONSE)
+        client.clear()
+        proto.dataReceived(request)
+        up2, upTransport2 = h.connect(peer=("169.254.169.254", 80))
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 403 "))
+        self.assertIn(b"error=destination_ip_prohibited", client.value())
+        self.assertEqual(upTransport2.value(), b"")
+        self.assertTrue(upTransport2.disconnected)

@@ -41,6 +41,7 @@ from .framing import (
     serializeRequestHead,
     serializeResponseHead,
 )
+from .policy import Policy
 from .headers import (
     Target,
     forwardRequestHeaders,
@@ -115,6 +116,7 @@ class _Exchange:
     """
 
     upstream: UpstreamProtocol | None = None
+    user: str | None = None
     upstreamReady = False
     reused = False
     retried = False
@@ -215,6 +217,9 @@ class ProxyServerProtocol(Protocol):
             when=_Stamp(self.factory.wallClock()),
         )
         self.factory.connectionOpened(self)
+        self._refusal = self.factory.policy.checkClient(self.peerHost)
+        if self._refusal is not None:
+            self._refusal.closeConnection = True
         self._armTimer(self.factory.idleTimeout, self._idleTimedOut)
 
     def connectionLost(self, reason: Failure = None) -> None:
@@ -313,6 +318,8 @@ class ProxyServerProtocol(Protocol):
             when=_Stamp(factory.wallClock()),
         )
         try:
+            if self._refusal is not None:
+                raise self._refusal
             if viaHasPseudonym(head.headers, factory.pseudonym):
                 raise LoopDetected("This request has already been through this proxy (Via).")
             target = parseTarget(head.method, head.target, head.get(b"host"))
@@ -320,12 +327,18 @@ class ProxyServerProtocol(Protocol):
                 raise LoopDetected(
                     "The destination {}:{} is this proxy itself.".format(target.host, target.port)
                 )
+            decision = factory.policy.checkRequest(
+                head.method, target.host, target.port, head.get(b"proxy-authorization")
+            )
+            if decision.refusal is not None:
+                raise decision.refusal
         except ProxyError as e:
             ex = _Exchange(self, head, Target("http", "", 0, b"", b""))
             self._exchange = ex
             self._respondWithError(ex, e)
             return
         ex = _Exchange(self, head, target)
+        ex.user = decision.user
         self._exchange = ex
         if head.method == b"CONNECT":
             self._respondWithError(
@@ -369,6 +382,11 @@ class ProxyServerProtocol(Protocol):
                 ex,
                 LoopDetected("The destination {}:{} is this proxy itself.".format(peerHost, peerPort)),
             )
+            return
+        refusal = None if reused else self.factory.policy.checkConnectedAddress(peerHost)
+        if refusal is not None:
+            proto.abort()
+            self._respondWithError(ex, refusal)
             return
         if not reused:
             self._log.info(
@@ -591,6 +609,8 @@ class ProxyServerProtocol(Protocol):
             reason=reason,
             error=error.proxyStatus,
             detail=error.detail,
+            rule=getattr(error, "rule", None),
+            client=(self.peerHost, self.peerPort),
             when=_Stamp(self.factory.wallClock()),
         )
         ex.status = status
@@ -755,6 +775,7 @@ class ProxyFactory(Factory):
         headerTimeout: float | None = None,
         responseTimeout: float | None = None,
         forwarded: str | None = None,
+        policy: Policy | None = None,
         maxTargetLength: int = 8192,
         maxHeaderBytes: int = 32768,
         maxHeaderCount: int = 100,
@@ -772,6 +793,7 @@ class ProxyFactory(Factory):
             self.responseTimeout = responseTimeout
         if forwarded is not None:
             self.forwarded = forwarded
+        self.policy = policy if policy is not None else Policy.fromOptions()
         self._parserLimits = (maxTargetLength, maxHeaderBytes, maxHeaderCount)
         self.ownAddresses: set[tuple[str, int]] = set()
         self._wildcardPorts: set[int] = set()

@@ -71,6 +71,17 @@ class Options(usage.Options):
         ["forwarded", None, "off",
          "Tell the origin who the client is: off, xff (X-Forwarded-For) or rfc7239 "
          "(Forwarded)."],
+        ["auth-file", None, None,
+         "Require proxy authentication against this htpasswd file (bcrypt, SHA-crypt, "
+         "apr1, {SHA}; plain text refused)."],
+        ["auth-realm", None, "twisted-proxy", "The realm of the Proxy-Authenticate challenge."],
+        ["connect-ports", None, "443", "Ports CONNECT may reach: a list like 443,8443, or *."],
+    ]
+
+    optFlags = [
+        ["deny-private-destinations", None,
+         "Refuse destinations that resolve to loopback, private, link-local or other "
+         "special-purpose addresses (checked on the address actually connected to)."],
     ]
 
     compData = usage.Completions(
@@ -80,6 +91,36 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["ports"] = []
+        self["clientRules"] = []
+        self["allowHosts"] = []
+        self["denyHosts"] = []
+
+    def opt_allow(self, cidr: str) -> None:
+        """
+        Clients from this network may use the proxy (repeatable, IPv4 or IPv6;
+        --allow and --deny rules are checked in order, first match wins).
+        Default: loopback and private networks only.
+        """
+        self["clientRules"].append(("allow", cidr))
+
+    def opt_deny(self, cidr: str) -> None:
+        """
+        Clients from this network may not use the proxy (repeatable).
+        """
+        self["clientRules"].append(("deny", cidr))
+
+    def opt_allow_host(self, pattern: str) -> None:
+        """
+        Only destinations matching a pattern are allowed (repeatable; exact
+        host, *.example.com, .example.com, or re:REGEX).
+        """
+        self["allowHosts"].append(pattern)
+
+    def opt_deny_host(self, pattern: str) -> None:
+        """
+        Destinations matching this pattern are refused (repeatable).
+        """
+        self["denyHosts"].append(pattern)
 
     def opt_listen(self, port: str) -> None:
         """
@@ -107,6 +148,20 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--pseudonym may hold letters, digits and - . _ : ~ only"
             )
+        from .policy import ConfigurationError, Policy
+
+        try:
+            self["policy"] = Policy.fromOptions(
+                clientRules=self["clientRules"],
+                authFile=self["auth-file"],
+                realm=self["auth-realm"],
+                allowHosts=self["allowHosts"],
+                denyHosts=self["denyHosts"],
+                connectPorts=self["connect-ports"],
+                denyPrivateDestinations=bool(self["deny-private-destinations"]),
+            )
+        except ConfigurationError as e:
+            raise usage.UsageError(str(e)) from None
 
 
 def _firstPort(ports: list[str]) -> str:
@@ -186,7 +241,9 @@ def makeService(config: Options, reactor=None) -> ProxyService:
         headerTimeout=config["header-timeout"],
         responseTimeout=config["response-timeout"],
         forwarded=config["forwarded"],
+        policy=config["policy"],
     )
+    _log.info("Access policy: {policy}", policy=config["policy"].describe())
     service = ProxyService(factory, pool)
     for description in config["ports"]:
         endpoint = strports.endpoints.serverFromString(reactor, description)
