@@ -5,7 +5,7 @@ proxy service built by L{twisted_proxy.tap.makeService}, and real clients.
 
 from __future__ import annotations
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.logger import globalLogPublisher
@@ -17,6 +17,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from twisted_proxy.tap import Options, makeService
+
+
+def sleep(seconds: float) -> defer.Deferred[None]:
+    return task.deferLater(reactor, seconds, lambda: None)
 
 
 class Small(Resource):
@@ -87,7 +91,11 @@ def origin() -> Site:
     return Site(root)
 
 
-class IntegrationTests(TestCase):
+class ProxyTestMixin:
+    """
+    Start a loopback origin and the proxy service built by makeService.
+    """
+
     async def setUpProxy(self, *args: str) -> None:
         originPort = reactor.listenTCP(0, origin(), interface="127.0.0.1")
         self.addCleanup(originPort.stopListening)
@@ -97,16 +105,31 @@ class IntegrationTests(TestCase):
         self.service = makeService(config, reactor)
         self.service.startService()
         self.addCleanup(self.service.stopService)
+        self.addCleanup(self.proxyConnectionsClosed)
         listening = list(self.service)[0]
         port = await listening._waitingForPort
         self.proxyPort = port.getHost().port
         self.agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), reactor)
+
+    async def proxyConnectionsClosed(self) -> None:
+        """
+        Wait (at most 5 s) until the proxy has closed its side of every
+        client connection, so no socket outlives the test.
+        """
+        for _ in range(500):
+            if not self.service.factory.connections:
+                return
+            await sleep(0.01)
+        self.fail("proxy connections still open: %r" % (self.service.factory.connections,))
 
     async def get(self, path: str, method: bytes = b"GET", body=None):
         response = await self.agent.request(method, (self.origin + path).encode("ascii"), Headers(), body)
         content = await readBody(response)
         return response, content
 
+
+
+class IntegrationTests(ProxyTestMixin, TestCase):
     async def test_smallGet(self) -> None:
         """
         A GET through the proxy returns the origin's body, with our Via, and
@@ -216,3 +239,140 @@ class IntegrationTests(TestCase):
         await self.setUpProxy()
         response = await Agent(reactor).request(b"GET", (self.origin + "/small").encode("ascii"))
         self.assertEqual(await readBody(response), b"hello from the origin\n")
+
+
+class _RawClient(Protocol):
+    """
+    Sends C{request}; collects everything until the connection closes.
+    """
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.received = b""
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason) -> None:
+        self.done.callback(self.received)
+
+
+class _HTTPSThroughConnect(_RawClient):
+    """
+    CONNECT, then TLS (verified) on the same connection, then one GET.
+    """
+
+    def __init__(self, target: bytes, tlsOptions, get: bytes) -> None:
+        super().__init__(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target))
+        self.tlsOptions = tlsOptions
+        self.get = get
+        self.established = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.established:
+            self.received += data
+            return
+        self.received += data
+        if b"\r\n\r\n" in self.received:
+            head, _, rest = self.received.partition(b"\r\n\r\n")
+            self.connectHead = head
+            self.received = rest
+            if head.startswith(b"HTTP/1.1 200 "):
+                self.established = True
+                self.transport.startTLS(self.tlsOptions)
+                self.transport.write(self.get)
+
+
+class _UpgradeEchoOrigin(Protocol):
+    """
+    Answers an upgrade request with 101, then echoes bytes.
+    """
+
+    buffer = b""
+    switched = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.switched:
+            self.transport.write(data)
+            return
+        self.buffer += data
+        if b"\r\n\r\n" in self.buffer:
+            _, _, rest = self.buffer.partition(b"\r\n\r\n")
+            self.switched = True
+            self.transport.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"
+            )
+            if rest:
+                self.transport.write(rest)
+
+
+class TunnelIntegrationTests(ProxyTestMixin, TestCase):
+    async def test_httpsThroughConnect(self) -> None:
+        """
+        curl -x style HTTPS: CONNECT to a loopback TLS origin, verify its
+        certificate for localhost through the tunnel, GET a page.
+        """
+        from twisted.internet.endpoints import connectProtocol
+        from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
+
+        from tests._tls import selfSignedLocalhost
+
+        certPEM, keyPEM = selfSignedLocalhost()
+        tlsPort = reactor.listenSSL(
+            0, origin(), PrivateCertificate.loadPEM(keyPEM + certPEM).options(), interface="127.0.0.1"
+        )
+        self.addCleanup(tlsPort.stopListening)
+        await self.setUpProxy("--connect-ports", "*")
+        target = b"localhost:%d" % (tlsPort.getHost().port,)
+        client = _HTTPSThroughConnect(
+            target,
+            optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(certPEM)),
+            b"GET /small HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (target,),
+        )
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), client)
+        data = await client.done
+        self.assertEqual(client.connectHead, b"HTTP/1.1 200 Connection Established")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data)
+        self.assertTrue(data.endswith(b"hello from the origin\n"))
+
+    async def test_connectPortRefusedByDefault(self) -> None:
+        from twisted.internet.endpoints import connectProtocol
+
+        await self.setUpProxy()
+        client = _RawClient(b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n")
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), client)
+        client.transport.loseWriteConnection()
+        data = await client.done
+        self.assertTrue(data.startswith(b"HTTP/1.1 403 Forbidden\r\n"), data)
+        self.assertIn(b"error=destination_ip_prohibited", data)
+
+    async def test_upgradeEcho(self) -> None:
+        from twisted.internet.endpoints import connectProtocol
+        from twisted.internet.protocol import Factory
+
+        echoPort = reactor.listenTCP(0, Factory.forProtocol(_UpgradeEchoOrigin), interface="127.0.0.1")
+        self.addCleanup(echoPort.stopListening)
+        await self.setUpProxy()
+        port = echoPort.getHost().port
+        client = _RawClient(
+            b"GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: echo\r\n"
+            b"Connection: Upgrade\r\n\r\nping" % (port, port)
+        )
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), client)
+        for _ in range(500):
+            if client.received.endswith(b"ping"):
+                break
+            await sleep(0.01)
+        client.transport.write(b"pong")
+        for _ in range(500):
+            if client.received.endswith(b"pong"):
+                break
+            await sleep(0.01)
+        client.transport.loseConnection()
+        data = await client.done
+        self.assertTrue(data.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), data)
+        self.assertTrue(data.endswith(b"\r\n\r\npingpong"), data)

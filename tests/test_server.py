@@ -656,3 +656,133 @@ class PolicyTests(SynchronousTestCase):
         self.assertIn(b"error=destination_ip_prohibited", client.value())
         self.assertEqual(upTransport2.value(), b"")
         self.assertTrue(upTransport2.disconnected)
+
+
+class TunnelTests(SynchronousTestCase):
+    def test_connect(self) -> None:
+        """
+        CONNECT to port 443: connect, answer 200, then relay bytes both
+        ways; bytes sent right after the CONNECT head are forwarded first.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(
+            b"CONNECT secure.test:443 HTTP/1.1\r\nHost: secure.test:443\r\n\r\n\x16\x03\x01hello"
+        )
+        [(host, port, _, _)] = h.attempts
+        self.assertEqual((host, port), ("secure.test", 443))
+        self.assertEqual(client.value(), b"")
+        up, upTransport = h.connect(peer=("93.184.216.34", 443))
+        self.assertEqual(client.value(), b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        self.assertEqual(upTransport.value(), b"\x16\x03\x01hello")
+        self.assertIs(client.producer, upTransport)
+        self.assertIs(upTransport.producer, client)
+        proto.dataReceived(b"more")
+        up.dataReceived(b"server bytes")
+        self.assertEqual(upTransport.value(), b"\x16\x03\x01hellomore")
+        self.assertTrue(client.value().endswith(b"server bytes"))
+        self.assertEqual(h.pool.idleCount(), 0)
+
+    def test_connectPortNotAllowed(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"CONNECT mail.test:25 HTTP/1.1\r\nHost: mail.test:25\r\n\r\n")
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 403 "))
+        self.assertIn(b"error=destination_ip_prohibited", client.value())
+        self.assertEqual(h.attempts, [])
+
+    def test_connectFails(self) -> None:
+        """
+        A CONNECT whose connection fails gets a normal error response, and
+        the connection closes (what follows may be TLS, not HTTP).
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"CONNECT down.test:443 HTTP/1.1\r\nHost: down.test:443\r\n\r\n\x16\x03")
+        h.fail(ierror.ConnectionRefusedError())
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "))
+        self.assertIn(b"error=connection_refused", client.value())
+        self.assertTrue(client.disconnecting)
+
+    def test_connectIdleTimeout(self) -> None:
+        h = Harness(tunnelIdleTimeout=300)
+        proto, client = h.client()
+        proto.dataReceived(b"CONNECT secure.test:443 HTTP/1.1\r\nHost: secure.test:443\r\n\r\n")
+        up, upTransport = h.connect(peer=("93.184.216.34", 443))
+        h.clock.advance(299)
+        proto.dataReceived(b"x")
+        h.clock.advance(299)
+        self.assertFalse(client.disconnecting)
+        h.clock.advance(2)
+        self.assertTrue(client.disconnecting)
+        self.assertTrue(upTransport.disconnecting)
+
+    def test_upgrade(self) -> None:
+        """
+        A WebSocket upgrade is forwarded with its Upgrade/Connection fields;
+        a 101 turns the connection into a tunnel.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(
+            b"GET http://ws.test/chat HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        up, upTransport = h.connect()
+        sent = upTransport.value()
+        self.assertIn(b"Connection: upgrade\r\n", sent)
+        self.assertIn(b"Upgrade: websocket\r\n", sent)
+        up.dataReceived(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x02hi"
+        )
+        reply = client.value()
+        self.assertTrue(reply.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"))
+        self.assertIn(b"Upgrade: websocket\r\n", reply)
+        self.assertTrue(reply.endswith(b"\r\n\r\n\x81\x02hi"))
+        upTransport.clear()
+        proto.dataReceived(b"\x81\x82ab")
+        self.assertEqual(upTransport.value(), b"\x81\x82ab")
+        up.dataReceived(b"\x81\x03bye")
+        self.assertTrue(client.value().endswith(b"\x81\x03bye"))
+        self.assertEqual(h.pool.idleCount(), 0)
+
+    def test_upgradeRefused(self) -> None:
+        """
+        If the origin answers an upgrade request normally, the response is
+        relayed and the connection goes on as HTTP.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(
+            b"GET http://ws.test/ HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\nGET http://ws.test/next HTTP/1.1\r\nHost: ws.test\r\n\r\n"
+        )
+        up, upTransport = h.connect()
+        up.dataReceived(OK_RESPONSE)
+        self.assertTrue(client.value().endswith(b"hello"))
+        self.assertIn(b"GET /next HTTP/1.1", upTransport.value())
+
+    def test_unrequested101(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://ws.test/ HTTP/1.1\r\nHost: ws.test\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "))
+        self.assertIn(b"error=http_protocol_error", client.value())
+
+    def test_halfCloseAfterRequest(self) -> None:
+        """
+        A client that half-closes after sending its request still gets the
+        response; then the connection closes.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        proto.readConnectionLost()
+        up, upTransport = h.connect()
+        up.dataReceived(OK_RESPONSE)
+        self.assertTrue(client.value().endswith(b"hello"))
+        self.assertTrue(client.disconnecting)

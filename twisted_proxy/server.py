@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 
-from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -49,6 +49,7 @@ from .headers import (
     parseTarget,
     viaHasPseudonym,
 )
+from .tunnel import Tunnel, TunnelUpstreamProtocol
 from .upstream import UpstreamPool, UpstreamProtocol, connectFailureToError
 
 __all__ = ["ProxyFactory", "ProxyServerProtocol"]
@@ -170,7 +171,7 @@ class _Exchange:
         self._responseTimer = None
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class ProxyServerProtocol(Protocol):
     """
     One client connection.
@@ -187,6 +188,9 @@ class ProxyServerProtocol(Protocol):
     @ivar _pauses: why reading from the client is paused (reading resumes
         when the set is empty).
     @ivar _timer: the client-side timeout in force (idle or header).
+    @ivar _readClosed: the client half-closed; close once the requests it
+        sent are answered.
+    @ivar _tunnel: the L{Tunnel} in state C{TUNNEL}.
     """
 
     _log = Logger()
@@ -196,7 +200,8 @@ class ProxyServerProtocol(Protocol):
     _timer = None
     _abortTimer = None
     _sequence = 0
-    peerText = ""
+    _readClosed = False
+    _tunnel: Tunnel | None = None
 
     def __init__(self, factory: ProxyFactory) -> None:
         self.factory = factory
@@ -229,13 +234,34 @@ class ProxyServerProtocol(Protocol):
         if self._abortTimer is not None and self._abortTimer.active():
             self._abortTimer.cancel()
         ex = self._exchange
-        if ex is not None and not ex.finished:
-            self._abandon(ex, "the client closed the connection")
         if state == "TUNNEL":
             self._tunnel.clientConnectionLost(reason)
+        elif ex is not None and not ex.finished:
+            self._abandon(ex, "the client closed the connection")
         self._queue.clear()
         self.factory.connectionClosed(self)
         self._log.info("Connection has been closed.  [{when}]", when=_Stamp(self.factory.wallClock()))
+
+    def readConnectionLost(self) -> None:
+        """
+        The client half-closed: answer what it sent, then close.
+        """
+        if self._state == "TUNNEL":
+            self._tunnel.clientReadClosed()
+            return
+        self._readClosed = True
+        ex = self._exchange
+        if ex is not None and not ex.requestEnded and not self._requestFullyQueued():
+            # The client will never send the rest of this request.
+            self._abandon(ex, "the client closed before sending the whole request")
+            self._state = "CLOSED"
+            self.transport.abortConnection()
+            return
+        if ex is None and not self._queue:
+            self._closeConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
 
     def dataReceived(self, data: bytes) -> None:
         state = self._state
@@ -279,6 +305,8 @@ class ProxyServerProtocol(Protocol):
             self._pause("queue")
         else:
             self._resume("queue")
+            if self._readClosed and self._exchange is None and self._state == "READING":
+                self._closeConnection()
 
     def _pause(self, reason: str) -> None:
         if not self._pauses and self._state not in ("CLOSING", "CLOSED"):
@@ -341,15 +369,7 @@ class ProxyServerProtocol(Protocol):
         ex.user = decision.user
         self._exchange = ex
         if head.method == b"CONNECT":
-            self._respondWithError(
-                ex,
-                ProxyError(
-                    "CONNECT tunnels are not enabled on this proxy.",
-                    status=501,
-                    proxyStatus="http_request_denied",
-                    closeConnection=True,
-                ),
-            )
+            self._connectTunnel(ex)
             return
         self._connectUpstream(ex)
 
@@ -370,32 +390,13 @@ class ProxyServerProtocol(Protocol):
             # The client went away while we were connecting.
             self.factory.pool.release(proto)
             return
-        peer = proto.transport.getPeer()
-        peerHost = getattr(peer, "host", "")
-        peerPort = getattr(peer, "port", 0)
-        local = proto.transport.getHost()
-        if self.factory.isOwnAddress(peerHost, peerPort) or (
-            getattr(local, "host", None) == peerHost and self.factory.listensOnPort(peerPort)
-        ):
+        error = self._checkConnected(
+            ex, proto.transport.getPeer(), proto.transport.getHost(), reused
+        )
+        if error is not None:
             proto.abort()
-            self._respondWithError(
-                ex,
-                LoopDetected("The destination {}:{} is this proxy itself.".format(peerHost, peerPort)),
-            )
+            self._respondWithError(ex, error)
             return
-        refusal = None if reused else self.factory.policy.checkConnectedAddress(peerHost)
-        if refusal is not None:
-            proto.abort()
-            self._respondWithError(ex, refusal)
-            return
-        if not reused:
-            self._log.info(
-                "Destination IP address: {destination}  [{when}]",
-                destination=peerHost
-                if peerHost == ex.target.host
-                else "{} ({})".format(ex.target.host, peerHost),
-                when=_Stamp(self.factory.wallClock()),
-            )
         ex.upstream = proto
         ex.reused = reused
         ex.upstreamReady = True
@@ -415,6 +416,96 @@ class ProxyServerProtocol(Protocol):
         if head.hasBody:
             proto.transport.registerProducer(self, True)
         self._process()
+
+    # CONNECT
+
+    def _connectTunnel(self, ex: _Exchange) -> None:
+        """
+        Connect to the CONNECT target; the bytes after the CONNECT head wait
+        in the parser (and reading stops) until the tunnel starts.
+        """
+        queue = self._queue
+        if queue and type(queue[0]) is EndOfMessage:
+            queue.popleft()
+        ex.requestEnded = ex.requestDone = True
+        self._pause("connect")
+        tunnel = Tunnel(self._clock, self.factory.tunnelIdleTimeout)
+        target = ex.target
+        d = self.factory.pool.connectRaw(target.host, target.port, TunnelUpstreamProtocol(tunnel))
+        d.addCallbacks(
+            self._tunnelConnected, self._upstreamConnectFailed, (ex, tunnel), None, (ex,)
+        )
+
+    def _tunnelConnected(self, proto: TunnelUpstreamProtocol, ex: _Exchange, tunnel: Tunnel) -> None:
+        if ex.finished:
+            proto.transport.abortConnection()
+            return
+        peer = proto.transport.getPeer()
+        error = self._checkConnected(ex, peer, proto.transport.getHost(), reused=False)
+        if error is not None:
+            proto.transport.abortConnection()
+            self._respondWithError(ex, error)
+            return
+        ex.status = 200
+        ex.responseStarted = True
+        self._state = "TUNNEL"
+        self._cancelTimer()
+        self._pauses.clear()
+        self._tunnel = tunnel
+        data = b"HTTP/1.1 200 Connection Established\r\n\r\n"
+        ex.bytesToClient += len(data)
+        self.transport.write(data)
+        self._log.info(
+            "Tunnel established to {destination}:{port}  [{when}]",
+            destination=ex.target.host,
+            port=ex.target.port,
+            when=_Stamp(self.factory.wallClock()),
+        )
+        pending = self._parser.trailingData
+        self._parser.trailingData = b""
+        tunnel.whenClosed().addCallback(self._tunnelClosed, ex, tunnel)
+        tunnel.start(self.transport, proto.transport, pendingFromClient=pending)
+
+    def _tunnelClosed(self, reason: str, ex: _Exchange, tunnel: Tunnel) -> None:
+        ex.finished = True
+        self._exchange = None
+        self._log.info(
+            "Tunnel to {destination}:{port} closed ({reason}): {up} bytes up, {down} bytes down  [{when}]",
+            destination=ex.target.host,
+            port=ex.target.port,
+            reason=reason,
+            up=tunnel.bytesFromClient,
+            down=tunnel.bytesFromUpstream,
+            when=_Stamp(self.factory.wallClock()),
+        )
+        self.factory.exchangeFinished(self, ex)
+
+    def _checkConnected(self, ex: _Exchange, peer, local, reused: bool) -> ProxyError | None:
+        """
+        Where did the connection go?  Refuse loops and, if configured,
+        private addresses; log the destination the brief's way.
+        """
+        peerHost = getattr(peer, "host", "")
+        peerPort = getattr(peer, "port", 0)
+        if self.factory.isOwnAddress(peerHost, peerPort) or (
+            getattr(local, "host", None) == peerHost and self.factory.listensOnPort(peerPort)
+        ):
+            return LoopDetected(
+                "The destination {}:{} is this proxy itself.".format(peerHost, peerPort)
+            )
+        if reused:
+            return None
+        refusal = self.factory.policy.checkConnectedAddress(peerHost)
+        if refusal is not None:
+            return refusal
+        self._log.info(
+            "Destination IP address: {destination}  [{when}]",
+            destination=peerHost
+            if peerHost == ex.target.host
+            else "{} ({})".format(ex.target.host, peerHost),
+            when=_Stamp(self.factory.wallClock()),
+        )
+        return None
 
     def _requestEvent(self, ex: _Exchange, event: object) -> None:
         t = type(event)
@@ -488,7 +579,6 @@ class ProxyServerProtocol(Protocol):
             or mode == "close"
             or not ex.requestDone
             or self.factory.stopping
-            or (ex.upgrade and head.status != 101)
         )
         ex.mode = mode
         ex.closeAfter = close
@@ -530,11 +620,23 @@ class ProxyServerProtocol(Protocol):
         self._finishExchange(ex, close=ex.closeAfter)
 
     def _responseSwitched(self, ex: _Exchange, trailingData: bytes) -> None:
-        # A 101 (CONNECT goes another way): the connection becomes a tunnel.
-        self._startTunnel(ex, ex.upstream, trailingData)
-
-    def _startTunnel(self, ex: _Exchange, proto: UpstreamProtocol, fromUpstream: bytes) -> None:
-        raise ProxyError("protocol upgrades are not enabled", status=501)
+        """
+        The origin answered an upgrade request with 101: the connection
+        becomes a tunnel between the client and that origin connection.
+        """
+        proto = ex.upstream
+        ex.upstream = None
+        tunnel = Tunnel(self._clock, self.factory.tunnelIdleTimeout)
+        proto.switchToTunnel(tunnel)
+        self._state = "TUNNEL"
+        self._cancelTimer()
+        self._pauses.clear()
+        self._tunnel = tunnel
+        pending = self._parser.trailingData
+        self._parser.trailingData = b""
+        tunnel.whenClosed().addCallback(self._tunnelClosed, ex, tunnel)
+        tunnel.start(self.transport, proto.transport, pendingFromClient=pending,
+                     pendingFromUpstream=trailingData)
 
     def _responseFailed(self, ex: _Exchange, error: ProxyError, started: bool) -> None:
         ex.cancelTimers()
@@ -643,7 +745,9 @@ class ProxyServerProtocol(Protocol):
         ex.cancelTimers()
         self._exchange = None
         self.factory.exchangeFinished(self, ex)
-        if close or self._state == "CLOSED":
+        if close or self._state == "CLOSED" or self._readClosed and not any(
+            type(e) is RequestHead for e in self._queue
+        ):
             self._closeConnection()
             return
         self._state = "READING"
@@ -758,6 +862,7 @@ class ProxyFactory(Factory):
     noisy = False
 
     idleTimeout = 60.0
+    tunnelIdleTimeout: float | None = 300.0
     headerTimeout = 10.0
     responseTimeout = 30.0
     abortTimeout = 15.0
@@ -776,6 +881,7 @@ class ProxyFactory(Factory):
         responseTimeout: float | None = None,
         forwarded: str | None = None,
         policy: Policy | None = None,
+        tunnelIdleTimeout: float | None = None,
         maxTargetLength: int = 8192,
         maxHeaderBytes: int = 32768,
         maxHeaderCount: int = 100,
@@ -794,6 +900,8 @@ class ProxyFactory(Factory):
         if forwarded is not None:
             self.forwarded = forwarded
         self.policy = policy if policy is not None else Policy.fromOptions()
+        if tunnelIdleTimeout is not None:
+            self.tunnelIdleTimeout = tunnelIdleTimeout
         self._parserLimits = (maxTargetLength, maxHeaderBytes, maxHeaderCount)
         self.ownAddresses: set[tuple[str, int]] = set()
         self._wildcardPorts: set[int] = set()

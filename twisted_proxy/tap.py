@@ -64,6 +64,9 @@ class Options(usage.Options):
          _positive()],
         ["header-timeout", None, 10.0,
          "Seconds a client has to send a complete request head (then 408).", _positive()],
+        ["tunnel-idle-timeout", None, 300.0,
+         "Seconds a CONNECT or upgraded tunnel may carry no bytes before it is closed.",
+         _positive()],
         ["pool-max-idle-per-host", None, 8,
          "Idle upstream connections kept per destination (0 disables reuse).", _nonNegativeInt],
         ["pool-idle-timeout", None, 60.0, "Seconds an idle upstream connection is kept.",
@@ -242,6 +245,7 @@ def makeService(config: Options, reactor=None) -> ProxyService:
         responseTimeout=config["response-timeout"],
         forwarded=config["forwarded"],
         policy=config["policy"],
+        tunnelIdleTimeout=config["tunnel-idle-timeout"],
     )
     _log.info("Access policy: {policy}", policy=config["policy"].describe())
     service = ProxyService(factory, pool)

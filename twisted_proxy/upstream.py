@@ -26,7 +26,13 @@ from typing import Protocol as TypingProtocol
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IPushProducer, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IProtocol,
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -76,17 +82,17 @@ def hostnameEndpointFactory(reactor: object, connectTimeout: float) -> EndpointF
 
 class _UpstreamFactory(ClientFactory):
     """
-    Builds the one L{UpstreamProtocol} of one connection attempt.  Quiet:
-    a proxy opens many connections, and a log line for each factory's start
-    and stop costs time and says nothing.
+    Builds the one protocol of one connection attempt.  Quiet: a proxy opens
+    many connections, and a log line for each factory's start and stop costs
+    time and says nothing.
     """
 
     noisy = False
 
-    def __init__(self, proto: UpstreamProtocol) -> None:
+    def __init__(self, proto: IProtocol) -> None:
         self._proto = proto
 
-    def buildProtocol(self, addr: object) -> UpstreamProtocol:
+    def buildProtocol(self, addr: object) -> IProtocol:
         return self._proto
 
 
@@ -125,7 +131,7 @@ def connectFailureToError(failure: Failure, host: str, port: int) -> ProxyError:
     )
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class UpstreamProtocol(Protocol):
     """
     One connection to an origin server.
@@ -135,7 +141,7 @@ class UpstreamProtocol(Protocol):
       - C{IDLE}: connected, no request in flight (in the pool, or about to be).
       - C{WAITING}: a request is being sent or was sent; no response byte yet.
       - C{RECEIVING}: part of the response has arrived.
-      - C{SWITCHED}: after 101/CONNECT: bytes go to the receiver unparsed.
+      - C{SWITCHED}: after a 101: bytes go to L{tunnel}, unparsed.
       - C{CLOSED}: the connection is gone.
 
     @ivar key: the pool key, C{(scheme, host, port)}.
@@ -151,6 +157,7 @@ class UpstreamProtocol(Protocol):
     receiver: IResponseReceiver | None = None
     requestCount = 0
     onIdleLost: Callable[[UpstreamProtocol], None] | None = None
+    tunnel = None
     _paused = False
     _gotResponseBytes = False
     bytesReceived = 0
@@ -196,7 +203,7 @@ class UpstreamProtocol(Protocol):
         self.bytesReceived += len(data)
         state = self._state
         if state == "SWITCHED":
-            self.receiver.responseBody(data)
+            self.tunnel.dataFromUpstream(data)
             return
         if state == "IDLE":
             # Bytes nobody asked for: this connection cannot be trusted.
@@ -247,10 +254,27 @@ class UpstreamProtocol(Protocol):
         if receiver is not None:
             receiver.responseFailed(error, started)
 
+    def readConnectionLost(self) -> None:
+        """
+        The origin sent EOF.  In a tunnel, half-close the client; otherwise
+        close: the response (if any) ends here.
+        """
+        if self._state == "SWITCHED" and self.tunnel is not None:
+            self.tunnel.upstreamReadClosed()
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
     def connectionLost(self, reason: Failure = ierror.ConnectionDone) -> None:
         state = self._state
         self._state = "CLOSED"
         receiver = self.receiver
+        if state == "SWITCHED" and self.tunnel is not None:
+            self.receiver = None
+            self.tunnel.upstreamConnectionLost(reason)
+            return
         if state == "IDLE":
             if self.onIdleLost is not None:
                 self.onIdleLost(self)
@@ -258,11 +282,6 @@ class UpstreamProtocol(Protocol):
         if receiver is None:
             return
         self.receiver = None
-        if state == "SWITCHED":
-            receiver.responseFailed(
-                BadGateway("upstream closed", proxyStatus="connection_terminated"), True
-            )
-            return
         if state == "WAITING":
             receiver.responseFailed(
                 BadGateway(
@@ -283,6 +302,14 @@ class UpstreamProtocol(Protocol):
             self._dispatch(events)
             self._state = "CLOSED"
             self.receiver = None
+
+    def switchToTunnel(self, tunnel) -> None:
+        """
+        After a 101: from now on, bytes and closes go to C{tunnel}.
+        """
+        self.tunnel = tunnel
+        self.receiver = None
+        self._paused = False
 
     def abort(self) -> None:
         """
@@ -358,6 +385,14 @@ class UpstreamPool:
         d = self._endpointFactory(host, port).connect(_UpstreamFactory(proto))
         d.addCallback(lambda p: (p, False))
         return d
+
+    def connectRaw(self, host: str, port: int, proto: IProtocol) -> Deferred:
+        """
+        A connection for a tunnel: same endpoints (DNS, timeouts), never
+        pooled.
+        """
+        self.opened += 1
+        return self._endpointFactory(host, port).connect(_UpstreamFactory(proto))
 
     def release(self, proto: UpstreamProtocol) -> None:
         """
