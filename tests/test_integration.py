@@ -376,3 +376,56 @@ class TunnelIntegrationTests(ProxyTestMixin, TestCase):
         data = await client.done
         self.assertTrue(data.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), data)
         self.assertTrue(data.endswith(b"\r\n\r\npingpong"), data)
+
+
+class ChainingTests(ProxyTestMixin, TestCase):
+    async def test_chainedThroughSecondProxy(self) -> None:
+        """
+        A proxy with --upstream-proxy sends plain requests and CONNECT
+        tunnels through a second proxy instance.
+        """
+        await self.setUpProxy("--pseudonym", "parent", "--connect-ports", "*")
+        parentPort = self.proxyPort
+        parentService = self.service
+        config = Options()
+        config.parseOptions(
+            [
+                "--listen", "tcp:0:interface=127.0.0.1",
+                "--pseudonym", "child",
+                "--connect-ports", "*",
+                "--upstream-proxy", "http://127.0.0.1:%d" % (parentPort,),
+            ]
+        )
+        child = makeService(config, reactor)
+        child.startService()
+        self.addCleanup(child.stopService)
+        port = await list(child)[0]._waitingForPort
+        agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), reactor)
+        response = await agent.request(b"GET", (self.origin + "/small").encode("ascii"))
+        self.assertEqual(await readBody(response), b"hello from the origin\n")
+        self.assertEqual(response.headers.getRawHeaders(b"via"), [b"1.1 parent, 1.1 child"])
+        self.assertEqual(parentService.factory.requests, 1)
+
+        from twisted.internet.endpoints import connectProtocol
+        from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
+
+        from tests._tls import selfSignedLocalhost
+
+        certPEM, keyPEM = selfSignedLocalhost()
+        tlsPort = reactor.listenSSL(
+            0, origin(), PrivateCertificate.loadPEM(keyPEM + certPEM).options(), interface="127.0.0.1"
+        )
+        self.addCleanup(tlsPort.stopListening)
+        target = b"localhost:%d" % (tlsPort.getHost().port,)
+        client = _HTTPSThroughConnect(
+            target,
+            optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(certPEM)),
+            b"GET /small HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (target,),
+        )
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), client)
+        data = await client.done
+        self.assertTrue(data.endswith(b"hello from the origin\n"), data)
+        for _ in range(500):
+            if not child.factory.connections:
+                break
+            await sleep(0.01)

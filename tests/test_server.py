@@ -786,3 +786,75 @@ class TunnelTests(SynchronousTestCase):
         up.dataReceived(OK_RESPONSE)
         self.assertTrue(client.value().endswith(b"hello"))
         self.assertTrue(client.disconnecting)
+
+
+class ParentProxyTests(SynchronousTestCase):
+    def harness(self, bypass=()):
+        from twisted_proxy.policy import HostPatterns
+        from twisted_proxy.upstream import ParentProxy
+
+        return Harness(
+            parent=ParentProxy.fromURL("http://user:pa%3Ass@parent.test:3128"),
+            parentBypass=HostPatterns("no-upstream-proxy-for", bypass),
+        )
+
+    def test_plainRequestInAbsoluteForm(self) -> None:
+        h = self.harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/x?y HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        [(host, port, _, _)] = h.attempts
+        self.assertEqual((host, port), ("parent.test", 3128))
+        up, upTransport = h.connect(peer=("10.1.1.1", 3128))
+        lines = headLines(upTransport.value())
+        self.assertEqual(lines[0], b"GET http://a.test/x?y HTTP/1.1")
+        self.assertIn(b"Proxy-Authorization: Basic dXNlcjpwYTpzcw==", lines)
+        up.dataReceived(OK_RESPONSE)
+        self.assertTrue(client.value().endswith(b"hello"))
+
+    def test_bypass(self) -> None:
+        h = self.harness(bypass=["*.internal.test"])
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://wiki.internal.test/ HTTP/1.1\r\nHost: wiki.internal.test\r\n\r\n")
+        [(host, port, _, _)] = h.attempts
+        self.assertEqual((host, port), ("wiki.internal.test", 80))
+
+    def test_connectChained(self) -> None:
+        """
+        CONNECT goes to the parent as CONNECT; once it answers 2xx the tunnel
+        starts, with the bytes the parent sent after its head.
+        """
+        h = self.harness()
+        proto, client = h.client()
+        proto.dataReceived(b"CONNECT s.test:443 HTTP/1.1\r\nHost: s.test:443\r\n\r\n\x16\x03")
+        up, upTransport = h.connect(peer=("10.1.1.1", 3128))
+        lines = headLines(upTransport.value())
+        self.assertEqual(lines[0], b"CONNECT s.test:443 HTTP/1.1")
+        self.assertIn(b"Proxy-Authorization: Basic dXNlcjpwYTpzcw==", lines)
+        self.assertEqual(client.value(), b"")
+        upTransport.clear()
+        up.dataReceived(b"HTTP/1.1 200 Connection established\r\n\r\nbanner")
+        self.assertEqual(client.value(), b"HTTP/1.1 200 Connection Established\r\n\r\nbanner")
+        self.assertEqual(upTransport.value(), b"\x16\x03")
+
+    def test_connectRefusedByParent(self) -> None:
+        h = self.harness()
+        proto, client = h.client()
+        proto.dataReceived(b"CONNECT s.test:443 HTTP/1.1\r\nHost: s.test:443\r\n\r\n")
+        up, upTransport = h.connect(peer=("10.1.1.1", 3128))
+        up.dataReceived(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "))
+        self.assertIn(b"parent proxy refused the tunnel: 407", client.value())
+        self.assertTrue(client.disconnecting)
+
+    def test_parentUnreachable(self) -> None:
+        h = self.harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        h.fail(ierror.ConnectionRefusedError())
+        self.assertIn(b"Parent proxy: The destination parent.test:3128 refused", client.value())
+
+    def test_badURL(self) -> None:
+        from twisted_proxy.upstream import ParentProxy
+
+        for url in ("https://p:1", "p:3128", "http://p:99999", "http://p:1/path"):
+            self.assertRaises(ValueError, ParentProxy.fromURL, url)

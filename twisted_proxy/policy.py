@@ -96,6 +96,7 @@ __all__ = [
     "DestinationRules",
     "Htpasswd",
     "HtpasswdError",
+    "HostPatterns",
     "Policy",
     "Refusal",
     "Refused",
@@ -365,7 +366,7 @@ def _isIPv6(text: str) -> bool:
     return True
 
 
-class _HostPatterns:
+class HostPatterns:
     """
     A compiled set of host patterns from one option.
 
@@ -422,6 +423,12 @@ class _HostPatterns:
     def __bool__(self) -> bool:
         return bool(self._texts)
 
+    def matchHost(self, host: str) -> str | None:
+        """
+        L{match} for a host as it came in a request (not yet normalized).
+        """
+        return self.match(_normalizeHost(host))
+
     def match(self, host: str) -> str | None:
         """
         The rule text of the first pattern matching a normalized C{host}:
@@ -459,8 +466,8 @@ class DestinationRules:
         """
         @raise ConfigurationError: on a malformed pattern.
         """
-        self._allow = _HostPatterns("allow-host", allowHosts)
-        self._deny = _HostPatterns("deny-host", denyHosts)
+        self._allow = HostPatterns("allow-host", allowHosts)
+        self._deny = HostPatterns("deny-host", denyHosts)
 
     def check(self, host: str) -> tuple[Refused | None, str | None]:
         """

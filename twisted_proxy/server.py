@@ -41,7 +41,7 @@ from .framing import (
     serializeRequestHead,
     serializeResponseHead,
 )
-from .policy import Policy
+from .policy import HostPatterns, Policy
 from .headers import (
     Target,
     forwardRequestHeaders,
@@ -50,7 +50,13 @@ from .headers import (
     viaHasPseudonym,
 )
 from .tunnel import Tunnel, TunnelUpstreamProtocol
-from .upstream import UpstreamPool, UpstreamProtocol, connectFailureToError
+from .upstream import (
+    ParentConnectProtocol,
+    ParentProxy,
+    UpstreamPool,
+    UpstreamProtocol,
+    connectFailureToError,
+)
 
 __all__ = ["ProxyFactory", "ProxyServerProtocol"]
 
@@ -117,6 +123,7 @@ class _Exchange:
     """
 
     upstream: UpstreamProtocol | None = None
+    parent: ParentProxy | None = None
     user: str | None = None
     upstreamReady = False
     reused = False
@@ -375,13 +382,22 @@ class ProxyServerProtocol(Protocol):
 
     def _connectUpstream(self, ex: _Exchange) -> None:
         target = ex.target
-        d = self.factory.pool.getConnection((target.scheme, target.host, target.port))
+        parent = ex.parent = self.factory.parentFor(target.host)
+        if parent is not None:
+            key = ("proxy", parent.host, parent.port)
+        else:
+            key = (target.scheme, target.host, target.port)
+        d = self.factory.pool.getConnection(key)
         d.addCallbacks(self._upstreamConnected, self._upstreamConnectFailed, (ex,), None, (ex,))
 
     def _upstreamConnectFailed(self, failure: Failure, ex: _Exchange) -> None:
         if ex.finished:
             return
-        error = connectFailureToError(failure, ex.target.host, ex.target.port)
+        if ex.parent is not None and not failure.check(ProxyError):
+            error = connectFailureToError(failure, ex.parent.host, ex.parent.port)
+            error.detail = "Parent proxy: " + error.detail
+        else:
+            error = connectFailureToError(failure, ex.target.host, ex.target.port)
         self._respondWithError(ex, error)
 
     def _upstreamConnected(self, result: tuple[UpstreamProtocol, bool], ex: _Exchange) -> None:
@@ -412,7 +428,13 @@ class ProxyServerProtocol(Protocol):
             forwarded=self.factory.forwarded,
             clientHost=self.peerHost,
         )
-        proto.write(serializeRequestHead(head.method, ex.target.path, headers))
+        if ex.parent is not None:
+            requestTarget = ex.target.url.encode("latin-1")
+            if ex.parent.authorization is not None:
+                headers.append((b"Proxy-Authorization", ex.parent.authorization))
+        else:
+            requestTarget = ex.target.path
+        proto.write(serializeRequestHead(head.method, requestTarget, headers))
         if head.hasBody:
             proto.transport.registerProducer(self, True)
         self._process()
@@ -431,12 +453,25 @@ class ProxyServerProtocol(Protocol):
         self._pause("connect")
         tunnel = Tunnel(self._clock, self.factory.tunnelIdleTimeout)
         target = ex.target
-        d = self.factory.pool.connectRaw(target.host, target.port, TunnelUpstreamProtocol(tunnel))
+        parent = ex.parent = self.factory.parentFor(target.host)
+        if parent is None:
+            d = self.factory.pool.connectRaw(target.host, target.port, TunnelUpstreamProtocol(tunnel))
+        else:
+            d = self.factory.pool.connectRaw(
+                parent.host,
+                parent.port,
+                ParentConnectProtocol(
+                    tunnel,
+                    target.authority,
+                    parent.authorization,
+                    b"1.1 " + self.factory.pseudonym,
+                ),
+            )
         d.addCallbacks(
             self._tunnelConnected, self._upstreamConnectFailed, (ex, tunnel), None, (ex,)
         )
 
-    def _tunnelConnected(self, proto: TunnelUpstreamProtocol, ex: _Exchange, tunnel: Tunnel) -> None:
+    def _tunnelConnected(self, proto, ex: _Exchange, tunnel: Tunnel) -> None:
         if ex.finished:
             proto.transport.abortConnection()
             return
@@ -445,6 +480,22 @@ class ProxyServerProtocol(Protocol):
         if error is not None:
             proto.transport.abortConnection()
             self._respondWithError(ex, error)
+            return
+        if isinstance(proto, ParentConnectProtocol):
+            proto.established.addCallbacks(
+                lambda pending: self._tunnelReady(ex, tunnel, proto, pending),
+                lambda failure: None if ex.finished else self._respondWithError(
+                    ex, failure.value if failure.check(ProxyError) else BadGateway(
+                        failure.getErrorMessage(), proxyStatus="proxy_internal_error"
+                    )
+                ),
+            )
+            return
+        self._tunnelReady(ex, tunnel, proto, b"")
+
+    def _tunnelReady(self, ex: _Exchange, tunnel: Tunnel, proto, fromUpstream: bytes) -> None:
+        if ex.finished:
+            proto.transport.abortConnection()
             return
         ex.status = 200
         ex.responseStarted = True
@@ -464,7 +515,9 @@ class ProxyServerProtocol(Protocol):
         pending = self._parser.trailingData
         self._parser.trailingData = b""
         tunnel.whenClosed().addCallback(self._tunnelClosed, ex, tunnel)
-        tunnel.start(self.transport, proto.transport, pendingFromClient=pending)
+        tunnel.start(
+            self.transport, proto.transport, pendingFromClient=pending, pendingFromUpstream=fromUpstream
+        )
 
     def _tunnelClosed(self, reason: str, ex: _Exchange, tunnel: Tunnel) -> None:
         ex.finished = True
@@ -495,14 +548,19 @@ class ProxyServerProtocol(Protocol):
             )
         if reused:
             return None
-        refusal = self.factory.policy.checkConnectedAddress(peerHost)
-        if refusal is not None:
-            return refusal
+        if ex.parent is not None:
+            # The parent resolves and connects; what we reached is the parent.
+            destination = "{} (via parent proxy {}:{})".format(ex.target.host, peerHost, peerPort)
+        else:
+            refusal = self.factory.policy.checkConnectedAddress(peerHost)
+            if refusal is not None:
+                return refusal
+            destination = (
+                peerHost if peerHost == ex.target.host else "{} ({})".format(ex.target.host, peerHost)
+            )
         self._log.info(
             "Destination IP address: {destination}  [{when}]",
-            destination=peerHost
-            if peerHost == ex.target.host
-            else "{} ({})".format(ex.target.host, peerHost),
+            destination=destination,
             when=_Stamp(self.factory.wallClock()),
         )
         return None
@@ -700,7 +758,13 @@ class ProxyServerProtocol(Protocol):
         # The rest of a request we did not read cannot be told apart from the
         # next request: close unless the request is complete.
         requestComplete = ex.requestEnded or self._requestFullyQueued()
-        close = error.closeConnection or not ex.head.keepAlive or not requestComplete
+        # After a failed CONNECT, what follows may be TLS, not HTTP.
+        close = (
+            error.closeConnection
+            or not ex.head.keepAlive
+            or not requestComplete
+            or ex.head.method == b"CONNECT"
+        )
         if close and not error.closeConnection:
             headers.append(("Connection", "close"))
         elif not close and ex.head.version == b"1.0":
@@ -882,6 +946,8 @@ class ProxyFactory(Factory):
         forwarded: str | None = None,
         policy: Policy | None = None,
         tunnelIdleTimeout: float | None = None,
+        parent: ParentProxy | None = None,
+        parentBypass: HostPatterns | None = None,
         maxTargetLength: int = 8192,
         maxHeaderBytes: int = 32768,
         maxHeaderCount: int = 100,
@@ -902,6 +968,8 @@ class ProxyFactory(Factory):
         self.policy = policy if policy is not None else Policy.fromOptions()
         if tunnelIdleTimeout is not None:
             self.tunnelIdleTimeout = tunnelIdleTimeout
+        self.parent = parent
+        self.parentBypass = parentBypass
         self._parserLimits = (maxTargetLength, maxHeaderBytes, maxHeaderCount)
         self.ownAddresses: set[tuple[str, int]] = set()
         self._wildcardPorts: set[int] = set()
@@ -927,6 +995,16 @@ class ProxyFactory(Factory):
             self.ownAddresses.add(("localhost", port))
         if host == "::1":
             self.ownAddresses.add(("localhost", port))
+
+    def parentFor(self, host: str) -> ParentProxy | None:
+        """
+        The parent proxy to reach C{host} through, or L{None} to go direct.
+        """
+        if self.parent is None:
+            return None
+        if self.parentBypass is not None and self.parentBypass.matchHost(host) is not None:
+            return None
+        return self.parent
 
     def listensOnPort(self, port: int) -> bool:
         return any(p == port for _, p in self.ownAddresses)

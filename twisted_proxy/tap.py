@@ -79,6 +79,9 @@ class Options(usage.Options):
          "apr1, {SHA}; plain text refused)."],
         ["auth-realm", None, "twisted-proxy", "The realm of the Proxy-Authenticate challenge."],
         ["connect-ports", None, "443", "Ports CONNECT may reach: a list like 443,8443, or *."],
+        ["upstream-proxy", None, None,
+         "Send requests through this parent proxy: http://[user:password@]host:port "
+         "(plain requests in absolute-form, tunnels with CONNECT)."],
     ]
 
     optFlags = [
@@ -97,6 +100,7 @@ class Options(usage.Options):
         self["clientRules"] = []
         self["allowHosts"] = []
         self["denyHosts"] = []
+        self["noUpstreamFor"] = []
 
     def opt_allow(self, cidr: str) -> None:
         """
@@ -118,6 +122,13 @@ class Options(usage.Options):
         host, *.example.com, .example.com, or re:REGEX).
         """
         self["allowHosts"].append(pattern)
+
+    def opt_no_upstream_proxy_for(self, pattern: str) -> None:
+        """
+        Go direct, not through --upstream-proxy, for destinations matching
+        this pattern (repeatable; same patterns as --allow-host).
+        """
+        self["noUpstreamFor"].append(pattern)
 
     def opt_deny_host(self, pattern: str) -> None:
         """
@@ -163,8 +174,19 @@ class Options(usage.Options):
                 connectPorts=self["connect-ports"],
                 denyPrivateDestinations=bool(self["deny-private-destinations"]),
             )
+            from .policy import HostPatterns
+
+            self["parentBypass"] = HostPatterns("no-upstream-proxy-for", self["noUpstreamFor"])
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
+        self["parent"] = None
+        if self["upstream-proxy"] is not None:
+            from .upstream import ParentProxy
+
+            try:
+                self["parent"] = ParentProxy.fromURL(self["upstream-proxy"])
+            except ValueError as e:
+                raise usage.UsageError("--upstream-proxy: {}".format(e)) from None
 
 
 def _firstPort(ports: list[str]) -> str:
@@ -246,7 +268,11 @@ def makeService(config: Options, reactor=None) -> ProxyService:
         forwarded=config["forwarded"],
         policy=config["policy"],
         tunnelIdleTimeout=config["tunnel-idle-timeout"],
+        parent=config["parent"],
+        parentBypass=config["parentBypass"],
     )
+    if config["parent"] is not None:
+        _log.info("Parent proxy: {parent}", parent=config["parent"].describe())
     _log.info("Access policy: {policy}", policy=config["policy"].describe())
     service = ProxyService(factory, pool)
     for description in config["ports"]:
