@@ -429,3 +429,45 @@ class ChainingTests(ProxyTestMixin, TestCase):
             if not child.factory.connections:
                 break
             await sleep(0.01)
+
+
+class HistoryIntegrationTests(ProxyTestMixin, TestCase):
+    async def test_historyAndAccessLog(self) -> None:
+        """
+        With --history and --access-log, each transaction is written to both
+        files; SIGUSR1 reopens them by name after logrotate moved them.
+        """
+        import json
+        import os
+        import shutil
+        import signal
+        import tempfile
+
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        history = os.path.join(d, "history.jsonl")
+        access = os.path.join(d, "access.log")
+        await self.setUpProxy("--history", history, "--access-log", access)
+        response, content = await self.get("/small")
+        self.assertEqual(response.code, 200)
+        with open(history) as f:
+            [record] = [json.loads(line) for line in f]
+        self.assertEqual(record["status"], 200)
+        self.assertEqual(record["target"], self.origin + "/small")
+        with open(access) as f:
+            [line] = f.read().splitlines()
+        self.assertIn(" TCP_MISS/200 ", line)
+        self.assertIn(" GET " + self.origin + "/small ", line)
+
+        os.rename(history, history + ".old")
+        os.rename(access, access + ".old")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        for _ in range(500):
+            if os.path.exists(history) and os.path.exists(access):
+                break
+            await sleep(0.01)
+        await self.get("/small")
+        with open(history) as f:
+            self.assertEqual(len(f.read().splitlines()), 1)
+        with open(access) as f:
+            self.assertEqual(len(f.read().splitlines()), 1)

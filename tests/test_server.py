@@ -45,7 +45,12 @@ class Harness:
             self.clock, lambda host, port: FakeEndpoint(self, host, port), maxIdlePerHost=4
         )
         self.factory = ProxyFactory(
-            self.clock, self.pool, pseudonym="test-proxy", wallClock=self.clock.seconds, **kwargs
+            self.clock,
+            self.pool,
+            pseudonym="test-proxy",
+            wallClock=self.clock.seconds,
+            monoClock=self.clock.seconds,
+            **kwargs,
         )
         self.factory.addListeningAddress("127.0.0.1", 8080)
 
@@ -858,3 +863,108 @@ class ParentProxyTests(SynchronousTestCase):
 
         for url in ("https://p:1", "p:3128", "http://p:99999", "http://p:1/path"):
             self.assertRaises(ValueError, ParentProxy.fromURL, url)
+
+
+class TransactionRecordTests(SynchronousTestCase):
+    """
+    Each transaction is one structured event carrying its record; the
+    timings come from the injected clock, so they are exact.
+    """
+
+    def setUp(self) -> None:
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def records(self) -> list[dict]:
+        return [e["transaction"] for e in self.events if "transaction" in e]
+
+    def test_success(self) -> None:
+        h = Harness()
+        h.clock.advance(1000)
+        proto, client = h.client()
+        h.clock.advance(0.5)
+        proto.dataReceived(
+            b"POST http://a.test/up HTTP/1.1\r\nHost: a.test\r\nCookie: k=v\r\nContent-Length: 3\r\n\r\nabc"
+        )
+        h.clock.advance(0.25)
+        up, upTransport = h.connect()
+        h.clock.advance(0.125)
+        up.dataReceived(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n")
+        h.clock.advance(1)
+        up.dataReceived(b"ok")
+        [record] = self.records()
+        self.assertEqual(record["kind"], "http")
+        self.assertEqual(record["method"], "POST")
+        self.assertEqual(record["target"], "http://a.test/up")
+        self.assertEqual((record["status"], record["reason"]), (201, "Created"))
+        self.assertEqual((record["destHost"], record["destPort"]), ("a.test", 80))
+        self.assertEqual((record["peerHost"], record["peerPort"]), ("93.184.216.34", 80))
+        self.assertIs(record["connectionReused"], False)
+        self.assertEqual(
+            record["durations"],
+            {"upstreamConnect": 250.0, "send": 0.0, "wait": 125.0, "receive": 1000.0, "total": 1375.0},
+        )
+        self.assertEqual(record["times"]["accepted"], "1970-01-01T00:16:40.000000Z")
+        self.assertEqual(record["times"]["requestHead"], "1970-01-01T00:16:40.500000Z")
+        self.assertIn(["Cookie", "<redacted>"], record["requestHeaders"])
+        self.assertEqual(record["bytesToUpstream"], len(upTransport.value()))
+        self.assertEqual(record["bytesToClient"], len(client.value()))
+        self.assertEqual(record["bytesFromUpstream"], len(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"))
+        self.assertFalse(record["aborted"])
+
+    def test_upstreamFailure(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        h.fail(ierror.DNSLookupError("a.test"))
+        [record] = self.records()
+        self.assertEqual(record["status"], 502)
+        self.assertEqual(record["proxyError"], "dns_error")
+        self.assertIn("could not be resolved", record["errorDetail"])
+
+    def test_clientAbort(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+        proto.connectionLost(Failure(ierror.ConnectionLost()))
+        [record] = self.records()
+        self.assertTrue(record["aborted"])
+        self.assertEqual(record["status"], 200)
+        self.assertEqual(record["errorDetail"], "the client closed the connection")
+
+    def test_refused(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://127.0.0.1:8080/ HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n")
+        [record] = self.records()
+        self.assertEqual((record["kind"], record["status"]), ("refused", 508))
+        self.assertEqual(record["proxyError"], "proxy_loop_detected")
+
+    def test_tunnel(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"CONNECT s.test:443 HTTP/1.1\r\nHost: s.test:443\r\n\r\nhello")
+        up, upTransport = h.connect(peer=("93.184.216.34", 443))
+        up.dataReceived(b"0123456789")
+        h.clock.advance(2)
+        proto.connectionLost(Failure(ierror.ConnectionDone()))
+        up.connectionLost(Failure(ierror.ConnectionDone()))
+        [record] = self.records()
+        self.assertEqual((record["kind"], record["status"]), ("tunnel", 200))
+        self.assertEqual(record["target"], "s.test:443")
+        self.assertEqual(record["bytesToUpstream"], 5)
+        self.assertEqual(record["bytesFromUpstream"], 10)
+        self.assertEqual(record["durations"]["total"], 2000.0)
+
+    def test_historyHeadersAll(self) -> None:
+        h = Harness()
+        h.factory.redactHistory = False
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nCookie: k=v\r\n\r\n")
+        h.fail(ierror.ConnectionRefusedError())
+        [record] = self.records()
+        self.assertIn(["Cookie", "k=v"], record["requestHeaders"])

@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .errors import BadGateway, BadRequest, GatewayTimeout, LoopDetected, ProxyError
+from .errors import BadGateway, GatewayTimeout, LoopDetected, ProxyError
 from .framing import (
     LAST_CHUNK,
     Body,
@@ -41,6 +41,7 @@ from .framing import (
     serializeRequestHead,
     serializeResponseHead,
 )
+from .history import TransactionRecord, emitTransaction
 from .policy import HostPatterns, Policy
 from .headers import (
     Target,
@@ -65,6 +66,17 @@ __all__ = ["ProxyFactory", "ProxyServerProtocol"]
 _IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
 
 _CRLF = b"\r\n"
+
+
+def _headSize(line1: bytes, line2: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    """
+    The size of a request head as serialised (the request line's two
+    variable parts, and the fields).
+    """
+    size = len(line1) + len(line2) + 15
+    for n, v in headers:
+        size += len(n) + len(v) + 4
+    return size
 
 
 class _Stamp:
@@ -137,12 +149,17 @@ class _Exchange:
     status: int | None = None
     bytesToClient = 0
     bytesFromClient = 0
+    bytesToUpstream = 0
+    upstreamBytesAtStart = 0
     _responseTimer = None
 
-    def __init__(self, proto: ProxyServerProtocol, head: RequestHead, target: Target) -> None:
+    def __init__(
+        self, proto: ProxyServerProtocol, head: RequestHead, target: Target, record: TransactionRecord
+    ) -> None:
         self.proto = proto
         self.head = head
         self.target = target
+        self.record = record
         self.upgrade = proto._parser.switched and head.method != b"CONNECT"
 
     # IResponseReceiver
@@ -220,6 +237,10 @@ class ProxyServerProtocol(Protocol):
     # connection life
 
     def connectionMade(self) -> None:
+        factory = self.factory
+        self._acceptedWall = factory.wallClock()
+        self._acceptedMono = factory.monoClock()
+        self.connectionId = factory.nextConnectionId()
         peer = self.transport.getPeer()
         self.peerHost = getattr(peer, "host", "") or ""
         self.peerPort = getattr(peer, "port", 0) or 0
@@ -277,8 +298,6 @@ class ProxyServerProtocol(Protocol):
             return
         if state in ("CLOSING", "CLOSED"):
             return
-        if self._exchange is not None:
-            self._exchange.bytesFromClient += len(data)
         try:
             events = self._parser.feed(data)
         except ProxyError as e:
@@ -340,11 +359,34 @@ class ProxyServerProtocol(Protocol):
 
     # a request
 
-    def _beginExchange(self, head: RequestHead) -> None:
+    def _newRecord(self, head: RequestHead) -> TransactionRecord:
         factory = self.factory
         self._sequence += 1
+        record = TransactionRecord(
+            wallClock=factory.wallClock,
+            monoClock=factory.monoClock,
+            connectionId=self.connectionId,
+            sequence=self._sequence,
+            clientHost=self.peerHost,
+            clientPort=self.peerPort,
+            acceptedWall=self._acceptedWall,
+            acceptedMono=self._acceptedMono,
+        )
+        record.mark("requestHead")
+        if head.method != b"-":
+            record.method = head.method.decode("latin-1")
+            record.target = head.target.decode("latin-1")
+            record.requestVersion = "HTTP/" + head.version.decode("ascii")
+            record.requestHeaders = [
+                (n.decode("latin-1"), v.decode("latin-1")) for n, v in head.headers
+            ]
+        return record
+
+    def _beginExchange(self, head: RequestHead) -> None:
+        factory = self.factory
         self._state = "EXCHANGE"
         self._cancelTimer()
+        record = self._newRecord(head)
         self._log.info(
             "Request has been received: {request}  [{when}]",
             request=_HeadText(
@@ -368,12 +410,20 @@ class ProxyServerProtocol(Protocol):
             if decision.refusal is not None:
                 raise decision.refusal
         except ProxyError as e:
-            ex = _Exchange(self, head, Target("http", "", 0, b"", b""))
+            record.kind = "refused"
+            ex = _Exchange(self, head, Target("http", "", 0, b"", b""), record)
             self._exchange = ex
             self._respondWithError(ex, e)
             return
-        ex = _Exchange(self, head, target)
-        ex.user = decision.user
+        ex = _Exchange(self, head, target, record)
+        ex.bytesFromClient = _headSize(head.method, head.target, head.headers)
+        record.user = ex.user = decision.user
+        record.destHost = target.host
+        record.destPort = target.port
+        if head.method == b"CONNECT":
+            record.kind = "tunnel"
+        elif ex.upgrade:
+            record.kind = "upgrade"
         self._exchange = ex
         if head.method == b"CONNECT":
             self._connectTunnel(ex)
@@ -416,6 +466,13 @@ class ProxyServerProtocol(Protocol):
         ex.upstream = proto
         ex.reused = reused
         ex.upstreamReady = True
+        ex.upstreamBytesAtStart = proto.bytesReceived
+        record = ex.record
+        record.mark("upstreamReady")
+        record.connectionReused = reused
+        peer = proto.transport.getPeer()
+        record.peerHost = getattr(peer, "host", None)
+        record.peerPort = getattr(peer, "port", None)
         head = ex.head
         proto.startRequest(ex, head.method)
         headers = forwardRequestHeaders(
@@ -434,7 +491,9 @@ class ProxyServerProtocol(Protocol):
                 headers.append((b"Proxy-Authorization", ex.parent.authorization))
         else:
             requestTarget = ex.target.path
-        proto.write(serializeRequestHead(head.method, requestTarget, headers))
+        data = serializeRequestHead(head.method, requestTarget, headers)
+        ex.bytesToUpstream += len(data)
+        proto.write(data)
         if head.hasBody:
             proto.transport.registerProducer(self, True)
         self._process()
@@ -497,6 +556,15 @@ class ProxyServerProtocol(Protocol):
         if ex.finished:
             proto.transport.abortConnection()
             return
+        record = ex.record
+        record.mark("upstreamReady")
+        record.mark("requestSent")
+        record.mark("responseHead")
+        record.connectionReused = False
+        peer = proto.transport.getPeer()
+        record.peerHost = getattr(peer, "host", None)
+        record.peerPort = getattr(peer, "port", None)
+        record.status, record.reason, record.responseVersion = 200, "Connection Established", "HTTP/1.1"
         ex.status = 200
         ex.responseStarted = True
         self._state = "TUNNEL"
@@ -522,6 +590,14 @@ class ProxyServerProtocol(Protocol):
     def _tunnelClosed(self, reason: str, ex: _Exchange, tunnel: Tunnel) -> None:
         ex.finished = True
         self._exchange = None
+        record = ex.record
+        record.bytesFromClient = ex.bytesFromClient + tunnel.bytesFromClient
+        record.bytesToUpstream = tunnel.bytesFromClient
+        record.bytesFromUpstream += tunnel.bytesFromUpstream
+        ex.bytesToClient += tunnel.bytesFromUpstream
+        if reason not in ("normal",):
+            record.errorDetail = "tunnel closed: " + reason
+        record.mark("responseComplete")
         self._log.info(
             "Tunnel to {destination}:{port} closed ({reason}): {up} bytes up, {down} bytes down  [{when}]",
             destination=ex.target.host,
@@ -570,14 +646,21 @@ class ProxyServerProtocol(Protocol):
         proto = ex.upstream
         if t is Body:
             data = event.data
+            ex.bytesFromClient += len(data)
             if ex.head.chunked:
-                proto.writeSequence([chunkHeader(len(data)), data, _CRLF])
+                header = chunkHeader(len(data))
+                ex.bytesToUpstream += len(header) + len(data) + 2
+                proto.writeSequence([header, data, _CRLF])
             else:
+                ex.bytesToUpstream += len(data)
                 proto.write(data)
         elif t is EndOfMessage:
             ex.requestEnded = True
+            ex.record.mark("requestSent")
             if ex.head.chunked:
-                proto.write(lastChunk(event.trailers))
+                data = lastChunk(event.trailers)
+                ex.bytesToUpstream += len(data)
+                proto.write(data)
             if ex.head.hasBody:
                 proto.transport.unregisterProducer()
                 self._resume("upload")
@@ -609,7 +692,10 @@ class ProxyServerProtocol(Protocol):
                 headers = forwardResponseHeaders(
                     head.headers, head.version, self.factory.pseudonym, upgrade=True
                 )
-                self.transport.write(serializeResponseHead(101, head.reason, headers))
+                self._recordResponse(ex, head, headers)
+                data = serializeResponseHead(101, head.reason, headers)
+                ex.bytesToClient += len(data)
+                self.transport.write(data)
                 return
             # Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1
             # clients only (RFC 9110 15.2).
@@ -650,27 +736,42 @@ class ProxyServerProtocol(Protocol):
             close=close,
             keepAlive10=client.version == b"1.0" and not close,
         )
+        self._recordResponse(ex, head, headers)
         data = serializeResponseHead(head.status, head.reason, headers)
         ex.bytesToClient += len(data)
         self.transport.write(data)
         if mode != "none":
             self.transport.registerProducer(ex.upstream, True)
 
+    def _recordResponse(self, ex: _Exchange, head: ResponseHead, headers: list) -> None:
+        record = ex.record
+        record.mark("responseHead")
+        record.status = head.status
+        record.reason = head.reason.decode("latin-1")
+        record.responseVersion = "HTTP/" + head.version.decode("ascii")
+        record.responseHeaders = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
+
     def _responseBody(self, ex: _Exchange, data: bytes) -> None:
-        ex.bytesToClient += len(data)
         mode = ex.mode
         if mode == "chunked":
-            self.transport.writeSequence([chunkHeader(len(data)), data, _CRLF])
+            header = chunkHeader(len(data))
+            ex.bytesToClient += len(header) + len(data) + 2
+            self.transport.writeSequence([header, data, _CRLF])
         elif mode != "none":
+            ex.bytesToClient += len(data)
             self.transport.write(data)
 
     def _responseEnd(self, ex: _Exchange, trailers: list[tuple[bytes, bytes]]) -> None:
         if ex.mode == "chunked":
-            self.transport.write(lastChunk(trailers) if trailers else LAST_CHUNK)
+            data = lastChunk(trailers) if trailers else LAST_CHUNK
+            ex.bytesToClient += len(data)
+            self.transport.write(data)
         if ex.mode != "none":
             self.transport.unregisterProducer()
+        ex.record.mark("responseComplete")
         proto = ex.upstream
         ex.upstream = None
+        ex.record.bytesFromUpstream = proto.bytesReceived - ex.upstreamBytesAtStart
         if ex.requestDone:
             self.factory.pool.release(proto)
         else:
@@ -701,6 +802,7 @@ class ProxyServerProtocol(Protocol):
         proto = ex.upstream
         ex.upstream = None
         if proto is not None:
+            ex.record.bytesFromUpstream += proto.bytesReceived - ex.upstreamBytesAtStart
             proto.abort()
         if ex.responseStarted:
             # Part of the response went to the client: cut the connection,
@@ -709,8 +811,9 @@ class ProxyServerProtocol(Protocol):
                 "Upstream failed mid-response ({error}); aborting the client connection.",
                 error=error.detail,
             )
-            ex.finished = True
-            self._exchange = None
+            ex.record.proxyError = error.proxyStatus
+            ex.record.errorDetail = error.detail
+            self._abandon(ex, error.detail)
             self._state = "CLOSED"
             self.transport.abortConnection()
             return
@@ -725,6 +828,7 @@ class ProxyServerProtocol(Protocol):
             # safe to try once more on a fresh one.
             ex.retried = True
             ex.upstreamReady = False
+            ex.bytesToUpstream = 0
             ex.requestDone = ex.requestEnded = False
             self._queue.appendleft(EndOfMessage())
             self._connectUpstream(ex)
@@ -780,6 +884,12 @@ class ProxyServerProtocol(Protocol):
             when=_Stamp(self.factory.wallClock()),
         )
         ex.status = status
+        record = ex.record
+        record.mark("responseHead")
+        record.status, record.reason, record.responseVersion = status, reason, "HTTP/1.1"
+        record.responseHeaders = headers
+        record.proxyError = error.proxyStatus
+        record.errorDetail = error.detail
         head = serializeResponseHead(
             status,
             reason.encode("ascii"),
@@ -789,6 +899,7 @@ class ProxyServerProtocol(Protocol):
             body = b""
         ex.bytesToClient += len(head) + len(body)
         self.transport.write(head + body)
+        record.mark("responseComplete")
         self._finishExchange(ex, close=close)
 
     def _requestFullyQueued(self) -> bool:
@@ -851,10 +962,14 @@ class ProxyServerProtocol(Protocol):
         ex.finished = True
         ex.cancelTimers()
         if ex.upstream is not None:
+            ex.record.bytesFromUpstream += ex.upstream.bytesReceived - ex.upstreamBytesAtStart
             ex.upstream.abort()
             ex.upstream = None
         self._exchange = None
-        self.factory.exchangeFinished(self, ex, aborted=why)
+        ex.record.aborted = True
+        if ex.record.errorDetail is None:
+            ex.record.errorDetail = why
+        self.factory.exchangeFinished(self, ex)
 
     def _clientError(self, error: ProxyError) -> None:
         """
@@ -868,9 +983,10 @@ class ProxyServerProtocol(Protocol):
             self.transport.abortConnection()
             return
         if ex is None:
-            ex = _Exchange(
-                self, RequestHead(b"-", b"-", b"1.1", [], keepAlive=False), Target("http", "", 0, b"", b"")
-            )
+            head = RequestHead(b"-", b"-", b"1.1", [], keepAlive=False)
+            record = self._newRecord(head)
+            record.kind = "refused"
+            ex = _Exchange(self, head, Target("http", "", 0, b"", b""), record)
             self._exchange = ex
         self._queue.clear()
         error.closeConnection = True
@@ -923,7 +1039,11 @@ class ProxyFactory(Factory):
     """
 
     _log = Logger()
+    _transactionLog = Logger(namespace="twisted_proxy.transaction")
     noisy = False
+    redactHistory = True
+    connectionIdPrefix = ""
+    _connectionCounter = 0
 
     idleTimeout = 60.0
     tunnelIdleTimeout: float | None = 300.0
@@ -940,6 +1060,7 @@ class ProxyFactory(Factory):
         *,
         pseudonym: str = "twisted-proxy",
         wallClock: Callable[[], float] = time.time,
+        monoClock: Callable[[], float] = time.monotonic,
         idleTimeout: float | None = None,
         headerTimeout: float | None = None,
         responseTimeout: float | None = None,
@@ -957,6 +1078,7 @@ class ProxyFactory(Factory):
         self.pseudonymText = pseudonym
         self.pseudonym = pseudonym.encode("ascii")
         self.wallClock = wallClock
+        self.monoClock = monoClock
         if idleTimeout is not None:
             self.idleTimeout = idleTimeout
         if headerTimeout is not None:
@@ -1022,5 +1144,17 @@ class ProxyFactory(Factory):
     def connectionClosed(self, proto: ProxyServerProtocol) -> None:
         self.connections.discard(proto)
 
-    def exchangeFinished(self, proto: ProxyServerProtocol, ex: _Exchange, aborted: str | None = None) -> None:
+    def nextConnectionId(self) -> str:
+        self._connectionCounter += 1
+        return "{}{}".format(self.connectionIdPrefix, self._connectionCounter)
+
+    def exchangeFinished(self, proto: ProxyServerProtocol, ex: _Exchange) -> None:
+        """
+        A transaction is over: complete its record and emit it.
+        """
         self.requests += 1
+        record = ex.record
+        record.bytesFromClient = max(record.bytesFromClient, ex.bytesFromClient)
+        record.bytesToUpstream = max(record.bytesToUpstream, ex.bytesToUpstream)
+        record.bytesToClient = ex.bytesToClient
+        emitTransaction(self._transactionLog, record, redact=self.redactHistory)

@@ -9,6 +9,7 @@ L{twisted_proxy.server.ProxyFactory} and one upstream pool.
 
 from __future__ import annotations
 
+import signal
 import socket
 
 from twisted.application import strports
@@ -79,6 +80,16 @@ class Options(usage.Options):
          "apr1, {SHA}; plain text refused)."],
         ["auth-realm", None, "twisted-proxy", "The realm of the Proxy-Authenticate challenge."],
         ["connect-ports", None, "443", "Ports CONNECT may reach: a list like 443,8443, or *."],
+        ["history", None, None,
+         "Write one JSON record per transaction to this file (JSON Lines, flushed per record)."],
+        ["history-rotate-size", None, "10M",
+         "Rotate the history file at this size (k, M, G; 0 disables rotation)."],
+        ["history-keep", None, 10, "Rotated history files to keep.", _positive(int)],
+        ["history-headers", None, "redacted",
+         "Header values in history and logs: redacted (Authorization, Proxy-Authorization, "
+         "Cookie, Set-Cookie hidden) or all."],
+        ["access-log", None, None, "Write one access-log line per transaction to this file."],
+        ["access-log-format", None, "squid", "Access log format: squid, common or combined."],
         ["upstream-proxy", None, None,
          "Send requests through this parent proxy: http://[user:password@]host:port "
          "(plain requests in absolute-form, tunnels with CONNECT)."],
@@ -91,7 +102,14 @@ class Options(usage.Options):
     ]
 
     compData = usage.Completions(
-        optActions={"forwarded": usage.CompleteList(["off", "xff", "rfc7239"])}
+        optActions={
+            "forwarded": usage.CompleteList(["off", "xff", "rfc7239"]),
+            "history-headers": usage.CompleteList(["redacted", "all"]),
+            "access-log-format": usage.CompleteList(["squid", "common", "combined"]),
+            "history": usage.CompleteFiles(),
+            "access-log": usage.CompleteFiles(),
+            "auth-file": usage.CompleteFiles(),
+        }
     )
 
     def __init__(self) -> None:
@@ -156,6 +174,16 @@ class Options(usage.Options):
             self["ports"] = ["tcp:8080"]
         if self["forwarded"] not in ("off", "xff", "rfc7239"):
             raise usage.UsageError("--forwarded must be one of: off, xff, rfc7239")
+        if self["history-headers"] not in ("redacted", "all"):
+            raise usage.UsageError("--history-headers must be redacted or all")
+        if self["access-log-format"] not in ("squid", "common", "combined"):
+            raise usage.UsageError("--access-log-format must be one of: squid, common, combined")
+        from .history import parseSize
+
+        try:
+            self["history-rotate-size"] = parseSize(str(self["history-rotate-size"]))
+        except ValueError as e:
+            raise usage.UsageError("--history-rotate-size: {}".format(e)) from None
         if self["pseudonym"] is None:
             self["pseudonym"] = "{}:{}".format(socket.gethostname(), _firstPort(self["ports"]))
         elif not all(c.isalnum() or c in "-._:~" for c in self["pseudonym"]):
@@ -226,20 +254,60 @@ class _ListeningService(StreamServerEndpointService):
 
 class ProxyService(MultiService):
     """
-    The proxy: its listening services, and the upstream pool to close at
-    shutdown.
+    The proxy: its listening services, the upstream pool to close at
+    shutdown, and the transaction observers (history, access log), which
+    are reopened on SIGUSR1 so that logrotate can move their files.
     """
 
-    def __init__(self, factory, pool) -> None:
+    def __init__(self, factory, pool, observers=(), reactor=None) -> None:
         super().__init__()
         self.factory = factory
         self.pool = pool
+        self.observers = list(observers)
+        self._reactor = reactor
+        self._previousHandler = None
+
+    def startService(self) -> None:
+        from twisted.logger import globalLogPublisher
+
+        for observer in self.observers:
+            globalLogPublisher.addObserver(observer)
+        if self.observers and self._reactor is not None and hasattr(signal, "SIGUSR1"):
+            reactor = self._reactor
+            self._previousHandler = signal.signal(
+                signal.SIGUSR1, lambda signum, frame: reactor.callFromThread(self.reopenLogs)
+            )
+        super().startService()
+
+    def reopenLogs(self) -> None:
+        """
+        Reopen the history and access-log files by name (SIGUSR1).
+        """
+        for observer in self.observers:
+            try:
+                observer.reopen()
+            except OSError as e:
+                _log.error("Could not reopen a log file ({error}); still writing to the old one.",
+                           error=e)
+        _log.info("Log files reopened.")
 
     def stopService(self):
+        from twisted.logger import globalLogPublisher
+
         self.factory.stopping = True
         d = super().stopService()
         self.pool.closeIdle()
-        return d
+        if self._previousHandler is not None:
+            signal.signal(signal.SIGUSR1, self._previousHandler)
+            self._previousHandler = None
+
+        def closeObservers(result):
+            for observer in self.observers:
+                globalLogPublisher.removeObserver(observer)
+                observer.close()
+            return result
+
+        return d.addBoth(closeObservers)
 
 
 def makeService(config: Options, reactor=None) -> ProxyService:
@@ -274,7 +342,20 @@ def makeService(config: Options, reactor=None) -> ProxyService:
     if config["parent"] is not None:
         _log.info("Parent proxy: {parent}", parent=config["parent"].describe())
     _log.info("Access policy: {policy}", policy=config["policy"].describe())
-    service = ProxyService(factory, pool)
+    factory.redactHistory = config["history-headers"] != "all"
+    from .history import accessLogObserver, historyObserver
+
+    observers = []
+    try:
+        if config["history"]:
+            observers.append(
+                historyObserver(config["history"], config["history-rotate-size"], config["history-keep"])
+            )
+        if config["access-log"]:
+            observers.append(accessLogObserver(config["access-log"], config["access-log-format"]))
+    except OSError as e:
+        raise usage.UsageError("cannot open log file: {}".format(e)) from None
+    service = ProxyService(factory, pool, observers, reactor)
     for description in config["ports"]:
         endpoint = strports.endpoints.serverFromString(reactor, description)
         listening = _ListeningService(endpoint, factory)
