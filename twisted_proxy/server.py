@@ -28,7 +28,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .errors import BadGateway, GatewayTimeout, LoopDetected, ProxyError
+from .errors import (
+    BadGateway,
+    GatewayTimeout,
+    LoopDetected,
+    PayloadTooLarge,
+    ProxyError,
+    ServiceUnavailable,
+)
 from .framing import (
     LAST_CHUNK,
     Body,
@@ -151,7 +158,10 @@ class _Exchange:
     bytesFromClient = 0
     bytesToUpstream = 0
     upstreamBytesAtStart = 0
+    bodyBytes = 0
+    lastProgress = 0.0
     _responseTimer = None
+    _stallTimer = None
 
     def __init__(
         self, proto: ProxyServerProtocol, head: RequestHead, target: Target, record: TransactionRecord
@@ -193,6 +203,12 @@ class _Exchange:
         if self._responseTimer is not None and self._responseTimer.active():
             self._responseTimer.cancel()
         self._responseTimer = None
+        self.cancelStallTimer()
+
+    def cancelStallTimer(self) -> None:
+        if self._stallTimer is not None and self._stallTimer.active():
+            self._stallTimer.cancel()
+        self._stallTimer = None
 
 
 @implementer(IPushProducer, IHalfCloseableProtocol)
@@ -352,6 +368,9 @@ class ProxyServerProtocol(Protocol):
         self._pause("upload")
 
     def resumeProducing(self) -> None:
+        # The origin drained what we wrote: that is progress too.
+        if self._exchange is not None:
+            self._exchange.lastProgress = self._clock.seconds()
         self._resume("upload")
 
     def stopProducing(self) -> None:
@@ -409,6 +428,12 @@ class ProxyServerProtocol(Protocol):
             )
             if decision.refusal is not None:
                 raise decision.refusal
+            if (
+                factory.maxBody is not None
+                and head.contentLength is not None
+                and head.contentLength > factory.maxBody
+            ):
+                raise self._tooLarge()
         except ProxyError as e:
             record.kind = "refused"
             ex = _Exchange(self, head, Target("http", "", 0, b"", b""), record)
@@ -496,6 +521,7 @@ class ProxyServerProtocol(Protocol):
         proto.write(data)
         if head.hasBody:
             proto.transport.registerProducer(self, True)
+            self._armStall(ex, self.factory.bodyTimeout)
         self._process()
 
     # CONNECT
@@ -647,6 +673,13 @@ class ProxyServerProtocol(Protocol):
         if t is Body:
             data = event.data
             ex.bytesFromClient += len(data)
+            ex.lastProgress = self._clock.seconds()
+            maxBody = self.factory.maxBody
+            if maxBody is not None:
+                ex.bodyBytes += len(data)
+                if ex.bodyBytes > maxBody:
+                    self._responseFailed(ex, self._tooLarge(), False, retry=False)
+                    return
             if ex.head.chunked:
                 header = chunkHeader(len(data))
                 ex.bytesToUpstream += len(header) + len(data) + 2
@@ -656,6 +689,8 @@ class ProxyServerProtocol(Protocol):
                 proto.write(data)
         elif t is EndOfMessage:
             ex.requestEnded = True
+            if not ex.responseStarted:
+                ex.cancelStallTimer()
             ex.record.mark("requestSent")
             if ex.head.chunked:
                 data = lastChunk(event.trailers)
@@ -742,6 +777,8 @@ class ProxyServerProtocol(Protocol):
         self.transport.write(data)
         if mode != "none":
             self.transport.registerProducer(ex.upstream, True)
+            ex.cancelStallTimer()
+            self._armStall(ex, self.factory.responseBodyTimeout)
 
     def _recordResponse(self, ex: _Exchange, head: ResponseHead, headers: list) -> None:
         record = ex.record
@@ -752,6 +789,7 @@ class ProxyServerProtocol(Protocol):
         record.responseHeaders = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
 
     def _responseBody(self, ex: _Exchange, data: bytes) -> None:
+        ex.lastProgress = self._clock.seconds()
         mode = ex.mode
         if mode == "chunked":
             header = chunkHeader(len(data))
@@ -797,7 +835,57 @@ class ProxyServerProtocol(Protocol):
         tunnel.start(self.transport, proto.transport, pendingFromClient=pending,
                      pendingFromUpstream=trailingData)
 
-    def _responseFailed(self, ex: _Exchange, error: ProxyError, started: bool) -> None:
+    def _tooLarge(self) -> ProxyError:
+        return PayloadTooLarge(
+            "The request body is larger than the {} bytes this proxy accepts (--max-body).".format(
+                self.factory.maxBody
+            )
+        )
+
+    # stalled bodies: one timer per exchange, re-armed from the time of the
+    # last progress rather than reset on every chunk
+
+    def _armStall(self, ex: _Exchange, seconds: float | None) -> None:
+        ex.lastProgress = self._clock.seconds()
+        if seconds and ex._stallTimer is None:
+            ex._stallTimer = self._clock.callLater(seconds, self._stallCheck, ex, seconds)
+
+    def _stallCheck(self, ex: _Exchange, seconds: float) -> None:
+        ex._stallTimer = None
+        if ex.finished:
+            return
+        idle = self._clock.seconds() - ex.lastProgress
+        if idle < seconds:
+            ex._stallTimer = self._clock.callLater(seconds - idle, self._stallCheck, ex, seconds)
+            return
+        if ex.responseStarted:
+            proto = ex.upstream
+            who = (
+                "the client stopped reading the response"
+                if proto is not None and proto._paused
+                else "the destination stopped sending the response body"
+            )
+            error = GatewayTimeout(
+                "No progress for {} seconds: {}.".format(seconds, who),
+                proxyStatus="connection_read_timeout",
+            )
+        elif "upload" in self._pauses:
+            error = GatewayTimeout(
+                "The destination stopped reading the request body for {} seconds.".format(seconds),
+                proxyStatus="connection_write_timeout",
+            )
+        else:
+            error = ProxyError(
+                "The request body stalled: no bytes for {} seconds.".format(seconds),
+                status=408,
+                proxyStatus="http_request_error",
+                closeConnection=True,
+            )
+        self._responseFailed(ex, error, ex.responseStarted, retry=False)
+
+    def _responseFailed(
+        self, ex: _Exchange, error: ProxyError, started: bool, retry: bool = True
+    ) -> None:
         ex.cancelTimers()
         proto = ex.upstream
         ex.upstream = None
@@ -818,7 +906,8 @@ class ProxyServerProtocol(Protocol):
             self.transport.abortConnection()
             return
         if (
-            not started
+            retry
+            and not started
             and ex.reused
             and not ex.retried
             and ex.head.method in _IDEMPOTENT
@@ -833,6 +922,10 @@ class ProxyServerProtocol(Protocol):
             self._queue.appendleft(EndOfMessage())
             self._connectUpstream(ex)
             return
+        if not ex.requestEnded:
+            # The rest of the request body is still coming: after this
+            # response the connection cannot be reused.
+            error.closeConnection = True
         self._respondWithError(ex, error)
 
     def _responseTimedOut(self, ex: _Exchange) -> None:
@@ -1047,6 +1140,11 @@ class ProxyFactory(Factory):
 
     idleTimeout = 60.0
     tunnelIdleTimeout: float | None = 300.0
+    bodyTimeout: float | None = 60.0
+    responseBodyTimeout: float | None = 60.0
+    maxBody: int | None = None
+    maxConnections = 4096
+    maxConnectionsPerClient = 256
     headerTimeout = 10.0
     responseTimeout = 30.0
     abortTimeout = 15.0
@@ -1096,9 +1194,17 @@ class ProxyFactory(Factory):
         self.ownAddresses: set[tuple[str, int]] = set()
         self._wildcardPorts: set[int] = set()
         self.connections: set[ProxyServerProtocol] = set()
+        self._perClient: dict[str, int] = {}
         self.requests = 0
 
-    def buildProtocol(self, addr: object) -> ProxyServerProtocol:
+    def buildProtocol(self, addr: object) -> Protocol:
+        host = getattr(addr, "host", "")
+        if len(self.connections) >= self.maxConnections:
+            return _Refuser(self, "the proxy is at its limit of {} connections".format(
+                self.maxConnections))
+        if self._perClient.get(host, 0) >= self.maxConnectionsPerClient:
+            return _Refuser(self, "this client already has {} connections".format(
+                self.maxConnectionsPerClient))
         return ProxyServerProtocol(self)
 
     def newRequestParser(self) -> RequestParser:
@@ -1140,13 +1246,32 @@ class ProxyFactory(Factory):
 
     def connectionOpened(self, proto: ProxyServerProtocol) -> None:
         self.connections.add(proto)
+        host = proto.peerHost
+        self._perClient[host] = self._perClient.get(host, 0) + 1
 
     def connectionClosed(self, proto: ProxyServerProtocol) -> None:
-        self.connections.discard(proto)
+        if proto in self.connections:
+            self.connections.discard(proto)
+            host = proto.peerHost
+            left = self._perClient.get(host, 1) - 1
+            if left:
+                self._perClient[host] = left
+            else:
+                self._perClient.pop(host, None)
 
     def nextConnectionId(self) -> str:
         self._connectionCounter += 1
         return "{}{}".format(self.connectionIdPrefix, self._connectionCounter)
+
+    def configureLimits(self, **limits: object) -> None:
+        """
+        Set timeouts and limits by attribute name (C{bodyTimeout},
+        C{maxBody}, C{maxConnections}, ...), as parsed from options.
+        """
+        for name, value in limits.items():
+            if not hasattr(type(self), name):
+                raise TypeError("unknown limit " + name)
+            setattr(self, name, value)
 
     def exchangeFinished(self, proto: ProxyServerProtocol, ex: _Exchange) -> None:
         """
@@ -1158,3 +1283,57 @@ class ProxyFactory(Factory):
         record.bytesToUpstream = max(record.bytesToUpstream, ex.bytesToUpstream)
         record.bytesToClient = ex.bytesToClient
         emitTransaction(self._transactionLog, record, redact=self.redactHistory)
+
+
+class _Refuser(Protocol):
+    """
+    A connection over a connection limit: answer 503 to whatever request
+    head arrives within a second, then close; close if nothing arrives.
+    The existing connections carry on.
+    """
+
+    _log = Logger()
+    waitForRequest = 1.0
+
+    def __init__(self, factory: ProxyFactory, why: str) -> None:
+        self.factory = factory
+        self.why = why
+        self._timer = None
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self._log.warn(
+            "Refusing a connection from {peer}: {why}.",
+            peer=(getattr(peer, "host", ""), getattr(peer, "port", 0)),
+            why=self.why,
+        )
+        self._timer = self.factory.clock.callLater(self.waitForRequest, self._giveUp)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._timer is None:
+            return
+        self._timer.cancel()
+        self._timer = None
+        error = ServiceUnavailable(
+            "Too many connections: {}; try again later.".format(self.why)
+        )
+        status, reason, headers, body = error.render(self.factory.pseudonymText)
+        headers.append(("Retry-After", "5"))
+        self.transport.write(
+            serializeResponseHead(
+                status,
+                reason.encode("ascii"),
+                [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers],
+            )
+            + body
+        )
+        self.transport.loseConnection()
+
+    def _giveUp(self) -> None:
+        self._timer = None
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -68,10 +68,33 @@ class Options(usage.Options):
         ["tunnel-idle-timeout", None, 300.0,
          "Seconds a CONNECT or upgraded tunnel may carry no bytes before it is closed.",
          _positive()],
+        ["body-timeout", None, 60.0,
+         "Seconds a request body may stall (no bytes) before 408; also how long the "
+         "origin may stop reading it (then 504).", _positive()],
+        ["response-body-timeout", None, 60.0,
+         "Seconds a response body may stall before both connections are aborted.",
+         _positive()],
+        ["max-body", None, None,
+         "Largest request body accepted (k, M, G; default unlimited); larger gets 413."],
+        ["max-connections", None, 4096,
+         "Client connections served at once; more are refused with 503.", _positive(int)],
+        ["max-connections-per-client", None, 256,
+         "Client connections from one address at once; more are refused with 503.",
+         _positive(int)],
+        ["max-target-length", None, 8192, "Longest request-target (then 414).", _positive(int)],
+        ["max-header-size", None, 32768,
+         "Largest request header section in bytes (then 431).", _positive(int)],
+        ["max-header-count", None, 100, "Most request header fields (then 431).",
+         _positive(int)],
+        ["max-response-header-size", None, 65536,
+         "Largest response header section from an origin (then 502).", _positive(int)],
         ["pool-max-idle-per-host", None, 8,
          "Idle upstream connections kept per destination (0 disables reuse).", _nonNegativeInt],
         ["pool-idle-timeout", None, 60.0, "Seconds an idle upstream connection is kept.",
          _positive()],
+        ["dns-cache-ttl", None, 60.0,
+         "Seconds a resolved name is reused (failures: 5 s; 0 disables the cache).",
+         float],
         ["forwarded", None, "off",
          "Tell the origin who the client is: off, xff (X-Forwarded-For) or rfc7239 "
          "(Forwarded)."],
@@ -184,6 +207,11 @@ class Options(usage.Options):
             self["history-rotate-size"] = parseSize(str(self["history-rotate-size"]))
         except ValueError as e:
             raise usage.UsageError("--history-rotate-size: {}".format(e)) from None
+        if self["max-body"] is not None:
+            try:
+                self["max-body"] = parseSize(str(self["max-body"]))
+            except ValueError as e:
+                raise usage.UsageError("--max-body: {}".format(e)) from None
         if self["pseudonym"] is None:
             self["pseudonym"] = "{}:{}".format(socket.gethostname(), _firstPort(self["ports"]))
         elif not all(c.isalnum() or c in "-._:~" for c in self["pseudonym"]):
@@ -252,6 +280,47 @@ class _ListeningService(StreamServerEndpointService):
         return port
 
 
+def _raiseFileLimit(factory) -> None:
+    """
+    Make sure the process may open a file descriptor for every connection
+    it is configured to serve (two per proxied connection, plus logs and
+    listening sockets): raise the soft RLIMIT_NOFILE as far as the hard
+    limit allows, and if that is not far enough, lower --max-connections to
+    fit, saying so, rather than fail later with EMFILE.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover (not POSIX)
+        return
+    needed = 2 * factory.maxConnections + 128
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as e:
+            _log.warn("Could not raise the file descriptor limit: {error}", error=e)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        fitting = max(1, (soft - 128) // 2)
+        _log.warn(
+            "The file descriptor limit ({limit}) is too low for --max-connections "
+            "{wanted}; serving at most {fitting} connections.  Raise the hard limit "
+            "(ulimit -Hn, LimitNOFILE=) to serve more.",
+            limit=soft,
+            wanted=factory.maxConnections,
+            fitting=fitting,
+        )
+        factory.maxConnections = fitting
+    _log.info(
+        "Limits: {maxConnections} connections ({perClient} per client), file descriptors "
+        "{limit}",
+        maxConnections=factory.maxConnections,
+        perClient=factory.maxConnectionsPerClient,
+        limit="unlimited" if soft == resource.RLIM_INFINITY else soft,
+    )
+
+
 class ProxyService(MultiService):
     """
     The proxy: its listening services, the upstream pool to close at
@@ -270,6 +339,7 @@ class ProxyService(MultiService):
     def startService(self) -> None:
         from twisted.logger import globalLogPublisher
 
+        _raiseFileLimit(self.factory)
         for observer in self.observers:
             globalLogPublisher.addObserver(observer)
         if self.observers and self._reactor is not None and hasattr(signal, "SIGUSR1"):
@@ -318,14 +388,19 @@ def makeService(config: Options, reactor=None) -> ProxyService:
         from twisted.internet import reactor  # noqa: F811
 
     from .server import ProxyFactory
-    from .upstream import UpstreamPool, hostnameEndpointFactory
+    from .upstream import CachingResolver, UpstreamPool, hostnameEndpointFactory
 
+    ttl = config["dns-cache-ttl"]
+    resolver = CachingResolver(
+        reactor.nameResolver, reactor, ttl=ttl, negativeTtl=min(5.0, ttl)
+    ) if hasattr(reactor, "nameResolver") else None
     pool = UpstreamPool(
         reactor,
-        hostnameEndpointFactory(reactor, config["connect-timeout"]),
+        hostnameEndpointFactory(reactor, config["connect-timeout"], resolver),
         maxIdlePerHost=config["pool-max-idle-per-host"],
         idleTimeout=config["pool-idle-timeout"],
     )
+    pool.maxResponseHeaderBytes = config["max-response-header-size"]
     factory = ProxyFactory(
         reactor,
         pool,
@@ -338,6 +413,16 @@ def makeService(config: Options, reactor=None) -> ProxyService:
         tunnelIdleTimeout=config["tunnel-idle-timeout"],
         parent=config["parent"],
         parentBypass=config["parentBypass"],
+        maxTargetLength=config["max-target-length"],
+        maxHeaderBytes=config["max-header-size"],
+        maxHeaderCount=config["max-header-count"],
+    )
+    factory.configureLimits(
+        bodyTimeout=config["body-timeout"],
+        responseBodyTimeout=config["response-body-timeout"],
+        maxBody=config["max-body"],
+        maxConnections=config["max-connections"],
+        maxConnectionsPerClient=config["max-connections-per-client"],
     )
     if config["parent"] is not None:
         _log.info("Parent proxy: {parent}", parent=config["parent"].describe())
