@@ -283,6 +283,10 @@ class _HeadCollector:
     @ivar _inHead: a message has begun and its head is not complete.
     @ivar _headBytes: bytes fed while a head was incomplete (bounds the
         memory llhttp's callbacks accumulate for one huge field).
+    @ivar _chunkedBody: the body being parsed is chunked.
+    @ivar _sinceData: bytes of a chunked body fed since the last body data:
+        chunk lines and trailer fields (bounds a huge trailer field the same
+        way).
     """
 
     _events: list
@@ -292,11 +296,16 @@ class _HeadCollector:
     _inMessage = False
     _headBytes = 0
     _headerBytes = 0
+    _chunkedBody = False
+    _sinceData = 0
     _maxHeaderBytes: int
     _maxHeaderCount: int
     _maxHeadBytes: int
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp drops the OWS before a field value but keeps the OWS after
+        # it, which is not part of the value (RFC 9112 section 5).
+        value = value.rstrip(b" \t")
         fields = self._headers if self._trailers is None else self._trailers
         fields.append((name, value))
         self._headerBytes += len(name) + len(value) + 4
@@ -308,6 +317,8 @@ class _HeadCollector:
 
     def _checkHeadSize(self) -> None:
         if self._inHead and self._headBytes > self._maxHeadBytes:
+            raise self._headTooLarge()
+        if self._chunkedBody and self._sinceData > self._maxHeadBytes:
             raise self._headTooLarge()
 
 
@@ -332,6 +343,8 @@ class RequestParser(_HeadCollector):
 
     switched = False
     trailingData = b""
+    _tail = b""
+    _bodyRemaining = 0
 
     def __init__(
         self,
@@ -420,13 +433,21 @@ class RequestParser(_HeadCollector):
         # Any field after the header section is a trailer field.
         self._trailers = []
         self._headerBytes = 0
+        self._bodyRemaining = 0 if chunked else (length or 0)
+        self._chunkedBody = chunked
+        self._sinceData = 0
 
     def on_body(self, data: bytes) -> None:
+        if self._bodyRemaining:
+            self._bodyRemaining -= len(data)
+        self._sinceData = 0
         self._events.append(Body(data))
 
     def on_message_complete(self) -> None:
         self._inHead = False
         self._inMessage = False
+        self._bodyRemaining = 0
+        self._chunkedBody = False
         self._headBytes = 0
         self._events.append(EndOfMessage(self._trailers))
         self._trailers = None
@@ -444,11 +465,60 @@ class RequestParser(_HeadCollector):
         """
         Parse C{data}; return the events it completes.
 
-        @raise ProxyError: the bytes are not a well-framed request.
+        @raise ProxyError: the bytes are not a well-framed request.  Its
+            C{events} attribute holds the complete requests that came before
+            the bad one in C{data}, to be answered before the error.
         """
         if self.switched:
             self.trailingData += data
             return []
+        # llhttp does not say where in its input one message ended and the
+        # next began, and the next may need a stand-in method
+        # (_feedUnknownMethod), so it is fed pieces that never span a message
+        # boundary: a message ends at the end of its declared Content-Length
+        # or at a CRLF CRLF (the end of a head, or of a chunked body).
+        events: list = []
+        while data:
+            piece, data = self._nextPiece(data)
+            try:
+                events += self._feedPiece(piece)
+            except ProxyError as e:
+                # The requests completed before the bad one are still
+                # answered; nothing of the bad one is returned.
+                last = max(
+                    (i for i, event in enumerate(events) if type(event) is EndOfMessage),
+                    default=-1,
+                )
+                e.events = events[: last + 1]
+                raise
+            self._tail = piece[-3:] if len(piece) >= 3 else (self._tail + piece)[-3:]
+            if self.switched:
+                self.trailingData += data
+                break
+        return events
+
+    def _nextPiece(self, data: bytes) -> tuple[bytes, bytes]:
+        """
+        Split C{data} after the first place the current message may end.
+        """
+        remaining = self._bodyRemaining
+        if remaining:
+            return data[:remaining], data[remaining:]
+        if self._tail:
+            i = (self._tail + data[:3]).find(b"\r\n\r\n")
+            if i != -1:
+                end = i + 4 - len(self._tail)
+                return data[:end], data[end:]
+        i = data.find(b"\r\n\r\n")
+        if i == -1:
+            return data, b""
+        return data[: i + 4], data[i + 4:]
+
+    def _feedPiece(self, data: bytes) -> list:
+        """
+        Parse one piece of input (see L{feed}); return the events it
+        completes.
+        """
         if self._pendingMethodBytes:
             data = self._pendingMethodBytes + data
             self._pendingMethodBytes = b""
@@ -463,6 +533,8 @@ class RequestParser(_HeadCollector):
             self._lineBytes = None
         if self._inHead or not self._inMessage:
             self._headBytes += len(data)
+        elif self._chunkedBody:
+            self._sinceData += len(data)
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as e:
@@ -500,7 +572,7 @@ class RequestParser(_HeadCollector):
         self._substituteMethod = method
         self._inHead = self._inMessage = False
         self._headBytes = 0
-        return self.feed(b"OPTIONS" + stripped[space:])
+        return self._feedPiece(b"OPTIONS" + stripped[space:])
 
     def _raiseFromCallback(self, e: Exception) -> None:
         cause = e.__context__
@@ -519,10 +591,32 @@ class RequestParser(_HeadCollector):
         self._parser = HttpRequestParser(self)
         self._inHead = self._inMessage = False
         self._headBytes = 0
+        self._tail = b""
+        self._bodyRemaining = 0
         return self.feed(data) if data else []
 
 
 _NO_BODY_STATUS = (204, 304)
+
+# RFC 9112 4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
+_BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _persistent(head: ResponseHead) -> bool:
+    """
+    Whether the connection persists after C{head}'s message, by its version
+    and C{Connection} (RFC 9112 9.3).
+    """
+    options = tokens(head.get(b"connection"))
+    if head.version == b"1.1":
+        return b"close" not in options
+    return b"keep-alive" in options and b"close" not in options
+
+
+class _Unsolicited(Exception):
+    """
+    A response began after the one that was expected had ended.
+    """
 
 
 class ResponseParser(_HeadCollector):
@@ -579,6 +673,11 @@ class ResponseParser(_HeadCollector):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        if self._done:
+            # More bytes in the same input as a complete response: nobody
+            # asked for them (the same as the bytes L{feed} gets after
+            # the end of a response).
+            raise _Unsolicited()
         self._inHead = True
         self._inMessage = True
         self._headers = []
@@ -609,6 +708,18 @@ class ResponseParser(_HeadCollector):
                 proxyStatus="http_protocol_error",
             )
         status = parser.get_status_code()
+        if status < 100:
+            # llhttp takes any three digits; a status below 100 would be
+            # taken for an interim response (RFC 9110 section 15).
+            raise BadGateway(
+                "The origin answered with status {:03d}, which is not valid.".format(status),
+                proxyStatus="http_protocol_error",
+            )
+        if _BAD_REASON.search(self._reason):
+            raise BadGateway(
+                "The origin's reason phrase contains control characters.",
+                proxyStatus="http_protocol_error",
+            )
         headers = self._headers
         length, chunked, hasTE = _bodyFraming(headers)
         noBody = status < 200 or status in _NO_BODY_STATUS or self._method == b"HEAD"
@@ -620,6 +731,8 @@ class ResponseParser(_HeadCollector):
         if closeDelimited:
             length = None
         self._closeDelimited = closeDelimited
+        self._chunkedBody = chunked
+        self._sinceData = 0
         head = self._lastHead = ResponseHead(
             status, self._reason, v, headers, length, chunked, closeDelimited, noBody
         )
@@ -630,11 +743,13 @@ class ResponseParser(_HeadCollector):
         self._headerBytes = 0
 
     def on_body(self, data: bytes) -> None:
+        self._sinceData = 0
         self._events.append(Body(data))
 
     def on_message_complete(self) -> None:
         self._inHead = False
         self._headBytes = 0
+        self._chunkedBody = False
         if not self._inMessage:
             # An interim (1xx) response: its head was the whole message.
             return
@@ -679,12 +794,17 @@ class ResponseParser(_HeadCollector):
     def _feed(self, data: bytes) -> None:
         if self._inHead or not self._inMessage:
             self._headBytes += len(data)
+        elif self._chunkedBody:
+            self._sinceData += len(data)
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as e:
             self._switch(data[e.args[0]:])
         except HttpParserCallbackError as e:
             cause = e.__context__
+            if isinstance(cause, _Unsolicited):
+                self.keepAlive = False
+                return
             if isinstance(cause, ProxyError):
                 raise cause
             raise self._malformed(cause or e)
@@ -743,7 +863,9 @@ class ResponseParser(_HeadCollector):
             if self._method == b"CONNECT":
                 self._switch(buf)
             else:
-                self.keepAlive = self._parser.should_keep_alive() and not buf
+                # llhttp would have read a body, or until the close.
+                self.keepAlive = _persistent(self._lastHead) and not buf
+                self._parser = HttpResponseParser(self)
             return
         # A refused CONNECT: its body is framed as usual.
         if buf:
@@ -766,7 +888,11 @@ class ResponseParser(_HeadCollector):
             events.append(EndOfMessage())
             self._events = []
             return events
-        if self._inMessage or self._inHead or self._scanBuffer:
+        # An interim (1xx) response promises a final one.
+        interimOnly = (
+            not self._done and self._lastHead is not None and self._lastHead.interim
+        )
+        if self._inMessage or self._inHead or self._scanBuffer or interimOnly:
             raise BadGateway(
                 "The origin closed the connection before the response was complete.",
                 proxyStatus="http_response_incomplete",

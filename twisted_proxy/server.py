@@ -230,6 +230,8 @@ class ProxyServerProtocol(Protocol):
     @ivar _timer: the client-side timeout in force (idle or header).
     @ivar _readClosed: the client half-closed; close once the requests it
         sent are answered.
+    @ivar _parseError: the client sent bytes that are not HTTP after
+        complete requests; it is answered once those are.
     @ivar _tunnel: the L{Tunnel} in state C{TUNNEL}.
     """
 
@@ -241,6 +243,7 @@ class ProxyServerProtocol(Protocol):
     _abortTimer = None
     _sequence = 0
     _readClosed = False
+    _parseError: ProxyError | None = None
     _tunnel: Tunnel | None = None
 
     def __init__(self, factory: ProxyFactory) -> None:
@@ -314,11 +317,18 @@ class ProxyServerProtocol(Protocol):
             return
         if state in ("CLOSING", "CLOSED"):
             return
+        if self._parseError is not None:
+            return
         try:
             events = self._parser.feed(data)
         except ProxyError as e:
-            self._clientError(e)
-            return
+            complete = getattr(e, "events", None)
+            if not complete:
+                self._clientError(e)
+                return
+            # Answer the requests that came before the bad one first.
+            self._parseError = e
+            events = complete
         if state == "READING":
             if events:
                 self._cancelTimer()
@@ -331,6 +341,10 @@ class ProxyServerProtocol(Protocol):
 
     def _process(self) -> None:
         queue = self._queue
+        if self._parseError is not None and not queue and self._exchange is None:
+            if self._state in ("READING", "EXCHANGE"):
+                self._clientError(self._parseError)
+            return
         while queue and self._state in ("READING", "EXCHANGE"):
             ex = self._exchange
             if ex is None:
