@@ -9,12 +9,15 @@ L{twisted_proxy.server.ProxyFactory} and one upstream pool.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import sys
 
 from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -137,11 +140,34 @@ class Options(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()
+        self.argv: list[str] = []
         self["ports"] = []
+        self["workers"] = 1
         self["clientRules"] = []
         self["allowHosts"] = []
         self["denyHosts"] = []
         self["noUpstreamFor"] = []
+
+    def parseOptions(self, options=None) -> None:
+        # Remembered so that --workers can start each worker with the same
+        # arguments.
+        self.argv = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
+
+    def opt_workers(self, count: str) -> None:
+        """
+        Serve with this many worker processes sharing the listening sockets
+        (default 1: serve in this process; auto: one per CPU).
+        """
+        if count == "auto":
+            self["workers"] = os.cpu_count() or 1
+            return
+        try:
+            self["workers"] = int(count)
+        except ValueError:
+            raise usage.UsageError("--workers takes a number or auto") from None
+        if self["workers"] < 1:
+            raise usage.UsageError("--workers must be at least 1")
 
     def opt_allow(self, cidr: str) -> None:
         """
@@ -321,17 +347,15 @@ def _raiseFileLimit(factory) -> None:
     )
 
 
-class ProxyService(MultiService):
+class LogFilesService(MultiService):
     """
-    The proxy: its listening services, the upstream pool to close at
-    shutdown, and the transaction observers (history, access log), which
-    are reopened on SIGUSR1 so that logrotate can move their files.
+    A service that writes the history and access-log files (its
+    C{observers}), reopening them on SIGUSR1 so that logrotate can move
+    them, and closing them once its children have stopped.
     """
 
-    def __init__(self, factory, pool, observers=(), reactor=None) -> None:
+    def __init__(self, observers=(), reactor=None) -> None:
         super().__init__()
-        self.factory = factory
-        self.pool = pool
         self.observers = list(observers)
         self._reactor = reactor
         self._previousHandler = None
@@ -339,7 +363,6 @@ class ProxyService(MultiService):
     def startService(self) -> None:
         from twisted.logger import globalLogPublisher
 
-        _raiseFileLimit(self.factory)
         for observer in self.observers:
             globalLogPublisher.addObserver(observer)
         if self.observers and self._reactor is not None and hasattr(signal, "SIGUSR1"):
@@ -364,9 +387,7 @@ class ProxyService(MultiService):
     def stopService(self):
         from twisted.logger import globalLogPublisher
 
-        self.factory.stopping = True
-        d = super().stopService()
-        self.pool.closeIdle()
+        d = defer.maybeDeferred(super().stopService)
         if self._previousHandler is not None:
             signal.signal(signal.SIGUSR1, self._previousHandler)
             self._previousHandler = None
@@ -380,13 +401,34 @@ class ProxyService(MultiService):
         return d.addBoth(closeObservers)
 
 
-def makeService(config: Options, reactor=None) -> ProxyService:
+class ProxyService(LogFilesService):
     """
-    Build the proxy service from parsed options.
+    The proxy in one process: its listening services, the upstream pool to
+    close at shutdown, and the log files.
     """
-    if reactor is None:
-        from twisted.internet import reactor  # noqa: F811
 
+    def __init__(self, factory, pool, observers=(), reactor=None) -> None:
+        super().__init__(observers, reactor)
+        self.factory = factory
+        self.pool = pool
+
+    def startService(self) -> None:
+        _raiseFileLimit(self.factory)
+        super().startService()
+
+    def stopService(self):
+        self.factory.stopping = True
+        d = super().stopService()
+        self.pool.closeIdle()
+        return d
+
+
+def buildProxy(config: Options, reactor):
+    """
+    The proxy's factory and upstream pool, as the options say.
+
+    @return: C{(factory, pool)}.
+    """
     from .server import ProxyFactory
     from .upstream import CachingResolver, UpstreamPool, hostnameEndpointFactory
 
@@ -424,10 +466,11 @@ def makeService(config: Options, reactor=None) -> ProxyService:
         maxConnections=config["max-connections"],
         maxConnectionsPerClient=config["max-connections-per-client"],
     )
-    if config["parent"] is not None:
-        _log.info("Parent proxy: {parent}", parent=config["parent"].describe())
-    _log.info("Access policy: {policy}", policy=config["policy"].describe())
     factory.redactHistory = config["history-headers"] != "all"
+    return factory, pool
+
+
+def _logObservers(config: Options) -> list:
     from .history import accessLogObserver, historyObserver
 
     observers = []
@@ -440,7 +483,28 @@ def makeService(config: Options, reactor=None) -> ProxyService:
             observers.append(accessLogObserver(config["access-log"], config["access-log-format"]))
     except OSError as e:
         raise usage.UsageError("cannot open log file: {}".format(e)) from None
-    service = ProxyService(factory, pool, observers, reactor)
+    return observers
+
+
+def makeService(config: Options, reactor=None) -> MultiService:
+    """
+    Build the proxy service from parsed options: one process, or with
+    C{--workers} a supervisor of worker processes.
+    """
+    if reactor is None:
+        from twisted.internet import reactor  # noqa: F811
+
+    if config["parent"] is not None:
+        _log.info("Parent proxy: {parent}", parent=config["parent"].describe())
+    _log.info("Access policy: {policy}", policy=config["policy"].describe())
+    if config["workers"] > 1:
+        from .workers import WorkerSupervisor
+
+        return WorkerSupervisor(
+            reactor, config.argv, config["ports"], config["workers"], _logObservers(config)
+        )
+    factory, pool = buildProxy(config, reactor)
+    service = ProxyService(factory, pool, _logObservers(config), reactor)
     for description in config["ports"]:
         endpoint = strports.endpoints.serverFromString(reactor, description)
         listening = _ListeningService(endpoint, factory)
