@@ -645,9 +645,22 @@ class EmitTransactionTests(SynchronousTestCase):
         self.assertEqual(event["transaction"], record.asDict())
         self.assertEqual(event["transaction"]["durations"]["total"], 67.0)
         self.assertEqual(
-            formatEvent(event),
-            "127.0.0.1:50312 GET http://example.com/a?x=1 200 205 67.0ms",
+            (event["client"], event["method"], event["target"], event["status"]),
+            (("127.0.0.1", 50312), "GET", "http://example.com/a?x=1", 200),
         )
+        self.assertEqual((event["bytes"], event["ms"]), (205, 67.0))
+        # No console line: the brief's lines already say it.
+        self.assertEqual(formatEvent(event), "")
+
+    def test_withoutDetail(self) -> None:
+        """
+        With C{detail=False} the event has the summary fields but not the
+        (costly) full record.
+        """
+        emitTransaction(self.log, successfulRecord(FakeClocks()), detail=False)
+        [event] = self.events
+        self.assertNotIn("transaction", event)
+        self.assertEqual((event["status"], event["ms"]), (200, 67.0))
 
     def test_finishesAtEmission(self) -> None:
         """
@@ -661,7 +674,7 @@ class EmitTransactionTests(SynchronousTestCase):
         emitTransaction(self.log, record)
         [event] = self.events
         self.assertEqual(event["transaction"]["durations"]["total"], 500.0)
-        self.assertEqual(formatEvent(event), "127.0.0.1:50312 - - - 0 500.0ms")
+        self.assertEqual(event["ms"], 500.0)
 
     def test_once(self) -> None:
         """

@@ -141,14 +141,16 @@ class IntegrationTests(ProxyTestMixin, TestCase):
         self.assertEqual(response.code, 200)
         self.assertEqual(content, b"hello from the origin\n")
         self.assertEqual(response.headers.getRawHeaders(b"via"), [b"1.1 itest"])
-        formats = [e.get("log_format", "") for e in events]
+        from twisted.logger import formatEvent
+
+        texts = [formatEvent(e) for e in events]
         for line in (
-            "Connection has been accepted from: {peer}",
-            "Request has been received: {request}",
-            "Destination IP address: {destination}",
-            "Response received: HTTP/{version} {status} {reason} ...",
+            "Connection has been accepted from: ('127.0.0.1', ",
+            "Request has been received: GET " + self.origin + "/small HTTP/1.1\\r\\n",
+            "Destination IP address: 127.0.0.1  [",
+            "Response received: HTTP/1.1 200 OK ...  [",
         ):
-            self.assertTrue(any(f.startswith(line) for f in formats), line)
+            self.assertTrue(any(t.startswith(line) for t in texts), (line, texts))
 
     async def test_bigStreamed(self) -> None:
         await self.setUpProxy()

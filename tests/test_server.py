@@ -877,11 +877,16 @@ class TransactionRecordTests(SynchronousTestCase):
 
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
+    def Harness(self, **kwargs) -> Harness:
+        h = Harness(**kwargs)
+        h.factory.transactionDetail = True
+        return h
+
     def records(self) -> list[dict]:
         return [e["transaction"] for e in self.events if "transaction" in e]
 
     def test_success(self) -> None:
-        h = Harness()
+        h = self.Harness()
         h.clock.advance(1000)
         proto, client = h.client()
         h.clock.advance(0.5)
@@ -915,7 +920,7 @@ class TransactionRecordTests(SynchronousTestCase):
         self.assertFalse(record["aborted"])
 
     def test_upstreamFailure(self) -> None:
-        h = Harness()
+        h = self.Harness()
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         h.fail(ierror.DNSLookupError("a.test"))
@@ -925,7 +930,7 @@ class TransactionRecordTests(SynchronousTestCase):
         self.assertIn("could not be resolved", record["errorDetail"])
 
     def test_clientAbort(self) -> None:
-        h = Harness()
+        h = self.Harness()
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         up, upTransport = h.connect()
@@ -937,7 +942,7 @@ class TransactionRecordTests(SynchronousTestCase):
         self.assertEqual(record["errorDetail"], "the client closed the connection")
 
     def test_refused(self) -> None:
-        h = Harness()
+        h = self.Harness()
         proto, client = h.client()
         proto.dataReceived(b"GET http://127.0.0.1:8080/ HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n")
         [record] = self.records()
@@ -945,7 +950,7 @@ class TransactionRecordTests(SynchronousTestCase):
         self.assertEqual(record["proxyError"], "proxy_loop_detected")
 
     def test_tunnel(self) -> None:
-        h = Harness()
+        h = self.Harness()
         proto, client = h.client()
         proto.dataReceived(b"CONNECT s.test:443 HTTP/1.1\r\nHost: s.test:443\r\n\r\nhello")
         up, upTransport = h.connect(peer=("93.184.216.34", 443))
@@ -961,7 +966,7 @@ class TransactionRecordTests(SynchronousTestCase):
         self.assertEqual(record["durations"]["total"], 2000.0)
 
     def test_historyHeadersAll(self) -> None:
-        h = Harness()
+        h = self.Harness()
         h.factory.redactHistory = False
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nCookie: k=v\r\n\r\n")

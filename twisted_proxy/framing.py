@@ -405,14 +405,25 @@ class RequestParser(_HeadCollector):
         method = self._substituteMethod or parser.get_method()
         self._substituteMethod = None
         headers = self._headers
-        length, chunked, hasTE = _bodyFraming(headers)
-        if hasTE and v == b"1.0":
-            raise BadRequest("Transfer-Encoding is not allowed in an HTTP/1.0 request.")
+        # One pass over the fields: framing (as llhttp validated it) and Host.
+        length = te = None
+        hosts = 0
+        for n, value in headers:
+            n = n.lower()
+            if n == b"host":
+                hosts += 1
+            elif n == b"content-length":
+                length = int(value)
+            elif n == b"transfer-encoding":
+                te = value if te is None else te + b", " + value
+        chunked = False
+        if te is not None:
+            if v == b"1.0":
+                raise BadRequest("Transfer-Encoding is not allowed in an HTTP/1.0 request.")
+            codings = tokens(te)
+            chunked = bool(codings) and codings[-1] == b"chunked"
+            length = None
         if v == b"1.1":
-            hosts = 0
-            for n, _ in headers:
-                if n.lower() == b"host":
-                    hosts += 1
             if hosts != 1:
                 raise BadRequest(
                     "An HTTP/1.1 request must have exactly one Host header field; it has {}.".format(

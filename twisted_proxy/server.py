@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime
 
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -48,9 +47,10 @@ from .framing import (
     serializeRequestHead,
     serializeResponseHead,
 )
-from .history import TransactionRecord, emitTransaction
+from .history import TransactionRecord, emitEvent, emitTransaction
 from .policy import HostPatterns, Policy
 from .headers import (
+    SECRET_HEADERS,
     Target,
     forwardRequestHeaders,
     forwardResponseHeaders,
@@ -59,6 +59,7 @@ from .headers import (
 )
 from .tunnel import Tunnel, TunnelUpstreamProtocol
 from .upstream import (
+    Deadline,
     ParentConnectProtocol,
     ParentProxy,
     UpstreamPool,
@@ -86,45 +87,52 @@ def _headSize(line1: bytes, line2: bytes, headers: list[tuple[bytes, bytes]]) ->
     return size
 
 
-class _Stamp:
+class _ClockText:
     """
-    A local time rendered lazily, to the microsecond (only observers that
-    format the event pay for it).
-    """
-
-    __slots__ = ("_when",)
-
-    def __init__(self, when: float) -> None:
-        self._when = when
-
-    def __format__(self, spec: str) -> str:
-        return datetime.fromtimestamp(self._when).strftime("%H:%M:%S.%f")
-
-    def __str__(self) -> str:
-        return self.__format__("")
-
-
-class _HeadText:
-    """
-    A message head as the brief prints it (C{\\r\\n} shown escaped), with
-    secrets redacted; rendered lazily.
+    Local time to the microsecond, as the brief prints it (C{12:34:56.123456});
+    the hours, minutes and seconds are formatted once per second.
     """
 
-    __slots__ = ("_line", "_headers")
+    __slots__ = ("_second", "_text")
 
-    def __init__(self, line: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        self._line = line
-        self._headers = headers
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
 
-    def __format__(self, spec: str) -> str:
-        from .headers import redactHeaders
+    def __call__(self, when: float) -> str:
+        second = int(when)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%H:%M:%S", time.localtime(second))
+        return "%s.%06d" % (self._text, int((when - second) * 1000000))
 
-        parts = [self._line.decode("latin-1")]
-        parts.extend("{}: {}".format(n, v) for n, v in redactHeaders(self._headers))
-        return "\\r\\n".join(parts) + "\\r\\n\\r\\n"
 
-    def __str__(self) -> str:
-        return self.__format__("")
+_clockText = _ClockText()
+
+# Module-level loggers: a Logger as a class attribute is a descriptor that
+# builds a new Logger on every access, which the hot path cannot afford.
+_briefLog = Logger(namespace="twisted_proxy.server.ProxyServerProtocol")
+_transactionLog = Logger(namespace="twisted_proxy.transaction")
+
+
+def _literal(text: str) -> str:
+    """
+    C{text} as a C{log_format} that formats to itself.
+    """
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _headText(line: bytes, headers: list[tuple[bytes, bytes]]) -> str:
+    """
+    A message head as the brief prints it (C{\\r\\n} shown escaped),
+    credentials and cookies redacted.
+    """
+    parts = [line]
+    for n, v in headers:
+        if n.lower() in SECRET_HEADERS:
+            v = b"<redacted>"
+        parts.append(n + b": " + v)
+    return (b"\\r\\n".join(parts) + b"\\r\\n\\r\\n").decode("latin-1")
 
 
 class _Exchange:
@@ -160,8 +168,6 @@ class _Exchange:
     upstreamBytesAtStart = 0
     bodyBytes = 0
     lastProgress = 0.0
-    _responseTimer = None
-    _stallTimer = None
 
     def __init__(
         self, proto: ProxyServerProtocol, head: RequestHead, target: Target, record: TransactionRecord
@@ -200,15 +206,12 @@ class _Exchange:
         self.proto._responseFailed(self, error, responseStarted)
 
     def cancelTimers(self) -> None:
-        if self._responseTimer is not None and self._responseTimer.active():
-            self._responseTimer.cancel()
-        self._responseTimer = None
-        self.cancelStallTimer()
-
-    def cancelStallTimer(self) -> None:
-        if self._stallTimer is not None and self._stallTimer.active():
-            self._stallTimer.cancel()
-        self._stallTimer = None
+        """
+        No more response or stall timeout for this exchange (they share the
+        connection's L{Deadline}, exchanges being one at a time).
+        """
+        if self.proto._exchange is self:
+            self.proto._deadline.clear()
 
 
 @implementer(IPushProducer, IHalfCloseableProtocol)
@@ -239,7 +242,6 @@ class ProxyServerProtocol(Protocol):
 
     _state = "READING"
     _exchange: _Exchange | None = None
-    _timer = None
     _abortTimer = None
     _sequence = 0
     _readClosed = False
@@ -252,6 +254,7 @@ class ProxyServerProtocol(Protocol):
         self._parser = factory.newRequestParser()
         self._queue: deque = deque()
         self._pauses: set[str] = set()
+        self._deadline = Deadline(self._clock)
 
     # connection life
 
@@ -263,10 +266,9 @@ class ProxyServerProtocol(Protocol):
         peer = self.transport.getPeer()
         self.peerHost = getattr(peer, "host", "") or ""
         self.peerPort = getattr(peer, "port", 0) or 0
-        self._log.info(
-            "Connection has been accepted from: {peer}  [{when}]",
+        self._say(
+            "Connection has been accepted from: ('{}', {})".format(self.peerHost, self.peerPort),
             peer=(self.peerHost, self.peerPort),
-            when=_Stamp(self.factory.wallClock()),
         )
         self.factory.connectionOpened(self)
         self._refusal = self.factory.policy.checkClient(self.peerHost)
@@ -277,7 +279,7 @@ class ProxyServerProtocol(Protocol):
     def connectionLost(self, reason: Failure = None) -> None:
         state = self._state
         self._state = "CLOSED"
-        self._cancelTimer()
+        self._deadline.cancel()
         if self._abortTimer is not None and self._abortTimer.active():
             self._abortTimer.cancel()
         ex = self._exchange
@@ -287,7 +289,7 @@ class ProxyServerProtocol(Protocol):
             self._abandon(ex, "the client closed the connection")
         self._queue.clear()
         self.factory.connectionClosed(self)
-        self._log.info("Connection has been closed.  [{when}]", when=_Stamp(self.factory.wallClock()))
+        self._say("Connection has been closed.", peer=(self.peerHost, self.peerPort))
 
     def readConnectionLost(self) -> None:
         """
@@ -336,6 +338,18 @@ class ProxyServerProtocol(Protocol):
                 self._armTimer(self.factory.headerTimeout, self._headerTimedOut, "header")
         self._queue.extend(events)
         self._process()
+
+    def _say(self, text: str, **fields: object) -> None:
+        """
+        Log one of the brief's lines, ending with the local time to the
+        microsecond.  The text is rendered here, once, so that formatting
+        the event (for the console or a log file) is nearly free; the
+        structured fields ride along for other observers.
+        """
+        emitEvent(
+            _briefLog, _literal(text) + "  [" + _clockText(self.factory.wallClock()) + "]",
+            fields, self,
+        )
 
     # the event queue
 
@@ -410,9 +424,8 @@ class ProxyServerProtocol(Protocol):
             record.method = head.method.decode("latin-1")
             record.target = head.target.decode("latin-1")
             record.requestVersion = "HTTP/" + head.version.decode("ascii")
-            record.requestHeaders = [
-                (n.decode("latin-1"), v.decode("latin-1")) for n, v in head.headers
-            ]
+            # Decoded only if the record is read (history.TransactionRecord).
+            record.requestHeaders = head.headers
         return record
 
     def _beginExchange(self, head: RequestHead) -> None:
@@ -420,12 +433,10 @@ class ProxyServerProtocol(Protocol):
         self._state = "EXCHANGE"
         self._cancelTimer()
         record = self._newRecord(head)
-        self._log.info(
-            "Request has been received: {request}  [{when}]",
-            request=_HeadText(
-                head.method + b" " + head.target + b" HTTP/" + head.version, head.headers
-            ),
-            when=_Stamp(factory.wallClock()),
+        self._say(
+            "Request has been received: "
+            + _headText(head.method + b" " + head.target + b" HTTP/" + head.version, head.headers),
+            peer=(self.peerHost, self.peerPort),
         )
         try:
             if self._refusal is not None:
@@ -476,8 +487,14 @@ class ProxyServerProtocol(Protocol):
             key = ("proxy", parent.host, parent.port)
         else:
             key = (target.scheme, target.host, target.port)
-        d = self.factory.pool.getConnection(key)
-        d.addCallbacks(self._upstreamConnected, self._upstreamConnectFailed, (ex,), None, (ex,))
+        pool = self.factory.pool
+        proto = pool.takeIdle(key)
+        if proto is not None:
+            self._upstreamConnected(proto, True, ex)
+            return
+        pool.connect(key).addCallbacks(
+            self._upstreamConnected, self._upstreamConnectFailed, (False, ex), None, (ex,)
+        )
 
     def _upstreamConnectFailed(self, failure: Failure, ex: _Exchange) -> None:
         if ex.finished:
@@ -489,8 +506,7 @@ class ProxyServerProtocol(Protocol):
             error = connectFailureToError(failure, ex.target.host, ex.target.port)
         self._respondWithError(ex, error)
 
-    def _upstreamConnected(self, result: tuple[UpstreamProtocol, bool], ex: _Exchange) -> None:
-        proto, reused = result
+    def _upstreamConnected(self, proto: UpstreamProtocol, reused: bool, ex: _Exchange) -> None:
         if ex.finished:
             # The client went away while we were connecting.
             self.factory.pool.release(proto)
@@ -614,11 +630,10 @@ class ProxyServerProtocol(Protocol):
         data = b"HTTP/1.1 200 Connection Established\r\n\r\n"
         ex.bytesToClient += len(data)
         self.transport.write(data)
-        self._log.info(
-            "Tunnel established to {destination}:{port}  [{when}]",
+        self._say(
+            "Tunnel established to {}:{}".format(ex.target.host, ex.target.port),
             destination=ex.target.host,
             port=ex.target.port,
-            when=_Stamp(self.factory.wallClock()),
         )
         pending = self._parser.trailingData
         self._parser.trailingData = b""
@@ -638,14 +653,14 @@ class ProxyServerProtocol(Protocol):
         if reason not in ("normal",):
             record.errorDetail = "tunnel closed: " + reason
         record.mark("responseComplete")
-        self._log.info(
-            "Tunnel to {destination}:{port} closed ({reason}): {up} bytes up, {down} bytes down  [{when}]",
+        self._say(
+            "Tunnel to {}:{} closed ({}): {} bytes up, {} bytes down".format(
+                ex.target.host, ex.target.port, reason, tunnel.bytesFromClient,
+                tunnel.bytesFromUpstream,
+            ),
             destination=ex.target.host,
             port=ex.target.port,
             reason=reason,
-            up=tunnel.bytesFromClient,
-            down=tunnel.bytesFromUpstream,
-            when=_Stamp(self.factory.wallClock()),
         )
         self.factory.exchangeFinished(self, ex)
 
@@ -674,11 +689,7 @@ class ProxyServerProtocol(Protocol):
             destination = (
                 peerHost if peerHost == ex.target.host else "{} ({})".format(ex.target.host, peerHost)
             )
-        self._log.info(
-            "Destination IP address: {destination}  [{when}]",
-            destination=destination,
-            when=_Stamp(self.factory.wallClock()),
-        )
+        self._say("Destination IP address: " + destination, destination=destination)
         return None
 
     def _requestEvent(self, ex: _Exchange, event: object) -> None:
@@ -703,8 +714,6 @@ class ProxyServerProtocol(Protocol):
                 proto.write(data)
         elif t is EndOfMessage:
             ex.requestEnded = True
-            if not ex.responseStarted:
-                ex.cancelStallTimer()
             ex.record.mark("requestSent")
             if ex.head.chunked:
                 data = lastChunk(event.trailers)
@@ -715,9 +724,7 @@ class ProxyServerProtocol(Protocol):
                 self._resume("upload")
             ex.requestDone = True
             if not ex.responseStarted:
-                ex._responseTimer = self._clock.callLater(
-                    self.factory.responseTimeout, self._responseTimedOut, ex
-                )
+                self._deadline.set(self.factory.responseTimeout, self._responseTimedOut, ex)
 
     # the response
 
@@ -752,12 +759,11 @@ class ProxyServerProtocol(Protocol):
                 headers = forwardResponseHeaders(head.headers, head.version, self.factory.pseudonym)
                 self.transport.write(serializeResponseHead(head.status, head.reason, headers))
             return
-        self._log.info(
-            "Response received: HTTP/{version} {status} {reason} ...  [{when}]",
-            version=head.version.decode("ascii"),
+        self._say(
+            "Response received: HTTP/"
+            + (head.version + b" %d " % (head.status,) + head.reason).decode("latin-1")
+            + " ...",
             status=head.status,
-            reason=head.reason.decode("latin-1"),
-            when=_Stamp(self.factory.wallClock()),
         )
         if head.noBody:
             mode = "none"
@@ -791,7 +797,6 @@ class ProxyServerProtocol(Protocol):
         self.transport.write(data)
         if mode != "none":
             self.transport.registerProducer(ex.upstream, True)
-            ex.cancelStallTimer()
             self._armStall(ex, self.factory.responseBodyTimeout)
 
     def _recordResponse(self, ex: _Exchange, head: ResponseHead, headers: list) -> None:
@@ -800,7 +805,7 @@ class ProxyServerProtocol(Protocol):
         record.status = head.status
         record.reason = head.reason.decode("latin-1")
         record.responseVersion = "HTTP/" + head.version.decode("ascii")
-        record.responseHeaders = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
+        record.responseHeaders = headers
 
     def _responseBody(self, ex: _Exchange, data: bytes) -> None:
         ex.lastProgress = self._clock.seconds()
@@ -861,16 +866,14 @@ class ProxyServerProtocol(Protocol):
 
     def _armStall(self, ex: _Exchange, seconds: float | None) -> None:
         ex.lastProgress = self._clock.seconds()
-        if seconds and ex._stallTimer is None:
-            ex._stallTimer = self._clock.callLater(seconds, self._stallCheck, ex, seconds)
+        self._deadline.set(seconds, self._stallCheck, ex, seconds)
 
     def _stallCheck(self, ex: _Exchange, seconds: float) -> None:
-        ex._stallTimer = None
         if ex.finished:
             return
         idle = self._clock.seconds() - ex.lastProgress
         if idle < seconds:
-            ex._stallTimer = self._clock.callLater(seconds - idle, self._stallCheck, ex, seconds)
+            self._deadline.set(seconds - idle, self._stallCheck, ex, seconds)
             return
         if ex.responseStarted:
             proto = ex.upstream
@@ -943,7 +946,8 @@ class ProxyServerProtocol(Protocol):
         self._respondWithError(ex, error)
 
     def _responseTimedOut(self, ex: _Exchange) -> None:
-        ex._responseTimer = None
+        if ex.finished:
+            return
         self._responseFailed(
             ex,
             GatewayTimeout(
@@ -980,15 +984,13 @@ class ProxyServerProtocol(Protocol):
             headers.append(("Connection", "close"))
         elif not close and ex.head.version == b"1.0":
             headers.append(("Connection", "keep-alive"))
-        self._log.info(
-            "Request refused: {status} {reason} ({error}): {detail}  [{when}]",
+        self._say(
+            "Request refused: {} {} ({}): {}".format(status, reason, error.proxyStatus, error.detail),
             status=status,
-            reason=reason,
             error=error.proxyStatus,
             detail=error.detail,
             rule=getattr(error, "rule", None),
-            client=(self.peerHost, self.peerPort),
-            when=_Stamp(self.factory.wallClock()),
+            peer=(self.peerHost, self.peerPort),
         )
         ex.status = status
         record = ex.record
@@ -1104,25 +1106,18 @@ class ProxyServerProtocol(Protocol):
     _timerKind = ""
 
     def _armTimer(self, seconds: float | None, callback: Callable[[], None], kind: str = "idle") -> None:
-        self._cancelTimer()
-        if seconds:
-            self._timer = self._clock.callLater(seconds, callback)
-            self._timerKind = kind
+        self._deadline.set(seconds, callback)
+        self._timerKind = kind
 
     def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        self._deadline.clear()
         self._timerKind = ""
 
     def _idleTimedOut(self) -> None:
-        self._timer = None
         self._log.info("Closing idle connection from {peer}.", peer=(self.peerHost, self.peerPort))
         self._closeConnection()
 
     def _headerTimedOut(self) -> None:
-        self._timer = None
         self._clientError(
             ProxyError(
                 "The request head did not arrive within {} seconds.".format(
@@ -1146,9 +1141,11 @@ class ProxyFactory(Factory):
     """
 
     _log = Logger()
-    _transactionLog = Logger(namespace="twisted_proxy.transaction")
     noisy = False
     redactHistory = True
+    # Attach the full record to transaction events (set when --history,
+    # --access-log or workers consume it; building it is not free).
+    transactionDetail = False
     connectionIdPrefix = ""
     _connectionCounter = 0
 
@@ -1296,7 +1293,9 @@ class ProxyFactory(Factory):
         record.bytesFromClient = max(record.bytesFromClient, ex.bytesFromClient)
         record.bytesToUpstream = max(record.bytesToUpstream, ex.bytesToUpstream)
         record.bytesToClient = ex.bytesToClient
-        emitTransaction(self._transactionLog, record, redact=self.redactHistory)
+        emitTransaction(
+            _transactionLog, record, redact=self.redactHistory, detail=self.transactionDetail
+        )
 
 
 class _Refuser(Protocol):

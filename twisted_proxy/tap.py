@@ -504,7 +504,9 @@ def makeService(config: Options, reactor=None) -> MultiService:
             reactor, config.argv, config["ports"], config["workers"], _logObservers(config)
         )
     factory, pool = buildProxy(config, reactor)
-    service = ProxyService(factory, pool, _logObservers(config), reactor)
+    observers = _logObservers(config)
+    factory.transactionDetail = bool(observers)
+    service = ProxyService(factory, pool, observers, reactor)
     for description in config["ports"]:
         endpoint = strports.endpoints.serverFromString(reactor, description)
         listening = _ListeningService(endpoint, factory)

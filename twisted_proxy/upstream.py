@@ -58,9 +58,93 @@ __all__ = [
     "ParentProxy",
     "ParentConnectProtocol",
     "CachingResolver",
+    "Deadline",
 ]
 
 EndpointFactory = Callable[[str, int], IStreamClientEndpoint]
+
+
+class Deadline:
+    """
+    A timeout that is cheap to move: at most one pending C{DelayedCall},
+    which, when it fires early (the deadline moved later since it was
+    scheduled), schedules itself again for the new deadline.
+
+    Moving a deadline later, or clearing it, costs no reactor call at all,
+    so the per-request timeouts of a busy keep-alive connection (idle,
+    response, stalled body) do not create and cancel a timer each time.
+    Moving it earlier cancels the pending call and schedules a new one
+    (cheaper in Twisted's reactor than C{DelayedCall.reset} to an earlier
+    time, which searches the timer heap).
+
+    @ivar _when: the deadline (clock time), or L{None}.
+    @ivar _callback: what to call at the deadline, with C{_args}.
+    """
+
+    __slots__ = ("_clock", "_call", "_when", "_callback", "_args")
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._call = None
+        self._when: float | None = None
+        self._callback = None
+        self._args: tuple = ()
+
+    def set(self, seconds: float | None, callback: Callable[..., None], *args: object) -> None:
+        """
+        Call C{callback(*args)} C{seconds} from now, replacing any deadline
+        set before.  L{None} or 0 clears it instead.
+        """
+        if not seconds:
+            self.clear()
+            return
+        clock = self._clock
+        when = clock.seconds() + seconds
+        self._when = when
+        self._callback = callback
+        self._args = args
+        call = self._call
+        if call is None:
+            self._call = clock.callLater(seconds, self._fire)
+        elif call.getTime() > when:
+            call.cancel()
+            self._call = clock.callLater(seconds, self._fire)
+
+    def clear(self) -> None:
+        """
+        No deadline (the pending call, if any, will find nothing to do).
+        """
+        self._when = None
+        self._callback = None
+        self._args = ()
+
+    def cancel(self) -> None:
+        """
+        No deadline, and no pending call (when the connection is gone).
+        """
+        self.clear()
+        call = self._call
+        if call is not None:
+            self._call = None
+            if call.active():
+                call.cancel()
+
+    @property
+    def active(self) -> bool:
+        return self._when is not None
+
+    def _fire(self) -> None:
+        self._call = None
+        when = self._when
+        if when is None:
+            return
+        now = self._clock.seconds()
+        if now < when:
+            self._call = self._clock.callLater(when - now, self._fire)
+            return
+        callback, args = self._callback, self._args
+        self.clear()
+        callback(*args)
 
 
 class IResponseReceiver(TypingProtocol):
@@ -306,6 +390,7 @@ class UpstreamProtocol(Protocol):
     def __init__(self, key: tuple[str, str, int], maxHeaderBytes: int | None = None) -> None:
         self.key = key
         self._parser = ResponseParser(maxHeaderBytes)
+        self.expiry: Deadline | None = None
         self._connected: Deferred[UpstreamProtocol] = Deferred()
 
     def connectionMade(self) -> None:
@@ -413,6 +498,8 @@ class UpstreamProtocol(Protocol):
     def connectionLost(self, reason: Failure = ierror.ConnectionDone) -> None:
         state = self._state
         self._state = "CLOSED"
+        if self.expiry is not None:
+            self.expiry.cancel()
         receiver = self.receiver
         if state == "SWITCHED" and self.tunnel is not None:
             self.receiver = None
@@ -484,6 +571,10 @@ class UpstreamPool:
     """
     Persistent connections to origins, reused across client connections.
 
+    Idle connections are kept per key, most recently used last; each has a
+    L{Deadline} for its expiry, moved (at no cost) every time it goes back
+    to the pool.
+
     @ivar maxIdlePerHost: idle connections kept per key.
     @ivar idleTimeout: seconds an idle connection is kept.
     @ivar opened: connections opened so far (for metrics and benchmarks).
@@ -506,7 +597,33 @@ class UpstreamPool:
         self._endpointFactory = endpointFactory
         self.maxIdlePerHost = maxIdlePerHost
         self.idleTimeout = idleTimeout
-        self._idle: dict[tuple[str, str, int], list[tuple[UpstreamProtocol, object]]] = {}
+        self._idle: dict[tuple[str, str, int], list[UpstreamProtocol]] = {}
+
+    def takeIdle(self, key: tuple[str, str, int]) -> UpstreamProtocol | None:
+        """
+        An idle connection for C{key}, taken out of the pool, or L{None}.
+        """
+        idle = self._idle.get(key)
+        while idle:
+            proto = idle.pop()
+            if not idle:
+                del self._idle[key]
+            proto.onIdleLost = None
+            proto.expiry.clear()
+            if proto.reusable:
+                self.reused += 1
+                return proto
+            idle = self._idle.get(key)
+        return None
+
+    def connect(self, key: tuple[str, str, int]) -> Deferred[UpstreamProtocol]:
+        """
+        A new connection for C{key}.
+        """
+        scheme, host, port = key
+        proto = UpstreamProtocol(key, self.maxResponseHeaderBytes)
+        self.opened += 1
+        return self._endpointFactory(host, port).connect(_UpstreamFactory(proto))
 
     def getConnection(self, key: tuple[str, str, int]) -> Deferred[tuple[UpstreamProtocol, bool]]:
         """
@@ -515,20 +632,10 @@ class UpstreamPool:
         @return: a L{Deferred} firing with C{(protocol, reused)}, or failing
             with the connection error.
         """
-        idle = self._idle.get(key)
-        while idle:
-            proto, timer = idle.pop()
-            timer.cancel()
-            proto.onIdleLost = None
-            if proto.reusable:
-                self.reused += 1
-                return succeed((proto, True))
-        scheme, host, port = key
-        proto = UpstreamProtocol(key, self.maxResponseHeaderBytes)
-        self.opened += 1
-        d = self._endpointFactory(host, port).connect(_UpstreamFactory(proto))
-        d.addCallback(lambda p: (p, False))
-        return d
+        proto = self.takeIdle(key)
+        if proto is not None:
+            return succeed((proto, True))
+        return self.connect(key).addCallback(lambda p: (p, False))
 
     def connectRaw(self, host: str, port: int, proto: IProtocol) -> Deferred:
         """
@@ -550,20 +657,19 @@ class UpstreamPool:
         if len(idle) >= self.maxIdlePerHost:
             proto.transport.loseConnection()
             return
-        timer = self._clock.callLater(self.idleTimeout, self._expire, proto)
-        idle.append((proto, timer))
+        if proto.expiry is None:
+            proto.expiry = Deadline(self._clock)
+        proto.expiry.set(self.idleTimeout, self._expire, proto)
+        idle.append(proto)
         proto.onIdleLost = self._lost
 
     def _remove(self, proto: UpstreamProtocol) -> bool:
-        idle = self._idle.get(proto.key, [])
-        for i, (p, timer) in enumerate(idle):
-            if p is proto:
-                del idle[i]
-                if timer.active():
-                    timer.cancel()
-                if not idle:
-                    del self._idle[proto.key]
-                return True
+        idle = self._idle.get(proto.key)
+        if idle and proto in idle:
+            idle.remove(proto)
+            if not idle:
+                del self._idle[proto.key]
+            return True
         return False
 
     def _expire(self, proto: UpstreamProtocol) -> None:
@@ -573,6 +679,8 @@ class UpstreamPool:
 
     def _lost(self, proto: UpstreamProtocol) -> None:
         self._remove(proto)
+        if proto.expiry is not None:
+            proto.expiry.cancel()
 
     def idleCount(self, key: tuple[str, str, int] | None = None) -> int:
         if key is not None:
@@ -584,9 +692,9 @@ class UpstreamPool:
         Close every idle connection (at shutdown).
         """
         for key in list(self._idle):
-            for proto, timer in self._idle.pop(key):
-                if timer.active():
-                    timer.cancel()
+            for proto in self._idle.pop(key):
+                if proto.expiry is not None:
+                    proto.expiry.cancel()
                 proto.onIdleLost = None
                 proto.transport.loseConnection()
 

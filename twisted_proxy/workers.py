@@ -300,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     factory, pool = buildProxy(config, reactor)
     _raiseFileLimit(factory)
     factory.connectionIdPrefix = "w{}-".format(workerId)
+    # The parent writes the history and access log from these records.
+    factory.transactionDetail = True
     service = MultiService()
     _AdoptedPorts(reactor, factory, adopted).setServiceParent(service)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
