@@ -364,3 +364,47 @@ class SmugglingTests(SynchronousTestCase):
         self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "))
         self.assertTrue(upTransport.disconnected)
         self.assertEqual(h.pool.idleCount(), 0)
+
+
+class FoundByFaultTests(SynchronousTestCase):
+    """
+    Regressions found by bench/soak.py and bench/fuzz_proxy.py.
+    """
+
+    def test_originDiesDuringUpload(self) -> None:
+        """
+        When the origin's connection drops during an upload, Twisted first
+        tells its producer (our client side) to stop; the client must still
+        get the 502, not a bare close.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(
+            b"POST http://a.test/up HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000000\r\n\r\n"
+            + b"x" * 10000
+        )
+        up, upTransport = h.connect()
+        upTransport.producer.stopProducing()
+        up.connectionLost(Failure(ierror.ConnectionLost()))
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "), client.value())
+        self.assertIn(b"error=http_response_incomplete", client.value())
+        self.assertFalse(client.disconnected)
+        self.assertTrue(client.disconnecting)
+
+    def test_garbageAfterCompleteRequestWaitsForItsResponse(self) -> None:
+        """
+        Bytes that are not HTTP after a complete request do not cut that
+        request's response short: it completes, then the 400 follows.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        up, upTransport = h.connect()
+        up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
+        proto.dataReceived(b"GARBAGE\r\n\r\n")
+        self.assertFalse(client.disconnected)
+        up.dataReceived(b"56789")
+        data = client.value()
+        self.assertIn(b"0123456789HTTP/1.1 400 ", data)
+        self.assertTrue(client.disconnecting)
+        self.assertFalse(client.disconnected)

@@ -325,12 +325,17 @@ class ProxyServerProtocol(Protocol):
             events = self._parser.feed(data)
         except ProxyError as e:
             complete = getattr(e, "events", None)
-            if not complete:
+            ex = self._exchange
+            if not complete and (
+                ex is None or not (ex.requestEnded or self._requestFullyQueued())
+            ):
                 self._clientError(e)
                 return
-            # Answer the requests that came before the bad one first.
+            # Answer the requests that came before the bad one first, and
+            # read nothing more.
             self._parseError = e
-            events = complete
+            self._pause("error")
+            events = complete or []
         if state == "READING":
             if events:
                 self._cancelTimer()
@@ -402,7 +407,11 @@ class ProxyServerProtocol(Protocol):
         self._resume("upload")
 
     def stopProducing(self) -> None:
-        self.transport.abortConnection()
+        # The upstream transport says this when its connection is gone (it
+        # tells its producer before its protocol).  Nothing to do here: the
+        # upstream's connectionLost follows and answers the client (502) or
+        # closes it, as the state of the exchange requires.
+        self._resume("upload")
 
     # a request
 
