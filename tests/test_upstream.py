@@ -180,3 +180,40 @@ class ParentProxyURLTests(SynchronousTestCase):
         self.assertEqual(parent.authorization, b"Basic dUB4OnA=")
         self.assertEqual(parent.describe(), "http://<credentials>@::1:3128")
         self.assertIsNone(ParentProxy.fromURL("http://p.test:8080").authorization)
+
+
+class PoolCapTests(SynchronousTestCase):
+    def test_capFollowsConcurrency(self) -> None:
+        """
+        While more connections to one origin are busy than the idle cap, a
+        finished one is kept (it is about to be needed again); once the
+        load is gone, the cap applies again.
+        """
+        h = Harness()
+        h.pool.maxIdlePerHost = 2
+        clients = [h.client() for _ in range(6)]
+        for proto, client in clients:
+            proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        ups = [h.connect()[0] for _ in range(6)]
+        # Three finish while three are still busy: all kept, over the cap.
+        for up in ups[:3]:
+            up.dataReceived(OK)
+        self.assertEqual(h.pool.idleCount(), 3)
+        # The rest finish with no more demand than idle connections: closed.
+        for up in ups[3:]:
+            up.dataReceived(OK)
+            self.assertTrue(up.transport.disconnecting)
+            up.connectionLost(Failure(ierror.ConnectionDone()))
+        self.assertEqual(h.pool.idleCount(), 3)
+        # The next requests reuse the pooled connections.
+        for proto, client in clients[:3]:
+            proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertEqual(h.attempts, [])
+        self.assertEqual(h.pool.opened, 6)
+
+    def test_failedConnectNotCounted(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        h.fail(ierror.ConnectionRefusedError())
+        self.assertEqual(h.pool._alive, {})
