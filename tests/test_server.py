@@ -973,3 +973,80 @@ class TransactionRecordTests(SynchronousTestCase):
         h.fail(ierror.ConnectionRefusedError())
         [record] = self.records()
         self.assertIn(["Cookie", "k=v"], record["requestHeaders"])
+
+
+class SlowVerificationTests(SynchronousTestCase):
+    """
+    Checking a password hash runs off the reactor; the request waits.
+    """
+
+    def test_verifiedInThread(self) -> None:
+        import shutil
+        import tempfile
+
+        import bcrypt
+
+        from twisted_proxy.policy import Policy
+
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        path = d + "/htpasswd"
+        with open(path, "wb") as f:
+            f.write(b"alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)) + b"\n")
+        h = Harness(policy=Policy.fromOptions(authFile=path))
+        calls: list = []
+        pending: list[Deferred] = []
+
+        def runInThread(f, *args):
+            calls.append((f, args))
+            d = Deferred()
+            pending.append(d)
+            return d
+
+        h.factory.runInThread = runInThread
+        proto, client = h.client()
+        request = (
+            b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n"
+            b"Proxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n\r\n"
+        )
+        proto.dataReceived(request)
+        # The hash is checked "in a thread"; nothing happens meanwhile.
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(h.attempts, [])
+        self.assertEqual(client.producerState, "paused")
+        f, args = calls[0]
+        f(*args)
+        pending[0].callback(None)
+        self.assertEqual(len(h.attempts), 1)
+        up, upTransport = h.connect()
+        up.dataReceived(OK_RESPONSE)
+        # The second request is answered from the cache, without a thread.
+        proto.dataReceived(request)
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(h.pool.reused, 1)
+        self.assertEqual(client.producerState, "producing")
+
+    def test_clientGoneWhileVerifying(self) -> None:
+        from twisted_proxy.policy import Policy
+
+        import shutil
+        import tempfile
+
+        import bcrypt
+
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        path = d + "/htpasswd"
+        with open(path, "wb") as f:
+            f.write(b"alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)) + b"\n")
+        h = Harness(policy=Policy.fromOptions(authFile=path))
+        pending: list[Deferred] = []
+        h.factory.runInThread = lambda f, *args: pending.append(Deferred()) or pending[-1]
+        proto, client = h.client()
+        proto.dataReceived(
+            b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n"
+            b"Proxy-Authorization: Basic YWxpY2U6d3Jvbmc=\r\n\r\n"
+        )
+        proto.connectionLost(Failure(ierror.ConnectionLost()))
+        pending[0].callback(None)
+        self.assertEqual(h.attempts, [])

@@ -76,6 +76,7 @@ import hmac
 import ipaddress
 import os
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -122,6 +123,8 @@ DEFAULT_CLIENT_NETWORKS: tuple[str, ...] = (
 )
 
 _DESTINATION_IP_PROHIBITED = "destination_ip_prohibited"
+# Htpasswd._lookup: the caches do not know these credentials.
+_UNKNOWN = object()
 
 
 class ConfigurationError(ValueError):
@@ -718,6 +721,8 @@ class Htpasswd:
         self._cacheKey = os.urandom(32)
         self._verified: OrderedDict[str, bytes] = OrderedDict()
         self._failed: OrderedDict[bytes, None] = OrderedDict()
+        # The caches are shared with the thread that verifies hashes.
+        self._lock = threading.Lock()
         self._entries, self._timingEntry = self._load()
 
     def __len__(self) -> int:
@@ -730,9 +735,11 @@ class Htpasswd:
 
         @raise HtpasswdError: as L{__init__}.
         """
-        self._entries, self._timingEntry = self._load()
-        self._verified.clear()
-        self._failed.clear()
+        entries, timingEntry = self._load()
+        with self._lock:
+            self._entries, self._timingEntry = entries, timingEntry
+            self._verified.clear()
+            self._failed.clear()
 
     def _load(self) -> tuple[dict[str, _Entry], _Entry | None]:
         try:
@@ -816,22 +823,14 @@ class Htpasswd:
         @return: C{(user, None)} when they verify, else C{(claimedUser,
             reason)} with reason C{"unknown-user"} or C{"wrong-password"}.
         """
-        user = _decodeText(rawUser)
-        digest = hmac.new(
-            self._cacheKey, rawUser + b":" + rawPassword, hashlib.sha256
-        ).digest()
-        cached = self._verified.get(user)
-        if cached is not None and hmac.compare_digest(cached, digest):
-            self._verified.move_to_end(user)
-            return user, None
-        entry = self._entries.get(user)
-        if digest in self._failed:
-            self._failed.move_to_end(digest)
-            return user, "unknown-user" if entry is None else "wrong-password"
+        user, digest, entry, known = self._lookup(rawUser, rawPassword)
+        if known is not _UNKNOWN:
+            return user, known  # type: ignore[return-value]
         if entry is None:
             if self._timingEntry is not None:
                 self._verify(rawPassword, self._timingEntry)
-            self._remember(self._failed, digest, None, self.failureCacheSize)
+            with self._lock:
+                self._remember(self._failed, digest, None, self.failureCacheSize)
             return user, "unknown-user"
         candidates = [rawPassword]
         try:
@@ -842,10 +841,47 @@ class Htpasswd:
             candidates.append(rawPassword.decode("latin-1").encode("utf-8"))
         for candidate in candidates:
             if self._verify(candidate, entry):
-                self._remember(self._verified, user, digest, self.cacheSize)
+                with self._lock:
+                    self._remember(self._verified, user, digest, self.cacheSize)
                 return user, None
-        self._remember(self._failed, digest, None, self.failureCacheSize)
+        with self._lock:
+            self._remember(self._failed, digest, None, self.failureCacheSize)
         return user, "wrong-password"
+
+    def _lookup(
+        self, rawUser: bytes, rawPassword: bytes
+    ) -> tuple[str, bytes, _Entry | None, object]:
+        """
+        What the caches already know about these credentials.
+
+        @return: C{(user, digest, entry, known)} where C{known} is L{None}
+            (verified), a failure reason, or C{_UNKNOWN} (a hash must be
+            checked).
+        """
+        user = _decodeText(rawUser)
+        digest = hmac.new(
+            self._cacheKey, rawUser + b":" + rawPassword, hashlib.sha256
+        ).digest()
+        with self._lock:
+            entry = self._entries.get(user)
+            cached = self._verified.get(user)
+            if cached is not None and hmac.compare_digest(cached, digest):
+                self._verified.move_to_end(user)
+                return user, digest, entry, None
+            if digest in self._failed:
+                self._failed.move_to_end(digest)
+                return user, digest, entry, (
+                    "unknown-user" if entry is None else "wrong-password"
+                )
+        return user, digest, entry, _UNKNOWN
+
+    def needsVerification(self, rawUser: bytes, rawPassword: bytes) -> bool:
+        """
+        Whether L{authenticate} would have to check a hash (slow: bcrypt
+        takes tens to hundreds of milliseconds), rather than answer from its
+        caches.
+        """
+        return self._lookup(rawUser, rawPassword)[3] is _UNKNOWN
 
     @staticmethod
     def _remember(cache: OrderedDict[_K, _V], key: _K, value: _V, size: int) -> None:
@@ -1010,6 +1046,33 @@ class Policy:
             )
         refusal, allowedBy = self._destinations.check(host)
         return Decision(user=user, refusal=refusal, allowedBy=allowedBy)
+
+    def pendingVerification(self, proxyAuthorization: bytes | None) -> bool:
+        """
+        Whether judging these credentials means checking a password hash,
+        which a server should do off its event loop (L{verify}) before
+        calling L{checkRequest}, which then answers from the cache.
+        """
+        if self._auth is None or not proxyAuthorization:
+            return False
+        try:
+            rawUser, rawPassword = _parseBasicCredentials(proxyAuthorization)
+        except ValueError:
+            return False
+        return self._auth.needsVerification(rawUser, rawPassword)
+
+    def verify(self, proxyAuthorization: bytes) -> None:
+        """
+        Check these credentials' hash and remember the outcome, so that
+        L{checkRequest} answers from the cache.  Safe to call in a thread.
+        """
+        if self._auth is None:
+            return
+        try:
+            rawUser, rawPassword = _parseBasicCredentials(proxyAuthorization)
+        except ValueError:
+            return
+        self._auth.authenticate(rawUser, rawPassword)
 
     def _authenticate(
         self, proxyAuthorization: bytes | None

@@ -21,7 +21,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -457,11 +459,6 @@ class ProxyServerProtocol(Protocol):
                 raise LoopDetected(
                     "The destination {}:{} is this proxy itself.".format(target.host, target.port)
                 )
-            decision = factory.policy.checkRequest(
-                head.method, target.host, target.port, head.get(b"proxy-authorization")
-            )
-            if decision.refusal is not None:
-                raise decision.refusal
             if (
                 factory.maxBody is not None
                 and head.contentLength is not None
@@ -476,17 +473,49 @@ class ProxyServerProtocol(Protocol):
             return
         ex = _Exchange(self, head, target, record)
         ex.bytesFromClient = _headSize(head.method, head.target, head.headers)
-        record.user = ex.user = decision.user
         record.destHost = target.host
         record.destPort = target.port
+        self._exchange = ex
+        credentials = head.get(b"proxy-authorization")
+        policy = factory.policy
+        if policy.pendingVerification(credentials):
+            # Checking a password hash (bcrypt: tens to hundreds of ms) must
+            # not stop the reactor: it runs in a thread, and this request
+            # waits (reading stops) until the outcome is in the cache.
+            self._pause("auth")
+            d = factory.runInThread(policy.verify, credentials)
+            d.addErrback(lambda f: self._log.failure("While verifying credentials", f))
+            d.addCallback(self._verified, ex, credentials)
+            return
+        self._authorize(ex, credentials)
+
+    def _verified(self, result: object, ex: _Exchange, credentials: bytes) -> None:
+        self._resume("auth")
+        if ex.finished or self._state == "CLOSED":
+            return
+        self._authorize(ex, credentials)
+        self._process()
+
+    def _authorize(self, ex: _Exchange, credentials: bytes | None) -> None:
+        """
+        The policy's verdict on the request (credentials, CONNECT port,
+        destination), then on to the destination.
+        """
+        head, target, record = ex.head, ex.target, ex.record
+        decision = self.factory.policy.checkRequest(
+            head.method, target.host, target.port, credentials
+        )
+        if decision.refusal is not None:
+            record.kind = "refused"
+            self._respondWithError(ex, decision.refusal)
+            return
+        record.user = ex.user = decision.user
         if head.method == b"CONNECT":
             record.kind = "tunnel"
-        elif ex.upgrade:
-            record.kind = "upgrade"
-        self._exchange = ex
-        if head.method == b"CONNECT":
             self._connectTunnel(ex)
             return
+        if ex.upgrade:
+            record.kind = "upgrade"
         self._connectUpstream(ex)
 
     def _connectUpstream(self, ex: _Exchange) -> None:
@@ -1206,6 +1235,13 @@ class ProxyFactory(Factory):
         if forwarded is not None:
             self.forwarded = forwarded
         self.policy = policy if policy is not None else Policy.fromOptions()
+        if hasattr(clock, "getThreadPool"):
+            self.runInThread = lambda f, *args: deferToThreadPool(
+                clock, clock.getThreadPool(), f, *args
+            )
+        else:
+            # A test clock has no threads: run it in place.
+            self.runInThread = lambda f, *args: maybeDeferred(f, *args)
         if tunnelIdleTimeout is not None:
             self.tunnelIdleTimeout = tunnelIdleTimeout
         self.parent = parent
