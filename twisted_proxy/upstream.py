@@ -580,11 +580,13 @@ class UpstreamPool:
     to the pool.
 
     How many idle connections a key keeps: at least C{maxIdlePerHost}, and
-    more while as many connections to that key are carrying requests.  A
-    fixed cap below the concurrency to one origin would close connections
-    that are about to be needed again: with 50 clients of one origin, a cap
-    of 8 made a quarter of all requests open a new connection.  When the
-    load drops, what is over the cap expires after C{idleTimeout}.
+    up to the most connections to that key that were busy at once within
+    the last C{idleTimeout} seconds.  A fixed cap below the concurrency to
+    one origin closes connections that are about to be needed again: with
+    50 clients of one origin, a cap of 8 made a quarter of all requests open
+    a new connection (responses finish in bursts, so for a moment most
+    connections are idle).  When the load drops, the peak is forgotten and
+    what is over the cap expires after C{idleTimeout}.
 
     @ivar maxIdlePerHost: idle connections a key keeps at least.
     @ivar idleTimeout: seconds an idle connection is kept.
@@ -610,6 +612,17 @@ class UpstreamPool:
         self.idleTimeout = idleTimeout
         self._idle: dict[tuple[str, str, int], list[UpstreamProtocol]] = {}
         self._alive: dict[tuple[str, str, int], int] = {}
+        # key -> (most connections busy at once, when that was last seen)
+        self._peak: dict[tuple[str, str, int], tuple[int, float]] = {}
+
+    def _busy(self, key: tuple[str, str, int]) -> None:
+        """
+        A connection to C{key} has just become busy: note the peak.
+        """
+        busy = self._alive.get(key, 0) - len(self._idle.get(key, ()))
+        peak, _ = self._peak.get(key, (0, 0.0))
+        if busy >= peak:
+            self._peak[key] = (busy, self._clock.seconds())
 
     def takeIdle(self, key: tuple[str, str, int]) -> UpstreamProtocol | None:
         """
@@ -624,6 +637,7 @@ class UpstreamPool:
             proto.expiry.clear()
             if proto.reusable:
                 self.reused += 1
+                self._busy(key)
                 return proto
             idle = self._idle.get(key)
         return None
@@ -636,6 +650,7 @@ class UpstreamPool:
         proto = UpstreamProtocol(key, self.maxResponseHeaderBytes)
         self.opened += 1
         self._alive[key] = self._alive.get(key, 0) + 1
+        self._busy(key)
         proto.onLost = self._gone
         d = self._endpointFactory(host, port).connect(_UpstreamFactory(proto))
 
@@ -653,6 +668,7 @@ class UpstreamPool:
             self._alive[proto.key] = left
         else:
             self._alive.pop(proto.key, None)
+            self._peak.pop(proto.key, None)
 
     def getConnection(self, key: tuple[str, str, int]) -> Deferred[tuple[UpstreamProtocol, bool]]:
         """
@@ -684,8 +700,11 @@ class UpstreamPool:
         proto.resumeProducing()
         key = proto.key
         idle = self._idle.setdefault(key, [])
-        busy = self._alive.get(key, 1) - len(idle) - 1
-        if len(idle) >= max(self.maxIdlePerHost, busy):
+        peak, seen = self._peak.get(key, (0, 0.0))
+        if self._clock.seconds() - seen > self.idleTimeout:
+            peak = self._alive.get(key, 1) - len(idle)
+            self._peak[key] = (peak, self._clock.seconds())
+        if len(idle) >= max(self.maxIdlePerHost, peak):
             proto.transport.loseConnection()
             return
         if proto.expiry is None:
