@@ -353,6 +353,9 @@ class ProxyServerProtocol(Protocol):
         the event (for the console or a log file) is nearly free; the
         structured fields ride along for other observers.
         """
+        # log_system: twistd's text observer prints it as is, instead of
+        # formatting the namespace and level for every line.
+        fields["log_system"] = "proxy"
         emitEvent(
             _briefLog, _literal(text) + "  [" + _clockText(self.factory.wallClock()) + "]",
             fields, self,

@@ -84,7 +84,10 @@ class _WorkerProcess(ProcessProtocol):
                 )
                 continue
             event["worker"] = self.workerId
-            event["log_system"] = "worker-{}".format(self.workerId)
+            system = event.get("log_system")
+            event["log_system"] = "worker-{}{}".format(
+                self.workerId, "" if system in (None, "-") else " " + system
+            )
             self.supervisor.publish(event)
 
     def errReceived(self, data: bytes) -> None:
