@@ -26,7 +26,7 @@ import time
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
-from twisted.logger import globalLogBeginner, globalLogPublisher, Logger
+from twisted.logger import globalLogBeginner
 
 sys.path.insert(0, ".")
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Protocol as TypingProtocol
 
 from twisted.internet import error as ierror
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -128,10 +128,6 @@ class Deadline:
             self._call = None
             if call.active():
                 call.cancel()
-
-    @property
-    def active(self) -> bool:
-        return self._when is not None
 
     def _fire(self) -> None:
         self._call = None
@@ -674,18 +670,6 @@ class UpstreamPool:
         else:
             self._alive.pop(proto.key, None)
             self._peak.pop(proto.key, None)
-
-    def getConnection(self, key: tuple[str, str, int]) -> Deferred[tuple[UpstreamProtocol, bool]]:
-        """
-        An idle connection for C{key}, or a new one.
-
-        @return: a L{Deferred} firing with C{(protocol, reused)}, or failing
-            with the connection error.
-        """
-        proto = self.takeIdle(key)
-        if proto is not None:
-            return succeed((proto, True))
-        return self.connect(key).addCallback(lambda p: (p, False))
 
     def connectRaw(self, host: str, port: int, proto: IProtocol) -> Deferred:
         """
