@@ -1050,3 +1050,77 @@ class SlowVerificationTests(SynchronousTestCase):
         proto.connectionLost(Failure(ierror.ConnectionLost()))
         pending[0].callback(None)
         self.assertEqual(h.attempts, [])
+
+
+class MaxForwardsTests(SynchronousTestCase):
+    """
+    RFC 9110 7.6.2: Max-Forwards on TRACE and OPTIONS.
+    """
+
+    def test_traceZeroAnsweredHere(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(
+            b"TRACE http://a.test/x HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n"
+            b"Cookie: secret=1\r\n\r\n"
+        )
+        self.assertEqual(h.attempts, [])
+        data = client.value()
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data)
+        self.assertIn(b"Content-Type: message/http\r\n", data)
+        self.assertIn(b"TRACE http://a.test/x HTTP/1.1\r\nHost: a.test\r\n", data)
+        self.assertNotIn(b"secret=1", data)
+        self.assertFalse(client.disconnecting)
+
+    def test_optionsZeroAnsweredHere(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"OPTIONS http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n\r\n")
+        self.assertEqual(h.attempts, [])
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertIn(b"Content-Length: 0\r\n", client.value())
+
+    def test_decremented(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"OPTIONS http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 5\r\n\r\n")
+        up, upTransport = h.connect()
+        self.assertIn(b"Max-Forwards: 4\r\n", upTransport.value())
+        self.assertNotIn(b"Max-Forwards: 5", upTransport.value())
+
+    def test_otherMethodsUntouched(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n\r\n")
+        up, upTransport = h.connect()
+        self.assertIn(b"Max-Forwards: 0\r\n", upTransport.value())
+
+    def test_invalidIsBadRequest(self) -> None:
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"TRACE http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: -1\r\n\r\n")
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 400 "))
+
+    def test_optionsWithEmptyPathIsAsterisk(self) -> None:
+        """
+        RFC 9112 3.2.4: OPTIONS for a whole server, in absolute-form with an
+        empty path, is OPTIONS * at the origin.
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"OPTIONS http://a.test:8001 HTTP/1.1\r\nHost: a.test:8001\r\n\r\n")
+        up, upTransport = h.connect()
+        self.assertTrue(upTransport.value().startswith(b"OPTIONS * HTTP/1.1\r\nHost: a.test:8001\r\n"))
+
+    def test_optionsAsteriskToParent(self) -> None:
+        from twisted_proxy.policy import HostPatterns
+        from twisted_proxy.upstream import ParentProxy
+
+        h = Harness(
+            parent=ParentProxy.fromURL("http://parent.test:3128"),
+            parentBypass=HostPatterns("no-upstream-proxy-for", []),
+        )
+        proto, client = h.client()
+        proto.dataReceived(b"OPTIONS * HTTP/1.1\r\nHost: a.test:8001\r\n\r\n")
+        up, upTransport = h.connect(peer=("10.1.1.1", 3128))
+        self.assertTrue(upTransport.value().startswith(b"OPTIONS http://a.test:8001 HTTP/1.1\r\n"))

@@ -88,6 +88,10 @@ class Target:
         """
         if self.path == b"":
             return self.authority.decode("ascii")
+        if self.path == b"*":
+            # OPTIONS for the whole server: absolute-form with an empty path
+            # (RFC 9112 3.2.4).
+            return "{}://{}".format(self.scheme, self.authority.decode("ascii"))
         return "{}://{}{}".format(
             self.scheme, self.authority.decode("ascii"), self.path.decode("latin-1")
         )
@@ -174,7 +178,10 @@ def parseTarget(method: bytes, target: bytes, hostHeader: bytes | None) -> Targe
         authorityText, path = rest[:end], rest[end:]
         host, port, authority = _parseAuthority(authorityText, 80)
         path = path.partition(b"#")[0]
-        if not path.startswith(b"/"):
+        if not path and method == b"OPTIONS":
+            # RFC 9112 3.2.4: OPTIONS for the server as a whole.
+            path = b"*"
+        elif not path.startswith(b"/"):
             path = b"/" + path
         return Target("http", host, port, path, authority)
     if lower.startswith(b"https://"):

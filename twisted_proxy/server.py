@@ -31,6 +31,7 @@ from zope.interface import implementer
 
 from .errors import (
     BadGateway,
+    BadRequest,
     GatewayTimeout,
     LoopDetected,
     PayloadTooLarge,
@@ -76,6 +77,24 @@ __all__ = ["ProxyFactory", "ProxyServerProtocol"]
 _IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
 
 _CRLF = b"\r\n"
+
+
+def _maxForwards(head: RequestHead) -> int | None:
+    """
+    The Max-Forwards of a TRACE or OPTIONS request (RFC 9110 7.6.2; other
+    methods ignore it), or L{None}.
+
+    @raise BadRequest: if it is not a non-negative integer.
+    """
+    if head.method not in (b"TRACE", b"OPTIONS"):
+        return None
+    value = head.get(b"max-forwards")
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isdigit() or len(value) > 9:
+        raise BadRequest("Max-Forwards must be a non-negative integer.")
+    return int(value)
 
 
 def _headSize(line1: bytes, line2: bytes, headers: list[tuple[bytes, bytes]]) -> int:
@@ -153,6 +172,7 @@ class _Exchange:
 
     upstream: UpstreamProtocol | None = None
     parent: ParentProxy | None = None
+    maxForwards: int | None = None
     user: str | None = None
     upstreamReady = False
     reused = False
@@ -468,6 +488,7 @@ class ProxyServerProtocol(Protocol):
                 and head.contentLength > factory.maxBody
             ):
                 raise self._tooLarge()
+            maxForwards = _maxForwards(head)
         except ProxyError as e:
             record.kind = "refused"
             ex = _Exchange(self, head, Target("http", "", 0, b"", b""), record)
@@ -479,6 +500,10 @@ class ProxyServerProtocol(Protocol):
         record.destHost = target.host
         record.destPort = target.port
         self._exchange = ex
+        if maxForwards == 0:
+            self._answerHere(ex)
+            return
+        ex.maxForwards = None if maxForwards is None else maxForwards - 1
         credentials = head.get(b"proxy-authorization")
         policy = factory.policy
         if policy.pendingVerification(credentials):
@@ -581,6 +606,9 @@ class ProxyServerProtocol(Protocol):
             forwarded=self.factory.forwarded,
             clientHost=self.peerHost,
         )
+        if ex.maxForwards is not None:
+            value = b"%d" % (ex.maxForwards,)
+            headers = [(n, value) if n.lower() == b"max-forwards" else (n, v) for n, v in headers]
         if ex.parent is not None:
             requestTarget = ex.target.url.encode("latin-1")
             if ex.parent.authorization is not None:
@@ -1049,6 +1077,40 @@ class ProxyServerProtocol(Protocol):
             body = b""
         ex.bytesToClient += len(head) + len(body)
         self.transport.write(head + body)
+        record.mark("responseComplete")
+        self._finishExchange(ex, close=close)
+
+    def _answerHere(self, ex: _Exchange) -> None:
+        """
+        A TRACE or OPTIONS whose Max-Forwards reached 0: this proxy is its
+        final recipient (RFC 9110 7.6.2).  TRACE gets the request back as
+        C{message/http}, without credentials and cookies (RFC 9110 9.3.8);
+        OPTIONS gets an empty 200.
+        """
+        head = ex.head
+        headers = [(b"Via", b"1.1 " + self.factory.pseudonym)]
+        if head.method == b"TRACE":
+            body = serializeRequestHead(
+                head.method,
+                head.target,
+                [(n, v) for n, v in head.headers if n.lower() not in SECRET_HEADERS],
+                head.version,
+            )
+            headers.append((b"Content-Type", b"message/http"))
+        else:
+            body = b""
+        headers.append((b"Content-Length", b"%d" % (len(body),)))
+        close = not head.keepAlive or not (ex.requestEnded or self._requestFullyQueued())
+        if close:
+            headers.append((b"Connection", b"close"))
+        data = serializeResponseHead(200, b"OK", headers) + body
+        record = ex.record
+        record.mark("responseHead")
+        record.status, record.reason, record.responseVersion = 200, "OK", "HTTP/1.1"
+        record.responseHeaders = headers
+        ex.status = 200
+        ex.bytesToClient += len(data)
+        self.transport.write(data)
         record.mark("responseComplete")
         self._finishExchange(ex, close=close)
 
