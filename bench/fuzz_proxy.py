@@ -49,23 +49,13 @@ REPO = os.path.dirname(HERE)
 # processes and measurements
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+# Shared with run_bench.py (bench/ is on sys.path: these scripts run from it).
+from benchlib import freePort as free_port  # noqa: E402
+from benchlib import waitForPort  # noqa: E402
 
 
 def wait_port(port: int, timeout: float = 20.0, proc: "Managed | None" = None) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and not proc.alive():
-            return False
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
+    return waitForPort(port, timeout, proc)
 
 
 class Managed:

@@ -78,6 +78,24 @@ class Harness:
         d.errback(Failure(exc))
 
 
+def writeHtpasswd(test: SynchronousTestCase) -> str:
+    """
+    A temporary htpasswd file with the user alice, password s3cret (bcrypt,
+    cheap cost), removed after the test.
+    """
+    import shutil
+    import tempfile
+
+    import bcrypt
+
+    d = tempfile.mkdtemp()
+    test.addCleanup(shutil.rmtree, d)
+    path = d + "/htpasswd"
+    with open(path, "wb") as f:
+        f.write(b"alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)) + b"\n")
+    return path
+
+
 GET_ABSOLUTE = (
     b"GET http://example.com/path?q=1 HTTP/1.1\r\n"
     b"Host: example.com\r\n"
@@ -608,16 +626,7 @@ class PolicyTests(SynchronousTestCase):
         self.assertEqual(len(h.attempts), 1)
 
     def test_authRequired(self) -> None:
-        import shutil
-        import tempfile
-
-        import bcrypt
-
-        d = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, d)
-        path = d + "/htpasswd"
-        with open(path, "wb") as f:
-            f.write(b"alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)) + b"\n")
+        path = writeHtpasswd(self)
         h = Harness(policy=self.policy(authFile=path, realm="office"))
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
@@ -981,18 +990,9 @@ class SlowVerificationTests(SynchronousTestCase):
     """
 
     def test_verifiedInThread(self) -> None:
-        import shutil
-        import tempfile
-
-        import bcrypt
-
         from twisted_proxy.policy import Policy
 
-        d = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, d)
-        path = d + "/htpasswd"
-        with open(path, "wb") as f:
-            f.write(b"alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)) + b"\n")
+        path = writeHtpasswd(self)
         h = Harness(policy=Policy.fromOptions(authFile=path))
         calls: list = []
         pending: list[Deferred] = []
@@ -1029,16 +1029,7 @@ class SlowVerificationTests(SynchronousTestCase):
     def test_clientGoneWhileVerifying(self) -> None:
         from twisted_proxy.policy import Policy
 
-        import shutil
-        import tempfile
-
-        import bcrypt
-
-        d = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, d)
-        path = d + "/htpasswd"
-        with open(path, "wb") as f:
-            f.write(b"alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)) + b"\n")
+        path = writeHtpasswd(self)
         h = Harness(policy=Policy.fromOptions(authFile=path))
         pending: list[Deferred] = []
         h.factory.runInThread = lambda f, *args: pending.append(Deferred()) or pending[-1]

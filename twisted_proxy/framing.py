@@ -104,7 +104,28 @@ def tokens(value: bytes | None) -> list[bytes]:
     return [t for t in (p.strip().lower() for p in value.split(b",")) if t]
 
 
-class RequestHead:
+class _Head:
+    """
+    What request and response heads share: field lookup, and comparison of
+    every slot (events are values, as in h11).
+    """
+
+    __slots__ = ()
+    headers: list[tuple[bytes, bytes]]
+
+    def get(self, name: bytes) -> bytes | None:
+        """
+        The value of field C{name} (lower case), combined if repeated.
+        """
+        return headerValue(self.headers, name)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
+
+
+class RequestHead(_Head):
     """
     A request line and header section.
 
@@ -139,17 +160,9 @@ class RequestHead:
         self.chunked = chunked
         self.keepAlive = keepAlive
 
-    def get(self, name: bytes) -> bytes | None:
-        return headerValue(self.headers, name)
-
     @property
     def hasBody(self) -> bool:
         return self.chunked or bool(self.contentLength)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RequestHead):
-            return NotImplemented
-        return all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
 
     def __repr__(self) -> str:
         return "<RequestHead {!r} {!r} HTTP/{} {!r}>".format(
@@ -157,7 +170,7 @@ class RequestHead:
         )
 
 
-class ResponseHead:
+class ResponseHead(_Head):
     """
     A status line and header section.
 
@@ -203,17 +216,9 @@ class ResponseHead:
         self.closeDelimited = closeDelimited
         self.noBody = noBody
 
-    def get(self, name: bytes) -> bytes | None:
-        return headerValue(self.headers, name)
-
     @property
     def interim(self) -> bool:
         return self.status < 200
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ResponseHead):
-            return NotImplemented
-        return all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
 
     def __repr__(self) -> str:
         return "<ResponseHead HTTP/{} {} {!r} {!r}>".format(
