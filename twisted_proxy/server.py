@@ -164,7 +164,7 @@ class _Exchange:
     connection, so callbacks from an upstream that was abandoned can never
     reach a later exchange.
 
-    @ivar requestDone: the whole request has been sent upstream.
+    @ivar requestEnded: the whole request has been sent upstream.
     @ivar responseStarted: the final response head went to the client.
     @ivar mode: how the response body is framed to the client: C{"length"},
         C{"chunked"}, C{"close"} or C{"none"}.
@@ -177,7 +177,6 @@ class _Exchange:
     upstreamReady = False
     reused = False
     retried = False
-    requestDone = False
     requestEnded = False
     responseStarted = False
     finished = False
@@ -252,12 +251,15 @@ class ProxyServerProtocol(Protocol):
         bytes that arrived before the upstream connection was ready).
     @ivar _pauses: why reading from the client is paused (reading resumes
         when the set is empty).
-    @ivar _timer: the client-side timeout in force (idle or header).
+    @ivar _deadline: the connection's one timeout in force: idle or header
+        while reading, response or stalled body during an exchange.
     @ivar _readClosed: the client half-closed; close once the requests it
         sent are answered.
     @ivar _parseError: the client sent bytes that are not HTTP after
         complete requests; it is answered once those are.
     @ivar _tunnel: the L{Tunnel} in state C{TUNNEL}.
+    @ivar _refusal: the policy refused this client: its first request is
+        answered with this error, then the connection closes.
     """
 
     _log = Logger()
@@ -268,6 +270,7 @@ class ProxyServerProtocol(Protocol):
     _sequence = 0
     _readClosed = False
     _parseError: ProxyError | None = None
+    _refusal: ProxyError | None = None
     _tunnel: Tunnel | None = None
 
     def __init__(self, factory: ProxyFactory) -> None:
@@ -633,7 +636,7 @@ class ProxyServerProtocol(Protocol):
         queue = self._queue
         if queue and type(queue[0]) is EndOfMessage:
             queue.popleft()
-        ex.requestEnded = ex.requestDone = True
+        ex.requestEnded = True
         self._pause("connect")
         tunnel = Tunnel(self._clock, self.factory.tunnelIdleTimeout)
         target = ex.target
@@ -791,7 +794,6 @@ class ProxyServerProtocol(Protocol):
             if ex.head.hasBody:
                 proto.transport.unregisterProducer()
                 self._resume("upload")
-            ex.requestDone = True
             if not ex.responseStarted:
                 self._deadline.set(self.factory.responseTimeout, self._responseTimedOut, ex)
 
@@ -845,7 +847,7 @@ class ProxyServerProtocol(Protocol):
         close = (
             not client.keepAlive
             or mode == "close"
-            or not ex.requestDone
+            or not ex.requestEnded
             or self.factory.stopping
         )
         ex.mode = mode
@@ -898,7 +900,7 @@ class ProxyServerProtocol(Protocol):
         proto = ex.upstream
         ex.upstream = None
         ex.record.bytesFromUpstream = proto.bytesReceived - ex.upstreamBytesAtStart
-        if ex.requestDone:
+        if ex.requestEnded:
             self.factory.pool.release(proto)
         else:
             proto.abort()
@@ -1004,7 +1006,7 @@ class ProxyServerProtocol(Protocol):
             ex.retried = True
             ex.upstreamReady = False
             ex.bytesToUpstream = 0
-            ex.requestDone = ex.requestEnded = False
+            ex.requestEnded = False
             self._queue.appendleft(EndOfMessage())
             self._connectUpstream(ex)
             return
