@@ -449,6 +449,11 @@ class HistoryIntegrationTests(ProxyTestMixin, TestCase):
         self.addCleanup(shutil.rmtree, d)
         history = os.path.join(d, "history.jsonl")
         access = os.path.join(d, "access.log")
+        # As twistd does when it logs to a file: its own SIGUSR1 handler
+        # rotates that file, and must still run.
+        twistdRotations = []
+        previous = signal.signal(signal.SIGUSR1, lambda s, f: twistdRotations.append(s))
+        self.addCleanup(signal.signal, signal.SIGUSR1, previous)
         await self.setUpProxy("--history", history, "--access-log", access)
         response, content = await self.get("/small")
         self.assertEqual(response.code, 200)
@@ -473,3 +478,4 @@ class HistoryIntegrationTests(ProxyTestMixin, TestCase):
             self.assertEqual(len(f.read().splitlines()), 1)
         with open(access) as f:
             self.assertEqual(len(f.read().splitlines()), 1)
+        self.assertEqual(twistdRotations, [signal.SIGUSR1])

@@ -367,9 +367,15 @@ class LogFilesService(MultiService):
             globalLogPublisher.addObserver(observer)
         if self.observers and self._reactor is not None and hasattr(signal, "SIGUSR1"):
             reactor = self._reactor
-            self._previousHandler = signal.signal(
-                signal.SIGUSR1, lambda signum, frame: reactor.callFromThread(self.reopenLogs)
-            )
+            # twistd rotates its own log file (-l) on SIGUSR1: keep doing that.
+            previous = signal.getsignal(signal.SIGUSR1)
+
+            def onUSR1(signum, frame):
+                reactor.callFromThread(self.reopenLogs)
+                if callable(previous):
+                    previous(signum, frame)
+
+            self._previousHandler = signal.signal(signal.SIGUSR1, onUSR1)
         super().startService()
 
     def reopenLogs(self) -> None:
