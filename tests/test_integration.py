@@ -479,3 +479,49 @@ class HistoryIntegrationTests(ProxyTestMixin, TestCase):
         with open(access) as f:
             self.assertEqual(len(f.read().splitlines()), 1)
         self.assertEqual(twistdRotations, [signal.SIGUSR1])
+
+
+class ReloadIntegrationTests(ProxyTestMixin, TestCase):
+    async def test_sighupReloadsPasswordFile(self) -> None:
+        """
+        With --auth-file, SIGHUP reloads the file: a user added to it is
+        let in without restarting the proxy.
+        """
+        import base64
+        import os
+        import shutil
+        import signal
+        import tempfile
+
+        import bcrypt
+
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        path = os.path.join(d, "htpasswd")
+
+        def write(*users: bytes) -> None:
+            with open(path, "wb") as f:
+                for user in users:
+                    f.write(user + b":" + bcrypt.hashpw(b"pw-" + user, bcrypt.gensalt(4)) + b"\n")
+
+        write(b"alice")
+        previous = signal.getsignal(signal.SIGHUP)
+        self.addCleanup(signal.signal, signal.SIGHUP, previous)
+        await self.setUpProxy("--auth-file", path)
+        bob = Headers({b"proxy-authorization": [b"Basic " + base64.b64encode(b"bob:pw-bob")]})
+
+        async def asBob() -> int:
+            response = await self.agent.request(
+                b"GET", (self.origin + "/small").encode("ascii"), bob
+            )
+            await readBody(response)
+            return response.code
+
+        self.assertEqual(await asBob(), 407)
+        write(b"alice", b"bob")
+        os.kill(os.getpid(), signal.SIGHUP)
+        for _ in range(500):
+            if await asBob() == 200:
+                break
+            await sleep(0.01)
+        self.assertEqual(await asBob(), 200)

@@ -367,15 +367,9 @@ class LogFilesService(MultiService):
             globalLogPublisher.addObserver(observer)
         if self.observers and self._reactor is not None and hasattr(signal, "SIGUSR1"):
             reactor = self._reactor
-            # twistd rotates its own log file (-l) on SIGUSR1: keep doing that.
-            previous = signal.getsignal(signal.SIGUSR1)
-
-            def onUSR1(signum, frame):
-                reactor.callFromThread(self.reopenLogs)
-                if callable(previous):
-                    previous(signum, frame)
-
-            self._previousHandler = signal.signal(signal.SIGUSR1, onUSR1)
+            # twistd rotates its own log file (-l) on SIGUSR1: onSignal keeps
+            # its handler running.
+            self._previousHandler = onSignal(signal.SIGUSR1, reactor, self.reopenLogs)
         super().startService()
 
     def reopenLogs(self) -> None:
@@ -407,11 +401,47 @@ class LogFilesService(MultiService):
         return d.addBoth(closeObservers)
 
 
+def reloadPolicy(policy) -> None:
+    """
+    Re-read the htpasswd file (SIGHUP); if it is now unusable, say so and
+    keep the users loaded before.
+    """
+    from .policy import ConfigurationError
+
+    try:
+        policy.reload()
+    except (ConfigurationError, OSError) as e:
+        _log.error("Could not reload the password file ({error}); the previous users stay "
+                   "in force.", error=e)
+    else:
+        _log.info("Password file reloaded.")
+
+
+def onSignal(signum: int, reactor, action) -> object:
+    """
+    Run C{action} in the reactor thread on signal C{signum}, after whatever
+    handler was installed before (which keeps running too).
+
+    @return: the previous handler, to restore.
+    """
+    previous = signal.getsignal(signum)
+
+    def handler(number, frame):
+        reactor.callFromThread(action)
+        if callable(previous):
+            previous(number, frame)
+
+    return signal.signal(signum, handler)
+
+
 class ProxyService(LogFilesService):
     """
     The proxy in one process: its listening services, the upstream pool to
-    close at shutdown, and the log files.
+    close at shutdown, and the log files.  With an htpasswd file, SIGHUP
+    reloads it.
     """
+
+    _previousHUP = None
 
     def __init__(self, factory, pool, observers=(), reactor=None) -> None:
         super().__init__(observers, reactor)
@@ -420,10 +450,18 @@ class ProxyService(LogFilesService):
 
     def startService(self) -> None:
         _raiseFileLimit(self.factory)
+        policy = self.factory.policy
+        if policy.authenticating and self._reactor is not None and hasattr(signal, "SIGHUP"):
+            self._previousHUP = onSignal(
+                signal.SIGHUP, self._reactor, lambda: reloadPolicy(policy)
+            )
         super().startService()
 
     def stopService(self):
         self.factory.stopping = True
+        if self._previousHUP is not None:
+            signal.signal(signal.SIGHUP, self._previousHUP)
+            self._previousHUP = None
         d = super().stopService()
         self.pool.closeIdle()
         return d

@@ -204,8 +204,15 @@ class WorkerSupervisor(LogFilesService):
         )
         self._restartCalls[workerId] = self.clock.callLater(delay, self._spawn, workerId)
 
+    _previousHUP = None
+
     def stopService(self) -> Deferred:
+        import signal
+
         self._stopping = True
+        if self._previousHUP is not None:
+            signal.signal(signal.SIGHUP, self._previousHUP)
+            self._previousHUP = None
         for call in self._restartCalls.values():
             if call.active():
                 call.cancel()
@@ -229,6 +236,24 @@ class WorkerSupervisor(LogFilesService):
             return LogFilesService.stopService(self)
 
         return d.addBoth(stopped)
+
+    def startService(self) -> None:
+        import signal
+
+        super().startService()
+        if hasattr(signal, "SIGHUP"):
+            # Each worker holds its own copy of the password file.
+            self._previousHUP = signal.signal(
+                signal.SIGHUP,
+                lambda signum, frame: self.reactor.callFromThread(self._signalWorkers, "HUP"),
+            )
+
+    def _signalWorkers(self, name: str) -> None:
+        for process in list(self.workers.values()):
+            try:
+                process.transport.signalProcess(name)
+            except ierror.ProcessExitedAlready:
+                pass
 
     def _kill(self) -> None:
         for process in list(self.workers.values()):
@@ -307,7 +332,12 @@ def main(argv: list[str] | None = None) -> None:
     factory.transactionDetail = True
     service = MultiService()
     _AdoptedPorts(reactor, factory, adopted).setServiceParent(service)
+    # The parent writes the log files; it reopens them on SIGUSR1.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    if factory.policy.authenticating:
+        from .tap import onSignal, reloadPolicy
+
+        onSignal(signal.SIGHUP, reactor, lambda: reloadPolicy(factory.policy))
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.addSystemEventTrigger("before", "shutdown", pool.closeIdle)
