@@ -1115,3 +1115,21 @@ class MaxForwardsTests(SynchronousTestCase):
         proto.dataReceived(b"OPTIONS * HTTP/1.1\r\nHost: a.test:8001\r\n\r\n")
         up, upTransport = h.connect(peer=("10.1.1.1", 3128))
         self.assertTrue(upTransport.value().startswith(b"OPTIONS http://a.test:8001 HTTP/1.1\r\n"))
+
+
+class UnixSocketClientTests(SynchronousTestCase):
+    def test_unixClientAllowed(self) -> None:
+        """
+        A client on a unix socket (--listen unix:PATH) has no IP address;
+        the socket's file permissions decide who may connect, so the
+        network rules do not refuse it.
+        """
+        from twisted.internet.address import UNIXAddress
+
+        h = Harness()
+        proto = h.factory.buildProtocol(UNIXAddress(None))
+        client = StringTransport(peerAddress=UNIXAddress(None))
+        proto.makeConnection(client)
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertEqual(len(h.attempts), 1)
+        self.assertEqual(client.value(), b"")

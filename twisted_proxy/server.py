@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, IReactorTime
 from twisted.internet.threads import deferToThreadPool
@@ -296,9 +297,12 @@ class ProxyServerProtocol(Protocol):
             peer=(self.peerHost, self.peerPort),
         )
         self.factory.connectionOpened(self)
-        self._refusal = self.factory.policy.checkClient(self.peerHost)
-        if self._refusal is not None:
-            self._refusal.closeConnection = True
+        # A unix-socket client has no IP address: the socket file's
+        # permissions decide who may connect, not the network rules.
+        if isinstance(peer, (IPv4Address, IPv6Address)):
+            self._refusal = self.factory.policy.checkClient(self.peerHost)
+            if self._refusal is not None:
+                self._refusal.closeConnection = True
         self._armTimer(self.factory.idleTimeout, self._idleTimedOut)
 
     def connectionLost(self, reason: Failure = None) -> None:
