@@ -1133,3 +1133,19 @@ class UnixSocketClientTests(SynchronousTestCase):
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         self.assertEqual(len(h.attempts), 1)
         self.assertEqual(client.value(), b"")
+
+    def test_unixClientLogged(self) -> None:
+        from twisted.internet.address import UNIXAddress
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        h = Harness()
+        proto = h.factory.buildProtocol(UNIXAddress(None))
+        proto.makeConnection(
+            StringTransport(peerAddress=UNIXAddress(None), hostAddress=UNIXAddress(b"/run/p.sock"))
+        )
+        self.assertTrue(
+            any(formatEvent(e).startswith("Connection has been accepted from: unix:/run/p.sock")
+                for e in events)
+        )

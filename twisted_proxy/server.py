@@ -292,10 +292,12 @@ class ProxyServerProtocol(Protocol):
         peer = self.transport.getPeer()
         self.peerHost = getattr(peer, "host", "") or ""
         self.peerPort = getattr(peer, "port", 0) or 0
-        self._say(
-            "Connection has been accepted from: ('{}', {})".format(self.peerHost, self.peerPort),
-            peer=(self.peerHost, self.peerPort),
-        )
+        if isinstance(peer, (IPv4Address, IPv6Address)):
+            origin = "('{}', {})".format(self.peerHost, self.peerPort)
+        else:
+            name = getattr(self.transport.getHost(), "name", None)
+            origin = "unix:" + (name.decode() if isinstance(name, bytes) else str(name or "?"))
+        self._say("Connection has been accepted from: " + origin, peer=(self.peerHost, self.peerPort))
         self.factory.connectionOpened(self)
         # A unix-socket client has no IP address: the socket file's
         # permissions decide who may connect, not the network rules.
