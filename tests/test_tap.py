@@ -47,6 +47,13 @@ class OptionsTests(SynchronousTestCase):
             ["--forwarded", "maybe"],
             ["--pseudonym", "bad name"],
             ["--pool-max-idle-per-host", "-2"],
+            ["--listen", "tcp:notaport"],
+            ["--listen", "nosuchendpoint:1"],
+            ["--history", "/nonexistent/dir/history.jsonl"],
+            ["--access-log", "/nonexistent/dir/access.log"],
+            ["--max-body", "10X"],
+            ["--workers", "zero"],
+            ["--upstream-proxy", "https://p.test:1"],
         ):
             self.assertRaises(UsageError, Options().parseOptions, args)
 

@@ -18,6 +18,7 @@ from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -221,6 +222,28 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["ports"]:
             self["ports"] = ["tcp:8080"]
+        from twisted.internet.endpoints import serverFromString
+
+        for description in self["ports"]:
+            try:
+                # Parsing needs no reactor; listening happens at start.
+                serverFromString(None, description)
+            except Exception as e:
+                raise usage.UsageError(
+                    "--listen {!r} is not a valid endpoint ({}); e.g. tcp:8080, "
+                    "tcp:3128:interface=127.0.0.1, tcp6:8080, unix:/run/proxy.sock".format(
+                        description, e
+                    )
+                ) from None
+        for option in ("history", "access-log"):
+            path = self[option]
+            if path is not None:
+                directory = os.path.dirname(os.path.abspath(path))
+                if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+                    raise usage.UsageError(
+                        "--{} {}: cannot write there (is {} an existing, writable "
+                        "directory?)".format(option, path, directory)
+                    )
         if self["forwarded"] not in ("off", "xff", "rfc7239"):
             raise usage.UsageError("--forwarded must be one of: off, xff, rfc7239")
         if self["history-headers"] not in ("redacted", "all"):
@@ -289,8 +312,20 @@ class _ListeningService(StreamServerEndpointService):
     detection.
     """
 
+    # As strports.service does: a port that cannot be opened fails the start
+    # (twistd exits) instead of being logged while the process runs on deaf.
+    _raiseSynchronously = True
+
     def privilegedStartService(self) -> None:
-        super().privilegedStartService()
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            raise SystemExit(
+                "twisted-proxy: cannot listen on {}:{}: {}.  Is another proxy running there? "
+                "Choose another port with --listen.".format(
+                    e.interface or "*", e.port, e.socketError
+                )
+            ) from None
         self._waitingForPort.addCallback(self._listening)
 
     def _listening(self, port):
