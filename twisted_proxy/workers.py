@@ -142,6 +142,21 @@ class WorkerSupervisor(LogFilesService):
         waiting = []
         for description in self.descriptions:
             d = serverFromString(self.reactor, description).listen(_NoAccept())
+            failed: list[Failure] = []
+            d.addErrback(lambda f, failed=failed: failed.append(f) or f)
+            if failed and failed[0].check(ierror.CannotListenError):
+                # TCP and unix ports are opened at once: fail the start, as
+                # the single-process service does, and twistd exits 1.
+                e = failed[0].value
+                d.addErrback(lambda f: None)
+                for other in waiting:
+                    other.addCallback(lambda port: port.stopListening())
+                raise SystemExit(
+                    "twisted-proxy: cannot listen on {}:{}: {}.  Is another proxy running "
+                    "there? Choose another port with --listen.".format(
+                        e.interface or "*", e.port, e.socketError
+                    )
+                )
             waiting.append(d)
         self._listening = DeferredList(waiting, fireOnOneErrback=True, consumeErrors=True)
         self._listening.addCallback(self._gotPorts)
