@@ -156,10 +156,7 @@ class Options(usage.Options):
         super().parseOptions(options)
 
     def opt_workers(self, count: str) -> None:
-        """
-        Serve with this many worker processes sharing the listening sockets
-        (default 1: serve in this process; auto: one per CPU).
-        """
+        """Serve with this many worker processes sharing the listening sockets (default 1: serve in this process; auto: one per CPU)."""
         if count == "auto":
             self["workers"] = os.cpu_count() or 1
             return
@@ -171,51 +168,31 @@ class Options(usage.Options):
             raise usage.UsageError("--workers must be at least 1")
 
     def opt_allow(self, cidr: str) -> None:
-        """
-        Clients from this network may use the proxy (repeatable, IPv4 or IPv6;
-        --allow and --deny rules are checked in order, first match wins).
-        Default: loopback and private networks only.
-        """
+        """Clients from this network may use the proxy (repeatable, IPv4 or IPv6; --allow and --deny rules are checked in order, first match wins). Default: loopback and private networks only."""
         self["clientRules"].append(("allow", cidr))
 
     def opt_deny(self, cidr: str) -> None:
-        """
-        Clients from this network may not use the proxy (repeatable).
-        """
+        """Clients from this network may not use the proxy (repeatable)."""
         self["clientRules"].append(("deny", cidr))
 
     def opt_allow_host(self, pattern: str) -> None:
-        """
-        Only destinations matching a pattern are allowed (repeatable; exact
-        host, *.example.com, .example.com, or re:REGEX).
-        """
+        """Only destinations matching a pattern are allowed (repeatable; exact host, *.example.com, .example.com, or re:REGEX)."""
         self["allowHosts"].append(pattern)
 
     def opt_no_upstream_proxy_for(self, pattern: str) -> None:
-        """
-        Go direct, not through --upstream-proxy, for destinations matching
-        this pattern (repeatable; same patterns as --allow-host).
-        """
+        """Go direct, not through --upstream-proxy, for destinations matching this pattern (repeatable; same patterns as --allow-host)."""
         self["noUpstreamFor"].append(pattern)
 
     def opt_deny_host(self, pattern: str) -> None:
-        """
-        Destinations matching this pattern are refused (repeatable).
-        """
+        """Destinations matching this pattern are refused (repeatable)."""
         self["denyHosts"].append(pattern)
 
     def opt_listen(self, port: str) -> None:
-        """
-        Listen on this endpoint (repeatable; any Twisted endpoint string, e.g.
-        tcp:3128:interface=127.0.0.1, tcp6:8080, unix:/run/proxy.sock).
-        Default: tcp:8080.
-        """
+        """Listen on this endpoint (repeatable; any Twisted endpoint string, e.g. tcp:3128:interface=127.0.0.1, tcp6:8080, unix:/run/proxy.sock). Default: tcp:8080."""
         self["ports"].append(port)
 
     def opt_version(self) -> None:
-        """
-        Print the version and exit.
-        """
+        """Print the version and exit."""
         print("twisted-proxy", __version__)
         raise SystemExit(0)
 
