@@ -93,7 +93,8 @@ class Options(usage.Options):
         ["max-response-header-size", None, 65536,
          "Largest response header section from an origin (then 502).", _positive(int)],
         ["pool-max-idle-per-host", None, 8,
-         "Idle upstream connections kept per destination (0 disables reuse).", _nonNegativeInt],
+         "Idle upstream connections kept per destination at least; more while its recent "
+         "peak concurrency needs them (0 disables reuse).", _nonNegativeInt],
         ["pool-idle-timeout", None, 60.0, "Seconds an idle upstream connection is kept.",
          _positive()],
         ["dns-cache-ttl", None, 60.0,
