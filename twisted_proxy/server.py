@@ -56,6 +56,7 @@ from .policy import HostPatterns, Policy
 from .headers import (
     SECRET_HEADERS,
     Target,
+    redactHeaders,
     forwardRequestHeaders,
     forwardResponseHeaders,
     parseTarget,
@@ -149,12 +150,9 @@ def _headText(line: bytes, headers: list[tuple[bytes, bytes]]) -> str:
     A message head as the brief prints it (C{\\r\\n} shown escaped),
     credentials and cookies redacted.
     """
-    parts = [line]
-    for n, v in headers:
-        if n.lower() in SECRET_HEADERS:
-            v = b"<redacted>"
-        parts.append(n + b": " + v)
-    return (b"\\r\\n".join(parts) + b"\\r\\n\\r\\n").decode("latin-1")
+    parts = [line.decode("latin-1")]
+    parts.extend([n + ": " + v for n, v in redactHeaders(headers)])
+    return "\\r\\n".join(parts) + "\\r\\n\\r\\n"
 
 
 class _Exchange:
@@ -1069,22 +1067,38 @@ class ProxyServerProtocol(Protocol):
             rule=getattr(error, "rule", None),
             peer=(self.peerHost, self.peerPort),
         )
-        ex.status = status
+        ex.record.proxyError = error.proxyStatus
+        ex.record.errorDetail = error.detail
+        self._sendGenerated(
+            ex,
+            status,
+            reason,
+            [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers],
+            b"" if ex.head.method == b"HEAD" else body,
+            close,
+        )
+
+    def _sendGenerated(
+        self,
+        ex: _Exchange,
+        status: int,
+        reason: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        close: bool,
+    ) -> None:
+        """
+        Send a response this proxy made itself, record it, and end the
+        exchange.
+        """
         record = ex.record
         record.mark("responseHead")
         record.status, record.reason, record.responseVersion = status, reason, "HTTP/1.1"
         record.responseHeaders = headers
-        record.proxyError = error.proxyStatus
-        record.errorDetail = error.detail
-        head = serializeResponseHead(
-            status,
-            reason.encode("ascii"),
-            [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers],
-        )
-        if ex.head.method == b"HEAD":
-            body = b""
-        ex.bytesToClient += len(head) + len(body)
-        self.transport.write(head + body)
+        ex.status = status
+        data = serializeResponseHead(status, reason.encode("ascii"), headers) + body
+        ex.bytesToClient += len(data)
+        self.transport.write(data)
         record.mark("responseComplete")
         self._finishExchange(ex, close=close)
 
@@ -1111,16 +1125,7 @@ class ProxyServerProtocol(Protocol):
         close = not head.keepAlive or not (ex.requestEnded or self._requestFullyQueued())
         if close:
             headers.append((b"Connection", b"close"))
-        data = serializeResponseHead(200, b"OK", headers) + body
-        record = ex.record
-        record.mark("responseHead")
-        record.status, record.reason, record.responseVersion = 200, "OK", "HTTP/1.1"
-        record.responseHeaders = headers
-        ex.status = 200
-        ex.bytesToClient += len(data)
-        self.transport.write(data)
-        record.mark("responseComplete")
-        self._finishExchange(ex, close=close)
+        self._sendGenerated(ex, 200, "OK", headers, body, close)
 
     def _requestFullyQueued(self) -> bool:
         """
