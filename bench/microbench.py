@@ -30,8 +30,8 @@ from twisted.logger import globalLogBeginner
 
 sys.path.insert(0, ".")
 
-from twisted_proxy.server import ProxyFactory  # noqa: E402
-from twisted_proxy.upstream import UpstreamPool  # noqa: E402
+from twisted_proxy.proxy.server import ProxyFactory  # noqa: E402
+from twisted_proxy.proxy.upstream import UpstreamPool  # noqa: E402
 
 
 class _Transport:
@@ -135,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     observers = []
     if args.history:
-        from twisted_proxy.history import historyObserver
+        from twisted_proxy.records.history import historyObserver
 
         observers.append(historyObserver(args.history, 0, 1))
     if args.console:

@@ -45,7 +45,7 @@ from twisted_proxy.client import (
     runClient,
     summarize,
 )
-from twisted_proxy.framing import ResponseHead
+from twisted_proxy.http.framing import ResponseHead
 
 # --- Helpers -------------------------------------------------------------------
 
@@ -1897,11 +1897,11 @@ class HTTPSTests(LoopbackTestsMixin, TestCase):
 class RealProxyTests(LoopbackTestsMixin, TestCase):
     """
     End to end: the client through the proxy service built by
-    L{twisted_proxy.tap.makeService}, to an origin on loopback.
+    L{twisted_proxy.app.tap.makeService}, to an origin on loopback.
     """
 
     async def test_throughProxy(self) -> None:
-        from twisted_proxy.tap import Options as ProxyOptions, makeService
+        from twisted_proxy.app.tap import Options as ProxyOptions, makeService
 
         origin, originPort = self.startProxy(ok(b"from the origin\n", b"text/plain"))
         config = ProxyOptions()
@@ -1954,7 +1954,7 @@ class RealProxyTests(LoopbackTestsMixin, TestCase):
         An C{https://} target through the real proxy's CONNECT tunnel, to a
         TLS origin on loopback, verified with C{--cacert}.
         """
-        from twisted_proxy.tap import Options as ProxyOptions, makeService
+        from twisted_proxy.app.tap import Options as ProxyOptions, makeService
 
         caPEM, serverPEM = certificates()
         origin = FakeProxyFactory(ok(b"secret\n", b"text/plain"))
@@ -2030,8 +2030,8 @@ class ScriptTests(SynchronousTestCase):
         code = (
             "import sys, twisted_proxy.client; "
             "assert 'twisted.internet.reactor' not in sys.modules; "
-            "assert 'twisted_proxy.server' not in sys.modules; "
-            "assert 'twisted_proxy.tap' not in sys.modules"
+            "assert 'twisted_proxy.proxy.server' not in sys.modules; "
+            "assert 'twisted_proxy.app.tap' not in sys.modules"
         )
         result = subprocess.run(
             [sys.executable, "-c", code],

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_proxy.framing}.
+Tests for L{twisted_proxy.http.framing}.
 
 Every accepted message is also fed byte at a time and split in two at every
 position (as Twisted's C{test_http.py} byte-at-a-time tests do): the events,
@@ -14,8 +14,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.errors import ProxyError
-from twisted_proxy.framing import (
+from twisted_proxy.http.errors import ProxyError
+from twisted_proxy.http.framing import (
     LAST_CHUNK,
     Body,
     EndOfMessage,

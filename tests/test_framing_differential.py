@@ -1,5 +1,5 @@
 """
-Differential tests of L{twisted_proxy.framing} against h11 0.16, an
+Differential tests of L{twisted_proxy.http.framing} against h11 0.16, an
 independent HTTP/1.1 implementation used here as the oracle.
 
 Hypothesis generates requests and responses within the RFC 9110/9112
@@ -24,8 +24,8 @@ import h11
 from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.errors import ProxyError
-from twisted_proxy.framing import (
+from twisted_proxy.http.errors import ProxyError
+from twisted_proxy.http.framing import (
     Body,
     EndOfMessage,
     RequestHead,

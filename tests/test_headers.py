@@ -1,21 +1,20 @@
 """
-Tests for L{twisted_proxy.headers}.
+Tests for L{twisted_proxy.http.fields} and L{twisted_proxy.http.target}.
 """
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.errors import BadRequest
-from twisted_proxy.headers import (
+from twisted_proxy.http.errors import BadRequest
+from twisted_proxy.http.fields import (
     HOP_BY_HOP,
-    Target,
     forwardRequestHeaders,
     forwardResponseHeaders,
-    parseTarget,
     redactHeaders,
     viaHasPseudonym,
 )
+from twisted_proxy.http.target import Target, parseTarget
 
 
 class ParseTargetTests(SynchronousTestCase):

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_history -*-
 """
-Tests for L{twisted_proxy.history}.
+Tests for L{twisted_proxy.records.history}.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.history import (
+from twisted_proxy.records.history import (
     DURATIONS,
     PHASES,
     REDACTED,
@@ -259,9 +259,9 @@ class TransactionRecordTests(SynchronousTestCase):
         The key table in the module docstring lists exactly the record's
         keys, in order.
         """
-        import twisted_proxy.history
+        import twisted_proxy.records.history
 
-        doc = twisted_proxy.history.__doc__ or ""
+        doc = twisted_proxy.records.history.__doc__ or ""
         table = doc.split("the order they are written::", 1)[1].split("\n\n")[1]
         documented = re.findall(r"^  (\w+) ", table, re.MULTILINE)
         record = successfulRecord(FakeClocks())
@@ -1203,7 +1203,7 @@ class PurityTests(SynchronousTestCase):
 
     def test_noTwistedInternet(self) -> None:
         """
-        Importing L{twisted_proxy.history} imports nothing from
+        Importing L{twisted_proxy.records.history} imports nothing from
         C{twisted.internet}.
         """
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -1211,7 +1211,7 @@ class PurityTests(SynchronousTestCase):
             [
                 sys.executable,
                 "-c",
-                "import sys, twisted_proxy.history; "
+                "import sys, twisted_proxy.records.history; "
                 "print(sorted(m for m in sys.modules "
                 "if m.startswith('twisted.internet')))",
             ],

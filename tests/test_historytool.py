@@ -19,7 +19,7 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.history import TransactionRecord, historyObserver
+from twisted_proxy.records.history import TransactionRecord, historyObserver
 from twisted_proxy.historytool import harFromRecords, main, percentile
 
 # 2023-11-14T22:13:20Z

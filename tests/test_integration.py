@@ -1,6 +1,6 @@
 """
 Loopback integration tests: a real C{twisted.web} origin on 127.0.0.1, the
-proxy service built by L{twisted_proxy.tap.makeService}, and real clients.
+proxy service built by L{twisted_proxy.app.tap.makeService}, and real clients.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from twisted_proxy.tap import Options, makeService
+from twisted_proxy.app.tap import Options, makeService
 
 
 def sleep(seconds: float) -> defer.Deferred[None]:

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_policy -*-
 """
-Tests for L{twisted_proxy.policy}.
+Tests for L{twisted_proxy.proxy.policy}.
 
 Every address here is only parsed: nothing is resolved or connected to.
 """
@@ -29,8 +29,8 @@ from passlib.hash import (
 )
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.errors import Forbidden, ProxyAuthenticationRequired, ProxyError
-from twisted_proxy.policy import (
+from twisted_proxy.http.errors import Forbidden, ProxyAuthenticationRequired, ProxyError
+from twisted_proxy.proxy.policy import (
     DEFAULT_CONNECT_PORTS,
     AuthenticationRequired,
     ClientACL,
@@ -1318,7 +1318,7 @@ class PolicyTests(_TempFileMixin, SynchronousTestCase):
         Importing the module imports nothing from C{twisted.internet}.
         """
         code = (
-            "import sys, twisted_proxy.policy\n"
+            "import sys, twisted_proxy.proxy.policy\n"
             "bad = [m for m in sys.modules if m.startswith('twisted.internet')]\n"
             "assert not bad, bad\n"
         )

@@ -1,5 +1,5 @@
 """
-Protocol tests for L{twisted_proxy.server}: StringTransports on both sides,
+Protocol tests for L{twisted_proxy.proxy.server}: StringTransports on both sides,
 a L{MemoryReactorClock}, and an injected endpoint factory, so every path is
 exact and no socket is opened.
 """
@@ -13,8 +13,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.server import ProxyFactory
-from twisted_proxy.upstream import UpstreamPool
+from twisted_proxy.proxy.server import ProxyFactory
+from twisted_proxy.proxy.upstream import UpstreamPool
 
 
 class FakeEndpoint:
@@ -602,7 +602,7 @@ class LoggingTests(SynchronousTestCase):
 
 class PolicyTests(SynchronousTestCase):
     def policy(self, **kwargs):
-        from twisted_proxy.policy import Policy
+        from twisted_proxy.proxy.policy import Policy
 
         return Policy.fromOptions(**kwargs)
 
@@ -804,8 +804,8 @@ class TunnelTests(SynchronousTestCase):
 
 class ParentProxyTests(SynchronousTestCase):
     def harness(self, bypass=()):
-        from twisted_proxy.policy import HostPatterns
-        from twisted_proxy.upstream import ParentProxy
+        from twisted_proxy.proxy.policy import HostPatterns
+        from twisted_proxy.proxy.upstream import ParentProxy
 
         return Harness(
             parent=ParentProxy.fromURL("http://user:pa%3Ass@parent.test:3128"),
@@ -868,7 +868,7 @@ class ParentProxyTests(SynchronousTestCase):
         self.assertIn(b"Parent proxy: The destination parent.test:3128 refused", client.value())
 
     def test_badURL(self) -> None:
-        from twisted_proxy.upstream import ParentProxy
+        from twisted_proxy.proxy.upstream import ParentProxy
 
         for url in ("https://p:1", "p:3128", "http://p:99999", "http://p:1/path"):
             self.assertRaises(ValueError, ParentProxy.fromURL, url)
@@ -990,7 +990,7 @@ class SlowVerificationTests(SynchronousTestCase):
     """
 
     def test_verifiedInThread(self) -> None:
-        from twisted_proxy.policy import Policy
+        from twisted_proxy.proxy.policy import Policy
 
         path = writeHtpasswd(self)
         h = Harness(policy=Policy.fromOptions(authFile=path))
@@ -1027,7 +1027,7 @@ class SlowVerificationTests(SynchronousTestCase):
         self.assertEqual(client.producerState, "producing")
 
     def test_clientGoneWhileVerifying(self) -> None:
-        from twisted_proxy.policy import Policy
+        from twisted_proxy.proxy.policy import Policy
 
         path = writeHtpasswd(self)
         h = Harness(policy=Policy.fromOptions(authFile=path))
@@ -1104,8 +1104,8 @@ class MaxForwardsTests(SynchronousTestCase):
         self.assertTrue(upTransport.value().startswith(b"OPTIONS * HTTP/1.1\r\nHost: a.test:8001\r\n"))
 
     def test_optionsAsteriskToParent(self) -> None:
-        from twisted_proxy.policy import HostPatterns
-        from twisted_proxy.upstream import ParentProxy
+        from twisted_proxy.proxy.policy import HostPatterns
+        from twisted_proxy.proxy.upstream import ParentProxy
 
         h = Harness(
             parent=ParentProxy.fromURL("http://parent.test:3128"),

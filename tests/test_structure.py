@@ -1,10 +1,18 @@
 """
-Structure guards: the pure modules stay pure, every module imports on its
-own (no circular imports, as proxy.py's C{tests/test_circular_imports.py}
-checks), and only L{twisted_proxy.framing} uses httptools.
+Structure guards: the package's folders are its layers, and the layers
+hold.
 
-Each import runs in a fresh interpreter, since this one has already
-imported everything.
+  - Each layer imports only the layers below it (DESIGN.md, "Layers and
+    modules"), lazy imports inside functions included.
+  - No import cycles between modules, lazy imports included.
+  - Every module imports on its own in a fresh interpreter (as proxy.py's
+    C{tests/test_circular_imports.py} checks).
+  - The pure layer (C{http/}) never imports C{twisted.internet}; the
+    records layer never installs the reactor.
+  - Only L{twisted_proxy.http.framing} imports httptools.
+
+Imports are run in fresh interpreters, since this one has already imported
+everything.
 """
 
 from __future__ import annotations
@@ -22,10 +30,21 @@ import twisted_proxy
 PACKAGE_DIR = os.path.dirname(os.path.abspath(twisted_proxy.__file__))
 ROOT = os.path.dirname(PACKAGE_DIR)
 
-# Pure modules that must not import twisted.internet at all.
-NO_TWISTED_INTERNET = ["errors", "headers", "framing"]
-# Modules that may use parts of Twisted but must not install the reactor.
-NO_REACTOR = NO_TWISTED_INTERNET + ["policy", "history"]
+# The layers: what each may import besides itself.  A layer is a folder
+# under twisted_proxy/ (or a top-level module, named without .py).
+LAYERS: dict[str, set[str]] = {
+    "http": set(),
+    "records": {"http"},
+    "proxy": {"http", "records"},
+    "app": {"proxy", "records", "http"},
+    "client": {"http", "records"},
+    "historytool": {"http", "records"},
+    "testing": {"proxy", "records", "http"},
+}
+# Layers whose modules must not import twisted.internet at all.
+NO_TWISTED_INTERNET = {"http"}
+# Layers whose modules must not install the reactor.
+NO_REACTOR = {"http", "records", "proxy"}
 
 _PROBE = """
 import importlib, json, sys
@@ -55,69 +74,173 @@ def importAlone(module: str) -> tuple[int, str, list[str]]:
     return proc.returncode, proc.stderr, loaded
 
 
-def packageModules() -> list[str]:
+def packageModules() -> dict[str, str]:
     """
-    The dotted names of every module under C{twisted_proxy/}.
+    Every module under C{twisted_proxy/}: dotted name to file path.
     """
-    names = []
+    modules = {}
     for dirpath, dirnames, filenames in os.walk(PACKAGE_DIR):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__pycache__")))
         rel = os.path.relpath(dirpath, ROOT).replace(os.sep, ".")
         for f in sorted(filenames):
             if not f.endswith(".py"):
                 continue
-            if f == "__init__.py":
-                names.append(rel)
-            else:
-                names.append(rel + "." + f[:-3])
-    return names
+            name = rel if f == "__init__.py" else rel + "." + f[:-3]
+            modules[name] = os.path.join(dirpath, f)
+    return modules
 
 
-def sourceFiles() -> list[str]:
-    files = []
-    for dirpath, dirnames, filenames in os.walk(PACKAGE_DIR):
-        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
-        files.extend(os.path.join(dirpath, f) for f in filenames if f.endswith(".py"))
-    return sorted(files)
-
-
-def importedTopLevel(path: str) -> set[str]:
+def layerOf(module: str) -> str | None:
     """
-    The top-level names of the modules C{path} imports (anywhere in it,
-    including inside functions).
+    The layer of a dotted module name (L{None} for the package itself).
+    """
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def imports(module: str, path: str, known: dict[str, str]) -> tuple[set[str], set[str]]:
+    """
+    What C{module} imports, anywhere in it (inside functions too).
+
+    @return: the C{twisted_proxy} modules it imports (resolved, relative
+        imports included), and the top-level names of everything else.
     """
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
-    names = set()
+    isPackage = path.endswith("__init__.py")
+    ours: set[str] = set()
+    others: set[str] = set()
+
+    def add(name: str) -> None:
+        if name.split(".")[0] != "twisted_proxy":
+            others.add(name.split(".")[0])
+            return
+        # The longest known module the name starts with.
+        while name not in known and "." in name:
+            name = name.rsplit(".", 1)[0]
+        if name != module:
+            ours.add(name)
+
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                if not isPackage:
+                    base = base[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            for alias in node.names:
+                candidate = prefix + "." + alias.name
+                add(candidate if candidate in known else prefix)
+    return ours, others
 
 
-class PureModuleTests(SynchronousTestCase):
+class LayerTests(SynchronousTestCase):
     """
-    The pure modules do not import the reactor (or, for the framing layer,
-    any of C{twisted.internet}).
+    Each layer imports only the layers below it, and no module is part of
+    an import cycle.
     """
 
-    def test_noReactor(self) -> None:
-        checked = []
-        for name in NO_REACTOR:
-            if not os.path.exists(os.path.join(PACKAGE_DIR, name + ".py")):
+    def setUp(self) -> None:
+        self.modules = packageModules()
+        self.graph = {
+            name: imports(name, path, self.modules)[0] for name, path in self.modules.items()
+        }
+
+    def test_layersKnown(self) -> None:
+        """
+        Every module belongs to a declared layer.
+        """
+        unknown = sorted(
+            name for name in self.modules if layerOf(name) not in LAYERS and layerOf(name)
+        )
+        self.assertEqual(unknown, [])
+        self.assertIn("twisted_proxy.http.framing", self.modules)
+
+    def test_layers(self) -> None:
+        violations = []
+        for name, targets in sorted(self.graph.items()):
+            layer = layerOf(name)
+            if layer is None:
                 continue
-            module = "twisted_proxy." + name
+            allowed = LAYERS[layer] | {layer, None}
+            for target in sorted(targets):
+                if layerOf(target) not in allowed:
+                    violations.append("{} imports {}".format(name, target))
+        self.assertEqual(violations, [])
+
+    def test_noCycles(self) -> None:
+        """
+        No strongly connected component of the import graph has more than
+        one module (Tarjan's algorithm).
+        """
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        stack: list[str] = []
+        onStack: set[str] = set()
+        cycles: list[list[str]] = []
+
+        def visit(v: str) -> None:
+            index[v] = low[v] = len(index)
+            stack.append(v)
+            onStack.add(v)
+            for w in self.graph.get(v, ()):
+                if w not in index:
+                    visit(w)
+                    low[v] = min(low[v], low[w])
+                elif w in onStack:
+                    low[v] = min(low[v], index[w])
+            if low[v] == index[v]:
+                component = []
+                while True:
+                    w = stack.pop()
+                    onStack.discard(w)
+                    component.append(w)
+                    if w == v:
+                        break
+                if len(component) > 1:
+                    cycles.append(sorted(component))
+
+        for v in sorted(self.graph):
+            if v not in index:
+                visit(v)
+        self.assertEqual(cycles, [])
+
+    def test_cycleDetected(self) -> None:
+        """
+        The cycle check sees a cycle when there is one.
+        """
+        self.graph = {"a": {"b"}, "b": {"a"}, "c": set()}
+        self.assertRaises(self.failureException, self.test_noCycles)
+
+
+class ImportAloneTests(SynchronousTestCase):
+    """
+    Every module imports on its own in a fresh interpreter; the pure layer
+    loads nothing of C{twisted.internet}, and the lower layers never
+    install the reactor.
+    """
+
+    def test_eachModuleImportsAlone(self) -> None:
+        failures = []
+        impure = []
+        for module in packageModules():
             status, stderr, loaded = importAlone(module)
-            self.assertEqual(status, 0, "{} does not import: {}".format(module, stderr))
-            self.assertNotIn("twisted.internet.reactor", loaded, module)
-            if name in NO_TWISTED_INTERNET:
-                self.assertEqual(loaded, [], module)
-            checked.append(name)
-        self.assertIn("framing", checked)
-        self.assertIn("headers", checked)
-        self.assertIn("errors", checked)
+            if status != 0:
+                failures.append("{}:\n{}".format(module, stderr.strip().splitlines()[-1:]))
+                continue
+            layer = layerOf(module)
+            if layer in NO_TWISTED_INTERNET and loaded:
+                impure.append("{} loads {}".format(module, loaded))
+            if layer in NO_REACTOR and "twisted.internet.reactor" in loaded:
+                impure.append("{} installs the reactor".format(module))
+        self.assertEqual(failures, [])
+        self.assertEqual(impure, [])
 
     def test_probeDetectsReactor(self) -> None:
         """
@@ -128,31 +251,14 @@ class PureModuleTests(SynchronousTestCase):
         self.assertIn("twisted.internet.reactor", loaded)
 
 
-class CircularImportTests(SynchronousTestCase):
-    """
-    Every module imports on its own in a fresh interpreter.
-    """
-
-    def test_eachModuleImportsAlone(self) -> None:
-        modules = packageModules()
-        self.assertIn("twisted_proxy.framing", modules)
-        failures = []
-        for module in modules:
-            status, stderr, _ = importAlone(module)
-            if status != 0:
-                failures.append("{}:\n{}".format(module, stderr.strip().splitlines()[-1:]))
-        self.assertEqual(failures, [])
-
-
 class HttptoolsConfinedTests(SynchronousTestCase):
     """
-    Nothing but L{twisted_proxy.framing} imports httptools.
+    Nothing but L{twisted_proxy.http.framing} imports httptools.
     """
 
     def test_onlyFraming(self) -> None:
-        users = [
-            os.path.relpath(path, ROOT)
-            for path in sourceFiles()
-            if "httptools" in importedTopLevel(path)
-        ]
-        self.assertEqual(users, [os.path.join("twisted_proxy", "framing.py")])
+        modules = packageModules()
+        users = sorted(
+            name for name, path in modules.items() if "httptools" in imports(name, path, modules)[1]
+        )
+        self.assertEqual(users, ["twisted_proxy.http.framing"])

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_proxy.tap} and the twistd plugin.
+Tests for L{twisted_proxy.app.tap} and the twistd plugin.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.tap import Options, makeService
+from twisted_proxy.app.tap import Options, makeService
 
 
 class PluginTests(SynchronousTestCase):

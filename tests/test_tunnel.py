@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_proxy.tunnel}.
+Tests for L{twisted_proxy.proxy.tunnel}.
 
 In memory: L{StringTransport} subclasses and a L{Clock}.  Two real protocols
 joined with L{twisted.test.iosim} for a large transfer under backpressure.
@@ -38,7 +38,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from tests._tls import selfSignedLocalhost as _selfSignedLocalhost
-from twisted_proxy.tunnel import (
+from twisted_proxy.proxy.tunnel import (
     CLIENT_LOST,
     CLOSED_NORMALLY,
     IDLE_TIMEOUT,
@@ -238,7 +238,7 @@ class RelayTests(_TunnelMixin, SynchronousTestCase):
         Importing the module does not install the global reactor.
         """
         code = (
-            "import sys, twisted_proxy.tunnel; "
+            "import sys, twisted_proxy.proxy.tunnel; "
             "print('twisted.internet.reactor' in sys.modules)"
         )
         result = subprocess.run(

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_proxy.upstream}: the connection pool, the DNS cache and
+Tests for L{twisted_proxy.proxy.upstream}: the connection pool, the DNS cache and
 the parent-proxy URL.
 """
 
@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_server import Harness
-from twisted_proxy.upstream import CachingResolver, ParentProxy
+from twisted_proxy.proxy.upstream import CachingResolver, ParentProxy
 
 
 class FakeResolver:

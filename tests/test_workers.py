@@ -18,7 +18,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import ProxyAgent, readBody
 
 from tests.test_integration import origin, sleep
-from twisted_proxy.tap import Options, makeService
+from twisted_proxy.app.tap import Options, makeService
 
 
 class WorkersTests(TestCase):

@@ -19,7 +19,7 @@ The pieces, from the bottom up:
   - L{findMacAddress} picks the MAC address of the interface that holds the
     socket's local address, from a netifaces-like interface table.
   - L{_HTTPLayer} is the protocol that sends requests and frames responses
-    (with L{twisted_proxy.framing.ResponseParser}); L{_ProxyWire} is the TCP
+    (with L{twisted_proxy.http.framing.ResponseParser}); L{_ProxyWire} is the TCP
     connection to the proxy, which for C{https://} targets first opens a
     C{CONNECT} tunnel and then runs TLS
     (L{twisted.protocols.tls.TLSMemoryBIOProtocol}) over it.
@@ -70,8 +70,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_proxy import __version__
-from twisted_proxy.errors import ProxyError
-from twisted_proxy.framing import (
+from twisted_proxy.http.errors import ProxyError
+from twisted_proxy.http.framing import (
     Body,
     EndOfMessage,
     ResponseHead,

@@ -23,7 +23,7 @@ it cannot know:
 
 Events are L{RequestHead}, L{ResponseHead}, L{Body} and L{EndOfMessage}.  A
 head with a status below 200 is an interim (1xx) response; the final one
-follows.  Errors are L{twisted_proxy.errors.ProxyError}s that carry the
+follows.  Errors are L{twisted_proxy.http.errors.ProxyError}s that carry the
 status to answer with: 400/414/431/505 for requests, 502 for responses.
 
 This module must not import C{twisted.internet}.

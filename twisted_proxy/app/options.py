@@ -1,32 +1,19 @@
 # -*- test-case-name: tests.test_tap -*-
 """
-The twistd plugin's configuration: L{Options} and L{makeService}.
-
-C{twistd -n proxyserver [options]} builds a L{MultiService} holding one
-listening service per C{--listen} endpoint, all sharing one
-L{twisted_proxy.server.ProxyFactory} and one upstream pool.
+The twistd plugin's L{Options}: every command-line option, validated once.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sys
 
-from twisted.application import strports
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
-from twisted.internet import defer
-from twisted.internet.error import CannotListenError
-from twisted.logger import Logger
 from twisted.python import usage
 
-from . import __version__
+from .. import __version__
 
-__all__ = ["Options", "makeService", "ProxyService"]
-
-_log = Logger()
+__all__ = ["Options"]
 
 
 def _positive(kind: type = float):
@@ -228,7 +215,7 @@ class Options(usage.Options):
             raise usage.UsageError("--history-headers must be redacted or all")
         if self["access-log-format"] not in ("squid", "common", "combined"):
             raise usage.UsageError("--access-log-format must be one of: squid, common, combined")
-        from .history import parseSize
+        from ..records.history import parseSize
 
         try:
             self["history-rotate-size"] = parseSize(str(self["history-rotate-size"]))
@@ -245,7 +232,7 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--pseudonym may hold letters, digits and - . _ : ~ only"
             )
-        from .policy import ConfigurationError, Policy
+        from ..proxy.policy import ConfigurationError, Policy
 
         try:
             self["policy"] = Policy.fromOptions(
@@ -257,14 +244,14 @@ class Options(usage.Options):
                 connectPorts=self["connect-ports"],
                 denyPrivateDestinations=bool(self["deny-private-destinations"]),
             )
-            from .policy import HostPatterns
+            from ..proxy.policy import HostPatterns
 
             self["parentBypass"] = HostPatterns("no-upstream-proxy-for", self["noUpstreamFor"])
         except ConfigurationError as e:
             raise usage.UsageError(str(e)) from None
         self["parent"] = None
         if self["upstream-proxy"] is not None:
-            from .upstream import ParentProxy
+            from ..proxy.upstream import ParentProxy
 
             try:
                 self["parent"] = ParentProxy.fromURL(self["upstream-proxy"])
@@ -282,290 +269,3 @@ def _firstPort(ports: list[str]) -> str:
         if part.isdigit():
             return part
     return "0"
-
-
-class _ListeningService(StreamServerEndpointService):
-    """
-    A listening service that tells the factory where it listens, for loop
-    detection.
-    """
-
-    # As strports.service does: a port that cannot be opened fails the start
-    # (twistd exits) instead of being logged while the process runs on deaf.
-    _raiseSynchronously = True
-
-    def privilegedStartService(self) -> None:
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            raise SystemExit(
-                "twisted-proxy: cannot listen on {}:{}: {}.  Is another proxy running there? "
-                "Choose another port with --listen.".format(
-                    e.interface or "*", e.port, e.socketError
-                )
-            ) from None
-        self._waitingForPort.addCallback(self._listening)
-
-    def _listening(self, port):
-        address = port.getHost()
-        host = getattr(address, "host", None)
-        if host is not None:
-            self.factory.addListeningAddress(host, address.port)
-        _log.info(
-            "twisted-proxy {version} listening on {address}",
-            version=__version__,
-            address=address,
-        )
-        return port
-
-
-def _raiseFileLimit(factory) -> None:
-    """
-    Make sure the process may open a file descriptor for every connection
-    it is configured to serve (two per proxied connection, plus logs and
-    listening sockets): raise the soft RLIMIT_NOFILE as far as the hard
-    limit allows, and if that is not far enough, lower --max-connections to
-    fit, saying so, rather than fail later with EMFILE.
-    """
-    try:
-        import resource
-    except ImportError:  # pragma: no cover (not POSIX)
-        return
-    needed = 2 * factory.maxConnections + 128
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError) as e:
-            _log.warn("Could not raise the file descriptor limit: {error}", error=e)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        fitting = max(1, (soft - 128) // 2)
-        _log.warn(
-            "The file descriptor limit ({limit}) is too low for --max-connections "
-            "{wanted}; serving at most {fitting} connections.  Raise the hard limit "
-            "(ulimit -Hn, LimitNOFILE=) to serve more.",
-            limit=soft,
-            wanted=factory.maxConnections,
-            fitting=fitting,
-        )
-        factory.maxConnections = fitting
-    _log.info(
-        "Limits: {maxConnections} connections ({perClient} per client), file descriptors "
-        "{limit}",
-        maxConnections=factory.maxConnections,
-        perClient=factory.maxConnectionsPerClient,
-        limit="unlimited" if soft == resource.RLIM_INFINITY else soft,
-    )
-
-
-class LogFilesService(MultiService):
-    """
-    A service that writes the history and access-log files (its
-    C{observers}), reopening them on SIGUSR1 so that logrotate can move
-    them, and closing them once its children have stopped.
-    """
-
-    def __init__(self, observers=(), reactor=None) -> None:
-        super().__init__()
-        self.observers = list(observers)
-        self._reactor = reactor
-        self._previousHandler = None
-
-    def startService(self) -> None:
-        from twisted.logger import globalLogPublisher
-
-        for observer in self.observers:
-            globalLogPublisher.addObserver(observer)
-        if self.observers and self._reactor is not None and hasattr(signal, "SIGUSR1"):
-            reactor = self._reactor
-            # twistd rotates its own log file (-l) on SIGUSR1: onSignal keeps
-            # its handler running.
-            self._previousHandler = onSignal(signal.SIGUSR1, reactor, self.reopenLogs)
-        super().startService()
-
-    def reopenLogs(self) -> None:
-        """
-        Reopen the history and access-log files by name (SIGUSR1).
-        """
-        for observer in self.observers:
-            try:
-                observer.reopen()
-            except OSError as e:
-                _log.error("Could not reopen a log file ({error}); still writing to the old one.",
-                           error=e)
-        _log.info("Log files reopened.")
-
-    def stopService(self):
-        from twisted.logger import globalLogPublisher
-
-        d = defer.maybeDeferred(super().stopService)
-        if self._previousHandler is not None:
-            signal.signal(signal.SIGUSR1, self._previousHandler)
-            self._previousHandler = None
-
-        def closeObservers(result):
-            for observer in self.observers:
-                globalLogPublisher.removeObserver(observer)
-                observer.close()
-            return result
-
-        return d.addBoth(closeObservers)
-
-
-def reloadPolicy(policy) -> None:
-    """
-    Re-read the htpasswd file (SIGHUP); if it is now unusable, say so and
-    keep the users loaded before.
-    """
-    from .policy import ConfigurationError
-
-    try:
-        policy.reload()
-    except (ConfigurationError, OSError) as e:
-        _log.error("Could not reload the password file ({error}); the previous users stay "
-                   "in force.", error=e)
-    else:
-        _log.info("Password file reloaded.")
-
-
-def onSignal(signum: int, reactor, action) -> object:
-    """
-    Run C{action} in the reactor thread on signal C{signum}, after whatever
-    handler was installed before (which keeps running too).
-
-    @return: the previous handler, to restore.
-    """
-    previous = signal.getsignal(signum)
-
-    def handler(number, frame):
-        reactor.callFromThread(action)
-        if callable(previous):
-            previous(number, frame)
-
-    return signal.signal(signum, handler)
-
-
-class ProxyService(LogFilesService):
-    """
-    The proxy in one process: its listening services, the upstream pool to
-    close at shutdown, and the log files.  With an htpasswd file, SIGHUP
-    reloads it.
-    """
-
-    _previousHUP = None
-
-    def __init__(self, factory, pool, observers=(), reactor=None) -> None:
-        super().__init__(observers, reactor)
-        self.factory = factory
-        self.pool = pool
-
-    def startService(self) -> None:
-        _raiseFileLimit(self.factory)
-        policy = self.factory.policy
-        if policy.authenticating and self._reactor is not None and hasattr(signal, "SIGHUP"):
-            self._previousHUP = onSignal(
-                signal.SIGHUP, self._reactor, lambda: reloadPolicy(policy)
-            )
-        super().startService()
-
-    def stopService(self):
-        self.factory.stopping = True
-        if self._previousHUP is not None:
-            signal.signal(signal.SIGHUP, self._previousHUP)
-            self._previousHUP = None
-        d = super().stopService()
-        self.pool.closeIdle()
-        return d
-
-
-def buildProxy(config: Options, reactor):
-    """
-    The proxy's factory and upstream pool, as the options say.
-
-    @return: C{(factory, pool)}.
-    """
-    from .server import ProxyFactory
-    from .upstream import CachingResolver, UpstreamPool, hostnameEndpointFactory
-
-    ttl = config["dns-cache-ttl"]
-    resolver = CachingResolver(
-        reactor.nameResolver, reactor, ttl=ttl, negativeTtl=min(5.0, ttl)
-    ) if hasattr(reactor, "nameResolver") else None
-    pool = UpstreamPool(
-        reactor,
-        hostnameEndpointFactory(reactor, config["connect-timeout"], resolver),
-        maxIdlePerHost=config["pool-max-idle-per-host"],
-        idleTimeout=config["pool-idle-timeout"],
-    )
-    pool.maxResponseHeaderBytes = config["max-response-header-size"]
-    factory = ProxyFactory(
-        reactor,
-        pool,
-        pseudonym=config["pseudonym"],
-        idleTimeout=config["idle-timeout"],
-        headerTimeout=config["header-timeout"],
-        responseTimeout=config["response-timeout"],
-        forwarded=config["forwarded"],
-        policy=config["policy"],
-        tunnelIdleTimeout=config["tunnel-idle-timeout"],
-        parent=config["parent"],
-        parentBypass=config["parentBypass"],
-        maxTargetLength=config["max-target-length"],
-        maxHeaderBytes=config["max-header-size"],
-        maxHeaderCount=config["max-header-count"],
-    )
-    factory.configureLimits(
-        bodyTimeout=config["body-timeout"],
-        responseBodyTimeout=config["response-body-timeout"],
-        maxBody=config["max-body"],
-        maxConnections=config["max-connections"],
-        maxConnectionsPerClient=config["max-connections-per-client"],
-    )
-    factory.redactHistory = config["history-headers"] != "all"
-    return factory, pool
-
-
-def _logObservers(config: Options) -> list:
-    from .history import accessLogObserver, historyObserver
-
-    observers = []
-    try:
-        if config["history"]:
-            observers.append(
-                historyObserver(config["history"], config["history-rotate-size"], config["history-keep"])
-            )
-        if config["access-log"]:
-            observers.append(accessLogObserver(config["access-log"], config["access-log-format"]))
-    except OSError as e:
-        raise usage.UsageError("cannot open log file: {}".format(e)) from None
-    return observers
-
-
-def makeService(config: Options, reactor=None) -> MultiService:
-    """
-    Build the proxy service from parsed options: one process, or with
-    C{--workers} a supervisor of worker processes.
-    """
-    if reactor is None:
-        from twisted.internet import reactor  # noqa: F811
-
-    if config["parent"] is not None:
-        _log.info("Parent proxy: {parent}", parent=config["parent"].describe())
-    _log.info("Access policy: {policy}", policy=config["policy"].describe())
-    if config["workers"] > 1:
-        from .workers import WorkerSupervisor
-
-        return WorkerSupervisor(
-            reactor, config.argv, config["ports"], config["workers"], _logObservers(config)
-        )
-    factory, pool = buildProxy(config, reactor)
-    observers = _logObservers(config)
-    factory.transactionDetail = bool(observers)
-    service = ProxyService(factory, pool, observers, reactor)
-    for description in config["ports"]:
-        endpoint = strports.endpoints.serverFromString(reactor, description)
-        listening = _ListeningService(endpoint, factory)
-        listening.setServiceParent(service)
-    return service

@@ -84,7 +84,7 @@ from typing import TypeVar
 
 from passlib.context import CryptContext
 
-from twisted_proxy.errors import Forbidden, ProxyAuthenticationRequired
+from twisted_proxy.http.errors import Forbidden, ProxyAuthenticationRequired
 
 __all__ = [
     "DEFAULT_CLIENT_NETWORKS",

@@ -3,7 +3,7 @@
 Connections to origin servers.
 
   - L{UpstreamProtocol}: one connection to an origin.  It frames responses
-    with L{twisted_proxy.framing.ResponseParser} and reports them to the
+    with L{twisted_proxy.http.framing.ResponseParser} and reports them to the
     L{IResponseReceiver} that sent the current request.
   - L{UpstreamPool}: idle persistent connections keyed by
     C{(scheme, host, port)}, at most C{maxIdlePerHost} each, expired after
@@ -46,8 +46,8 @@ from zope.interface import implementer
 
 import base64
 
-from .errors import BadGateway, GatewayTimeout, ProxyError
-from .framing import Body, EndOfMessage, ResponseHead, ResponseParser, serializeRequestHead
+from ..http.errors import BadGateway, GatewayTimeout, ProxyError
+from ..http.framing import Body, EndOfMessage, ResponseHead, ResponseParser, serializeRequestHead
 
 __all__ = [
     "IResponseReceiver",
@@ -763,7 +763,7 @@ class ParentProxy:
         """
         from urllib.parse import unquote
 
-        from .headers import _parseAuthority
+        from ..http.target import parseAuthority
 
         if not url.startswith("http://"):
             raise ValueError("the parent proxy must be an http:// URL, e.g. http://proxy.example:3128")
@@ -777,7 +777,7 @@ class ParentProxy:
             credentials = (unquote(user) + ":" + unquote(password)).encode("utf-8")
             authorization = b"Basic " + base64.b64encode(credentials)
         try:
-            host, port, _ = _parseAuthority(rest.encode("ascii"), 80)
+            host, port, _ = parseAuthority(rest.encode("ascii"), 80)
         except (ProxyError, UnicodeEncodeError) as e:
             raise ValueError("bad parent proxy address {!r}: {}".format(rest, e)) from None
         return cls(host, port, authorization)
@@ -794,7 +794,7 @@ class ParentConnectProtocol(Protocol):
     The upstream end of a tunnel chained through a parent proxy: sends
     C{CONNECT host:port} to the parent, reads its answer, and once the
     parent says 2xx becomes a plain relay to a L{Tunnel}
-    (L{twisted_proxy.tunnel.Tunnel}).
+    (L{twisted_proxy.proxy.tunnel.Tunnel}).
 
     @ivar established: fires with the bytes the parent sent after its 2xx
         head, or fails with a L{ProxyError} (the parent refused, or spoke

@@ -3,7 +3,7 @@
 Multi-core serving: C{--workers N}.
 
 The parent process (L{WorkerSupervisor}) opens the listening sockets, then
-starts N worker processes (C{python -m twisted_proxy.workers}) that adopt
+starts N worker processes (C{python -m twisted_proxy.app.workers}) that adopt
 them with C{reactor.adoptStreamPort} and serve connections; the kernel hands
 each new connection to whichever worker accepts it first.
 
@@ -29,7 +29,7 @@ import sys
 
 from twisted.application.service import MultiService
 
-from .tap import LogFilesService
+from .service import LogFilesService
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.protocol import Factory, Protocol, ProcessProtocol
@@ -188,7 +188,7 @@ class WorkerSupervisor(LogFilesService):
             adopt += ["--worker-adopt", "{}:{}".format(fd, int(family))]
             childFDs[fd] = fd
         args = [
-            sys.executable, "-m", "twisted_proxy.workers",
+            sys.executable, "-m", "twisted_proxy.app.workers",
             "--worker-id", str(workerId), *adopt, "--", *self.argv,
         ]
         process = _WorkerProcess(self, workerId)
@@ -309,7 +309,7 @@ class _AdoptedPorts(MultiService):
 
 def main(argv: list[str] | None = None) -> None:
     """
-    A worker process: C{python -m twisted_proxy.workers --worker-id N
+    A worker process: C{python -m twisted_proxy.app.workers --worker-id N
     --worker-adopt FD:FAMILY ... -- PROXYSERVER-ARGS}.
     """
     import signal
@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, jsonFileLogObserver
 
-    from .tap import Options, _raiseFileLimit, buildProxy
+    from .options import Options
+    from .service import buildProxy, raiseFileLimit
 
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--")
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         discardBuffer=True,
     )
     factory, pool = buildProxy(config, reactor)
-    _raiseFileLimit(factory)
+    raiseFileLimit(factory)
     factory.connectionIdPrefix = "w{}-".format(workerId)
     # The parent writes the history and access log from these records.
     factory.transactionDetail = True
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     # The parent writes the log files; it reopens them on SIGUSR1.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     if factory.policy.authenticating:
-        from .tap import onSignal, reloadPolicy
+        from .service import onSignal, reloadPolicy
 
         onSignal(signal.SIGHUP, reactor, lambda: reloadPolicy(factory.policy))
     reactor.callWhenRunning(service.startService)

@@ -3,8 +3,8 @@
 The proxy's client side: L{ProxyServerProtocol} and L{ProxyFactory}.
 
 For each request on a client connection: frame it
-(L{twisted_proxy.framing.RequestParser}), check it (loops, target, policy),
-get an upstream connection from the L{twisted_proxy.upstream.UpstreamPool},
+(L{twisted_proxy.http.framing.RequestParser}), check it (loops, target, policy),
+get an upstream connection from the L{twisted_proxy.proxy.upstream.UpstreamPool},
 stream the request body up and the response body down, each direction
 paused when the receiving side cannot keep up, then either read the next
 request or close.
@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .errors import (
+from ..http.errors import (
     BadGateway,
     BadRequest,
     GatewayTimeout,
@@ -39,7 +39,7 @@ from .errors import (
     ProxyError,
     ServiceUnavailable,
 )
-from .framing import (
+from ..http.framing import (
     LAST_CHUNK,
     Body,
     EndOfMessage,
@@ -51,17 +51,16 @@ from .framing import (
     serializeRequestHead,
     serializeResponseHead,
 )
-from .history import TransactionRecord, emitEvent, emitTransaction
+from ..records.history import TransactionRecord, emitEvent, emitTransaction
 from .policy import HostPatterns, Policy
-from .headers import (
+from ..http.fields import (
     SECRET_HEADERS,
-    Target,
-    redactHeaders,
     forwardRequestHeaders,
     forwardResponseHeaders,
-    parseTarget,
+    redactHeaders,
     viaHasPseudonym,
 )
+from ..http.target import Target, parseTarget
 from .tunnel import Tunnel, TunnelUpstreamProtocol
 from .upstream import (
     Deadline,
@@ -134,7 +133,7 @@ _clockText = _ClockText()
 
 # Module-level loggers: a Logger as a class attribute is a descriptor that
 # builds a new Logger on every access, which the hot path cannot afford.
-_briefLog = Logger(namespace="twisted_proxy.server.ProxyServerProtocol")
+_briefLog = Logger(namespace="twisted_proxy.proxy.server.ProxyServerProtocol")
 _transactionLog = Logger(namespace="twisted_proxy.transaction")
 
 
@@ -159,7 +158,7 @@ class _Exchange:
     """
     One request and its response, on one client connection.
 
-    It is the L{twisted_proxy.upstream.IResponseReceiver} of its upstream
+    It is the L{twisted_proxy.proxy.upstream.IResponseReceiver} of its upstream
     connection, so callbacks from an upstream that was abandoned can never
     reach a later exchange.
 

@@ -1,0 +1,4 @@
+"""
+The application: the twistd plugin's options and service, and worker
+processes.
+"""
