@@ -30,6 +30,7 @@ from twisted.logger import globalLogBeginner
 
 sys.path.insert(0, ".")
 
+from twisted_proxy.proxy.config import ProxyConfig  # noqa: E402
 from twisted_proxy.proxy.server import ProxyFactory  # noqa: E402
 from twisted_proxy.proxy.upstream import UpstreamPool  # noqa: E402
 
@@ -105,7 +106,7 @@ def run(n: int) -> float:
     clock = Clock()
     box: list = []
     pool = UpstreamPool(clock, lambda host, port: _Endpoint(box))
-    factory = ProxyFactory(clock, pool, pseudonym="bench")
+    factory = ProxyFactory(ProxyConfig(pseudonym="bench"), clock, pool)
     proto = factory.buildProtocol(None)
     proto.makeConnection(_Transport(("127.0.0.1", 50000)))
     # Warm up: open the upstream connection.

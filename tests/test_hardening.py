@@ -12,7 +12,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_server import OK_RESPONSE, Harness
+from tests.test_server import OK_RESPONSE
+from twisted_proxy.testing import Harness
 
 
 class TimeoutTests(SynchronousTestCase):
@@ -21,8 +22,7 @@ class TimeoutTests(SynchronousTestCase):
         A request body that stops arriving gets 408 after --body-timeout of
         silence; the upstream connection is dropped.
         """
-        h = Harness()
-        h.factory.configureLimits(bodyTimeout=60)
+        h = Harness(bodyTimeout=60)
         proto, client = h.client()
         proto.dataReceived(b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n12")
         up, upTransport = h.connect()
@@ -40,8 +40,7 @@ class TimeoutTests(SynchronousTestCase):
         If the origin stops reading the request body (we paused the client
         for it) for --body-timeout, the answer is 504 connection_write_timeout.
         """
-        h = Harness()
-        h.factory.configureLimits(bodyTimeout=60)
+        h = Harness(bodyTimeout=60)
         proto, client = h.client()
         proto.dataReceived(b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n12")
         up, upTransport = h.connect()
@@ -55,8 +54,7 @@ class TimeoutTests(SynchronousTestCase):
         A response body that stops for --response-body-timeout aborts both
         connections (the client must not take the truncated body as whole).
         """
-        h = Harness()
-        h.factory.configureLimits(responseBodyTimeout=60)
+        h = Harness(responseBodyTimeout=60)
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         up, upTransport = h.connect()
@@ -70,8 +68,7 @@ class TimeoutTests(SynchronousTestCase):
         self.assertTrue(upTransport.disconnected)
 
     def test_clientStopsReading(self) -> None:
-        h = Harness()
-        h.factory.configureLimits(responseBodyTimeout=60)
+        h = Harness(responseBodyTimeout=60)
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         up, upTransport = h.connect()
@@ -139,8 +136,7 @@ class SizeLimitTests(SynchronousTestCase):
 
     def test_maxBodyContentLength(self) -> None:
         for length, refused in ((1024, False), (1025, True)):
-            h = Harness()
-            h.factory.configureLimits(maxBody=1024)
+            h = Harness(maxBody=1024)
             proto, client = h.client()
             proto.dataReceived(
                 b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % length
@@ -157,8 +153,7 @@ class SizeLimitTests(SynchronousTestCase):
         A chunked body is counted as it streams; past the limit the request
         is cut off with 413 and the upstream connection dropped.
         """
-        h = Harness()
-        h.factory.configureLimits(maxBody=1024)
+        h = Harness(maxBody=1024)
         proto, client = h.client()
         proto.dataReceived(
             b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -194,8 +189,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         Past --max-connections a new connection gets 503 (if it sends a
         request head in time) while existing ones continue.
         """
-        h = Harness()
-        h.factory.configureLimits(maxConnections=2)
+        h = Harness(maxConnections=2)
         first, t1 = self.connect(h)
         second, t2 = self.connect(h)
         third, t3 = self.connect(h)
@@ -215,8 +209,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         self.assertEqual(h.pool.reused, 1)
 
     def test_silentRefusedConnectionClosed(self) -> None:
-        h = Harness()
-        h.factory.configureLimits(maxConnections=1)
+        h = Harness(maxConnections=1)
         self.connect(h)
         refused, t = self.connect(h)
         h.clock.advance(1.1)
@@ -224,8 +217,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         self.assertTrue(t.disconnecting)
 
     def test_perClient(self) -> None:
-        h = Harness()
-        h.factory.configureLimits(maxConnectionsPerClient=1)
+        h = Harness(maxConnectionsPerClient=1)
         self.connect(h, "10.0.0.1")
         other, t2 = self.connect(h, "10.0.0.2")
         again, t3 = self.connect(h, "10.0.0.1")
@@ -388,8 +380,15 @@ class FoundByFaultTests(SynchronousTestCase):
         up.connectionLost(Failure(ierror.ConnectionLost()))
         self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "), client.value())
         self.assertIn(b"error=http_response_incomplete", client.value())
-        self.assertFalse(client.disconnected)
-        self.assertTrue(client.disconnecting)
+        # The rest of the body is read and dropped (RFC 9112 9.3), and the
+        # connection carries the next request.
+        self.assertFalse(client.disconnecting)
+        client.clear()
+        proto.dataReceived(b"x" * 990000 + b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        up, upTransport = h.connect()
+        self.assertEqual(upTransport.value().split(b"\r\n")[0], b"GET / HTTP/1.1")
+        up.dataReceived(OK_RESPONSE)
+        self.assertTrue(client.value().startswith(b"HTTP/1.1 200 "), client.value())
 
     def test_garbageAfterCompleteRequestWaitsForItsResponse(self) -> None:
         """

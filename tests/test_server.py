@@ -13,69 +13,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.proxy.server import ProxyFactory
-from twisted_proxy.proxy.upstream import UpstreamPool
-
-
-class FakeEndpoint:
-    """
-    An endpoint whose connection attempts the test completes or fails.
-    """
-
-    def __init__(self, harness: Harness, host: str, port: int) -> None:
-        self.harness = harness
-        self.host = host
-        self.port = port
-
-    def connect(self, factory):
-        d = Deferred()
-        self.harness.attempts.append((self.host, self.port, factory, d))
-        return d
-
-
-class Harness:
-    """
-    A proxy factory wired to a fake clock and fake endpoints.
-    """
-
-    def __init__(self, **kwargs) -> None:
-        self.clock = MemoryReactorClock()
-        self.attempts: list = []
-        self.pool = UpstreamPool(
-            self.clock, lambda host, port: FakeEndpoint(self, host, port), maxIdlePerHost=4
-        )
-        self.factory = ProxyFactory(
-            self.clock,
-            self.pool,
-            pseudonym="test-proxy",
-            wallClock=self.clock.seconds,
-            monoClock=self.clock.seconds,
-            **kwargs,
-        )
-        self.factory.addListeningAddress("127.0.0.1", 8080)
-
-    def client(self, peer: str = "127.0.0.1"):
-        proto = self.factory.buildProtocol(None)
-        transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 50000))
-        proto.makeConnection(transport)
-        return proto, transport
-
-    def connect(self, peer: tuple[str, int] = ("93.184.216.34", 80)):
-        """
-        Complete the oldest connection attempt.
-        """
-        host, port, factory, d = self.attempts.pop(0)
-        proto = factory.buildProtocol(None)
-        transport = StringTransport(
-            peerAddress=IPv4Address("TCP", *peer), hostAddress=IPv4Address("TCP", "10.0.0.1", 40000)
-        )
-        proto.makeConnection(transport)
-        d.callback(proto)
-        return proto, transport
-
-    def fail(self, exc: Exception) -> None:
-        host, port, factory, d = self.attempts.pop(0)
-        d.errback(Failure(exc))
+from twisted_proxy import testing
+from twisted_proxy.testing import Harness
 
 
 def writeHtpasswd(test: SynchronousTestCase) -> str:
@@ -86,14 +25,9 @@ def writeHtpasswd(test: SynchronousTestCase) -> str:
     import shutil
     import tempfile
 
-    import bcrypt
-
     d = tempfile.mkdtemp()
     test.addCleanup(shutil.rmtree, d)
-    path = d + "/htpasswd"
-    with open(path, "wb") as f:
-        f.write(b"alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)) + b"\n")
-    return path
+    return testing.writeHtpasswd(d)
 
 
 GET_ABSOLUTE = (
@@ -516,7 +450,7 @@ class BackpressureTests(SynchronousTestCase):
 
     def test_slowOriginPausesClient(self) -> None:
         """
-        While a request body is relayed, the client side is the upstream
+        While a request body is relayed, the exchange is the upstream
         transport's producer: when the origin cannot keep up, the client
         stops being read.
         """
@@ -526,7 +460,7 @@ class BackpressureTests(SynchronousTestCase):
             b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000000\r\n\r\n"
         )
         up, upTransport = h.connect()
-        self.assertIs(upTransport.producer, proto)
+        self.assertIsNotNone(upTransport.producer)
         proto.dataReceived(b"y" * 65536)
         upTransport.producer.pauseProducing()
         self.assertEqual(client.producerState, "paused")
@@ -656,7 +590,7 @@ class PolicyTests(SynchronousTestCase):
         private one the next time (DNS rebinding) is still refused.
         """
         h = Harness(policy=self.policy(denyPrivateDestinations=True))
-        h.pool.maxIdlePerHost = 0
+        h.pool.minIdlePerHost = 0
         proto, client = h.client()
         request = b"GET http://rebind.test/ HTTP/1.1\r\nHost: rebind.test\r\n\r\n"
         proto.dataReceived(request)
@@ -887,9 +821,7 @@ class TransactionRecordTests(SynchronousTestCase):
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def Harness(self, **kwargs) -> Harness:
-        h = Harness(**kwargs)
-        h.factory.transactionDetail = True
-        return h
+        return Harness(transactionDetail=True, **kwargs)
 
     def records(self) -> list[dict]:
         return [e["transaction"] for e in self.events if "transaction" in e]
@@ -975,8 +907,7 @@ class TransactionRecordTests(SynchronousTestCase):
         self.assertEqual(record["durations"]["total"], 2000.0)
 
     def test_historyHeadersAll(self) -> None:
-        h = self.Harness()
-        h.factory.redactHistory = False
+        h = self.Harness(redactHistory=False)
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nCookie: k=v\r\n\r\n")
         h.fail(ierror.ConnectionRefusedError())

@@ -100,7 +100,8 @@ def layerOf(module: str) -> str | None:
 
 def imports(module: str, path: str, known: dict[str, str]) -> tuple[set[str], set[str]]:
     """
-    What C{module} imports, anywhere in it (inside functions too).
+    What C{module} imports, anywhere in it (inside functions too), except
+    under C{if TYPE_CHECKING:}.
 
     @return: the C{twisted_proxy} modules it imports (resolved, relative
         imports included), and the top-level names of everything else.
@@ -121,7 +122,15 @@ def imports(module: str, path: str, known: dict[str, str]) -> tuple[set[str], se
         if name != module:
             ours.add(name)
 
+    typeOnly = set()
     for node in ast.walk(tree):
+        # Imports under "if TYPE_CHECKING:" are never run: they name types
+        # for annotations and do not make a module depend on another.
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            typeOnly.update(id(n) for n in ast.walk(node))
+    for node in ast.walk(tree):
+        if id(node) in typeOnly:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name)

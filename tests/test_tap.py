@@ -30,7 +30,18 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(config["ports"], ["tcp:8080"])
         self.assertEqual(config["connect-timeout"], 10.0)
         self.assertEqual(config["response-timeout"], 30.0)
-        self.assertEqual(config["pool-max-idle-per-host"], 8)
+        self.assertEqual(config["pool-min-idle-per-host"], 8)
+        self.assertIsNone(config["max-connections-per-client"])
+        self.assertIsNone(config["config"].maxConnectionsPerClient)
+
+    def test_formerPoolOptionName(self) -> None:
+        """
+        --pool-max-idle-per-host, the former name of
+        --pool-min-idle-per-host, still sets it.
+        """
+        config = Options()
+        config.parseOptions(["--pool-max-idle-per-host", "3"])
+        self.assertEqual(config["config"].poolMinIdlePerHost, 3)
         self.assertEqual(config["forwarded"], "off")
         self.assertTrue(config["pseudonym"].endswith(":8080"))
 

@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_server import Harness
+from twisted_proxy.testing import Harness
 from twisted_proxy.proxy.upstream import CachingResolver, ParentProxy
 
 
@@ -177,7 +177,7 @@ class PoolCapTests(SynchronousTestCase):
         no load they expire after the idle timeout.
         """
         h = Harness()
-        h.pool.maxIdlePerHost = 2
+        h.pool.minIdlePerHost = 2
         h.pool.idleTimeout = 60
         clients = [h.client() for _ in range(6)]
         for proto, client in clients:

@@ -9,9 +9,14 @@ import os
 import socket
 import sys
 
+from typing import TYPE_CHECKING
+
 from twisted.python import usage
 
 from .. import __version__
+
+if TYPE_CHECKING:
+    from ..proxy.config import ProxyConfig
 
 __all__ = ["Options"]
 
@@ -69,9 +74,14 @@ class Options(usage.Options):
          "Largest request body accepted (k, M, G; default unlimited); larger gets 413."],
         ["max-connections", None, 4096,
          "Client connections served at once; more are refused with 503.", _positive(int)],
-        ["max-connections-per-client", None, 256,
-         "Client connections from one address at once; more are refused with 503.",
+        ["max-connections-per-client", None, None,
+         "Client connections from one address at once; more are refused with 503 "
+         "(default: no limit per address, as Squid; --max-connections still applies).",
          _positive(int)],
+        ["discard-body-max", None, "64M",
+         "When a response comes before the request body is complete, read and drop at most "
+         "this much of the rest of the body to keep the connection (k, M, G); a longer rest "
+         "closes the connection after a lingering close."],
         ["max-target-length", None, 8192, "Longest request-target (then 414).", _positive(int)],
         ["max-header-size", None, 32768,
          "Largest request header section in bytes (then 431).", _positive(int)],
@@ -79,7 +89,7 @@ class Options(usage.Options):
          _positive(int)],
         ["max-response-header-size", None, 65536,
          "Largest response header section from an origin (then 502).", _positive(int)],
-        ["pool-max-idle-per-host", None, 8,
+        ["pool-min-idle-per-host", None, 8,
          "Idle upstream connections kept per destination at least; more while its recent "
          "peak concurrency needs them (0 disables reuse).", _nonNegativeInt],
         ["pool-idle-timeout", None, 60.0, "Seconds an idle upstream connection is kept.",
@@ -175,6 +185,15 @@ class Options(usage.Options):
         """Destinations matching this pattern are refused (repeatable)."""
         self["denyHosts"].append(pattern)
 
+    def opt_pool_max_idle_per_host(self, count: str) -> None:
+        """The former name of --pool-min-idle-per-host (it is a floor, not a cap)."""
+        try:
+            self["pool-min-idle-per-host"] = _nonNegativeInt(count)
+        except ValueError:
+            raise usage.UsageError(
+                "--pool-max-idle-per-host {}: must be a whole number, 0 or more".format(count)
+            ) from None
+
     def opt_listen(self, port: str) -> None:
         """Listen on this endpoint (repeatable; any Twisted endpoint string, e.g. tcp:3128:interface=127.0.0.1, tcp6:8080, unix:/run/proxy.sock). Default: tcp:8080."""
         self["ports"].append(port)
@@ -221,11 +240,12 @@ class Options(usage.Options):
             self["history-rotate-size"] = parseSize(str(self["history-rotate-size"]))
         except ValueError as e:
             raise usage.UsageError("--history-rotate-size: {}".format(e)) from None
-        if self["max-body"] is not None:
-            try:
-                self["max-body"] = parseSize(str(self["max-body"]))
-            except ValueError as e:
-                raise usage.UsageError("--max-body: {}".format(e)) from None
+        for option in ("max-body", "discard-body-max"):
+            if self[option] is not None:
+                try:
+                    self[option] = parseSize(str(self[option]))
+                except ValueError as e:
+                    raise usage.UsageError("--{}: {}".format(option, e)) from None
         if self["pseudonym"] is None:
             self["pseudonym"] = "{}:{}".format(socket.gethostname(), _firstPort(self["ports"]))
         elif not all(c.isalnum() or c in "-._:~" for c in self["pseudonym"]):
@@ -257,6 +277,48 @@ class Options(usage.Options):
                 self["parent"] = ParentProxy.fromURL(self["upstream-proxy"])
             except ValueError as e:
                 raise usage.UsageError("--upstream-proxy: {}".format(e)) from None
+        from ..proxy.config import ConfigError
+
+        try:
+            self["config"] = proxyConfig(self)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def proxyConfig(options: usage.Options) -> ProxyConfig:
+    """
+    The L{ProxyConfig} the parsed C{options} describe.
+
+    @raise ConfigError: if a value is out of range.
+    """
+    from ..proxy.config import ProxyConfig
+
+    return ProxyConfig(
+        pseudonym=options["pseudonym"],
+        idleTimeout=options["idle-timeout"],
+        headerTimeout=options["header-timeout"],
+        bodyTimeout=options["body-timeout"],
+        maxBody=options["max-body"],
+        discardBodyMax=options["discard-body-max"],
+        maxConnections=options["max-connections"],
+        maxConnectionsPerClient=options["max-connections-per-client"],
+        maxTargetLength=options["max-target-length"],
+        maxHeaderBytes=options["max-header-size"],
+        maxHeaderCount=options["max-header-count"],
+        connectTimeout=options["connect-timeout"],
+        responseTimeout=options["response-timeout"],
+        responseBodyTimeout=options["response-body-timeout"],
+        tunnelIdleTimeout=options["tunnel-idle-timeout"],
+        maxResponseHeaderBytes=options["max-response-header-size"],
+        poolMinIdlePerHost=options["pool-min-idle-per-host"],
+        poolIdleTimeout=options["pool-idle-timeout"],
+        dnsCacheTtl=options["dns-cache-ttl"],
+        forwarded=options["forwarded"],
+        parent=options["parent"],
+        parentBypass=options["parentBypass"],
+        policy=options["policy"],
+        redactHistory=options["history-headers"] != "all",
+    )
 
 
 def _firstPort(ports: list[str]) -> str:

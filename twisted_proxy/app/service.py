@@ -8,6 +8,7 @@ from (L{buildProxy}); signal handling shared with the worker processes.
 from __future__ import annotations
 
 import signal
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -17,6 +18,11 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from .. import __version__
+
+if TYPE_CHECKING:
+    from ..proxy.config import ProxyConfig
+    from ..proxy.server import ProxyFactory
+    from ..proxy.upstream import UpstreamPool
 
 __all__ = [
     "ProxyService",
@@ -66,7 +72,7 @@ class _ListeningService(StreamServerEndpointService):
         return port
 
 
-def raiseFileLimit(factory) -> None:
+def raiseFileLimit(factory: ProxyFactory) -> None:
     """
     Make sure the process may open a file descriptor for every connection
     it is configured to serve (two per proxied connection, plus logs and
@@ -78,7 +84,8 @@ def raiseFileLimit(factory) -> None:
         import resource
     except ImportError:  # pragma: no cover (not POSIX)
         return
-    needed = 2 * factory.maxConnections + 128
+    config = factory.config
+    needed = 2 * config.maxConnections + 128
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
@@ -94,15 +101,16 @@ def raiseFileLimit(factory) -> None:
             "{wanted}; serving at most {fitting} connections.  Raise the hard limit "
             "(ulimit -Hn, LimitNOFILE=) to serve more.",
             limit=soft,
-            wanted=factory.maxConnections,
+            wanted=config.maxConnections,
             fitting=fitting,
         )
-        factory.maxConnections = fitting
+        config = config.replace(maxConnections=fitting)
+        factory.reconfigure(config)
     _log.info(
         "Limits: {maxConnections} connections ({perClient} per client), file descriptors "
         "{limit}",
-        maxConnections=factory.maxConnections,
-        perClient=factory.maxConnectionsPerClient,
+        maxConnections=config.maxConnections,
+        perClient=config.maxConnectionsPerClient or "no limit",
         limit="unlimited" if soft == resource.RLIM_INFINITY else soft,
     )
 
@@ -210,7 +218,7 @@ class ProxyService(LogFilesService):
 
     def startService(self) -> None:
         raiseFileLimit(self.factory)
-        policy = self.factory.policy
+        policy = self.factory.config.policy
         if policy.authenticating and self._reactor is not None and hasattr(signal, "SIGHUP"):
             self._previousHUP = onSignal(
                 signal.SIGHUP, self._reactor, lambda: reloadPolicy(policy)
@@ -227,50 +235,39 @@ class ProxyService(LogFilesService):
         return d
 
 
-def buildProxy(config, reactor):
+def buildProxy(
+    config: ProxyConfig,
+    reactor: Any,
+    *,
+    transactionDetail: bool = False,
+    connectionIdPrefix: str = "",
+) -> tuple[ProxyFactory, UpstreamPool]:
     """
-    The proxy's factory and upstream pool, as the options say.
+    The proxy's factory and upstream pool, as C{config} says.
 
     @return: C{(factory, pool)}.
     """
     from ..proxy.server import ProxyFactory
     from ..proxy.upstream import CachingResolver, UpstreamPool, hostnameEndpointFactory
 
-    ttl = config["dns-cache-ttl"]
+    ttl = config.dnsCacheTtl
     resolver = CachingResolver(
         reactor.nameResolver, reactor, ttl=ttl, negativeTtl=min(5.0, ttl)
     ) if hasattr(reactor, "nameResolver") else None
     pool = UpstreamPool(
         reactor,
-        hostnameEndpointFactory(reactor, config["connect-timeout"], resolver),
-        maxIdlePerHost=config["pool-max-idle-per-host"],
-        idleTimeout=config["pool-idle-timeout"],
+        hostnameEndpointFactory(reactor, config.connectTimeout, resolver),
+        minIdlePerHost=config.poolMinIdlePerHost,
+        idleTimeout=config.poolIdleTimeout,
     )
-    pool.maxResponseHeaderBytes = config["max-response-header-size"]
+    pool.maxResponseHeaderBytes = config.maxResponseHeaderBytes
     factory = ProxyFactory(
+        config,
         reactor,
         pool,
-        pseudonym=config["pseudonym"],
-        idleTimeout=config["idle-timeout"],
-        headerTimeout=config["header-timeout"],
-        responseTimeout=config["response-timeout"],
-        forwarded=config["forwarded"],
-        policy=config["policy"],
-        tunnelIdleTimeout=config["tunnel-idle-timeout"],
-        parent=config["parent"],
-        parentBypass=config["parentBypass"],
-        maxTargetLength=config["max-target-length"],
-        maxHeaderBytes=config["max-header-size"],
-        maxHeaderCount=config["max-header-count"],
+        transactionDetail=transactionDetail,
+        connectionIdPrefix=connectionIdPrefix,
     )
-    factory.configureLimits(
-        bodyTimeout=config["body-timeout"],
-        responseBodyTimeout=config["response-body-timeout"],
-        maxBody=config["max-body"],
-        maxConnections=config["max-connections"],
-        maxConnectionsPerClient=config["max-connections-per-client"],
-    )
-    factory.redactHistory = config["history-headers"] != "all"
     return factory, pool
 
 

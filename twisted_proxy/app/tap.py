@@ -39,9 +39,8 @@ def makeService(config: Options, reactor=None) -> MultiService:
         return WorkerSupervisor(
             reactor, config.argv, config["ports"], config["workers"], logObservers(config)
         )
-    factory, pool = buildProxy(config, reactor)
     observers = logObservers(config)
-    factory.transactionDetail = bool(observers)
+    factory, pool = buildProxy(config["config"], reactor, transactionDetail=bool(observers))
     service = ProxyService(factory, pool, observers, reactor)
     for description in config["ports"]:
         endpoint = strports.endpoints.serverFromString(reactor, description)

@@ -341,19 +341,22 @@ def main(argv: list[str] | None = None) -> None:
         redirectStandardIO=False,
         discardBuffer=True,
     )
-    factory, pool = buildProxy(config, reactor)
-    raiseFileLimit(factory)
-    factory.connectionIdPrefix = "w{}-".format(workerId)
     # The parent writes the history and access log from these records.
-    factory.transactionDetail = True
+    factory, pool = buildProxy(
+        config["config"],
+        reactor,
+        transactionDetail=True,
+        connectionIdPrefix="w{}-".format(workerId),
+    )
+    raiseFileLimit(factory)
     service = MultiService()
     _AdoptedPorts(reactor, factory, adopted).setServiceParent(service)
     # The parent writes the log files; it reopens them on SIGUSR1.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    if factory.policy.authenticating:
+    if factory.config.policy.authenticating:
         from .service import onSignal, reloadPolicy
 
-        onSignal(signal.SIGHUP, reactor, lambda: reloadPolicy(factory.policy))
+        onSignal(signal.SIGHUP, reactor, lambda: reloadPolicy(factory.config.policy))
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.addSystemEventTrigger("before", "shutdown", pool.closeIdle)

@@ -78,11 +78,15 @@ class ProxyError(Exception):
     @ivar detail: one line for a human: what went wrong, and what to do.
     @ivar headers: extra response header fields, as C{(name, value)} strings
         (e.g. C{Proxy-Authenticate}).
+    @ivar events: for a framing error, the events of the complete messages
+        that came before the bad bytes in the same input (to be handled
+        before the error is answered).
     """
 
     status = 500
     proxyStatus: str | None = "proxy_internal_error"
     closeConnection = False
+    events: list[object] = []  # noqa: RUF012 (replaced per instance, never mutated)
 
     def __init__(
         self,

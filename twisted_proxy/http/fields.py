@@ -47,6 +47,7 @@ HOP_BY_HOP = frozenset(
 
 SECRET_HEADERS = frozenset([b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"])
 
+
 def _connectionTokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
     """
     The field names listed in C{Connection}, lower cased.
@@ -81,6 +82,7 @@ def forwardRequestHeaders(
     pseudonym: bytes,
     *,
     upgrade: bool = False,
+    contentLength: int | None = None,
     chunked: bool = False,
     forwarded: str = "off",
     clientHost: str = "",
@@ -88,8 +90,16 @@ def forwardRequestHeaders(
     """
     The header section to send to the origin.
 
+    The message's framing is the proxy's own, computed from what it parsed,
+    whatever C{Connection} lists (RFC 9112 6.3, RFC 9110 7.6.1): C{Host} is
+    rebuilt from the target, C{Content-Length} is the parsed length, and
+    C{Transfer-Encoding} is C{chunked} when the body is relayed chunked.  A
+    C{Connection} option naming one of them removes nothing.
+
     @param version: the request's version as received (for C{Via}).
     @param upgrade: keep C{Upgrade} and send C{Connection: upgrade}.
+    @param contentLength: the body's length as parsed, or L{None} if the
+        request has no Content-Length.
     @param chunked: the body is relayed chunked (add C{Transfer-Encoding}).
     @param forwarded: C{"off"}, C{"xff"} (append to C{X-Forwarded-For}) or
         C{"rfc7239"} (append to C{Forwarded}).
@@ -100,9 +110,15 @@ def forwardRequestHeaders(
     xff: bytes | None = None
     fwd: bytes | None = None
     upgradeValue: bytes | None = None
+    length = None if contentLength is None else b"%d" % (contentLength,)
     for n, v in headers:
         ln = n.lower()
         if ln == b"host":
+            continue
+        if ln == b"content-length":
+            if length is not None:
+                out.append((n, length))
+                length = None
             continue
         if ln in HOP_BY_HOP or ln in connectionTokens:
             if ln == b"upgrade" and upgrade:
@@ -118,6 +134,8 @@ def forwardRequestHeaders(
             fwd = v if fwd is None else fwd + b", " + v
             continue
         out.append((n, v))
+    if length is not None:
+        out.append((b"Content-Length", length))
     if chunked:
         out.append((b"Transfer-Encoding", b"chunked"))
     if upgrade and upgradeValue is not None:
@@ -146,6 +164,7 @@ def forwardResponseHeaders(
     pseudonym: bytes,
     *,
     upgrade: bool = False,
+    contentLength: int | None = None,
     chunked: bool = False,
     close: bool = False,
     keepAlive10: bool = False,
@@ -153,9 +172,16 @@ def forwardResponseHeaders(
     """
     The header section to send to the client.
 
+    As for requests (L{forwardRequestHeaders}), C{Connection} options never
+    remove the message's framing: C{Content-Length} is the parsed length
+    when the body is relayed by length, is kept as received otherwise (the
+    length of the representation, in a response to HEAD or a 304), and
+    C{Transfer-Encoding} is the proxy's own.
+
     @param version: the response's version as received (for C{Via}).
     @param upgrade: a 101 response: keep C{Upgrade}, send
         C{Connection: upgrade}.
+    @param contentLength: the body is relayed by length: this one.
     @param chunked: the body is relayed chunked.
     @param close: the client connection closes after this response.
     @param keepAlive10: an HTTP/1.0 client asked for keep-alive and gets it.
@@ -164,8 +190,16 @@ def forwardResponseHeaders(
     out: list[tuple[bytes, bytes]] = []
     via: bytes | None = None
     upgradeValue: bytes | None = None
+    length = None if contentLength is None else b"%d" % (contentLength,)
     for n, v in headers:
         ln = n.lower()
+        if ln == b"content-length":
+            if contentLength is None:
+                out.append((n, v))
+            elif length is not None:
+                out.append((n, length))
+                length = None
+            continue
         if ln in HOP_BY_HOP or ln in connectionTokens:
             if ln == b"upgrade" and upgrade:
                 upgradeValue = v if upgradeValue is None else upgradeValue + b", " + v
@@ -174,6 +208,8 @@ def forwardResponseHeaders(
             via = v if via is None else via + b", " + v
             continue
         out.append((n, v))
+    if length is not None:
+        out.append((b"Content-Length", length))
     if chunked:
         out.append((b"Transfer-Encoding", b"chunked"))
     if upgrade:

@@ -513,6 +513,17 @@ class RequestParser(_HeadCollector):
                 break
         return events
 
+    @property
+    def bodyRemaining(self) -> int | None:
+        """
+        How many bytes of the Content-Length body being parsed are still to
+        come (0 between messages), or L{None} for a chunked body, whose
+        length is not known in advance.
+        """
+        if self._chunkedBody:
+            return None
+        return self._bodyRemaining
+
     def _nextPiece(self, data: bytes) -> tuple[bytes, bytes]:
         """
         Split C{data} after the first place the current message may end.

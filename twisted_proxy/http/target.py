@@ -119,22 +119,28 @@ def parseAuthority(authority: bytes, defaultPort: int | None) -> tuple[str, int,
     return host, port, normalised
 
 
-def parseTarget(method: bytes, target: bytes, hostHeader: bytes | None) -> Target:
+def parseTarget(
+    method: bytes, target: bytes, hostHeader: bytes | None, websocket: bool = False
+) -> Target:
     """
     Where a request goes, from its request-target and C{Host} field.
 
     @param method: the request method (CONNECT takes authority-form).
     @param target: the request-target as received.
     @param hostHeader: the C{Host} field value, or L{None}.
-    @raise BadRequest: if the target is malformed, is not C{http}, or an
-        origin-form request has no usable C{Host}.
+    @param websocket: the request asks to upgrade to WebSocket: a C{ws://}
+        target means C{http://} (RFC 6455 3: same default port, same
+        semantics; clients such as aiohttp send it to a proxy).
+    @raise BadRequest: if the target is malformed, is not C{http} (or
+        C{ws} for a WebSocket upgrade), or an origin-form request has no
+        usable C{Host}.
     """
     if method == b"CONNECT":
         host, port, authority = parseAuthority(target, None)
         return Target("https" if port == 443 else "tcp", host, port, b"", authority)
     lower = target[:8].lower()
-    if lower.startswith(b"http://"):
-        rest = target[7:]
+    if lower.startswith(b"http://") or websocket and lower.startswith(b"ws://"):
+        rest = target[lower.index(b"://") + 3:]
         end = len(rest)
         for sep in (b"/", b"?", b"#"):
             i = rest.find(sep)
@@ -149,9 +155,11 @@ def parseTarget(method: bytes, target: bytes, hostHeader: bytes | None) -> Targe
         elif not path.startswith(b"/"):
             path = b"/" + path
         return Target("http", host, port, path, authority)
-    if lower.startswith(b"https://"):
+    if lower.startswith(b"https://") or lower.startswith(b"wss://"):
+        scheme = lower.partition(b":")[0].decode("ascii")
         raise BadRequest(
-            "This proxy does not originate TLS; send https:// requests through a CONNECT tunnel."
+            "This proxy does not originate TLS; send {}:// requests through a CONNECT "
+            "tunnel.".format(scheme)
         )
     if target.startswith(b"/") or target == b"*":
         if hostHeader is None:
@@ -160,6 +168,11 @@ def parseTarget(method: bytes, target: bytes, hostHeader: bytes | None) -> Targe
             )
         host, port, authority = parseAuthority(hostHeader.strip(), 80)
         return Target("http", host, port, target.partition(b"#")[0], authority)
+    if lower.startswith(b"ws://"):
+        raise BadRequest(
+            "A ws:// target is accepted only on a request to upgrade to WebSocket "
+            "(Connection: Upgrade, Upgrade: websocket)."
+        )
     if b"://" in target:
         raise BadRequest("Only http:// targets can be proxied.")
     raise BadRequest("Invalid request-target.")

@@ -1,18 +1,19 @@
 # -*- test-case-name: tests.test_server -*-
 """
-The proxy's client side: L{ProxyServerProtocol} and L{ProxyFactory}.
+The proxy's client side: L{ProxyServerProtocol} (one client connection)
+and L{ProxyFactory}.
 
-For each request on a client connection: frame it
-(L{twisted_proxy.http.framing.RequestParser}), check it (loops, target, policy),
-get an upstream connection from the L{twisted_proxy.proxy.upstream.UpstreamPool},
-stream the request body up and the response body down, each direction
-paused when the receiving side cannot keep up, then either read the next
-request or close.
+The connection frames the client's bytes into requests
+(L{twisted_proxy.http.framing.RequestParser}) and hands each to an
+L{Exchange <twisted_proxy.proxy.exchange.Exchange>}, which does the
+request's work; the connection keeps what belongs to the connection: the
+queue of parsed events, why reading is paused, the client timeouts, the
+rest of a request answered before it was read, and closing.
 
 Requests on one connection are answered in order, one at a time; requests a
-client pipelines wait in a queue of parsed events, and the connection stops
-reading while anything waits there, so a client costs a bounded amount of
-memory however much it sends.
+client pipelines wait in the queue, and the connection stops reading while
+anything waits there, so a client costs a bounded amount of memory however
+much it sends.
 """
 
 from __future__ import annotations
@@ -20,93 +21,29 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import maybeDeferred
-from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, IReactorTime
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..http.errors import (
-    BadGateway,
-    BadRequest,
-    GatewayTimeout,
-    LoopDetected,
-    PayloadTooLarge,
-    ProxyError,
-    ServiceUnavailable,
-)
-from ..http.framing import (
-    LAST_CHUNK,
-    Body,
-    EndOfMessage,
-    RequestHead,
-    RequestParser,
-    ResponseHead,
-    chunkHeader,
-    lastChunk,
-    serializeRequestHead,
-    serializeResponseHead,
-)
+from ..http.errors import ProxyError, ServiceUnavailable
+from ..http.fields import redactHeaders
+from ..http.framing import EndOfMessage, RequestHead, RequestParser
 from ..records.history import TransactionRecord, emitEvent, emitTransaction
-from .policy import HostPatterns, Policy
-from ..http.fields import (
-    SECRET_HEADERS,
-    forwardRequestHeaders,
-    forwardResponseHeaders,
-    redactHeaders,
-    viaHasPseudonym,
-)
-from ..http.target import Target, parseTarget
-from .tunnel import Tunnel, TunnelUpstreamProtocol
-from .upstream import (
-    Deadline,
-    ParentConnectProtocol,
-    ParentProxy,
-    UpstreamPool,
-    UpstreamProtocol,
-    connectFailureToError,
-)
+from .config import ProxyConfig
+from .exchange import Exchange
+from .generated import errorResponse
+from .tcp import setNoDelay
+from .tunnel import Tunnel
+from .upstream import Deadline, ParentProxy, UpstreamPool
 
 __all__ = ["ProxyFactory", "ProxyServerProtocol"]
-
-# Methods whose request can be sent again when a reused connection turns
-# out to be dead (RFC 9110 9.2.2).
-_IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
-
-_CRLF = b"\r\n"
-
-
-def _maxForwards(head: RequestHead) -> int | None:
-    """
-    The Max-Forwards of a TRACE or OPTIONS request (RFC 9110 7.6.2; other
-    methods ignore it), or L{None}.
-
-    @raise BadRequest: if it is not a non-negative integer.
-    """
-    if head.method not in (b"TRACE", b"OPTIONS"):
-        return None
-    value = head.get(b"max-forwards")
-    if value is None:
-        return None
-    value = value.strip()
-    if not value.isdigit() or len(value) > 9:
-        raise BadRequest("Max-Forwards must be a non-negative integer.")
-    return int(value)
-
-
-def _headSize(line1: bytes, line2: bytes, headers: list[tuple[bytes, bytes]]) -> int:
-    """
-    The size of a request head as serialised (the request line's two
-    variable parts, and the fields).
-    """
-    size = len(line1) + len(line2) + 15
-    for n, v in headers:
-        size += len(n) + len(v) + 4
-    return size
 
 
 class _ClockText:
@@ -154,103 +91,47 @@ def _headText(line: bytes, headers: list[tuple[bytes, bytes]]) -> str:
     return "\\r\\n".join(parts) + "\\r\\n\\r\\n"
 
 
-class _Exchange:
-    """
-    One request and its response, on one client connection.
+# ProxyServerProtocol._state values.
+READING = "READING"
+EXCHANGE = "EXCHANGE"
+DISCARDING = "DISCARDING"
+TUNNEL = "TUNNEL"
+LINGERING = "LINGERING"
+CLOSING = "CLOSING"
+CLOSED = "CLOSED"
 
-    It is the L{twisted_proxy.proxy.upstream.IResponseReceiver} of its upstream
-    connection, so callbacks from an upstream that was abandoned can never
-    reach a later exchange.
-
-    @ivar requestEnded: the whole request has been sent upstream.
-    @ivar responseStarted: the final response head went to the client.
-    @ivar mode: how the response body is framed to the client: C{"length"},
-        C{"chunked"}, C{"close"} or C{"none"}.
-    """
-
-    upstream: UpstreamProtocol | None = None
-    parent: ParentProxy | None = None
-    maxForwards: int | None = None
-    user: str | None = None
-    upstreamReady = False
-    reused = False
-    retried = False
-    requestEnded = False
-    responseStarted = False
-    finished = False
-    mode = "none"
-    closeAfter = False
-    status: int | None = None
-    bytesToClient = 0
-    bytesFromClient = 0
-    bytesToUpstream = 0
-    upstreamBytesAtStart = 0
-    bodyBytes = 0
-    lastProgress = 0.0
-
-    def __init__(
-        self, proto: ProxyServerProtocol, head: RequestHead, target: Target, record: TransactionRecord
-    ) -> None:
-        self.proto = proto
-        self.head = head
-        self.target = target
-        self.record = record
-        self.upgrade = proto._parser.switched and head.method != b"CONNECT"
-
-    # IResponseReceiver
-
-    def responseHead(self, head: ResponseHead) -> None:
-        if self.finished:
-            return
-        self.proto._responseHead(self, head)
-
-    def responseBody(self, data: bytes) -> None:
-        if self.finished:
-            return
-        self.proto._responseBody(self, data)
-
-    def responseEnd(self, trailers: list[tuple[bytes, bytes]]) -> None:
-        if self.finished:
-            return
-        self.proto._responseEnd(self, trailers)
-
-    def responseSwitched(self, trailingData: bytes) -> None:
-        if self.finished:
-            return
-        self.proto._responseSwitched(self, trailingData)
-
-    def responseFailed(self, error: ProxyError, responseStarted: bool) -> None:
-        if self.finished:
-            return
-        self.proto._responseFailed(self, error, responseStarted)
-
-    def cancelTimers(self) -> None:
-        """
-        No more response or stall timeout for this exchange (they share the
-        connection's L{Deadline}, exchanges being one at a time).
-        """
-        if self.proto._exchange is self:
-            self.proto._deadline.clear()
+_HANDLING = (READING, EXCHANGE, DISCARDING)
 
 
-@implementer(IPushProducer, IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol)
 class ProxyServerProtocol(Protocol):
     """
     One client connection.
 
     States (C{_state}):
       - C{READING}: waiting for (the rest of) a request head.
-      - C{EXCHANGE}: a request is being relayed (L{_exchange}).
+      - C{EXCHANGE}: a request is being handled (L{_exchange}).
+      - C{DISCARDING}: the request was answered before its body was read;
+        the rest of the body is read and dropped (up to
+        C{discardBodyMax} bytes), then the next request is read.
       - C{TUNNEL}: the connection is a byte tunnel (CONNECT or 101).
+      - C{LINGERING}: the last response is written and the write side
+        shut down; input is read and dropped until the client closes or
+        C{lingerTimeout} passes, so that a client still sending its request
+        body reads the response instead of a reset (RFC 9112 9.6).
       - C{CLOSING}: the last response is written; the connection closes.
       - C{CLOSED}: the connection is gone.
 
+    @ivar deadline: the connection's one timeout in force: idle or header
+        while reading, the exchange's response or stalled-body timeout
+        during an exchange (exchanges are one at a time).
     @ivar _queue: parsed events not yet handled (pipelined requests, body
         bytes that arrived before the upstream connection was ready).
     @ivar _pauses: why reading from the client is paused (reading resumes
         when the set is empty).
-    @ivar _deadline: the connection's one timeout in force: idle or header
-        while reading, response or stalled body during an exchange.
+    @ivar _requestRead: the end of the current request has been taken from
+        the queue.
+    @ivar _discarded: body bytes of an answered request dropped so far.
     @ivar _readClosed: the client half-closed; close once the requests it
         sent are answered.
     @ivar _parseError: the client sent bytes that are not HTTP after
@@ -262,77 +143,89 @@ class ProxyServerProtocol(Protocol):
 
     _log = Logger()
 
-    _state = "READING"
-    _exchange: _Exchange | None = None
-    _abortTimer = None
+    _state = READING
+    _exchange: Exchange | None = None
+    _abortTimer: Any = None
     _sequence = 0
     _readClosed = False
+    _requestRead = False
+    _processing = False
+    _discarded = 0
     _parseError: ProxyError | None = None
     _refusal: ProxyError | None = None
     _tunnel: Tunnel | None = None
+    _timerKind = ""
 
     def __init__(self, factory: ProxyFactory) -> None:
         self.factory = factory
+        self.config = factory.config
         self._clock = factory.clock
         self._parser = factory.newRequestParser()
-        self._queue: deque = deque()
+        self._queue: deque[Any] = deque()
         self._pauses: set[str] = set()
-        self._deadline = Deadline(self._clock)
+        self.deadline = Deadline(self._clock)
 
     # connection life
 
     def connectionMade(self) -> None:
         factory = self.factory
+        transport = self.transport
+        setNoDelay(transport)
         self._acceptedWall = factory.wallClock()
         self._acceptedMono = factory.monoClock()
         self.connectionId = factory.nextConnectionId()
-        peer = self.transport.getPeer()
+        peer = transport.getPeer()
         self.peerHost = getattr(peer, "host", "") or ""
         self.peerPort = getattr(peer, "port", 0) or 0
         if isinstance(peer, (IPv4Address, IPv6Address)):
             origin = "('{}', {})".format(self.peerHost, self.peerPort)
         else:
-            name = getattr(self.transport.getHost(), "name", None)
+            name = getattr(transport.getHost(), "name", None)
             origin = "unix:" + (name.decode() if isinstance(name, bytes) else str(name or "?"))
-        self._say("Connection has been accepted from: " + origin, peer=(self.peerHost, self.peerPort))
-        self.factory.connectionOpened(self)
+        self.say("Connection has been accepted from: " + origin, peer=(self.peerHost, self.peerPort))
+        factory.connectionOpened(self)
         # A unix-socket client has no IP address: the socket file's
         # permissions decide who may connect, not the network rules.
         if isinstance(peer, (IPv4Address, IPv6Address)):
-            self._refusal = self.factory.policy.checkClient(self.peerHost)
+            self._refusal = self.config.policy.checkClient(self.peerHost)
             if self._refusal is not None:
                 self._refusal.closeConnection = True
-        self._armTimer(self.factory.idleTimeout, self._idleTimedOut)
+        self._armTimer(self.config.idleTimeout, self._idleTimedOut)
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         state = self._state
-        self._state = "CLOSED"
-        self._deadline.cancel()
+        self._state = CLOSED
+        self.deadline.cancel()
         if self._abortTimer is not None and self._abortTimer.active():
             self._abortTimer.cancel()
         ex = self._exchange
-        if state == "TUNNEL":
+        if state == TUNNEL:
+            assert self._tunnel is not None
             self._tunnel.clientConnectionLost(reason)
-        elif ex is not None and not ex.finished:
-            self._abandon(ex, "the client closed the connection")
+        elif ex is not None:
+            ex.abandon("the client closed the connection")
         self._queue.clear()
         self.factory.connectionClosed(self)
-        self._say("Connection has been closed.", peer=(self.peerHost, self.peerPort))
+        self.say("Connection has been closed.", peer=(self.peerHost, self.peerPort))
 
     def readConnectionLost(self) -> None:
         """
         The client half-closed: answer what it sent, then close.
         """
-        if self._state == "TUNNEL":
+        state = self._state
+        if state == TUNNEL:
+            assert self._tunnel is not None
             self._tunnel.clientReadClosed()
+            return
+        if state in (LINGERING, DISCARDING):
+            self._closeConnection()
             return
         self._readClosed = True
         ex = self._exchange
-        if ex is not None and not ex.requestEnded and not self._requestFullyQueued():
+        if ex is not None and not ex.requestSent and not self.requestFullyRead():
             # The client will never send the rest of this request.
-            self._abandon(ex, "the client closed before sending the whole request")
-            self._state = "CLOSED"
-            self.transport.abortConnection()
+            ex.abandon("the client closed before sending the whole request")
+            self.abort()
             return
         if ex is None and not self._queue:
             self._closeConnection()
@@ -342,37 +235,37 @@ class ProxyServerProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         state = self._state
-        if state == "TUNNEL":
+        if state == TUNNEL:
+            assert self._tunnel is not None
             self._tunnel.dataFromClient(data)
             return
-        if state in ("CLOSING", "CLOSED"):
-            return
-        if self._parseError is not None:
+        if state not in _HANDLING or self._parseError is not None:
+            # Lingering, closing or closed: what comes now is dropped.
             return
         try:
             events = self._parser.feed(data)
         except ProxyError as e:
-            complete = getattr(e, "events", None)
+            complete = e.events
             ex = self._exchange
-            if not complete and (
-                ex is None or not (ex.requestEnded or self._requestFullyQueued())
-            ):
+            if not complete and (ex is None or not (ex.requestSent or self.requestFullyRead())):
                 self._clientError(e)
                 return
             # Answer the requests that came before the bad one first, and
             # read nothing more.
             self._parseError = e
-            self._pause("error")
-            events = complete or []
-        if state == "READING":
+            self.pauseReading("error")
+            events = complete
+        if state == READING:
             if events:
                 self._cancelTimer()
             elif self._timerKind != "header":
-                self._armTimer(self.factory.headerTimeout, self._headerTimedOut, "header")
+                self._armTimer(self.config.headerTimeout, self._headerTimedOut, "header")
+        elif state == DISCARDING:
+            self._armTimer(self.config.bodyTimeout, self._discardTimedOut, "discard")
         self._queue.extend(events)
-        self._process()
+        self.processQueue()
 
-    def _say(self, text: str, **fields: object) -> None:
+    def say(self, text: str, **fields: object) -> None:
         """
         Log one of the brief's lines, ending with the local time to the
         microsecond.  The text is rendered here, once, so that formatting
@@ -383,70 +276,94 @@ class ProxyServerProtocol(Protocol):
         # formatting the namespace and level for every line.
         fields["log_system"] = "proxy"
         emitEvent(
-            _briefLog, _literal(text) + "  [" + _clockText(self.factory.wallClock()) + "]",
-            fields, self,
+            _briefLog,
+            _literal(text) + "  [" + _clockText(self.factory.wallClock()) + "]",
+            fields,
+            self,
         )
 
     # the event queue
 
-    def _process(self) -> None:
-        queue = self._queue
-        if self._parseError is not None and not queue and self._exchange is None:
-            if self._state in ("READING", "EXCHANGE"):
-                self._clientError(self._parseError)
+    def processQueue(self) -> None:
+        """
+        Hand queued events to whoever takes them now: a request head starts
+        an exchange; body events go to the exchange once it can send them
+        on (or are dropped if their request was already answered).
+        """
+        if self._processing:
+            # Called back from inside the loop below, which goes on.
             return
-        while queue and self._state in ("READING", "EXCHANGE"):
+        self._processing = True
+        try:
+            self._processLoop()
+        finally:
+            self._processing = False
+
+    def _processLoop(self) -> None:
+        queue = self._queue
+        while queue and self._state in _HANDLING:
+            event = queue[0]
+            t = type(event)
             ex = self._exchange
-            if ex is None:
-                event = queue.popleft()
-                if type(event) is RequestHead:
-                    self._beginExchange(event)
-                    continue
-                # Body or end of a request that was answered early.
+            if t is RequestHead:
+                if ex is not None or self._state == DISCARDING:
+                    break
+                queue.popleft()
+                self._beginExchange(event)
                 continue
-            if ex.requestEnded or not ex.upstreamReady:
-                break
-            self._requestEvent(ex, queue.popleft())
+            if ex is None:
+                # The rest of a request answered before it was read.
+                queue.popleft()
+                self._discard(event)
+                continue
+            if ex.wantsBody:
+                queue.popleft()
+                if t is EndOfMessage:
+                    self._requestRead = True
+                    ex.requestEnd(event.trailers)
+                else:
+                    ex.requestBody(event.data)
+                continue
+            if ex.requestSent:
+                # The end of a request without a body, or of a CONNECT.
+                queue.popleft()
+                if t is EndOfMessage:
+                    self._requestRead = True
+                continue
+            # The exchange cannot take the body yet (authorizing,
+            # connecting): it waits here, and reading stops.
+            break
         if queue:
-            self._pause("queue")
-        else:
-            self._resume("queue")
-            if self._readClosed and self._exchange is None and self._state == "READING":
+            self.pauseReading("queue")
+            return
+        self.resumeReading("queue")
+        if self._state in _HANDLING:
+            if self._parseError is not None and self._exchange is None:
+                self._clientError(self._parseError)
+            elif self._readClosed and self._exchange is None and self._state == READING:
                 self._closeConnection()
 
-    def _pause(self, reason: str) -> None:
-        if not self._pauses and self._state not in ("CLOSING", "CLOSED"):
+    def pauseReading(self, reason: str) -> None:
+        """
+        Stop reading from the client for C{reason} (until L{resumeReading}
+        with the same reason, and every other reason is gone too).
+        """
+        if not self._pauses and self._state not in (CLOSING, CLOSED):
             self.transport.pauseProducing()
         self._pauses.add(reason)
 
-    def _resume(self, reason: str) -> None:
+    def resumeReading(self, reason: str) -> None:
         if reason in self._pauses:
             self._pauses.discard(reason)
-            if not self._pauses and self._state not in ("CLOSING", "CLOSED", "TUNNEL"):
+            if not self._pauses and self._state not in (CLOSING, CLOSED, TUNNEL):
                 self.transport.resumeProducing()
 
-    # IPushProducer, for the upload direction: the upstream transport
-    # pauses us when the origin does not read the request body fast enough.
+    def isPaused(self, reason: str) -> bool:
+        return reason in self._pauses
 
-    def pauseProducing(self) -> None:
-        self._pause("upload")
+    # requests
 
-    def resumeProducing(self) -> None:
-        # The origin drained what we wrote: that is progress too.
-        if self._exchange is not None:
-            self._exchange.lastProgress = self._clock.seconds()
-        self._resume("upload")
-
-    def stopProducing(self) -> None:
-        # The upstream transport says this when its connection is gone (it
-        # tells its producer before its protocol).  Nothing to do here: the
-        # upstream's connectionLost follows and answers the client (502) or
-        # closes it, as the state of the exchange requires.
-        self._resume("upload")
-
-    # a request
-
-    def _newRecord(self, head: RequestHead) -> TransactionRecord:
+    def _newRecord(self, head: RequestHead | None) -> TransactionRecord:
         factory = self.factory
         self._sequence += 1
         record = TransactionRecord(
@@ -460,677 +377,31 @@ class ProxyServerProtocol(Protocol):
             acceptedMono=self._acceptedMono,
         )
         record.mark("requestHead")
-        if head.method != b"-":
-            record.method = head.method.decode("latin-1")
-            record.target = head.target.decode("latin-1")
-            record.requestVersion = "HTTP/" + head.version.decode("ascii")
-            # Decoded only if the record is read (history.TransactionRecord).
-            record.requestHeaders = head.headers
+        if head is not None:
+            fillRecordRequest(record, head)
         return record
 
     def _beginExchange(self, head: RequestHead) -> None:
-        factory = self.factory
-        self._state = "EXCHANGE"
+        self._state = EXCHANGE
+        self._requestRead = False
         self._cancelTimer()
         record = self._newRecord(head)
-        self._say(
+        self.say(
             "Request has been received: "
             + _headText(head.method + b" " + head.target + b" HTTP/" + head.version, head.headers),
             peer=(self.peerHost, self.peerPort),
         )
-        try:
-            if self._refusal is not None:
-                raise self._refusal
-            if viaHasPseudonym(head.headers, factory.pseudonym):
-                raise LoopDetected("This request has already been through this proxy (Via).")
-            target = parseTarget(head.method, head.target, head.get(b"host"))
-            if factory.isOwnAddress(target.host, target.port):
-                raise LoopDetected(
-                    "The destination {}:{} is this proxy itself.".format(target.host, target.port)
-                )
-            if (
-                factory.maxBody is not None
-                and head.contentLength is not None
-                and head.contentLength > factory.maxBody
-            ):
-                raise self._tooLarge()
-            maxForwards = _maxForwards(head)
-        except ProxyError as e:
-            record.kind = "refused"
-            ex = _Exchange(self, head, Target("http", "", 0, b"", b""), record)
-            self._exchange = ex
-            self._respondWithError(ex, e)
-            return
-        ex = _Exchange(self, head, target, record)
-        ex.bytesFromClient = _headSize(head.method, head.target, head.headers)
-        record.destHost = target.host
-        record.destPort = target.port
-        self._exchange = ex
-        if maxForwards == 0:
-            self._answerHere(ex)
-            return
-        ex.maxForwards = None if maxForwards is None else maxForwards - 1
-        credentials = head.get(b"proxy-authorization")
-        policy = factory.policy
-        if policy.pendingVerification(credentials):
-            # Checking a password hash (bcrypt: tens to hundreds of ms) must
-            # not stop the reactor: it runs in a thread, and this request
-            # waits (reading stops) until the outcome is in the cache.
-            self._pause("auth")
-            d = factory.runInThread(policy.verify, credentials)
-            d.addErrback(lambda f: self._log.failure("While verifying credentials", f))
-            d.addCallback(self._verified, ex, credentials)
-            return
-        self._authorize(ex, credentials)
+        upgrade = self._parser.switched and head.method != b"CONNECT"
+        ex = self._exchange = Exchange(self, head, record, upgrade)
+        ex.start(self._refusal)
 
-    def _verified(self, result: object, ex: _Exchange, credentials: bytes) -> None:
-        self._resume("auth")
-        if ex.finished or self._state == "CLOSED":
-            return
-        self._authorize(ex, credentials)
-        self._process()
-
-    def _authorize(self, ex: _Exchange, credentials: bytes | None) -> None:
+    def requestFullyRead(self) -> bool:
         """
-        The policy's verdict on the request (credentials, CONNECT port,
-        destination), then on to the destination.
+        Whether the end of the current request has been read (taken, or
+        waiting in the queue before any next request).
         """
-        head, target, record = ex.head, ex.target, ex.record
-        decision = self.factory.policy.checkRequest(
-            head.method, target.host, target.port, credentials
-        )
-        if decision.refusal is not None:
-            record.kind = "refused"
-            self._respondWithError(ex, decision.refusal)
-            return
-        record.user = ex.user = decision.user
-        if head.method == b"CONNECT":
-            record.kind = "tunnel"
-            self._connectTunnel(ex)
-            return
-        if ex.upgrade:
-            record.kind = "upgrade"
-        self._connectUpstream(ex)
-
-    def _connectUpstream(self, ex: _Exchange) -> None:
-        target = ex.target
-        parent = ex.parent = self.factory.parentFor(target.host)
-        if parent is not None:
-            key = ("proxy", parent.host, parent.port)
-        else:
-            key = (target.scheme, target.host, target.port)
-        pool = self.factory.pool
-        proto = pool.takeIdle(key)
-        if proto is not None:
-            self._upstreamConnected(proto, True, ex)
-            return
-        pool.connect(key).addCallbacks(
-            self._upstreamConnected, self._upstreamConnectFailed, (False, ex), None, (ex,)
-        )
-
-    def _upstreamConnectFailed(self, failure: Failure, ex: _Exchange) -> None:
-        if ex.finished:
-            return
-        if ex.parent is not None and not failure.check(ProxyError):
-            error = connectFailureToError(failure, ex.parent.host, ex.parent.port)
-            error.detail = "Parent proxy: " + error.detail
-        else:
-            error = connectFailureToError(failure, ex.target.host, ex.target.port)
-        self._respondWithError(ex, error)
-
-    def _upstreamConnected(self, proto: UpstreamProtocol, reused: bool, ex: _Exchange) -> None:
-        if ex.finished:
-            # The client went away while we were connecting.
-            self.factory.pool.release(proto)
-            return
-        error = self._checkConnected(
-            ex, proto.transport.getPeer(), proto.transport.getHost(), reused
-        )
-        if error is not None:
-            proto.abort()
-            self._respondWithError(ex, error)
-            return
-        ex.upstream = proto
-        ex.reused = reused
-        ex.upstreamReady = True
-        ex.upstreamBytesAtStart = proto.bytesReceived
-        record = ex.record
-        record.mark("upstreamReady")
-        record.connectionReused = reused
-        peer = proto.transport.getPeer()
-        record.peerHost = getattr(peer, "host", None)
-        record.peerPort = getattr(peer, "port", None)
-        head = ex.head
-        proto.startRequest(ex, head.method)
-        headers = forwardRequestHeaders(
-            head.headers,
-            ex.target,
-            head.version,
-            self.factory.pseudonym,
-            upgrade=ex.upgrade,
-            chunked=head.chunked,
-            forwarded=self.factory.forwarded,
-            clientHost=self.peerHost,
-        )
-        if ex.maxForwards is not None:
-            value = b"%d" % (ex.maxForwards,)
-            headers = [(n, value) if n.lower() == b"max-forwards" else (n, v) for n, v in headers]
-        if ex.parent is not None:
-            requestTarget = ex.target.url.encode("latin-1")
-            if ex.parent.authorization is not None:
-                headers.append((b"Proxy-Authorization", ex.parent.authorization))
-        else:
-            requestTarget = ex.target.path
-        data = serializeRequestHead(head.method, requestTarget, headers)
-        ex.bytesToUpstream += len(data)
-        proto.write(data)
-        if head.hasBody:
-            proto.transport.registerProducer(self, True)
-            self._armStall(ex, self.factory.bodyTimeout)
-        self._process()
-
-    # CONNECT
-
-    def _connectTunnel(self, ex: _Exchange) -> None:
-        """
-        Connect to the CONNECT target; the bytes after the CONNECT head wait
-        in the parser (and reading stops) until the tunnel starts.
-        """
-        queue = self._queue
-        if queue and type(queue[0]) is EndOfMessage:
-            queue.popleft()
-        ex.requestEnded = True
-        self._pause("connect")
-        tunnel = Tunnel(self._clock, self.factory.tunnelIdleTimeout)
-        target = ex.target
-        parent = ex.parent = self.factory.parentFor(target.host)
-        if parent is None:
-            d = self.factory.pool.connectRaw(target.host, target.port, TunnelUpstreamProtocol(tunnel))
-        else:
-            d = self.factory.pool.connectRaw(
-                parent.host,
-                parent.port,
-                ParentConnectProtocol(
-                    tunnel,
-                    target.authority,
-                    parent.authorization,
-                    b"1.1 " + self.factory.pseudonym,
-                ),
-            )
-        d.addCallbacks(
-            self._tunnelConnected, self._upstreamConnectFailed, (ex, tunnel), None, (ex,)
-        )
-
-    def _tunnelConnected(self, proto, ex: _Exchange, tunnel: Tunnel) -> None:
-        if ex.finished:
-            proto.transport.abortConnection()
-            return
-        peer = proto.transport.getPeer()
-        error = self._checkConnected(ex, peer, proto.transport.getHost(), reused=False)
-        if error is not None:
-            proto.transport.abortConnection()
-            self._respondWithError(ex, error)
-            return
-        if isinstance(proto, ParentConnectProtocol):
-            proto.established.addCallbacks(
-                lambda pending: self._tunnelReady(ex, tunnel, proto, pending),
-                lambda failure: None if ex.finished else self._respondWithError(
-                    ex, failure.value if failure.check(ProxyError) else BadGateway(
-                        failure.getErrorMessage(), proxyStatus="proxy_internal_error"
-                    )
-                ),
-            )
-            return
-        self._tunnelReady(ex, tunnel, proto, b"")
-
-    def _tunnelReady(self, ex: _Exchange, tunnel: Tunnel, proto, fromUpstream: bytes) -> None:
-        if ex.finished:
-            proto.transport.abortConnection()
-            return
-        record = ex.record
-        record.mark("upstreamReady")
-        record.mark("requestSent")
-        record.mark("responseHead")
-        record.connectionReused = False
-        peer = proto.transport.getPeer()
-        record.peerHost = getattr(peer, "host", None)
-        record.peerPort = getattr(peer, "port", None)
-        record.status, record.reason, record.responseVersion = 200, "Connection Established", "HTTP/1.1"
-        ex.status = 200
-        ex.responseStarted = True
-        self._state = "TUNNEL"
-        self._cancelTimer()
-        self._pauses.clear()
-        self._tunnel = tunnel
-        data = b"HTTP/1.1 200 Connection Established\r\n\r\n"
-        ex.bytesToClient += len(data)
-        self.transport.write(data)
-        self._say(
-            "Tunnel established to {}:{}".format(ex.target.host, ex.target.port),
-            destination=ex.target.host,
-            port=ex.target.port,
-        )
-        pending = self._parser.trailingData
-        self._parser.trailingData = b""
-        tunnel.whenClosed().addCallback(self._tunnelClosed, ex, tunnel)
-        tunnel.start(
-            self.transport, proto.transport, pendingFromClient=pending, pendingFromUpstream=fromUpstream
-        )
-
-    def _tunnelClosed(self, reason: str, ex: _Exchange, tunnel: Tunnel) -> None:
-        ex.finished = True
-        self._exchange = None
-        record = ex.record
-        record.bytesFromClient = ex.bytesFromClient + tunnel.bytesFromClient
-        record.bytesToUpstream = tunnel.bytesFromClient
-        record.bytesFromUpstream += tunnel.bytesFromUpstream
-        ex.bytesToClient += tunnel.bytesFromUpstream
-        if reason not in ("normal",):
-            record.errorDetail = "tunnel closed: " + reason
-        record.mark("responseComplete")
-        self._say(
-            "Tunnel to {}:{} closed ({}): {} bytes up, {} bytes down".format(
-                ex.target.host, ex.target.port, reason, tunnel.bytesFromClient,
-                tunnel.bytesFromUpstream,
-            ),
-            destination=ex.target.host,
-            port=ex.target.port,
-            reason=reason,
-        )
-        self.factory.exchangeFinished(self, ex)
-
-    def _checkConnected(self, ex: _Exchange, peer, local, reused: bool) -> ProxyError | None:
-        """
-        Where did the connection go?  Refuse loops and, if configured,
-        private addresses; log the destination the brief's way.
-        """
-        peerHost = getattr(peer, "host", "")
-        peerPort = getattr(peer, "port", 0)
-        if self.factory.isOwnAddress(peerHost, peerPort) or (
-            getattr(local, "host", None) == peerHost and self.factory.listensOnPort(peerPort)
-        ):
-            return LoopDetected(
-                "The destination {}:{} is this proxy itself.".format(peerHost, peerPort)
-            )
-        if reused:
-            return None
-        if ex.parent is not None:
-            # The parent resolves and connects; what we reached is the parent.
-            destination = "{} (via parent proxy {}:{})".format(ex.target.host, peerHost, peerPort)
-        else:
-            refusal = self.factory.policy.checkConnectedAddress(peerHost)
-            if refusal is not None:
-                return refusal
-            destination = (
-                peerHost if peerHost == ex.target.host else "{} ({})".format(ex.target.host, peerHost)
-            )
-        self._say("Destination IP address: " + destination, destination=destination)
-        return None
-
-    def _requestEvent(self, ex: _Exchange, event: object) -> None:
-        t = type(event)
-        proto = ex.upstream
-        if t is Body:
-            data = event.data
-            ex.bytesFromClient += len(data)
-            ex.lastProgress = self._clock.seconds()
-            maxBody = self.factory.maxBody
-            if maxBody is not None:
-                ex.bodyBytes += len(data)
-                if ex.bodyBytes > maxBody:
-                    self._responseFailed(ex, self._tooLarge(), False, retry=False)
-                    return
-            if ex.head.chunked:
-                header = chunkHeader(len(data))
-                ex.bytesToUpstream += len(header) + len(data) + 2
-                proto.writeSequence([header, data, _CRLF])
-            else:
-                ex.bytesToUpstream += len(data)
-                proto.write(data)
-        elif t is EndOfMessage:
-            ex.requestEnded = True
-            ex.record.mark("requestSent")
-            if ex.head.chunked:
-                data = lastChunk(event.trailers)
-                ex.bytesToUpstream += len(data)
-                proto.write(data)
-            if ex.head.hasBody:
-                proto.transport.unregisterProducer()
-                self._resume("upload")
-            if not ex.responseStarted:
-                self._deadline.set(self.factory.responseTimeout, self._responseTimedOut, ex)
-
-    # the response
-
-    def _responseHead(self, ex: _Exchange, head: ResponseHead) -> None:
-        ex.cancelTimers()
-        client = ex.head
-        if head.status < 200:
-            if head.status == 101:
-                if not ex.upgrade:
-                    self._responseFailed(
-                        ex,
-                        BadGateway(
-                            "The origin switched protocols without being asked to.",
-                            proxyStatus="http_protocol_error",
-                        ),
-                        False,
-                    )
-                    return
-                ex.status = 101
-                ex.responseStarted = True
-                headers = forwardResponseHeaders(
-                    head.headers, head.version, self.factory.pseudonym, upgrade=True
-                )
-                self._recordResponse(ex, head, headers)
-                data = serializeResponseHead(101, head.reason, headers)
-                ex.bytesToClient += len(data)
-                self.transport.write(data)
-                return
-            # Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1
-            # clients only (RFC 9110 15.2).
-            if client.version == b"1.1":
-                headers = forwardResponseHeaders(head.headers, head.version, self.factory.pseudonym)
-                self.transport.write(serializeResponseHead(head.status, head.reason, headers))
-            return
-        self._say(
-            "Response received: HTTP/"
-            + (head.version + b" %d " % (head.status,) + head.reason).decode("latin-1")
-            + " ...",
-            status=head.status,
-        )
-        if head.noBody:
-            mode = "none"
-        elif head.contentLength is not None:
-            mode = "length"
-        elif client.version == b"1.1":
-            mode = "chunked"
-        else:
-            mode = "close"
-        close = (
-            not client.keepAlive
-            or mode == "close"
-            or not ex.requestEnded
-            or self.factory.stopping
-        )
-        ex.mode = mode
-        ex.closeAfter = close
-        ex.status = head.status
-        ex.responseStarted = True
-        headers = forwardResponseHeaders(
-            head.headers,
-            head.version,
-            self.factory.pseudonym,
-            chunked=mode == "chunked",
-            close=close,
-            keepAlive10=client.version == b"1.0" and not close,
-        )
-        self._recordResponse(ex, head, headers)
-        data = serializeResponseHead(head.status, head.reason, headers)
-        ex.bytesToClient += len(data)
-        self.transport.write(data)
-        if mode != "none":
-            self.transport.registerProducer(ex.upstream, True)
-            self._armStall(ex, self.factory.responseBodyTimeout)
-
-    def _recordResponse(self, ex: _Exchange, head: ResponseHead, headers: list) -> None:
-        record = ex.record
-        record.mark("responseHead")
-        record.status = head.status
-        record.reason = head.reason.decode("latin-1")
-        record.responseVersion = "HTTP/" + head.version.decode("ascii")
-        record.responseHeaders = headers
-
-    def _responseBody(self, ex: _Exchange, data: bytes) -> None:
-        ex.lastProgress = self._clock.seconds()
-        mode = ex.mode
-        if mode == "chunked":
-            header = chunkHeader(len(data))
-            ex.bytesToClient += len(header) + len(data) + 2
-            self.transport.writeSequence([header, data, _CRLF])
-        elif mode != "none":
-            ex.bytesToClient += len(data)
-            self.transport.write(data)
-
-    def _responseEnd(self, ex: _Exchange, trailers: list[tuple[bytes, bytes]]) -> None:
-        if ex.mode == "chunked":
-            data = lastChunk(trailers) if trailers else LAST_CHUNK
-            ex.bytesToClient += len(data)
-            self.transport.write(data)
-        if ex.mode != "none":
-            self.transport.unregisterProducer()
-        ex.record.mark("responseComplete")
-        proto = ex.upstream
-        ex.upstream = None
-        ex.record.bytesFromUpstream = proto.bytesReceived - ex.upstreamBytesAtStart
-        if ex.requestEnded:
-            self.factory.pool.release(proto)
-        else:
-            proto.abort()
-        self._finishExchange(ex, close=ex.closeAfter)
-
-    def _responseSwitched(self, ex: _Exchange, trailingData: bytes) -> None:
-        """
-        The origin answered an upgrade request with 101: the connection
-        becomes a tunnel between the client and that origin connection.
-        """
-        proto = ex.upstream
-        ex.upstream = None
-        tunnel = Tunnel(self._clock, self.factory.tunnelIdleTimeout)
-        proto.switchToTunnel(tunnel)
-        self._state = "TUNNEL"
-        self._cancelTimer()
-        self._pauses.clear()
-        self._tunnel = tunnel
-        pending = self._parser.trailingData
-        self._parser.trailingData = b""
-        tunnel.whenClosed().addCallback(self._tunnelClosed, ex, tunnel)
-        tunnel.start(self.transport, proto.transport, pendingFromClient=pending,
-                     pendingFromUpstream=trailingData)
-
-    def _tooLarge(self) -> ProxyError:
-        return PayloadTooLarge(
-            "The request body is larger than the {} bytes this proxy accepts (--max-body).".format(
-                self.factory.maxBody
-            )
-        )
-
-    # stalled bodies: one timer per exchange, re-armed from the time of the
-    # last progress rather than reset on every chunk
-
-    def _armStall(self, ex: _Exchange, seconds: float | None) -> None:
-        ex.lastProgress = self._clock.seconds()
-        self._deadline.set(seconds, self._stallCheck, ex, seconds)
-
-    def _stallCheck(self, ex: _Exchange, seconds: float) -> None:
-        if ex.finished:
-            return
-        idle = self._clock.seconds() - ex.lastProgress
-        if idle < seconds:
-            self._deadline.set(seconds - idle, self._stallCheck, ex, seconds)
-            return
-        if ex.responseStarted:
-            proto = ex.upstream
-            who = (
-                "the client stopped reading the response"
-                if proto is not None and proto._paused
-                else "the destination stopped sending the response body"
-            )
-            error = GatewayTimeout(
-                "No progress for {} seconds: {}.".format(seconds, who),
-                proxyStatus="connection_read_timeout",
-            )
-        elif "upload" in self._pauses:
-            error = GatewayTimeout(
-                "The destination stopped reading the request body for {} seconds.".format(seconds),
-                proxyStatus="connection_write_timeout",
-            )
-        else:
-            error = ProxyError(
-                "The request body stalled: no bytes for {} seconds.".format(seconds),
-                status=408,
-                proxyStatus="http_request_error",
-                closeConnection=True,
-            )
-        self._responseFailed(ex, error, ex.responseStarted, retry=False)
-
-    def _responseFailed(
-        self, ex: _Exchange, error: ProxyError, started: bool, retry: bool = True
-    ) -> None:
-        ex.cancelTimers()
-        proto = ex.upstream
-        ex.upstream = None
-        if proto is not None:
-            ex.record.bytesFromUpstream += proto.bytesReceived - ex.upstreamBytesAtStart
-            proto.abort()
-        if ex.responseStarted:
-            # Part of the response went to the client: cut the connection,
-            # so that a truncated body can never look complete.
-            self._log.info(
-                "Upstream failed mid-response ({error}); aborting the client connection.",
-                error=error.detail,
-            )
-            ex.record.proxyError = error.proxyStatus
-            ex.record.errorDetail = error.detail
-            self._abandon(ex, error.detail)
-            self._state = "CLOSED"
-            self.transport.abortConnection()
-            return
-        if (
-            retry
-            and not started
-            and ex.reused
-            and not ex.retried
-            and ex.head.method in _IDEMPOTENT
-            and not ex.head.hasBody
-        ):
-            # A reused connection died under us before any response byte:
-            # safe to try once more on a fresh one.
-            ex.retried = True
-            ex.upstreamReady = False
-            ex.bytesToUpstream = 0
-            ex.requestEnded = False
-            self._queue.appendleft(EndOfMessage())
-            self._connectUpstream(ex)
-            return
-        if not ex.requestEnded:
-            # The rest of the request body is still coming: after this
-            # response the connection cannot be reused.
-            error.closeConnection = True
-        self._respondWithError(ex, error)
-
-    def _responseTimedOut(self, ex: _Exchange) -> None:
-        if ex.finished:
-            return
-        self._responseFailed(
-            ex,
-            GatewayTimeout(
-                "The destination sent no response within {} seconds.".format(
-                    self.factory.responseTimeout
-                ),
-                proxyStatus="http_response_timeout",
-            ),
-            False,
-        )
-
-    # ending an exchange
-
-    def _respondWithError(self, ex: _Exchange, error: ProxyError) -> None:
-        """
-        Answer the client with a generated response for C{error}.
-        """
-        ex.cancelTimers()
-        if ex.upstream is not None:
-            ex.upstream.abort()
-            ex.upstream = None
-        status, reason, headers, body = error.render(self.factory.pseudonymText)
-        # The rest of a request we did not read cannot be told apart from the
-        # next request: close unless the request is complete.
-        requestComplete = ex.requestEnded or self._requestFullyQueued()
-        # After a failed CONNECT, what follows may be TLS, not HTTP.
-        close = (
-            error.closeConnection
-            or not ex.head.keepAlive
-            or not requestComplete
-            or ex.head.method == b"CONNECT"
-        )
-        if close and not error.closeConnection:
-            headers.append(("Connection", "close"))
-        elif not close and ex.head.version == b"1.0":
-            headers.append(("Connection", "keep-alive"))
-        self._say(
-            "Request refused: {} {} ({}): {}".format(status, reason, error.proxyStatus, error.detail),
-            status=status,
-            error=error.proxyStatus,
-            detail=error.detail,
-            rule=getattr(error, "rule", None),
-            peer=(self.peerHost, self.peerPort),
-        )
-        ex.record.proxyError = error.proxyStatus
-        ex.record.errorDetail = error.detail
-        self._sendGenerated(
-            ex,
-            status,
-            reason,
-            [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers],
-            b"" if ex.head.method == b"HEAD" else body,
-            close,
-        )
-
-    def _sendGenerated(
-        self,
-        ex: _Exchange,
-        status: int,
-        reason: str,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        close: bool,
-    ) -> None:
-        """
-        Send a response this proxy made itself, record it, and end the
-        exchange.
-        """
-        record = ex.record
-        record.mark("responseHead")
-        record.status, record.reason, record.responseVersion = status, reason, "HTTP/1.1"
-        record.responseHeaders = headers
-        ex.status = status
-        data = serializeResponseHead(status, reason.encode("ascii"), headers) + body
-        ex.bytesToClient += len(data)
-        self.transport.write(data)
-        record.mark("responseComplete")
-        self._finishExchange(ex, close=close)
-
-    def _answerHere(self, ex: _Exchange) -> None:
-        """
-        A TRACE or OPTIONS whose Max-Forwards reached 0: this proxy is its
-        final recipient (RFC 9110 7.6.2).  TRACE gets the request back as
-        C{message/http}, without credentials and cookies (RFC 9110 9.3.8);
-        OPTIONS gets an empty 200.
-        """
-        head = ex.head
-        headers = [(b"Via", b"1.1 " + self.factory.pseudonym)]
-        if head.method == b"TRACE":
-            body = serializeRequestHead(
-                head.method,
-                head.target,
-                [(n, v) for n, v in head.headers if n.lower() not in SECRET_HEADERS],
-                head.version,
-            )
-            headers.append((b"Content-Type", b"message/http"))
-        else:
-            body = b""
-        headers.append((b"Content-Length", b"%d" % (len(body),)))
-        close = not head.keepAlive or not (ex.requestEnded or self._requestFullyQueued())
-        if close:
-            headers.append((b"Connection", b"close"))
-        self._sendGenerated(ex, 200, "OK", headers, body, close)
-
-    def _requestFullyQueued(self) -> bool:
-        """
-        Whether the end of the current request has been read (it waits in
-        the queue, before any next request).
-        """
+        if self._requestRead:
+            return True
         for event in self._queue:
             t = type(event)
             if t is EndOfMessage:
@@ -1139,19 +410,74 @@ class ProxyServerProtocol(Protocol):
                 break
         return False
 
-    def _finishExchange(self, ex: _Exchange, close: bool) -> None:
-        ex.finished = True
-        ex.cancelTimers()
+    def canDiscardRest(self) -> bool:
+        """
+        Whether the rest of the current request, not read yet, can be read
+        and dropped after its response so that the connection stays open
+        (RFC 9112 9.3): its length is known and within C{discardBodyMax},
+        and the client is not waiting for a C{100 Continue} before sending
+        it (it may never send it).
+        """
+        if self.requestFullyRead():
+            return True
+        ex = self._exchange
+        if ex is None:
+            return False
+        head = ex.head
+        remaining = self._parser.bodyRemaining
+        if head.contentLength is None or remaining is None:
+            return False
+        if remaining == head.contentLength and (head.get(b"expect") or b"").lower() == b"100-continue":
+            return False
+        return remaining <= self.config.discardBodyMax
+
+    def startTunnel(self, tunnel: Tunnel, upstreamTransport: Any, fromUpstream: bytes) -> None:
+        """
+        From now on the connection is a byte tunnel with C{upstreamTransport}
+        (CONNECT, or an upgrade the origin accepted).
+        """
+        self._state = TUNNEL
+        self._cancelTimer()
+        self._pauses.clear()
+        self._tunnel = tunnel
+        pending = self._parser.trailingData
+        self._parser.trailingData = b""
+        tunnel.start(
+            self.transport,
+            upstreamTransport,
+            pendingFromClient=pending,
+            pendingFromUpstream=fromUpstream,
+        )
+
+    def exchangeDone(self, ex: Exchange, close: bool) -> None:
+        """
+        C{ex} has sent its whole response: read the next request (after
+        dropping the rest of this one, if it was answered early), or close.
+        """
         self._exchange = None
-        self.factory.exchangeFinished(self, ex)
-        if close or self._state == "CLOSED" or self._readClosed and not any(
+        if self._state not in _HANDLING:
+            return
+        fullyRead = ex.requestSent or self.requestFullyRead()
+        if close or self.factory.stopping or self._readClosed and not any(
             type(e) is RequestHead for e in self._queue
         ):
-            self._closeConnection()
+            if fullyRead:
+                self._closeConnection()
+            else:
+                self._lingeringClose()
             return
-        self._state = "READING"
-        # Drop what is left of the request just answered (it was answered
-        # before it was fully read only if it had no body).
+        if not fullyRead:
+            self._state = DISCARDING
+            self._discarded = 0
+            self._armTimer(self.config.bodyTimeout, self._discardTimedOut, "discard")
+            self.processQueue()
+            return
+        self._nextRequest()
+
+    def _nextRequest(self) -> None:
+        self._state = READING
+        # Drop what is left of the request just answered (the end of a
+        # request without a body).
         queue = self._queue
         while queue and type(queue[0]) is not RequestHead:
             queue.popleft()
@@ -1163,37 +489,71 @@ class ProxyServerProtocol(Protocol):
             except ProxyError as e:
                 self._clientError(e)
                 return
-        self._armTimer(self.factory.idleTimeout, self._idleTimedOut)
-        self._process()
+        self._armTimer(self.config.idleTimeout, self._idleTimedOut)
+        self.processQueue()
+
+    def _discard(self, event: object) -> None:
+        """
+        Drop a piece of a request that was answered before it was read; at
+        its end, read the next request.
+        """
+        if type(event) is EndOfMessage:
+            if self._state == DISCARDING:
+                self._nextRequest()
+            return
+        self._discarded += len(event.data)  # type: ignore[attr-defined]
+        if self._discarded > self.config.discardBodyMax:
+            self._lingeringClose()
+
+    def _discardTimedOut(self) -> None:
+        self._log.info(
+            "The rest of a request body from {peer} stalled; closing.",
+            peer=(self.peerHost, self.peerPort),
+        )
+        self._closeConnection()
+
+    # closing
 
     def _closeConnection(self) -> None:
-        if self._state == "CLOSED":
+        if self._state in (CLOSING, CLOSED):
             return
-        self._state = "CLOSING"
+        self._state = CLOSING
         self._queue.clear()
         self._cancelTimer()
         self.transport.loseConnection()
-        self._abortTimer = self._clock.callLater(
-            self.factory.abortTimeout, self._abortConnection
-        )
+        self._abortTimer = self._clock.callLater(self.config.abortTimeout, self._abortNow)
 
-    def _abortConnection(self) -> None:
+    def _lingeringClose(self) -> None:
+        """
+        Close without resetting a client that may still be sending: shut
+        down our write side once the response is out, then read and drop
+        whatever comes until the client closes or C{lingerTimeout} passes.
+        """
+        loseWrite = getattr(type(self.transport), "loseWriteConnection", None)
+        if loseWrite is None:
+            self._closeConnection()
+            return
+        self._state = LINGERING
+        self._queue.clear()
+        self._cancelTimer()
+        loseWrite(self.transport)
+        self._pauses.clear()
+        self.transport.resumeProducing()
+        self._abortTimer = self._clock.callLater(self.config.lingerTimeout, self._abortNow)
+
+    def _abortNow(self) -> None:
         self._abortTimer = None
-        if self._state != "CLOSED":
+        if self._state != CLOSED:
             self.transport.abortConnection()
 
-    def _abandon(self, ex: _Exchange, why: str) -> None:
-        ex.finished = True
-        ex.cancelTimers()
-        if ex.upstream is not None:
-            ex.record.bytesFromUpstream += ex.upstream.bytesReceived - ex.upstreamBytesAtStart
-            ex.upstream.abort()
-            ex.upstream = None
-        self._exchange = None
-        ex.record.aborted = True
-        if ex.record.errorDetail is None:
-            ex.record.errorDetail = why
-        self.factory.exchangeFinished(self, ex)
+    def abort(self) -> None:
+        """
+        Drop the connection now (a response was cut short, or the request
+        can never be complete).
+        """
+        self._state = CLOSED
+        self._queue.clear()
+        self.transport.abortConnection()
 
     def _clientError(self, error: ProxyError) -> None:
         """
@@ -1202,30 +562,26 @@ class ProxyServerProtocol(Protocol):
         ex = self._exchange
         if ex is not None and ex.responseStarted:
             # Mid-request-body garbage after the response began: cut it.
-            self._abandon(ex, error.detail)
-            self._state = "CLOSED"
-            self.transport.abortConnection()
+            ex.abandon(error.detail)
+            self.abort()
             return
-        if ex is None:
-            head = RequestHead(b"-", b"-", b"1.1", [], keepAlive=False)
-            record = self._newRecord(head)
-            record.kind = "refused"
-            ex = _Exchange(self, head, Target("http", "", 0, b"", b""), record)
-            self._exchange = ex
         self._queue.clear()
+        self._requestRead = False
         error.closeConnection = True
-        self._respondWithError(ex, error)
+        if ex is None:
+            record = self._newRecord(None)
+            record.kind = "refused"
+            ex = self._exchange = Exchange(self, _NO_REQUEST, record, False)
+        ex.fail(error)
 
     # client-side timeouts
 
-    _timerKind = ""
-
     def _armTimer(self, seconds: float | None, callback: Callable[[], None], kind: str = "idle") -> None:
-        self._deadline.set(seconds, callback)
+        self.deadline.set(seconds, callback)
         self._timerKind = kind
 
     def _cancelTimer(self) -> None:
-        self._deadline.clear()
+        self.deadline.clear()
         self._timerKind = ""
 
     def _idleTimedOut(self) -> None:
@@ -1235,9 +591,7 @@ class ProxyServerProtocol(Protocol):
     def _headerTimedOut(self) -> None:
         self._clientError(
             ProxyError(
-                "The request head did not arrive within {} seconds.".format(
-                    self.factory.headerTimeout
-                ),
+                "The request head did not arrive within {} seconds.".format(self.config.headerTimeout),
                 status=408,
                 proxyStatus="http_request_error",
                 closeConnection=True,
@@ -1245,103 +599,103 @@ class ProxyServerProtocol(Protocol):
         )
 
 
+# The stand-in head of a transaction whose request could not be read.
+_NO_REQUEST = RequestHead(b"-", b"-", b"1.1", [], keepAlive=False)
+
+
+def fillRecordRequest(record: TransactionRecord, head: RequestHead) -> None:
+    """
+    Put the request line and fields of C{head} in C{record}.
+    """
+    record.method = head.method.decode("latin-1")
+    record.target = head.target.decode("latin-1")
+    record.requestVersion = "HTTP/" + head.version.decode("ascii")
+    # Decoded only if the record is read (TransactionRecord.asDict).
+    record.requestHeaders = head.headers
+
+
 class ProxyFactory(Factory):
     """
-    Builds L{ProxyServerProtocol}s and holds what they share: the upstream
-    pool, the clock, the configuration.
+    Builds L{ProxyServerProtocol}s and holds what they share: the
+    configuration, the upstream pool, the clocks, and what is known of the
+    running server (its listening addresses, its connections).
 
-    @ivar pseudonym: this proxy's name in C{Via} and C{Proxy-Status}.
+    @ivar config: the L{ProxyConfig} in force.
+    @ivar pseudonym: this proxy's name in C{Via} and C{Proxy-Status}, as
+        bytes (C{pseudonymText} as text).
     @ivar ownAddresses: C{(host, port)} pairs this proxy listens on; a
         request to one of them is a loop.
+    @ivar stopping: the proxy is shutting down: no connection is kept open
+        after its current response.
+    @ivar requests: transactions finished so far.
     """
 
     _log = Logger()
     noisy = False
-    redactHistory = True
-    # Attach the full record to transaction events (set when --history,
-    # --access-log or workers consume it; building it is not free).
-    transactionDetail = False
-    connectionIdPrefix = ""
-    _connectionCounter = 0
-
-    idleTimeout = 60.0
-    tunnelIdleTimeout: float | None = 300.0
-    bodyTimeout: float | None = 60.0
-    responseBodyTimeout: float | None = 60.0
-    maxBody: int | None = None
-    maxConnections = 4096
-    maxConnectionsPerClient = 256
-    headerTimeout = 10.0
-    responseTimeout = 30.0
-    abortTimeout = 15.0
-    forwarded = "off"
     stopping = False
+    requests = 0
+    _connectionCounter = 0
 
     def __init__(
         self,
+        config: ProxyConfig,
         clock: IReactorTime,
         pool: UpstreamPool,
         *,
-        pseudonym: str = "twisted-proxy",
         wallClock: Callable[[], float] = time.time,
         monoClock: Callable[[], float] = time.monotonic,
-        idleTimeout: float | None = None,
-        headerTimeout: float | None = None,
-        responseTimeout: float | None = None,
-        forwarded: str | None = None,
-        policy: Policy | None = None,
-        tunnelIdleTimeout: float | None = None,
-        parent: ParentProxy | None = None,
-        parentBypass: HostPatterns | None = None,
-        maxTargetLength: int = 8192,
-        maxHeaderBytes: int = 32768,
-        maxHeaderCount: int = 100,
+        transactionDetail: bool = False,
+        connectionIdPrefix: str = "",
     ) -> None:
+        """
+        @param transactionDetail: attach the full record to transaction
+            events (when the history, the access log or workers consume
+            them; building it is not free).
+        @param connectionIdPrefix: prefixed to connection ids (a worker's).
+        """
+        self.reconfigure(config)
         self.clock = clock
         self.pool = pool
-        self.pseudonymText = pseudonym
-        self.pseudonym = pseudonym.encode("ascii")
         self.wallClock = wallClock
         self.monoClock = monoClock
-        if idleTimeout is not None:
-            self.idleTimeout = idleTimeout
-        if headerTimeout is not None:
-            self.headerTimeout = headerTimeout
-        if responseTimeout is not None:
-            self.responseTimeout = responseTimeout
-        if forwarded is not None:
-            self.forwarded = forwarded
-        self.policy = policy if policy is not None else Policy.fromOptions()
-        if hasattr(clock, "getThreadPool"):
-            self.runInThread = lambda f, *args: deferToThreadPool(
-                clock, clock.getThreadPool(), f, *args
+        self.transactionDetail = transactionDetail
+        self.connectionIdPrefix = connectionIdPrefix
+        getThreadPool = getattr(clock, "getThreadPool", None)
+        if getThreadPool is not None:
+            self.runInThread: Callable[..., Deferred[Any]] = lambda f, *args: deferToThreadPool(
+                clock, getThreadPool(), f, *args  # type: ignore[arg-type]
             )
         else:
             # A test clock has no threads: run it in place.
             self.runInThread = lambda f, *args: maybeDeferred(f, *args)
-        if tunnelIdleTimeout is not None:
-            self.tunnelIdleTimeout = tunnelIdleTimeout
-        self.parent = parent
-        self.parentBypass = parentBypass
-        self._parserLimits = (maxTargetLength, maxHeaderBytes, maxHeaderCount)
         self.ownAddresses: set[tuple[str, int]] = set()
         self._wildcardPorts: set[int] = set()
         self.connections: set[ProxyServerProtocol] = set()
         self._perClient: dict[str, int] = {}
-        self.requests = 0
 
-    def buildProtocol(self, addr: object) -> Protocol:
-        host = getattr(addr, "host", "")
-        if len(self.connections) >= self.maxConnections:
-            return _Refuser(self, "the proxy is at its limit of {} connections".format(
-                self.maxConnections))
-        if self._perClient.get(host, 0) >= self.maxConnectionsPerClient:
-            return _Refuser(self, "this client already has {} connections".format(
-                self.maxConnectionsPerClient))
+    def reconfigure(self, config: ProxyConfig) -> None:
+        """
+        Use C{config} from now on: for new connections and new requests
+        (a connection keeps its own connection-level settings).
+        """
+        self.config = config
+        self.pseudonymText = config.pseudonym
+        self.pseudonym = config.pseudonym.encode("ascii")
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        config = self.config
+        if len(self.connections) >= config.maxConnections:
+            return _Refuser(
+                self, "the proxy is at its limit of {} connections".format(config.maxConnections)
+            )
+        perClient = config.maxConnectionsPerClient
+        if perClient is not None and self._perClient.get(getattr(addr, "host", ""), 0) >= perClient:
+            return _Refuser(self, "this client already has {} connections".format(perClient))
         return ProxyServerProtocol(self)
 
     def newRequestParser(self) -> RequestParser:
-        return RequestParser(*self._parserLimits)
+        config = self.config
+        return RequestParser(config.maxTargetLength, config.maxHeaderBytes, config.maxHeaderCount)
 
     def addListeningAddress(self, host: str, port: int) -> None:
         """
@@ -1352,20 +706,19 @@ class ProxyFactory(Factory):
             self._wildcardPorts.add(port)
             host = "127.0.0.1"
         self.ownAddresses.add((host, port))
-        if host == "127.0.0.1":
-            self.ownAddresses.add(("localhost", port))
-        if host == "::1":
+        if host in ("127.0.0.1", "::1"):
             self.ownAddresses.add(("localhost", port))
 
     def parentFor(self, host: str) -> ParentProxy | None:
         """
         The parent proxy to reach C{host} through, or L{None} to go direct.
         """
-        if self.parent is None:
+        config = self.config
+        if config.parent is None:
             return None
-        if self.parentBypass is not None and self.parentBypass.matchHost(host) is not None:
+        if config.parentBypass is not None and config.parentBypass.matchHost(host) is not None:
             return None
-        return self.parent
+        return config.parent
 
     def listensOnPort(self, port: int) -> bool:
         return any(p == port for _, p in self.ownAddresses)
@@ -1396,17 +749,7 @@ class ProxyFactory(Factory):
         self._connectionCounter += 1
         return "{}{}".format(self.connectionIdPrefix, self._connectionCounter)
 
-    def configureLimits(self, **limits: object) -> None:
-        """
-        Set timeouts and limits by attribute name (C{bodyTimeout},
-        C{maxBody}, C{maxConnections}, ...), as parsed from options.
-        """
-        for name, value in limits.items():
-            if not hasattr(type(self), name):
-                raise TypeError("unknown limit " + name)
-            setattr(self, name, value)
-
-    def exchangeFinished(self, proto: ProxyServerProtocol, ex: _Exchange) -> None:
+    def exchangeFinished(self, ex: Exchange) -> None:
         """
         A transaction is over: complete its record and emit it.
         """
@@ -1415,60 +758,108 @@ class ProxyFactory(Factory):
         record.bytesFromClient = max(record.bytesFromClient, ex.bytesFromClient)
         record.bytesToUpstream = max(record.bytesToUpstream, ex.bytesToUpstream)
         record.bytesToClient = ex.bytesToClient
+        self.emitRecord(record)
+
+    def emitRecord(self, record: TransactionRecord) -> None:
         emitTransaction(
-            _transactionLog, record, redact=self.redactHistory, detail=self.transactionDetail
+            _transactionLog,
+            record,
+            redact=self.config.redactHistory,
+            detail=self.transactionDetail,
         )
 
 
+@implementer(IHalfCloseableProtocol)
 class _Refuser(Protocol):
     """
     A connection over a connection limit: answer 503 to whatever request
     head arrives within a second, then close; close if nothing arrives.
-    The existing connections carry on.
+    The existing connections carry on.  The 503 is a transaction record,
+    like every response the proxy sends.
     """
 
     _log = Logger()
     waitForRequest = 1.0
 
+    _answered = False
+
     def __init__(self, factory: ProxyFactory, why: str) -> None:
         self.factory = factory
         self.why = why
-        self._timer = None
+        self._timer: Any = None
 
     def connectionMade(self) -> None:
+        setNoDelay(self.transport)
         peer = self.transport.getPeer()
-        self._log.warn(
-            "Refusing a connection from {peer}: {why}.",
-            peer=(getattr(peer, "host", ""), getattr(peer, "port", 0)),
-            why=self.why,
-        )
+        self._peer = (getattr(peer, "host", "") or "", getattr(peer, "port", 0) or 0)
+        self._acceptedWall = self.factory.wallClock()
+        self._acceptedMono = self.factory.monoClock()
+        self._log.warn("Refusing a connection from {peer}: {why}.", peer=self._peer, why=self.why)
         self._timer = self.factory.clock.callLater(self.waitForRequest, self._giveUp)
 
-    def dataReceived(self, data: bytes) -> None:
-        if self._timer is None:
+    def dataReceived(self, received: bytes) -> None:
+        if self._answered:
             return
+        self._answered = True
         self._timer.cancel()
         self._timer = None
-        error = ServiceUnavailable(
-            "Too many connections: {}; try again later.".format(self.why)
+        factory = self.factory
+        error = ServiceUnavailable("Too many connections: {}; try again later.".format(self.why))
+        head: RequestHead | None = None
+        try:
+            events = factory.newRequestParser().feed(received)
+        except ProxyError:
+            events = []
+        if events and type(events[0]) is RequestHead:
+            head = events[0]
+        response = errorResponse(
+            error, factory.pseudonymText, head, close=True, extraHeaders=(("Retry-After", "5"),)
         )
-        status, reason, headers, body = error.render(self.factory.pseudonymText)
-        headers.append(("Retry-After", "5"))
-        self.transport.write(
-            serializeResponseHead(
-                status,
-                reason.encode("ascii"),
-                [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers],
-            )
-            + body
+        record = TransactionRecord(
+            wallClock=factory.wallClock,
+            monoClock=factory.monoClock,
+            connectionId=factory.nextConnectionId(),
+            sequence=1,
+            clientHost=self._peer[0],
+            clientPort=self._peer[1],
+            acceptedWall=self._acceptedWall,
+            acceptedMono=self._acceptedMono,
         )
+        record.mark("requestHead")
+        if head is not None:
+            fillRecordRequest(record, head)
+        record.kind = "refused"
+        record.proxyError = error.proxyStatus
+        record.errorDetail = error.detail
+        record.status, record.reason, record.responseVersion = response.status, response.reason, "HTTP/1.1"
+        record.responseHeaders = response.headers
+        record.mark("responseHead")
+        data = response.bytes()
+        record.bytesFromClient = len(received)
+        record.bytesToClient = len(data)
+        self.transport.write(data)
+        record.mark("responseComplete")
+        factory.emitRecord(record)
+        # Shut down our side; whatever the client still sends is dropped.
+        loseWrite = getattr(type(self.transport), "loseWriteConnection", None)
+        if loseWrite is not None:
+            loseWrite(self.transport)
+            self._timer = factory.clock.callLater(factory.config.lingerTimeout, self._giveUp)
+        else:
+            self.transport.loseConnection()
+
+    def readConnectionLost(self) -> None:
         self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
 
     def _giveUp(self) -> None:
         self._timer = None
         self.transport.loseConnection()
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         if self._timer is not None:
-            self._timer.cancel()
+            if self._timer.active():
+                self._timer.cancel()
             self._timer = None

@@ -86,6 +86,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .tcp import setNoDelay
+
 if TYPE_CHECKING:
     from typing import Protocol as _StructuralType
 
@@ -631,6 +633,7 @@ class TunnelUpstreamProtocol(Protocol):
         """
         Stop reading until L{Tunnel.start} resumes this transport.
         """
+        setNoDelay(self.transport)
         cast("_RelayTransport", self.transport).pauseProducing()
 
     def dataReceived(self, data: bytes) -> None:

@@ -6,7 +6,8 @@ Connections to origin servers.
     with L{twisted_proxy.http.framing.ResponseParser} and reports them to the
     L{IResponseReceiver} that sent the current request.
   - L{UpstreamPool}: idle persistent connections keyed by
-    C{(scheme, host, port)}, at most C{maxIdlePerHost} each, expired after
+    C{(scheme, host, port)} (at least C{minIdlePerHost} each, more while
+    the recent concurrency to that key needs them), expired after
     C{idleTimeout} seconds on the injected clock.  A pooled connection the
     origin closed is dropped the moment the close is seen, so it is never
     handed out.
@@ -48,6 +49,7 @@ import base64
 
 from ..http.errors import BadGateway, GatewayTimeout, ProxyError
 from ..http.framing import Body, EndOfMessage, ResponseHead, ResponseParser, serializeRequestHead
+from .tcp import setNoDelay
 
 __all__ = [
     "IResponseReceiver",
@@ -239,11 +241,7 @@ class CachingResolver:
     for C{negativeTtl} seconds (the system resolver gives no TTLs; this is
     the same trade-off Squid's C{positive_dns_ttl} makes), and answers IP
     literals at once without asking anyone.
-
-    @ivar lookups: how many names were passed to the wrapped resolver.
     """
-
-    lookups = 0
 
     def __init__(
         self,
@@ -284,7 +282,6 @@ class CachingResolver:
                               transportSemantics)
                 return resolution
             del self._cache[key]
-        self.lookups += 1
         return self._resolver.resolveHostName(
             _Recorder(self, key, resolutionReceiver), hostName, portNumber, addressTypes,
             transportSemantics,
@@ -372,20 +369,20 @@ class UpstreamProtocol(Protocol):
 
     @ivar key: the pool key, C{(scheme, host, port)}.
     @ivar receiver: the L{IResponseReceiver} of the request in flight.
-    @ivar requestCount: how many requests this connection carried.
     @ivar onIdleLost: called by the pool's bookkeeping when an idle
         connection closes.
+    @ivar paused: the client side paused reading from this connection (it
+        cannot keep up with the response).
     """
 
     _log = Logger()
 
     _state = "CONNECTING"
     receiver: IResponseReceiver | None = None
-    requestCount = 0
     onIdleLost: Callable[[UpstreamProtocol], None] | None = None
     onLost: Callable[[UpstreamProtocol], None] | None = None
     tunnel = None
-    _paused = False
+    paused = False
     _gotResponseBytes = False
     bytesReceived = 0
 
@@ -393,14 +390,10 @@ class UpstreamProtocol(Protocol):
         self.key = key
         self._parser = ResponseParser(maxHeaderBytes)
         self.expiry: Deadline | None = None
-        self._connected: Deferred[UpstreamProtocol] = Deferred()
 
     def connectionMade(self) -> None:
+        setNoDelay(self.transport)
         self._state = "IDLE"
-
-    @property
-    def state(self) -> str:
-        return self._state
 
     @property
     def reusable(self) -> bool:
@@ -417,7 +410,6 @@ class UpstreamProtocol(Protocol):
             raise RuntimeError("startRequest in state " + self._state)
         self._state = "WAITING"
         self.receiver = receiver
-        self.requestCount += 1
         self._gotResponseBytes = False
         self._parser.expect(method)
 
@@ -544,7 +536,7 @@ class UpstreamProtocol(Protocol):
         """
         self.tunnel = tunnel
         self.receiver = None
-        self._paused = False
+        self.paused = False
 
     def abort(self) -> None:
         """
@@ -558,13 +550,13 @@ class UpstreamProtocol(Protocol):
     # IPushProducer: the client side pauses us when it cannot keep up.
 
     def pauseProducing(self) -> None:
-        if not self._paused and self._state != "CLOSED":
-            self._paused = True
+        if not self.paused and self._state != "CLOSED":
+            self.paused = True
             self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
-        if self._paused:
-            self._paused = False
+        if self.paused:
+            self.paused = False
             if self._state != "CLOSED":
                 self.transport.resumeProducing()
 
@@ -580,7 +572,7 @@ class UpstreamPool:
     L{Deadline} for its expiry, moved (at no cost) every time it goes back
     to the pool.
 
-    How many idle connections a key keeps: at least C{maxIdlePerHost}, and
+    How many idle connections a key keeps: at least C{minIdlePerHost}, and
     up to the most connections to that key that were busy at once within
     the last C{idleTimeout} seconds.  A fixed cap below the concurrency to
     one origin closes connections that are about to be needed again: with
@@ -589,7 +581,7 @@ class UpstreamPool:
     connections are idle).  When the load drops, the peak is forgotten and
     what is over the cap expires after C{idleTimeout}.
 
-    @ivar maxIdlePerHost: idle connections a key keeps at least.
+    @ivar minIdlePerHost: idle connections a key keeps at least.
     @ivar idleTimeout: seconds an idle connection is kept.
     @ivar opened: connections opened so far (for metrics and benchmarks).
     @ivar reused: requests that went over a reused connection.
@@ -604,12 +596,12 @@ class UpstreamPool:
         self,
         clock: IReactorTime,
         endpointFactory: EndpointFactory,
-        maxIdlePerHost: int = 8,
+        minIdlePerHost: int = 8,
         idleTimeout: float = 60.0,
     ) -> None:
         self._clock = clock
         self._endpointFactory = endpointFactory
-        self.maxIdlePerHost = maxIdlePerHost
+        self.minIdlePerHost = minIdlePerHost
         self.idleTimeout = idleTimeout
         self._idle: dict[tuple[str, str, int], list[UpstreamProtocol]] = {}
         self._alive: dict[tuple[str, str, int], int] = {}
@@ -683,7 +675,7 @@ class UpstreamPool:
         """
         The request on C{proto} is over: keep it for reuse, or close it.
         """
-        if not proto.reusable or self.maxIdlePerHost <= 0:
+        if not proto.reusable or self.minIdlePerHost <= 0:
             proto.abort()
             return
         proto.resumeProducing()
@@ -693,7 +685,7 @@ class UpstreamPool:
         if self._clock.seconds() - seen > self.idleTimeout:
             peak = self._alive.get(key, 1) - len(idle)
             self._peak[key] = (peak, self._clock.seconds())
-        if len(idle) >= max(self.maxIdlePerHost, peak):
+        if len(idle) >= max(self.minIdlePerHost, peak):
             proto.transport.loseConnection()
             return
         if proto.expiry is None:
@@ -812,6 +804,7 @@ class ParentConnectProtocol(Protocol):
         self.established: Deferred[bytes] = Deferred()
 
     def connectionMade(self) -> None:
+        setNoDelay(self.transport)
         self._state = "WAITING"
         headers = [(b"Host", self._authority), (b"Via", self._via)]
         if self._authorization is not None:

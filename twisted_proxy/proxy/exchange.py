@@ -1,0 +1,875 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+L{Exchange}: one request and its response, from the moment its head has
+been read to the moment its response has been relayed (or refused, or
+failed).
+
+Its steps, in the order one request takes them, each a method below::
+
+    start           check the head: refusal, loops, target, size, Max-Forwards
+    _authorize      the policy's verdict (a password check may run in a thread)
+    _lookUpCache    the cache's turn: answer here, or go on to the origin
+    _connect        an upstream connection: pooled, new, or via a parent proxy
+    _sendHead       the request head goes upstream
+    requestBody     request body events, from the connection, go upstream
+    requestEnd
+    responseHead    the response, from the upstream connection, goes to the
+    responseBody    client (L{twisted_proxy.proxy.upstream.IResponseReceiver})
+    responseEnd
+    _finish         the record is complete; the connection goes on
+
+CONNECT takes C{_connectTunnel} after C{_authorize}, and a 101 response
+C{responseSwitched}; both end in C{_startTunnel}.
+
+States (C{_state}):
+  - C{CHECKING}: the head is being checked.
+  - C{AUTHORIZING}: waiting for a password check.
+  - C{CONNECTING}: waiting for an upstream connection.
+  - C{FORWARDING}: the request is going upstream; no final response yet.
+  - C{RELAYING}: the final response head went to the client; its body is
+    being relayed.
+  - C{TUNNEL}: bytes are relayed unparsed (CONNECT, or a 101 upgrade).
+  - C{DONE}: over (answered, refused, failed or abandoned).  Callbacks from
+    an upstream connection that was given up can never reach a later
+    exchange: each exchange is the receiver of its own upstream connection,
+    and ignores everything once C{DONE}.
+
+The request side moves independently of these states (an origin may answer
+before the request body is complete): C{requestSent} says whether the whole
+request went upstream.
+
+The exchange talks to its connection (L{ProxyServerProtocol}) through a
+narrow set of calls: C{pauseReading}/C{resumeReading} with a reason,
+C{say} (the brief's log lines), C{requestFullyRead}, C{startTunnel} and
+C{exchangeDone}; it writes the response to the client transport directly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..http.errors import BadGateway, GatewayTimeout, LoopDetected, PayloadTooLarge, ProxyError
+from ..http.fields import forwardRequestHeaders, forwardResponseHeaders, viaHasPseudonym
+from ..http.framing import (
+    LAST_CHUNK,
+    RequestHead,
+    ResponseHead,
+    chunkHeader,
+    lastChunk,
+    serializeRequestHead,
+    serializeResponseHead,
+)
+from ..http.target import Target, parseTarget
+from ..records.history import TransactionRecord
+from .generated import Generated, errorResponse, maxForwards, maxForwardsResponse
+from .tunnel import Tunnel, TunnelUpstreamProtocol
+from .upstream import ParentConnectProtocol, ParentProxy, UpstreamProtocol, connectFailureToError
+
+if TYPE_CHECKING:
+    from .server import ProxyFactory, ProxyServerProtocol
+
+__all__ = ["Exchange"]
+
+# Methods whose request can be sent again when a reused connection turns
+# out to be dead (RFC 9110 9.2.2).
+_IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
+
+_CRLF = b"\r\n"
+_NO_TARGET = Target("http", "", 0, b"", b"")
+
+# Exchange._state values.
+CHECKING = "CHECKING"
+AUTHORIZING = "AUTHORIZING"
+CONNECTING = "CONNECTING"
+FORWARDING = "FORWARDING"
+RELAYING = "RELAYING"
+TUNNEL = "TUNNEL"
+DONE = "DONE"
+
+
+def _headSize(head: RequestHead) -> int:
+    """
+    The size of a request head as serialised.
+    """
+    size = len(head.method) + len(head.target) + 15
+    for n, v in head.headers:
+        size += len(n) + len(v) + 4
+    return size
+
+
+@implementer(IPushProducer)
+class Exchange:
+    """
+    One request/response transaction on a client connection; see the
+    module docstring.
+
+    It is the L{IResponseReceiver
+    <twisted_proxy.proxy.upstream.IResponseReceiver>} of its upstream
+    connection, and the push producer the upstream transport pauses when
+    the origin does not read the request body fast enough.
+
+    @ivar head: the request head.
+    @ivar target: where the request goes (a blank target if refused before
+        it was parsed).
+    @ivar record: the transaction record.
+    @ivar requestSent: the whole request went upstream (or, for a request
+        answered here, was read).
+    @ivar mode: how the response body is framed to the client: C{"length"},
+        C{"chunked"}, C{"close"} or C{"none"}.
+    @ivar closeAfter: the client connection closes after this response.
+    @ivar status: the final status sent to the client, if any.
+    """
+
+    _log = Logger()
+    _state = CHECKING
+
+    upstream: UpstreamProtocol | None = None
+    parent: ParentProxy | None = None
+    forwardMaxForwards: int | None = None
+    reused = False
+    retried = False
+    requestSent = False
+    mode = "none"
+    closeAfter = False
+    status: int | None = None
+    bytesToClient = 0
+    bytesFromClient = 0
+    bytesToUpstream = 0
+    upstreamBytesAtStart = 0
+    bodyBytes = 0
+    lastProgress = 0.0
+
+    def __init__(
+        self,
+        conn: ProxyServerProtocol,
+        head: RequestHead,
+        record: TransactionRecord,
+        upgrade: bool,
+    ) -> None:
+        self.conn = conn
+        self.factory: ProxyFactory = conn.factory
+        self.config = conn.factory.config
+        self.head = head
+        self.record = record
+        self.target = _NO_TARGET
+        self.upgrade = upgrade
+        self._transport = conn.transport
+        self._clock = conn.factory.clock
+        self._deadline = conn.deadline
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def finished(self) -> bool:
+        return self._state == DONE
+
+    @property
+    def responseStarted(self) -> bool:
+        """
+        The final response head (or a CONNECT's 200) went to the client.
+        """
+        return self._state in (RELAYING, TUNNEL) or self.status is not None
+
+    # the request: check, authorize, connect, send
+
+    def start(self, refusal: ProxyError | None) -> None:
+        """
+        The request head has been read: check it, and go on.
+
+        @param refusal: the connection was refused by policy: answer this.
+        """
+        head = self.head
+        factory = self.factory
+        try:
+            if refusal is not None:
+                raise refusal
+            if viaHasPseudonym(head.headers, factory.pseudonym):
+                raise LoopDetected("This request has already been through this proxy (Via).")
+            target = parseTarget(head.method, head.target, head.get(b"host"), self.upgrade)
+            if factory.isOwnAddress(target.host, target.port):
+                raise LoopDetected(
+                    "The destination {}:{} is this proxy itself.".format(target.host, target.port)
+                )
+            maxBody = self.config.maxBody
+            if maxBody is not None and head.contentLength is not None and head.contentLength > maxBody:
+                raise self._tooLarge()
+            hops = maxForwards(head)
+        except ProxyError as e:
+            self.record.kind = "refused"
+            self.fail(e)
+            return
+        self.target = target
+        self.bytesFromClient = _headSize(head)
+        record = self.record
+        record.destHost = target.host
+        record.destPort = target.port
+        if hops == 0:
+            self._answer(maxForwardsResponse(head, factory.pseudonym, self._mustClose()))
+            return
+        self.forwardMaxForwards = None if hops is None else hops - 1
+        credentials = head.get(b"proxy-authorization")
+        policy = self.config.policy
+        if policy.pendingVerification(credentials):
+            # Checking a password hash (bcrypt: tens to hundreds of ms) must
+            # not stop the reactor: it runs in a thread, and this request
+            # waits (reading stops) until the outcome is in the cache.
+            self._state = AUTHORIZING
+            self.conn.pauseReading("auth")
+            d = factory.runInThread(policy.verify, credentials)
+            d.addErrback(lambda f: self._log.failure("While verifying credentials", f))
+            d.addCallback(self._verified, credentials)
+            return
+        self._authorize(credentials)
+
+    def _verified(self, result: object, credentials: bytes) -> None:
+        self.conn.resumeReading("auth")
+        if self._state != AUTHORIZING:
+            return
+        self._authorize(credentials)
+        self.conn.processQueue()
+
+    def _authorize(self, credentials: bytes | None) -> None:
+        """
+        The policy's verdict on the request (credentials, CONNECT port,
+        destination), then on to the destination.
+        """
+        head, target, record = self.head, self.target, self.record
+        decision = self.config.policy.checkRequest(head.method, target.host, target.port, credentials)
+        if decision.refusal is not None:
+            record.kind = "refused"
+            self.fail(decision.refusal)
+            return
+        record.user = decision.user
+        self.parent = self.factory.parentFor(target.host)
+        if head.method == b"CONNECT":
+            record.kind = "tunnel"
+            self._connectTunnel()
+            return
+        if self.upgrade:
+            record.kind = "upgrade"
+        self._lookUpCache()
+
+    def _lookUpCache(self) -> None:
+        """
+        Where a cache answers requests it can (before any connection is
+        made); with no cache, every request goes on to the origin.
+        """
+        self._connect()
+
+    def _connect(self) -> None:
+        self._state = CONNECTING
+        parent = self.parent
+        if parent is not None:
+            key = ("proxy", parent.host, parent.port)
+        else:
+            target = self.target
+            key = (target.scheme, target.host, target.port)
+        pool = self.factory.pool
+        proto = pool.takeIdle(key)
+        if proto is not None:
+            self._upstreamConnected(proto, True)
+            return
+        pool.connect(key).addCallbacks(
+            self._upstreamConnected, self._connectFailed, (False,)
+        )
+
+    def _connectFailed(self, failure: Failure) -> None:
+        if self._state != CONNECTING:
+            return
+        parent = self.parent
+        if parent is not None and not failure.check(ProxyError):
+            error = connectFailureToError(failure, parent.host, parent.port)
+            error.detail = "Parent proxy: " + error.detail
+        else:
+            error = connectFailureToError(failure, self.target.host, self.target.port)
+        self.fail(error)
+
+    def _checkConnected(self, transport: Any, reused: bool) -> ProxyError | None:
+        """
+        Where did the connection go?  Refuse loops and, if configured,
+        private addresses; log the destination the brief's way.
+        """
+        peer = transport.getPeer()
+        peerHost = getattr(peer, "host", "")
+        peerPort = getattr(peer, "port", 0)
+        factory = self.factory
+        if factory.isOwnAddress(peerHost, peerPort) or (
+            getattr(transport.getHost(), "host", None) == peerHost
+            and factory.listensOnPort(peerPort)
+        ):
+            return LoopDetected("The destination {}:{} is this proxy itself.".format(peerHost, peerPort))
+        record = self.record
+        record.peerHost = peerHost
+        record.peerPort = peerPort
+        record.connectionReused = reused
+        if reused:
+            return None
+        target = self.target
+        if self.parent is not None:
+            # The parent resolves and connects; what we reached is the parent.
+            destination = "{} (via parent proxy {}:{})".format(target.host, peerHost, peerPort)
+        else:
+            refusal = self.config.policy.checkConnectedAddress(peerHost)
+            if refusal is not None:
+                return refusal
+            destination = (
+                peerHost if peerHost == target.host else "{} ({})".format(target.host, peerHost)
+            )
+        self.conn.say("Destination IP address: " + destination, destination=destination)
+        return None
+
+    def _upstreamConnected(self, proto: UpstreamProtocol, reused: bool) -> None:
+        if self._state != CONNECTING:
+            # The client went away while we were connecting.
+            self.factory.pool.release(proto)
+            return
+        error = self._checkConnected(proto.transport, reused)
+        if error is not None:
+            proto.abort()
+            self.fail(error)
+            return
+        self._state = FORWARDING
+        self.upstream = proto
+        self.reused = reused
+        self.upstreamBytesAtStart = proto.bytesReceived
+        self.record.mark("upstreamReady")
+        self._sendHead()
+        self.conn.processQueue()
+
+    def _sendHead(self) -> None:
+        head, proto = self.head, self.upstream
+        assert proto is not None
+        proto.startRequest(self, head.method)
+        config = self.config
+        headers = forwardRequestHeaders(
+            head.headers,
+            self.target,
+            head.version,
+            self.factory.pseudonym,
+            upgrade=self.upgrade,
+            contentLength=head.contentLength,
+            chunked=head.chunked,
+            forwarded=config.forwarded,
+            clientHost=self.conn.peerHost,
+        )
+        if self.forwardMaxForwards is not None:
+            value = b"%d" % (self.forwardMaxForwards,)
+            headers = [(n, value) if n.lower() == b"max-forwards" else (n, v) for n, v in headers]
+        parent = self.parent
+        if parent is not None:
+            requestTarget = self.target.url.encode("latin-1")
+            if parent.authorization is not None:
+                headers.append((b"Proxy-Authorization", parent.authorization))
+        else:
+            requestTarget = self.target.path
+        data = serializeRequestHead(head.method, requestTarget, headers)
+        self.bytesToUpstream += len(data)
+        proto.write(data)
+        if head.hasBody:
+            proto.transport.registerProducer(self, True)
+            self._armStall(config.bodyTimeout)
+        else:
+            self._requestComplete()
+
+    @property
+    def wantsBody(self) -> bool:
+        """
+        Whether the exchange can take request body events now.
+        """
+        return self._state in (FORWARDING, RELAYING) and not self.requestSent
+
+    def requestBody(self, data: bytes) -> None:
+        """
+        A piece of the request body, from the client.
+        """
+        self.bytesFromClient += len(data)
+        self.lastProgress = self._clock.seconds()
+        maxBody = self.config.maxBody
+        if maxBody is not None:
+            self.bodyBytes += len(data)
+            if self.bodyBytes > maxBody:
+                self._upstreamFailed(self._tooLarge(), retry=False)
+                return
+        proto = self.upstream
+        assert proto is not None
+        if self.head.chunked:
+            header = chunkHeader(len(data))
+            self.bytesToUpstream += len(header) + len(data) + 2
+            proto.writeSequence([header, data, _CRLF])
+        else:
+            self.bytesToUpstream += len(data)
+            proto.write(data)
+
+    def requestEnd(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        """
+        The end of the request body, from the client.
+        """
+        proto = self.upstream
+        assert proto is not None
+        if self.head.chunked:
+            data = lastChunk(trailers)
+            self.bytesToUpstream += len(data)
+            proto.write(data)
+        proto.transport.unregisterProducer()
+        self.conn.resumeReading("upload")
+        self._requestComplete()
+
+    def _requestComplete(self) -> None:
+        self.requestSent = True
+        self.record.mark("requestSent")
+        if self._state == FORWARDING:
+            self._deadline.set(self.config.responseTimeout, self._responseTimedOut)
+
+    # IPushProducer, for the upload: the upstream transport pauses us when
+    # the origin does not read the request body fast enough.
+
+    def pauseProducing(self) -> None:
+        self.conn.pauseReading("upload")
+
+    def resumeProducing(self) -> None:
+        # The origin drained what we wrote: that is progress too.
+        self.lastProgress = self._clock.seconds()
+        self.conn.resumeReading("upload")
+
+    def stopProducing(self) -> None:
+        # The upstream transport says this when its connection is gone (it
+        # tells its producer before its protocol).  Nothing to do here: the
+        # upstream's connectionLost follows and answers the client (502) or
+        # closes it, as the state of the exchange requires.
+        if self._state != DONE:
+            self.conn.resumeReading("upload")
+
+    def _dropUpstream(self) -> None:
+        """
+        Close the upstream connection of a request that is given up (never
+        pooled: it may be mid-request or mid-response).
+        """
+        proto = self.upstream
+        if proto is None:
+            return
+        self.upstream = None
+        self.record.bytesFromUpstream += proto.bytesReceived - self.upstreamBytesAtStart
+        if self.head.hasBody and not self.requestSent:
+            # Stop being its producer now, not when its loss is reported.
+            proto.transport.unregisterProducer()
+            self.conn.resumeReading("upload")
+        proto.abort()
+
+    # the response (IResponseReceiver)
+
+    def responseHead(self, head: ResponseHead) -> None:
+        if self._state != FORWARDING:
+            return
+        self._deadline.clear()
+        client = self.head
+        factory = self.factory
+        transport = self._transport
+        if head.status < 200:
+            if head.status == 101:
+                self._switching(head)
+                return
+            # Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1
+            # clients only (RFC 9110 15.2).
+            if client.version == b"1.1":
+                headers = forwardResponseHeaders(head.headers, head.version, factory.pseudonym)
+                transport.write(serializeResponseHead(head.status, head.reason, headers))
+            if self.requestSent:
+                self._deadline.set(self.config.responseTimeout, self._responseTimedOut)
+            else:
+                self._armStall(self.config.bodyTimeout)
+            return
+        self.conn.say(
+            "Response received: HTTP/"
+            + (head.version + b" %d " % (head.status,) + head.reason).decode("latin-1")
+            + " ...",
+            status=head.status,
+        )
+        if head.noBody:
+            mode = "none"
+        elif head.contentLength is not None:
+            mode = "length"
+        elif client.version == b"1.1":
+            mode = "chunked"
+        else:
+            mode = "close"
+        close = (
+            not client.keepAlive
+            or mode == "close"
+            or factory.stopping
+            or not (self.requestSent or self.conn.canDiscardRest())
+        )
+        self._state = RELAYING
+        self.mode = mode
+        self.closeAfter = close
+        self.status = head.status
+        headers = forwardResponseHeaders(
+            head.headers,
+            head.version,
+            factory.pseudonym,
+            contentLength=head.contentLength if mode == "length" else None,
+            chunked=mode == "chunked",
+            close=close,
+            keepAlive10=client.version == b"1.0" and not close,
+        )
+        self._recordResponse(head.status, head.reason.decode("latin-1"), head.version, headers)
+        data = serializeResponseHead(head.status, head.reason, headers)
+        self.bytesToClient += len(data)
+        transport.write(data)
+        if mode != "none":
+            transport.registerProducer(self.upstream, True)
+            self._armStall(self.config.responseBodyTimeout)
+
+    def _switching(self, head: ResponseHead) -> None:
+        """
+        A 101: relay it if the client asked to upgrade; the tunnel starts
+        at the end of the head (L{responseSwitched}).
+        """
+        if not self.upgrade:
+            self._upstreamFailed(
+                BadGateway(
+                    "The origin switched protocols without being asked to.",
+                    proxyStatus="http_protocol_error",
+                ),
+            )
+            return
+        self.status = 101
+        headers = forwardResponseHeaders(head.headers, head.version, self.factory.pseudonym, upgrade=True)
+        self._recordResponse(101, head.reason.decode("latin-1"), head.version, headers)
+        data = serializeResponseHead(101, head.reason, headers)
+        self.bytesToClient += len(data)
+        self._transport.write(data)
+
+    def _recordResponse(self, status: int, reason: str, version: bytes, headers: list) -> None:
+        record = self.record
+        record.mark("responseHead")
+        record.status = status
+        record.reason = reason
+        record.responseVersion = "HTTP/" + version.decode("ascii")
+        record.responseHeaders = headers
+
+    def responseBody(self, data: bytes) -> None:
+        if self._state != RELAYING:
+            return
+        self.lastProgress = self._clock.seconds()
+        mode = self.mode
+        if mode == "chunked":
+            header = chunkHeader(len(data))
+            self.bytesToClient += len(header) + len(data) + 2
+            self._transport.writeSequence([header, data, _CRLF])
+        elif mode != "none":
+            self.bytesToClient += len(data)
+            self._transport.write(data)
+
+    def responseEnd(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        if self._state != RELAYING:
+            return
+        mode = self.mode
+        transport = self._transport
+        if mode == "chunked":
+            data = lastChunk(trailers) if trailers else LAST_CHUNK
+            self.bytesToClient += len(data)
+            transport.write(data)
+        if mode != "none":
+            transport.unregisterProducer()
+        self.record.mark("responseComplete")
+        if self.requestSent:
+            proto = self.upstream
+            assert proto is not None
+            self.upstream = None
+            self.record.bytesFromUpstream += proto.bytesReceived - self.upstreamBytesAtStart
+            self.factory.pool.release(proto)
+        else:
+            # Answered before the whole request went up: that connection
+            # cannot carry another request.
+            self._dropUpstream()
+        self._finish(self.closeAfter)
+
+    def responseSwitched(self, trailingData: bytes) -> None:
+        """
+        The origin answered an upgrade request with 101: the connection
+        becomes a tunnel between the client and that origin connection.
+        """
+        if self._state != FORWARDING:
+            return
+        proto = self.upstream
+        assert proto is not None
+        self.upstream = None
+        tunnel = Tunnel(self._clock, self.config.tunnelIdleTimeout)
+        proto.switchToTunnel(tunnel)
+        self._startTunnel(tunnel, proto.transport, trailingData)
+
+    def responseFailed(self, error: ProxyError, responseStarted: bool) -> None:
+        if self._state not in (FORWARDING, RELAYING):
+            return
+        self._upstreamFailed(error, retry=not responseStarted)
+
+    # CONNECT
+
+    def _connectTunnel(self) -> None:
+        """
+        Connect to the CONNECT target; the bytes after the CONNECT head wait
+        in the parser (and reading stops) until the tunnel starts.
+        """
+        self._state = CONNECTING
+        self.requestSent = True
+        self.conn.pauseReading("connect")
+        tunnel = Tunnel(self._clock, self.config.tunnelIdleTimeout)
+        target, parent = self.target, self.parent
+        pool = self.factory.pool
+        if parent is None:
+            d = pool.connectRaw(target.host, target.port, TunnelUpstreamProtocol(tunnel))
+        else:
+            d = pool.connectRaw(
+                parent.host,
+                parent.port,
+                ParentConnectProtocol(
+                    tunnel,
+                    target.authority,
+                    parent.authorization,
+                    b"1.1 " + self.factory.pseudonym,
+                ),
+            )
+        d.addCallbacks(self._tunnelConnected, self._connectFailed, (tunnel,))
+
+    def _tunnelConnected(self, proto: Any, tunnel: Tunnel) -> None:
+        if self._state != CONNECTING:
+            proto.transport.abortConnection()
+            return
+        error = self._checkConnected(proto.transport, reused=False)
+        if error is not None:
+            proto.transport.abortConnection()
+            self.fail(error)
+            return
+        if isinstance(proto, ParentConnectProtocol):
+            proto.established.addCallbacks(
+                lambda pending: self._tunnelReady(tunnel, proto, pending),
+                self._parentRefused,
+            )
+            return
+        self._tunnelReady(tunnel, proto, b"")
+
+    def _parentRefused(self, failure: Failure) -> None:
+        if self._state != CONNECTING:
+            return
+        error = failure.value
+        if not isinstance(error, ProxyError):
+            error = BadGateway(failure.getErrorMessage(), proxyStatus="proxy_internal_error")
+        self.fail(error)
+
+    def _tunnelReady(self, tunnel: Tunnel, proto: Any, fromUpstream: bytes) -> None:
+        if self._state != CONNECTING:
+            proto.transport.abortConnection()
+            return
+        record = self.record
+        record.mark("upstreamReady")
+        record.mark("requestSent")
+        record.mark("responseHead")
+        record.status, record.reason, record.responseVersion = 200, "Connection Established", "HTTP/1.1"
+        self.status = 200
+        data = b"HTTP/1.1 200 Connection Established\r\n\r\n"
+        self.bytesToClient += len(data)
+        self._transport.write(data)
+        target = self.target
+        self.conn.say(
+            "Tunnel established to {}:{}".format(target.host, target.port),
+            destination=target.host,
+            port=target.port,
+        )
+        self._startTunnel(tunnel, proto.transport, fromUpstream)
+
+    def _startTunnel(self, tunnel: Tunnel, upstreamTransport: Any, fromUpstream: bytes) -> None:
+        """
+        From here on the connection is a byte tunnel (CONNECT established,
+        or a 101 relayed).
+        """
+        self._state = TUNNEL
+        self._deadline.clear()
+        tunnel.whenClosed().addCallback(self._tunnelClosed, tunnel)
+        self.conn.startTunnel(tunnel, upstreamTransport, fromUpstream)
+
+    def _tunnelClosed(self, reason: str, tunnel: Tunnel) -> None:
+        record = self.record
+        record.bytesFromClient = self.bytesFromClient + tunnel.bytesFromClient
+        record.bytesToUpstream = tunnel.bytesFromClient
+        record.bytesFromUpstream += tunnel.bytesFromUpstream
+        self.bytesToClient += tunnel.bytesFromUpstream
+        if reason != "normal":
+            record.errorDetail = "tunnel closed: " + reason
+        record.mark("responseComplete")
+        target = self.target
+        self.conn.say(
+            "Tunnel to {}:{} closed ({}): {} bytes up, {} bytes down".format(
+                target.host, target.port, reason, tunnel.bytesFromClient, tunnel.bytesFromUpstream
+            ),
+            destination=target.host,
+            port=target.port,
+            reason=reason,
+        )
+        self._state = DONE
+        self.factory.exchangeFinished(self)
+
+    # timeouts: one deadline, shared with the connection (exchanges on a
+    # connection are one at a time); a stalled body is re-checked from the
+    # time of its last progress rather than reset on every chunk
+
+    def _armStall(self, seconds: float | None) -> None:
+        self.lastProgress = self._clock.seconds()
+        self._deadline.set(seconds, self._stallCheck, seconds)
+
+    def _stallCheck(self, seconds: float) -> None:
+        if self._state not in (FORWARDING, RELAYING):
+            return
+        idle = self._clock.seconds() - self.lastProgress
+        if idle < seconds:
+            self._deadline.set(seconds - idle, self._stallCheck, seconds)
+            return
+        if self._state == RELAYING:
+            proto = self.upstream
+            who = (
+                "the client stopped reading the response"
+                if proto is not None and proto.paused
+                else "the destination stopped sending the response body"
+            )
+            error = GatewayTimeout(
+                "No progress for {} seconds: {}.".format(seconds, who),
+                proxyStatus="connection_read_timeout",
+            )
+        elif self.conn.isPaused("upload"):
+            error = GatewayTimeout(
+                "The destination stopped reading the request body for {} seconds.".format(seconds),
+                proxyStatus="connection_write_timeout",
+            )
+        else:
+            error = ProxyError(
+                "The request body stalled: no bytes for {} seconds.".format(seconds),
+                status=408,
+                proxyStatus="http_request_error",
+                closeConnection=True,
+            )
+        self._upstreamFailed(error, retry=False)
+
+    def _responseTimedOut(self) -> None:
+        if self._state != FORWARDING:
+            return
+        self._upstreamFailed(
+            GatewayTimeout(
+                "The destination sent no response within {} seconds.".format(
+                    self.config.responseTimeout
+                ),
+                proxyStatus="http_response_timeout",
+            ),
+        )
+
+    # ending
+
+    def _upstreamFailed(self, error: ProxyError, retry: bool = True) -> None:
+        """
+        The upstream side failed (or timed out, or the request grew too
+        large): retry, answer with an error, or cut the client off.
+        """
+        self._deadline.clear()
+        self._dropUpstream()
+        if self._state == RELAYING:
+            # Part of the response went to the client: cut the connection,
+            # so that a truncated body can never look complete.
+            self._log.info(
+                "Upstream failed mid-response ({error}); aborting the client connection.",
+                error=error.detail,
+            )
+            self.record.proxyError = error.proxyStatus
+            self.record.errorDetail = error.detail
+            self.abandon(error.detail)
+            self.conn.abort()
+            return
+        head = self.head
+        if retry and self.reused and not self.retried and head.method in _IDEMPOTENT and not head.hasBody:
+            # A reused connection died under us before any response byte:
+            # safe to try once more on a fresh one.
+            self.retried = True
+            self.requestSent = False
+            self.bytesToUpstream = 0
+            self._connect()
+            return
+        self.fail(error)
+
+    def fail(self, error: ProxyError, extraHeaders: tuple[tuple[str, str], ...] = ()) -> None:
+        """
+        Answer the client with a generated response for C{error}.
+        """
+        self._deadline.clear()
+        self._dropUpstream()
+        # After a failed CONNECT, what follows may be TLS, not HTTP.
+        close = error.closeConnection or self.head.method == b"CONNECT" or self._mustClose()
+        response = errorResponse(error, self.factory.pseudonymText, self.head, close, extraHeaders)
+        self.conn.say(
+            "Request refused: {} {} ({}): {}".format(
+                response.status, response.reason, error.proxyStatus, error.detail
+            ),
+            status=response.status,
+            error=error.proxyStatus,
+            detail=error.detail,
+            rule=getattr(error, "rule", None),
+            peer=(self.conn.peerHost, self.conn.peerPort),
+        )
+        self.record.proxyError = error.proxyStatus
+        self.record.errorDetail = error.detail
+        self._answer(response)
+
+    def _mustClose(self) -> bool:
+        """
+        Whether a response made here, now, must close the connection: the
+        client asked to, or the rest of an unread request body cannot be
+        read and discarded.
+        """
+        return not self.head.keepAlive or not (
+            self.requestSent or self.conn.requestFullyRead() or self.conn.canDiscardRest()
+        )
+
+    def _answer(self, response: Generated) -> None:
+        """
+        Send a response this proxy made itself, record it, and end the
+        exchange.
+        """
+        self._recordResponse(response.status, response.reason, b"1.1", response.headers)
+        self.status = response.status
+        data = response.bytes()
+        self.bytesToClient += len(data)
+        self._transport.write(data)
+        self.record.mark("responseComplete")
+        self._finish(response.close)
+
+    def _finish(self, close: bool) -> None:
+        self._state = DONE
+        self._deadline.clear()
+        self.factory.exchangeFinished(self)
+        self.conn.exchangeDone(self, close)
+
+    def abandon(self, why: str) -> None:
+        """
+        End the exchange without a (complete) response: the client went
+        away, or the connection is being cut.
+        """
+        if self._state == DONE:
+            return
+        self._deadline.clear()
+        self._dropUpstream()
+        self._state = DONE
+        record = self.record
+        record.aborted = True
+        if record.errorDetail is None:
+            record.errorDetail = why
+        self.factory.exchangeFinished(self)
+
+    def _tooLarge(self) -> ProxyError:
+        return PayloadTooLarge(
+            "The request body is larger than the {} bytes this proxy accepts (--max-body).".format(
+                self.config.maxBody
+            )
+        )

@@ -1,0 +1,126 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+Test doubles for the proxy, public as C{treq.testing} is: a protocol
+harness with a fake clock and fake upstream endpoints, so every path of the
+proxy can be driven byte by byte without a socket.
+
+    h = Harness(idleTimeout=60)
+    proto, client = h.client()
+    proto.dataReceived(b"GET http://a.test/ HTTP/1.1\\r\\nHost: a.test\\r\\n\\r\\n")
+    up, upTransport = h.connect()          # complete the connection attempt
+    up.dataReceived(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
+    client.value()                         # what the client received
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+
+from .proxy.config import ProxyConfig
+from .proxy.server import ProxyFactory
+from .proxy.upstream import UpstreamPool
+
+__all__ = ["FakeEndpoint", "Harness"]
+
+
+class FakeEndpoint:
+    """
+    An endpoint whose connection attempts the test completes or fails
+    (L{Harness.connect}, L{Harness.fail}).
+    """
+
+    def __init__(self, harness: Harness, host: str, port: int) -> None:
+        self.harness = harness
+        self.host = host
+        self.port = port
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.harness.attempts.append((self.host, self.port, factory, d))
+        return d
+
+
+class Harness:
+    """
+    A proxy factory wired to a fake clock and fake endpoints, configured
+    with C{ProxyConfig(pseudonym="test-proxy", **settings)}, listening (for
+    loop detection) on 127.0.0.1:8080.  With C{transactionDetail}, every
+    transaction event carries its full record.
+
+    @ivar clock: the L{MemoryReactorClock} (clock and wall clock).
+    @ivar attempts: pending connection attempts, oldest first:
+        C{(host, port, factory, deferred)}.
+    @ivar pool: the L{UpstreamPool} (at least 4 idle connections per key).
+    @ivar factory: the L{ProxyFactory}.
+    """
+
+    def __init__(self, transactionDetail: bool = False, **settings: Any) -> None:
+        self.clock = MemoryReactorClock()
+        self.attempts: list[tuple[str, int, Any, Deferred[Any]]] = []
+        self.pool = UpstreamPool(
+            self.clock, lambda host, port: FakeEndpoint(self, host, port), minIdlePerHost=4
+        )
+        settings.setdefault("pseudonym", "test-proxy")
+        self.config = ProxyConfig(**settings)
+        self.factory = ProxyFactory(
+            self.config,
+            self.clock,
+            self.pool,
+            wallClock=self.clock.seconds,
+            monoClock=self.clock.seconds,
+            transactionDetail=transactionDetail,
+        )
+        self.factory.addListeningAddress("127.0.0.1", 8080)
+
+    def client(self, peer: str = "127.0.0.1") -> tuple[Any, StringTransport]:
+        """
+        A new client connection from C{peer}.
+
+        @return: the protocol and its transport.
+        """
+        proto = self.factory.buildProtocol(IPv4Address("TCP", peer, 50000))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 50000))
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def connect(self, peer: tuple[str, int] = ("93.184.216.34", 80)) -> tuple[Any, StringTransport]:
+        """
+        Complete the oldest connection attempt, to C{peer}.
+
+        @return: the upstream protocol and its transport.
+        """
+        host, port, factory, d = self.attempts.pop(0)
+        proto = factory.buildProtocol(None)
+        transport = StringTransport(
+            peerAddress=IPv4Address("TCP", *peer), hostAddress=IPv4Address("TCP", "10.0.0.1", 40000)
+        )
+        proto.makeConnection(transport)
+        d.callback(proto)
+        return proto, transport
+
+    def fail(self, exc: Exception) -> None:
+        """
+        Fail the oldest connection attempt with C{exc}.
+        """
+        host, port, factory, d = self.attempts.pop(0)
+        d.errback(Failure(exc))
+
+
+def writeHtpasswd(directory: str, user: str = "alice", password: bytes = b"s3cret") -> str:
+    """
+    Write an htpasswd file with one user (bcrypt, the cheapest cost) in
+    C{directory}.
+
+    @return: its path.
+    """
+    import bcrypt
+
+    path = directory + "/htpasswd"
+    with open(path, "wb") as f:
+        f.write(user.encode("utf-8") + b":" + bcrypt.hashpw(password, bcrypt.gensalt(4)) + b"\n")
+    return path
