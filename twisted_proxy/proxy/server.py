@@ -520,8 +520,10 @@ class ProxyServerProtocol(Protocol):
         self._state = CLOSING
         self._queue.clear()
         self._cancelTimer()
+        # The timer first: with the write side already shut down (a
+        # lingering close), loseConnection reports connectionLost at once.
+        self._setAbortTimer(self.config.abortTimeout)
         self.transport.loseConnection()
-        self._abortTimer = self._clock.callLater(self.config.abortTimeout, self._abortNow)
 
     def _lingeringClose(self) -> None:
         """
@@ -536,10 +538,15 @@ class ProxyServerProtocol(Protocol):
         self._state = LINGERING
         self._queue.clear()
         self._cancelTimer()
-        loseWrite(self.transport)
         self._pauses.clear()
+        self._setAbortTimer(self.config.lingerTimeout)
         self.transport.resumeProducing()
-        self._abortTimer = self._clock.callLater(self.config.lingerTimeout, self._abortNow)
+        loseWrite(self.transport)
+
+    def _setAbortTimer(self, seconds: float) -> None:
+        if self._abortTimer is not None and self._abortTimer.active():
+            self._abortTimer.cancel()
+        self._abortTimer = self._clock.callLater(seconds, self._abortNow)
 
     def _abortNow(self) -> None:
         self._abortTimer = None
