@@ -31,7 +31,7 @@ from twisted.logger import globalLogBeginner
 sys.path.insert(0, ".")
 
 from twisted_proxy.proxy.config import ProxyConfig  # noqa: E402
-from twisted_proxy.proxy.server import ProxyFactory  # noqa: E402
+from twisted_proxy.proxy.factory import ProxyFactory  # noqa: E402
 from twisted_proxy.proxy.upstream import UpstreamPool  # noqa: E402
 
 

@@ -22,7 +22,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from .proxy.config import ProxyConfig
-from .proxy.server import ProxyFactory
+from .proxy.factory import ProxyFactory
 from .proxy.upstream import UpstreamPool
 
 __all__ = ["FakeEndpoint", "Harness"]

@@ -271,7 +271,7 @@ class Options(usage.Options):
             raise usage.UsageError(str(e)) from None
         self["parent"] = None
         if self["upstream-proxy"] is not None:
-            from ..proxy.upstream import ParentProxy
+            from ..proxy.parent import ParentProxy
 
             try:
                 self["parent"] = ParentProxy.fromURL(self["upstream-proxy"])

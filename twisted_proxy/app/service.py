@@ -21,7 +21,7 @@ from .. import __version__
 
 if TYPE_CHECKING:
     from ..proxy.config import ProxyConfig
-    from ..proxy.server import ProxyFactory
+    from ..proxy.factory import ProxyFactory
     from ..proxy.upstream import UpstreamPool
 
 __all__ = [
@@ -247,8 +247,9 @@ def buildProxy(
 
     @return: C{(factory, pool)}.
     """
-    from ..proxy.server import ProxyFactory
-    from ..proxy.upstream import CachingResolver, UpstreamPool, hostnameEndpointFactory
+    from ..proxy.factory import ProxyFactory
+    from ..proxy.dns import CachingResolver, hostnameEndpointFactory
+    from ..proxy.upstream import UpstreamPool
 
     ttl = config.dnsCacheTtl
     resolver = CachingResolver(

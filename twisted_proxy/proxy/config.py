@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .policy import HostPatterns, Policy
-from .upstream import ParentProxy
+from .parent import ParentProxy
 
 __all__ = ["ProxyConfig", "ConfigError"]
 

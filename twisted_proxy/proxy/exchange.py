@@ -68,10 +68,12 @@ from ..http.target import Target, parseTarget
 from ..records.history import TransactionRecord
 from .generated import Generated, errorResponse, maxForwards, maxForwardsResponse
 from .tunnel import Tunnel, TunnelUpstreamProtocol
-from .upstream import ParentConnectProtocol, ParentProxy, UpstreamProtocol, connectFailureToError
+from .parent import ParentConnectProtocol, ParentProxy
+from .upstream import UpstreamProtocol, connectFailureToError
 
 if TYPE_CHECKING:
-    from .server import ProxyFactory, ProxyServerProtocol
+    from .factory import ProxyFactory
+    from .server import ProxyServerProtocol
 
 __all__ = ["Exchange"]
 
