@@ -82,6 +82,10 @@ class Options(usage.Options):
          "When a response comes before the request body is complete, read and drop at most "
          "this much of the rest of the body to keep the connection (k, M, G); a longer rest "
          "closes the connection after a lingering close."],
+        ["linger-timeout", None, 2.0,
+         "Seconds a lingering close keeps reading and dropping what a client still sends "
+         "after its last response, so that it reads the response instead of a reset.",
+         _positive()],
         ["max-target-length", None, 8192, "Longest request-target (then 414).", _positive(int)],
         ["max-header-size", None, 32768,
          "Largest request header section in bytes (then 431).", _positive(int)],
@@ -300,6 +304,7 @@ def proxyConfig(options: usage.Options) -> ProxyConfig:
         bodyTimeout=options["body-timeout"],
         maxBody=options["max-body"],
         discardBodyMax=options["discard-body-max"],
+        lingerTimeout=options["linger-timeout"],
         maxConnections=options["max-connections"],
         maxConnectionsPerClient=options["max-connections-per-client"],
         maxTargetLength=options["max-target-length"],
