@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
@@ -24,7 +24,7 @@ from twisted_proxy.http.fields import forwardRequestHeaders, forwardResponseHead
 from twisted_proxy.http.target import Target
 from twisted_proxy.testing import Harness
 
-from .test_integration import ProxyTestMixin
+from .test_integration import ProxyTestMixin, RawClient
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 FOUND = b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n"
@@ -358,35 +358,6 @@ def _nodelay(transport: object) -> int:
     )
 
 
-class _Collect(Protocol):
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.received = b""
-        self.done: defer.Deferred[bytes] = defer.Deferred()
-        self.waiting: list[tuple[bytes, defer.Deferred[None]]] = []
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.request)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-        for marker, d in list(self.waiting):
-            if marker in self.received:
-                self.waiting.remove((marker, d))
-                d.callback(None)
-
-    def waitFor(self, marker: bytes) -> defer.Deferred[None]:
-        d: defer.Deferred[None] = defer.Deferred()
-        if marker in self.received:
-            d.callback(None)
-        else:
-            self.waiting.append((marker, d))
-        return d
-
-    def connectionLost(self, reason: object = None) -> None:
-        self.done.callback(self.received)
-
-
 class _EarlyAnswer(Protocol):
     """
     An origin that answers 302 as soon as it has the request head, and
@@ -413,7 +384,7 @@ class LoopbackWireTests(ProxyTestMixin, TestCase):
         """
         await self.setUpProxy("--connect-ports", "*")
         originPort = int(self.origin.rsplit(":", 1)[1])
-        client = _Collect(
+        client = RawClient(
             b"GET %s/small HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
             % (self.origin.encode("ascii"), originPort)
         )
@@ -427,7 +398,7 @@ class LoopbackWireTests(ProxyTestMixin, TestCase):
         client.transport.loseConnection()
         await client.done
 
-        tunnelClient = _Collect(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (originPort,))
+        tunnelClient = RawClient(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (originPort,))
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), tunnelClient)
         await tunnelClient.waitFor(b"200 Connection Established\r\n\r\n")
         [conn] = factory.connections
@@ -448,7 +419,7 @@ class LoopbackWireTests(ProxyTestMixin, TestCase):
         await self.setUpProxy("--discard-body-max", "64k")
         port = earlyPort.getHost().port
         size = 8 * 1024 * 1024
-        client = _Collect(
+        client = RawClient(
             b"POST http://127.0.0.1:%d/up HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: %d\r\n\r\n"
             % (port, port, size)
             + b"x" * size
