@@ -469,6 +469,20 @@ def summarize(values):
     }
 
 
+def textTable(headers, rows, left=1):
+    """A plain-text table; the first C{left} columns left-aligned, the rest
+    right-aligned."""
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+
+    def line(cells):
+        return "  ".join(
+            str(c).ljust(w) if i < left else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
 # --- addresses -------------------------------------------------------------
 
 

@@ -192,18 +192,6 @@ def medianOf(repeats, path, key):
     return benchlib.median([r[path][key] for r in repeats if r and r[path][key] is not None])
 
 
-def table(headers, rows, left=2):
-    """A plain-text table; the first C{left} columns left-aligned."""
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-
-    def line(cells):
-        return "  ".join(
-            str(c).ljust(w) if i < left else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
 def modeTitle(mode, args):
     return {
         "split": f"split {args.gap_ms:g} ms",
@@ -253,7 +241,7 @@ def report(results, args):
         out.append(f"Sequential keep-alive requests, {args.size}-byte bodies, ms per request "
                    f"(n = requests over {args.repeats} repeat(s); figures: median of the repeats; "
                    f">=30ms and err: totals)")
-        out.append(table(["mode", "path", "n", "mean", "p50", "p99", "max", ">=30ms", "err"], rows))
+        out.append(benchlib.textTable(["mode", "path", "n", "mean", "p50", "p99", "max", ">=30ms", "err"], rows, left=2))
     sess = [r for r in results.get("session", []) if r]
     if "session" in args.modes:
         out.append("")
@@ -270,7 +258,7 @@ def report(results, args):
                 srows.append([path, fmt(benchlib.median([r[path]["seconds"] for r in sess])),
                               fmt(medianOf(sess, path, "p50")), fmt(medianOf(sess, path, "p99")),
                               sum(r[path]["stalled"] for r in sess), sum(r[path]["errors"] for r in sess)])
-            out.append(table(["path", "seconds", "p50 ms", "p99 ms", ">=30ms", "err"], srows, left=1))
+            out.append(benchlib.textTable(["path", "seconds", "p50 ms", "p99 ms", ">=30ms", "err"], srows, left=1))
             ratio = p / d if d else None
             if ratio is not None:
                 verdicts.append(f"  requests.Session: proxy/direct {ratio:.2f}x "
