@@ -169,6 +169,27 @@ def waitForQuietCpus(cpus, limit=10.0, timeout=60.0, probe=0.5, say=print):
         time.sleep(1.0)
 
 
+def addQuietArgument(parser, default=20.0):
+    """--quiet-wait S, for scripts that call L{waitQuiet} before timed runs."""
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=default,
+        metavar="S",
+        help="before each timed run, wait up to S seconds until other processes use less "
+        f"than 10%% of each CPU (default {default:g}; 0 disables)",
+    )
+
+
+def waitQuiet(args, say=print):
+    """Wait as --quiet-wait says (all CPUs this process may use); returns
+    the percent of each CPU other processes used, or None if disabled."""
+    if not args.quiet_wait or args.quiet_wait <= 0:
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return waitForQuietCpus(cpus, timeout=args.quiet_wait, say=say)
+
+
 def resetPeak(pid):
     """Reset VmHWM of pid's tree to the current RSS (root, Linux >= 4.0).
 
@@ -691,7 +712,10 @@ def startProxy(args, procs, workdir, extra=()):
 
         prefix = os.path.join(workdir, "squid")
         os.makedirs(prefix, exist_ok=True)
-        os.chmod(prefix, 0o777)  # squid drops privileges and logs here
+        # squid drops privileges (to "proxy") and logs here: it must be able
+        # to reach the prefix through the (mkdtemp, 0700) work directory.
+        os.chmod(workdir, 0o755)
+        os.chmod(prefix, 0o777)
         conf = os.path.join(prefix, "squid.conf")
         with open(conf, "w") as f:
             f.write(SQUID_CONF.format(port=port, host=LOOPBACK, prefix=prefix))

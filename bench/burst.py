@@ -245,6 +245,8 @@ async def _crowdConnection(address, request, deadline, stats):
                     await asyncio.wait_for(reader.readexactly(int(m.group(1))), 10)
                 stats["statuses"][status] = stats["statuses"].get(status, 0) + 1
                 stats["requests"] += 1
+                if time.monotonic() <= deadline:
+                    stats["inTime"] += 1
                 if not m or re.search(rb"\r\nconnection:[^\r]*close", head, re.I):
                     break
         except asyncio.TimeoutError:
@@ -258,7 +260,7 @@ async def _crowdConnection(address, request, deadline, stats):
 async def _crowd(proxy, originPort, args):
     host = f"{LOOPBACK}:{originPort}"
     request = benchlib.getRequest(f"http://{host}/b/1024", host)
-    stats = {"requests": 0, "statuses": {}, "connect": 0, "read": 0, "timeout": 0}
+    stats = {"requests": 0, "inTime": 0, "statuses": {}, "connect": 0, "read": 0, "timeout": 0}
     t0 = time.monotonic()
     deadline = t0 + args.duration
     tasks = [asyncio.ensure_future(_crowdConnection(proxy.address, request, deadline, stats))
@@ -266,16 +268,17 @@ async def _crowd(proxy, originPort, args):
     done, pending = await asyncio.wait(tasks, timeout=args.duration + 30)
     for t in pending:
         t.cancel()
-    return stats, time.monotonic() - t0
+    return stats
 
 
 def runPythonCrowd(proxy, originPort, args):
-    stats, seconds = asyncio.run(_crowd(proxy, originPort, args))
+    stats = asyncio.run(_crowd(proxy, originPort, args))
     statuses = stats["statuses"]
     return {
-        "driver": f"bench/burst.py asyncio driver, {args.connections} connections",
+        "driver": f"bench/burst.py asyncio driver, {args.connections} connections "
+        "(timeout: no response within 10 s)",
         "requests": stats["requests"],
-        "rps": stats["requests"] / seconds,
+        "rps": stats["inTime"] / args.duration,
         "non2xx": sum(n for s, n in statuses.items() if not 200 <= s < 300),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "socketErrors": {k: stats[k] for k in ("connect", "read", "timeout")},
@@ -312,6 +315,7 @@ def parseArgs(argv):
     p.add_argument("--driver", choices=["auto", "wrk", "python"], default="auto",
                    help="(b) wrk, the asyncio driver here, or wrk when installed (default)")
     p.add_argument("--wrk-threads", type=int, default=2, help="(b) wrk threads (default 2)")
+    benchlib.addQuietArgument(p)
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
     if min(args.burst, args.rounds, args.connections, args.wrk_threads) < 1:
@@ -346,6 +350,7 @@ def main(argv=None):
             print(f"\n(a) {args.burst} simultaneous connects, one GET (1 KiB) each, {args.rounds} round(s)")
             rows = []
             for i in range(args.rounds):
+                benchlib.waitQuiet(args)
                 r = burstRound(proxy, originPort, args)
                 result["rounds"].append(r)
                 statuses = " ".join(f"{s}x{n}" for s, n in sorted(r["statuses"].items())) or "-"
@@ -365,8 +370,10 @@ def main(argv=None):
         if args.only in (None, "b"):
             useWrk = args.driver == "wrk" or (args.driver == "auto" and shutil.which("wrk"))
             print(f"\n(b) {args.connections} keep-alive connections from {LOOPBACK}, {args.duration:g} s, "
-                  + ("wrk" if useWrk else "asyncio driver (wrk not installed: apt-get install -y wrk)"),
+                  + ("wrk" if useWrk else "asyncio driver" + (
+                      "" if args.driver == "python" else " (wrk is not installed: apt-get install -y wrk)")),
                   flush=True)
+            benchlib.waitQuiet(args)
             c = runWrk(proxy, originPort, args) if useWrk else runPythonCrowd(proxy, originPort, args)
             result["crowd"] = c
             print(f"  driver: {c['driver']}")

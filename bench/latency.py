@@ -293,6 +293,7 @@ def parseArgs(argv):
                    help="session mode: GETs per run (default 500)")
     p.add_argument("--time-limit", type=float, default=60.0,
                    help="seconds at most per mode and repeat (default 60)")
+    benchlib.addQuietArgument(p)
     p.add_argument("--json", metavar="PATH", help="also write every sample and figure as JSON")
     args = p.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -321,6 +322,7 @@ def main(argv=None):
               f"{os.getloadavg()[0]:.2f} (2 shared CPUs: figures are noisy, read the medians)", flush=True)
         for rep in range(args.repeats):
             for mode in args.modes:
+                benchlib.waitQuiet(args, say=lambda m: print(m, flush=True))
                 if mode == "session":
                     r = runSessionMode(args, originPort, proxy)
                     results[mode].append(r)

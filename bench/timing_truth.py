@@ -613,6 +613,7 @@ def runCapture(args, workdir, proxyclient, useCurl, posttransfer):
         # Warm the proxy up: its first-use costs are not what is measured.
         for _ in range(3):
             timedRun([proxyclient, "--json", "-x", proxyAddr, url])
+        benchlib.waitQuiet(args)
         tcpdumpArgv = ["tcpdump", "-i", "lo", "-n", "-s", "128", "-U", "--immediate-mode", "-B", "16384",
                        "--time-stamp-precision=nano", "-w", cap.pcap,
                        f"tcp and (port {proxy.port} or port {cap.originPort})"]
@@ -721,6 +722,7 @@ def parseArgs(argv):
     p.add_argument("--no-curl", action="store_true", help="leave curl out")
     p.add_argument("--proxy-arg", action="append", default=[], metavar="ARG",
                    help="an extra proxyserver option for twisted-proxy (repeatable)")
+    benchlib.addQuietArgument(p)
     p.add_argument("--keep", action="store_true", help="keep the work directory (capture, history, logs)")
     p.add_argument("--json", metavar="PATH", help="also write the figures (and every pair) as JSON")
     args = p.parse_args(argv)
