@@ -725,9 +725,11 @@ def startProxy(args, procs, workdir, extra=()):
         argv = [a.format(port=port, log=logFile) for a in shlex.split(cmd)]
     m = procs.start("proxy", argv, os.path.join(workdir, "proxy-stdout.log"), env=env, cwd=cwd)
     if not waitForPort(port, 30, m):
-        tail = m.logTail(5).replace("\n", " | ")
+        code = m.proc.poll()
+        tail = m.logTail(5).replace("\n", " | ") or "no output"
         procs.stop(m)
-        raise SystemExit(f"the proxy did not start listening on {port}: {formatArgv(argv)}: {tail}")
+        how = f"it exited with status {code}" if code is not None else "it did not listen within 30 s"
+        raise SystemExit(f"the proxy did not start on port {port} ({how}): {formatArgv(argv)}: {tail}")
     m.remember()
     return ProxyUnderTest(LOOPBACK, port, f"{formatArgv(argv)} (pid {m.pid})", m, logFile)
 
