@@ -32,7 +32,20 @@ __all__ = ["parseHTTPDate", "formatHTTPDate"]
 _MONTHS = {
     m: i + 1
     for i, m in enumerate(
-        [b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec"]
+        [
+            b"jan",
+            b"feb",
+            b"mar",
+            b"apr",
+            b"may",
+            b"jun",
+            b"jul",
+            b"aug",
+            b"sep",
+            b"oct",
+            b"nov",
+            b"dec",
+        ]
     )
 }
 _DAYS = b"(?:mon|tue|wed|thu|fri|sat|sun)"
@@ -41,7 +54,9 @@ _MONTH = b"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
 _TIME = b"([0-9]{2}):([0-9]{2}):([0-9]{2})"
 
 _IMF = re.compile(_DAYS + b", ([0-9]{2}) " + _MONTH + b" ([0-9]{4}) " + _TIME + b" gmt", re.I)
-_RFC850 = re.compile(_LONG_DAYS + b", ([0-9]{2})-" + _MONTH + b"-([0-9]{2}) " + _TIME + b" gmt", re.I)
+_RFC850 = re.compile(
+    _LONG_DAYS + b", ([0-9]{2})-" + _MONTH + b"-([0-9]{2}) " + _TIME + b" gmt", re.I
+)
 _ASCTIME = re.compile(_DAYS + b" " + _MONTH + b" ([ 0-9][0-9]) " + _TIME + b" ([0-9]{4})", re.I)
 
 _DAY_NAMES = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]

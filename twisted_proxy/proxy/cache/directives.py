@@ -74,7 +74,9 @@ DELTA_SECONDS_MAX = 2147483648
 # response of any age" (5.2.1.2).
 MAX_STALE_ANY = DELTA_SECONDS_MAX
 
-_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN_CHARS = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
 _DIGITS = re.compile(rb"[0-9]+")
 _WS = b" \t"
 
@@ -212,7 +214,9 @@ def parseFieldNames(arg: bytes | None) -> frozenset[bytes]:
     if not arg:
         return frozenset()
     return frozenset(
-        t for t in (p.strip().lower() for p in arg.split(b",")) if t and all(c in _TOKEN_CHARS for c in t)
+        t
+        for t in (p.strip().lower() for p in arg.split(b","))
+        if t and all(c in _TOKEN_CHARS for c in t)
     )
 
 
@@ -325,10 +329,7 @@ class ResponseDirectives:
         proxy-revalidate response directive" (5.2.2.10).
         """
         return (
-            self.noCache
-            or self.mustRevalidate
-            or self.proxyRevalidate
-            or self.sMaxAge is not None
+            self.noCache or self.mustRevalidate or self.proxyRevalidate or self.sMaxAge is not None
         )
 
     def __repr__(self) -> str:
@@ -353,9 +354,19 @@ class RequestDirectives:
     @ivar staleIfError: RFC 5861 4, or L{None}.
     """
 
-    __slots__ = ("noCache", "noStore", "onlyIfCached", "maxAge", "maxStale", "minFresh", "staleIfError")
+    __slots__ = (
+        "noCache",
+        "noStore",
+        "onlyIfCached",
+        "maxAge",
+        "maxStale",
+        "minFresh",
+        "staleIfError",
+    )
 
-    def __init__(self, pairs: list[tuple[bytes, bytes | None]], pragmaNoCache: bool = False) -> None:
+    def __init__(
+        self, pairs: list[tuple[bytes, bytes | None]], pragmaNoCache: bool = False
+    ) -> None:
         names = {n for n, _ in pairs}
         self.noCache = b"no-cache" in names or pragmaNoCache
         self.noStore = b"no-store" in names
@@ -425,7 +436,9 @@ class RequestDirectives:
         )
 
 
-def _qualified(pairs: list[tuple[bytes, bytes | None]], name: bytes) -> tuple[bool, frozenset[bytes]]:
+def _qualified(
+    pairs: list[tuple[bytes, bytes | None]], name: bytes
+) -> tuple[bool, frozenset[bytes]]:
     """
     C{(unqualified, fieldNames)} for C{no-cache} or C{private}: an
     unqualified occurrence anywhere (or a qualified one listing no valid
