@@ -68,6 +68,7 @@ Pure: no Twisted reactor; logs through C{twisted.logger}.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import struct
@@ -81,8 +82,6 @@ from twisted.logger import Logger
 
 from .entry import StoredResponse
 from .store import CHUNK_SIZE, EntryUnavailable, LocalBody
-
-import fcntl
 
 __all__ = ["DiskStore", "CacheDirectoryError", "FORMAT_VERSION"]
 
@@ -684,11 +683,11 @@ class DiskStore:
                 self._removeFiles(entryId)
                 return None
             self._reserved -= cost - reserved
-        self._used += cost
         self._insert(meta, cost)
         return meta
 
     def _insert(self, meta: StoredResponse, cost: int) -> None:
+        self._used += cost
         self._lru[meta.entryId] = _DiskEntry(meta, cost)
         self._byKey.setdefault(meta.key, [])
         ids = self._byKey[meta.key]
