@@ -239,6 +239,21 @@ class StaleTests(SynchronousTestCase):
         # The background revalidation stored v2.
         self.assertEqual(self.h.get(URL).body, b"v2")
 
+    def test_staleWhileRevalidateFromHead(self) -> None:
+        """
+        A HEAD served stale revalidates with a GET in the background, whose
+        response is stored.
+        """
+        self.cacheControl = b"max-age=10, stale-while-revalidate=30"
+        self.h.get(URL)
+        self.h.advance(20)
+        self.body = b"v2"
+        head = self.h.get(URL, method=b"HEAD")
+        self.assertEqual((head.lookup.outcome, head.body), (STALE_WHILE_REVALIDATE, b""))
+        self.assertEqual(self.h.forwarded[-1].method, b"GET")
+        hit = self.h.get(URL)
+        self.assertEqual((hit.verdict, hit.body), ("hit", b"v2"))
+
     def test_staleWhileRevalidateWindow(self) -> None:
         self.cacheControl = b"max-age=10, stale-while-revalidate=30"
         self.h.get(URL)

@@ -383,6 +383,20 @@ class ValidationThroughCacheTests(SynchronousTestCase):
         self.assertEqual(ims.status, 304)
         self.assertEqual(len(self.h.forwarded), 1)
 
+    def test_clientConditionalOnlyFor2xx(self) -> None:
+        """
+        RFC 9110 13.2.1: conditionals are evaluated only when the response
+        would otherwise be 2xx: a stored 404 is served as is.
+        """
+        self.h.origin = lambda request: (
+            404,
+            [(b"Cache-Control", b"max-age=60"), (b"ETag", b'"nf"')],
+            b"not found",
+        )
+        self.h.get(URL)
+        result = self.h.get(URL, [(b"If-None-Match", b'"nf"')])
+        self.assertEqual((result.status, result.verdict, result.body), (404, "hit", b"not found"))
+
     def test_clientConditionalHead(self) -> None:
         self.h.get(URL)
         result = self.h.get(URL, [(b"If-None-Match", b'W/"v1"')], method=b"HEAD")

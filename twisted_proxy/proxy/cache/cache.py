@@ -369,12 +369,18 @@ class CacheWriter:
     _state = "WRITING"  # -> "DONE" | "ABORTED" | "GAVE_UP"
 
     def __init__(
-        self, cache: HTTPCache, lookup: CacheLookup, writer: StoreWriter, entry: StoredResponse
+        self,
+        cache: HTTPCache,
+        lookup: CacheLookup,
+        writer: StoreWriter,
+        entry: StoredResponse,
+        request: RequestHead,
     ) -> None:
         self._cache = cache
         self._lookup = lookup
         self._writer = writer
         self._entry = entry
+        self._request = request
 
     @property
     def failed(self) -> str | None:
@@ -408,7 +414,7 @@ class CacheWriter:
             self._cache._flightEnded(self._lookup, FORWARD)
             return None
         self._state = "DONE"
-        self._cache._committed(self._lookup, entry)
+        self._cache._committed(self._lookup, entry, self._request)
         return entry
 
     def abort(self) -> None:
@@ -886,7 +892,9 @@ class HTTPCache:
             headers = [(n, v) for n, v in headers if n.lower() not in d.directives.noCacheFields]
         ageField = (b"Age", b"%d" % (int(age),))
         cacheStatus = (b"Cache-Status", status)
-        if rules.notModified(request, entry):
+        if 200 <= entry.status < 300 and rules.notModified(request, entry):
+            # (RFC 9110 13.2.1: conditionals are evaluated only when the
+            # response would otherwise be 2xx.)
             kept = [(n, v) for n, v in headers if n.lower() in _NOT_MODIFIED_FIELDS]
             if d.etag is not None:
                 kept = [(n, v) for n, v in kept if n.lower() != b"last-modified"]
@@ -996,7 +1004,11 @@ class HTTPCache:
         @param responseTime: when the response head arrived.
         """
         lk = lookup
+        # The request the response answers: for a background revalidation,
+        # the GET the cache sent (the client's may have been a HEAD).
         request = lk.request
+        if lk.outcome == STALE_WHILE_REVALIDATE and lk.forward is not None:
+            request = lk.forward
         method = request.method
         status = response.status
         if rules.isUnsafe(method):
@@ -1008,10 +1020,10 @@ class HTTPCache:
             return self._relay(lk, response, responseTime, lk.fwd or "method", _BYPASS)
         key = lk.key if lk.key is not None else rules.primaryKey(lk.target)
         if status == 304:
-            return self._notModifiedReceived(lk, key, response, requestTime, responseTime)
+            return self._notModifiedReceived(lk, request, key, response, requestTime, responseTime)
         if method == b"HEAD":
             if status == 200:
-                self._freshenFromHead(lk, key, response, requestTime, responseTime)
+                self._freshenFromHead(request, key, response, requestTime, responseTime)
             self._flightEnded(lk, FORWARD)
             self._releaseBackground(lk)
             verdict = (
@@ -1025,7 +1037,7 @@ class HTTPCache:
             if served is not None:
                 self._flightEnded(lk, FORWARD)
                 return served
-        return self._maybeStore(lk, key, response, requestTime, responseTime)
+        return self._maybeStore(lk, request, key, response, requestTime, responseTime)
 
     def _relay(
         self,
@@ -1065,12 +1077,12 @@ class HTTPCache:
     def _maybeStore(
         self,
         lk: CacheLookup,
+        request: RequestHead,
         key: str,
         response: ResponseHead,
         requestTime: float,
         responseTime: float,
     ) -> StoreDecision:
-        request = lk.request
         reqCC = lk._directives or RequestDirectives.fromHeaders(request.headers)
         cc = ResponseDirectives.fromHeaders(response.headers)
         fwd = lk.fwd or "uri-miss"
@@ -1103,10 +1115,13 @@ class HTTPCache:
                 expected = 0
             storeWriter = self.store.openWriter(entry, expected)
             if storeWriter is None:
-                reason = "too-large" if self.store.capacity else "disabled"
-                self.stats.storeFailures += 1 if self.store.capacity else 0
+                if self.store.capacity:
+                    reason = "too-large"
+                    self.stats.storeFailures += 1
+                else:
+                    reason = "disabled"
             else:
-                writer = CacheWriter(self, lk, storeWriter, entry)
+                writer = CacheWriter(self, lk, storeWriter, entry, request)
         if writer is None:
             if (
                 lk.outcome in (REVALIDATE, STALE_WHILE_REVALIDATE)
@@ -1147,7 +1162,7 @@ class HTTPCache:
             ageValue=rules.parseAge(response.headers),
         )
 
-    def _committed(self, lk: CacheLookup, entry: StoredResponse) -> None:
+    def _committed(self, lk: CacheLookup, entry: StoredResponse, request: RequestHead) -> None:
         """
         A response was stored: drop the stored responses it supersedes,
         those the same request would have selected (and, if it has no
@@ -1159,7 +1174,7 @@ class HTTPCache:
         for other in self.store.variants(entry.key):
             if other.entryId == entry.entryId:
                 continue
-            if not entry.varyNames or rules.varyMatches(other, lk.request.headers):
+            if not entry.varyNames or rules.varyMatches(other, request.headers):
                 if (other.dateValue, other.responseTime) > (entry.dateValue, entry.responseTime):
                     # Two writes raced and the other is more recent (by
                     # Date, as 4.1 selects): it stays, this one goes.
@@ -1216,6 +1231,7 @@ class HTTPCache:
     def _notModifiedReceived(
         self,
         lk: CacheLookup,
+        request: RequestHead,
         key: str,
         response: ResponseHead,
         requestTime: float,
@@ -1248,9 +1264,7 @@ class HTTPCache:
         updated: list[StoredResponse] = []
         doomed: list[StoredResponse] = []
         for stored in selected:
-            new, keep = self._freshen(
-                stored, response, requestTime, responseTime, lk.request.headers
-            )
+            new, keep = self._freshen(stored, response, requestTime, responseTime, request.headers)
             if keep:
                 result = self.store.update(stored, new)
                 if result is not None:
@@ -1275,7 +1289,7 @@ class HTTPCache:
             if entry is not None:
                 chosen = next((u for u in updated if u.entryId == entry.entryId), None)
             if chosen is None:
-                chosen = self._select(updated, lk.request.headers) or updated[0]
+                chosen = self._select(updated, request.headers) or updated[0]
             d = self._derived(chosen)
             age = rules.currentAge(chosen, self._now())
             status = self._status(
@@ -1297,7 +1311,7 @@ class HTTPCache:
 
     def _freshenFromHead(
         self,
-        lk: CacheLookup,
+        request: RequestHead,
         key: str,
         response: ResponseHead,
         requestTime: float,
@@ -1318,7 +1332,7 @@ class HTTPCache:
         lastModified = response.get(b"last-modified")
         length = response.get(b"content-length")
         for stored in self.store.variants(key):
-            if not rules.varyMatches(stored, lk.request.headers):
+            if not rules.varyMatches(stored, request.headers):
                 continue
             matches = (
                 (etag is None or stored.get(b"etag") == etag)
@@ -1327,7 +1341,7 @@ class HTTPCache:
             )
             if matches:
                 new, keep = self._freshen(
-                    stored, response, requestTime, responseTime, lk.request.headers
+                    stored, response, requestTime, responseTime, request.headers
                 )
             else:
                 new, keep = stored.copy(invalidated=True), True

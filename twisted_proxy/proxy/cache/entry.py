@@ -130,7 +130,10 @@ class StoredResponse:
             256
             + len(self.key)
             + sum(len(n) + len(v) + 48 for n, v in self.headers)
-            + sum(len(n) + len(v or b"") + 32 for n, v in zip(self.varyNames, self.varyValues, strict=True))
+            + sum(
+                len(n) + len(v or b"") + 32
+                for n, v in zip(self.varyNames, self.varyValues, strict=True)
+            )
         )
 
     def toJSON(self) -> dict[str, Any]:
