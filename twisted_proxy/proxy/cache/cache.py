@@ -54,6 +54,7 @@ Pure: no I/O of its own (the store may do some), no Twisted reactor.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -141,6 +142,35 @@ _NOT_MODIFIED_FIELDS = frozenset(
     [b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary", b"last-modified"]
 )
 _CONDITIONAL_FIELDS = frozenset([b"if-none-match", b"if-modified-since"])
+# The request fields the cache's decisions read, gathered in one pass.
+_LOOKED_AT = frozenset(
+    [
+        b"cache-control",
+        b"pragma",
+        b"authorization",
+        b"range",
+        b"if-range",
+        b"if-match",
+        b"if-unmodified-since",
+        b"if-none-match",
+        b"if-modified-since",
+    ]
+)
+
+
+def _requestFields(headers: list[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
+    """
+    The values of the request fields the cache reads (L{_LOOKED_AT}), by
+    lower-case name: one pass over the header section.
+    """
+    found: dict[bytes, list[bytes]] = {}
+    for n, v in headers:
+        ln = n.lower()
+        if ln in _LOOKED_AT:
+            found.setdefault(ln, []).append(v)
+    return found
+
+
 _STATUSES_WITHOUT_BODY = frozenset([204, 304])
 
 
@@ -240,6 +270,9 @@ class _Derived:
         self.etag = etag
 
 
+_NO_DIRECTIVES = RequestDirectives([])
+
+
 class CacheLookup:
     """
     What the cache says about a request (see the module docstring for what
@@ -280,6 +313,7 @@ class CacheLookup:
     _sentETags: tuple[ETag, ...] = ()
     _clientETags: tuple[ETag, ...] = ()
     _detail: str | None = None
+    _fields: dict[bytes, list[bytes]] | None = None
 
     def __init__(
         self,
@@ -453,6 +487,7 @@ class HTTPCache:
         self.stats = CacheStats()
         self._now = now
         self._flights = CollapseRegistry(self.config.maxCollapsedWaiters)
+        self._hitPrefix = self._status(hit=True) + b"; ttl="
         self._revalidating: set[str] = set()
 
     # Metrics that the store keeps.
@@ -522,8 +557,12 @@ class HTTPCache:
             return self._bypass(request, target, None, "method")
         if target.scheme != "http" or target.path in (b"", b"*"):
             return self._bypass(request, target, None, "bypass")
-        reqCC = RequestDirectives.fromHeaders(request.headers)
-        if request.get(b"if-match") is not None or request.get(b"if-unmodified-since") is not None:
+        fields = _requestFields(request.headers)
+        if b"cache-control" in fields or b"pragma" in fields:
+            reqCC = RequestDirectives.fromHeaders(request.headers)
+        else:
+            reqCC = _NO_DIRECTIVES
+        if b"if-match" in fields or b"if-unmodified-since" in fields:
             # Preconditions for the origin (RFC 9111 4.3.2: "A cache MUST
             # NOT evaluate conditional header fields that only apply to an
             # origin server").
@@ -543,17 +582,16 @@ class HTTPCache:
         mustValidate = cc.noCache or entry.invalidated
         if not reqCC.noCache and not mustValidate and self._acceptable(age, lifetime, reqCC, cc):
             lk = CacheLookup(FRESH_HIT, request, target, reqCC)
+            lk._fields = fields
             lk.key = key
             lk._entry = entry
             if fresh:
-                return self._serve(
-                    lk,
-                    entry,
-                    age,
-                    _HIT,
-                    self._status(hit=True, ttl=lifetime - age, collapsed=collapsed or None),
-                    collapsed,
-                )
+                if collapsed:
+                    status = self._status(hit=True, ttl=lifetime - age, collapsed=True)
+                else:
+                    # The common case, without the general builder.
+                    status = self._hitPrefix + b"%d" % (math.floor(lifetime - age),)
+                return self._serve(lk, entry, age, _HIT, status, collapsed)
             self.stats.staleHits += 1
             return self._serve(
                 lk,
@@ -854,7 +892,7 @@ class HTTPCache:
         be read, the entry is dropped and the request becomes a miss.
         """
         try:
-            head, body = self._answer(lk.request, entry, age, status, validated)
+            head, body = self._answer(lk.request, entry, age, status, validated, lk._fields)
         except EntryUnavailable:
             self.stats.unavailable += 1
             self.store.delete(entry)
@@ -877,6 +915,7 @@ class HTTPCache:
         age: float,
         status: bytes,
         validated: bool,
+        fields: dict[bytes, list[bytes]] | None = None,
     ) -> tuple[ResponseHead, CachedBody | None]:
         """
         The head (and body) that answers C{request} from C{entry}.
@@ -884,15 +923,22 @@ class HTTPCache:
         @param validated: the entry was just validated with the origin, so
             the fields of a qualified C{no-cache} may be sent (RFC 9111
             5.2.2.4).
+        @param fields: the request's fields the cache reads, if known.
         @raise EntryUnavailable: if the body cannot be read.
         """
+        if fields is None:
+            fields = _requestFields(request.headers)
         d = self._derived(entry)
         headers = entry.headers
         if d.directives.noCacheFields and not validated:
             headers = [(n, v) for n, v in headers if n.lower() not in d.directives.noCacheFields]
         ageField = (b"Age", b"%d" % (int(age),))
         cacheStatus = (b"Cache-Status", status)
-        if 200 <= entry.status < 300 and rules.notModified(request, entry):
+        if (
+            (b"if-none-match" in fields or b"if-modified-since" in fields)
+            and 200 <= entry.status < 300
+            and rules.notModified(request, entry)
+        ):
             # (RFC 9110 13.2.1: conditionals are evaluated only when the
             # response would otherwise be 2xx.)
             kept = [(n, v) for n, v in headers if n.lower() in _NOT_MODIFIED_FIELDS]
@@ -926,11 +972,7 @@ class HTTPCache:
                 None,
             )
         byteRange = None
-        if (
-            entry.status == 200
-            and request.get(b"range") is not None
-            and self._ifRangeHolds(request, entry)
-        ):
+        if entry.status == 200 and b"range" in fields and self._ifRangeHolds(request, entry):
             byteRange = rules.parseRange(request.get(b"range"), length)
         if byteRange is not None:
             first, last = byteRange
