@@ -71,25 +71,40 @@ class ParseDirectivesTests(SynchronousTestCase):
         self.assertTrue(cc.mustRevalidate)
 
     def test_whitespaceAndEmptyElements(self) -> None:
+        """
+        Whitespace and empty elements around commas are allowed (the
+        #rule of RFC 9110 5.6.1).
+        """
         self.assertEqual(
-            parseDirectives([b" ,, max-age = 60 ,\tpublic , "]),
+            parseDirectives([b" ,, max-age=60 ,\tpublic , "]),
             [(b"max-age", b"60"), (b"public", None)],
         )
 
-    def test_garbageSkipped(self) -> None:
+    def test_malformedKeptAsInvalid(self) -> None:
         """
-        An element that is not a directive is skipped up to the next comma;
-        the rest still counts.
+        A malformed element that starts with a name stays, with an empty
+        (unusable) argument, so it is read the restrictive way; an element
+        without a name is skipped; the rest of the field still counts.
         """
         self.assertEqual(
             parseDirectives([b"max-age=60 junk, @@, no-store, =x, public"]),
-            [(b"no-store", None), (b"public", None)],
+            [(b"max-age", b""), (b"no-store", None), (b"public", None)],
         )
         self.assertEqual(
             parseDirectives([b'a="unterminated, max-age=5']),
-            [],
+            [(b"a", b"")],
         )
-        self.assertEqual(parseDirectives([b'x=y"z", max-age=5']), [(b"max-age", b"5")])
+        self.assertEqual(parseDirectives([b'x=y"z", max-age=5']), [(b"x", b""), (b"max-age", b"5")])
+
+    def test_whitespaceAroundEquals(self) -> None:
+        """
+        C{max-age = 60} is not C{token "=" token}: invalid freshness
+        information, so stale (RFC 9111 4.2.1).
+        """
+        self.assertEqual(parseDirectives([b"max-age = 60"]), [(b"max-age", b"")])
+        self.assertEqual(parseDirectives([b"max-age= 60"]), [(b"max-age", b"")])
+        self.assertTrue(response(b"max-age = 60").invalidFreshness)
+        self.assertTrue(response(b'private = "x"').private)
 
     @BOUNDED
     @given(st.lists(st.binary(max_size=40), max_size=4))

@@ -89,10 +89,14 @@ def parseDirectives(values: list[bytes]) -> list[tuple[bytes, bytes | None]]:
     Split C{Cache-Control} field values into C{(name, argument)} pairs, in
     order, names lower-cased, quoted arguments unquoted.
 
-    Elements that are not C{token [ "=" ( token / quoted-string ) ]} are
-    skipped (up to the next comma outside a quoted string).  Optional
-    whitespace around C{=} is tolerated (it is not in the grammar, but it
-    carries no other meaning).  Never raises.
+    An element that starts with a token but does not follow C{token [ "="
+    ( token / quoted-string ) ]} -- whitespace around C{=}, junk after the
+    argument, an unterminated quoted string -- is kept as C{(name, b"")}: a
+    directive present with an unusable argument, which every reader takes
+    the restrictive way (an invalid C{max-age} makes the response stale, an
+    empty C{private} or C{no-cache} list is unqualified).  An element that
+    does not start with a token is skipped up to the next comma outside a
+    quoted string.  Never raises.
 
     @param values: every C{Cache-Control} (or C{Pragma}) field line value.
     """
@@ -115,27 +119,27 @@ def _parseOne(value: bytes, out: list[tuple[bytes, bytes | None]]) -> None:
         while i < n and value[i] in _TOKEN_CHARS:
             i += 1
         name = value[start:i].lower()
-        j = i
-        while j < n and value[j] in _WS:
-            j += 1
         if not name:
             i = _skipElement(value, i)
             continue
+        j = i
+        while j < n and value[j] in _WS:
+            j += 1
         if j >= n or value[j] == 0x2C:  # ","
             out.append((name, None))
             i = j
             continue
-        if value[j] != 0x3D:  # "="
+        if j != i or value[j] != 0x3D:  # not "=" right after the name
+            out.append((name, b""))
             i = _skipElement(value, j)
             continue
         j += 1
-        while j < n and value[j] in _WS:
-            j += 1
         if j < n and value[j] == 0x22:  # '"'
             arg, j, ok = _quotedString(value, j)
             if not ok:
                 # Unterminated quoted string: the rest of the field is one
                 # broken element.
+                out.append((name, b""))
                 return
         else:
             k = j
@@ -147,6 +151,7 @@ def _parseOne(value: bytes, out: list[tuple[bytes, bytes | None]]) -> None:
         while j < n and value[j] in _WS:
             j += 1
         if j < n and value[j] != 0x2C:
+            out.append((name, b""))
             i = _skipElement(value, j)
             continue
         out.append((name, arg))
