@@ -30,6 +30,10 @@ URL = b"http://example.com/hot"
 
 class RegistryTests(SynchronousTestCase):
     def test_leadAndJoin(self) -> None:
+        """
+        Collapsed forwarding (RFC 9111 4, RFC 9211 2.6 collapsed): one flight per key;
+        waiters get its result, even late.
+        """
         registry = CollapseRegistry()
         self.assertIsNone(registry.join("k"))
         flight = registry.lead("k")
@@ -51,6 +55,9 @@ class RegistryTests(SynchronousTestCase):
         self.assertEqual(results, [STORED])
 
     def test_cancel(self) -> None:
+        """
+        Collapsed forwarding: a cancelled waiter (timeout) is never called back.
+        """
         registry = CollapseRegistry()
         flight = registry.lead("k")
         results: list[str] = []
@@ -63,6 +70,9 @@ class RegistryTests(SynchronousTestCase):
         waiter.cancel()
 
     def test_bounded(self) -> None:
+        """
+        Collapsed forwarding: a flight takes a bounded number of waiters.
+        """
         registry = CollapseRegistry(maxWaiters=2)
         registry.lead("k")
         self.assertIsNotNone(registry.join("k"))
@@ -71,6 +81,9 @@ class RegistryTests(SynchronousTestCase):
         self.assertEqual(len(registry), 1)
 
     def test_waitTwice(self) -> None:
+        """
+        Collapsed forwarding: a waiter has one callback.
+        """
         registry = CollapseRegistry()
         registry.lead("k")
         waiter = registry.join("k")
@@ -145,6 +158,9 @@ class CollapsedForwardingTests(SynchronousTestCase):
         self.assertEqual(self.lookup().outcome, MISS)
 
     def test_abortWakesWaiters(self) -> None:
+        """
+        An aborted upstream transfer stores nothing (RFC 9111 3.3): waiters forward.
+        """
         leader = self.lookup()
         waiter = self.lookup()
         woken: list[str] = []
@@ -171,6 +187,9 @@ class CollapsedForwardingTests(SynchronousTestCase):
         self.assertEqual(woken, [FORWARD])
 
     def test_upstreamFailureWakesWaiters(self) -> None:
+        """
+        An upstream failure of the leader: waiters forward their own requests.
+        """
         leader = self.lookup()
         waiter = self.lookup()
         woken: list[str] = []
@@ -224,12 +243,19 @@ class CollapsedForwardingTests(SynchronousTestCase):
         self.assertEqual(self.lookup().outcome, MISS)
 
     def test_headWaits(self) -> None:
+        """
+        A HEAD may wait for a GET in flight: it is then answered from the stored GET
+        (RFC 9111 4.3.5).
+        """
         leader = self.lookup()
         head = self.lookup(method=b"HEAD")
         self.assertEqual(head.outcome, COLLAPSED)
         self.cache.finished(leader)
 
     def test_disabled(self) -> None:
+        """
+        Collapsed forwarding can be turned off.
+        """
         self.cache = HTTPCache(
             MemoryStore(), lambda: self.now, CacheConfig(collapsedForwarding=False)
         )
@@ -264,6 +290,9 @@ class CollapsedForwardingTests(SynchronousTestCase):
         self.assertEqual(self.cache.lookupAgain(waiter).outcome, FRESH_HIT)
 
     def test_harnessRefusesToWait(self) -> None:
+        """
+        The test harness does not pretend to wait.
+        """
         self.h = CacheHarness()
         req, target = self.h.request(URL)
         leader = self.h.cache.lookup(req, target)

@@ -36,6 +36,9 @@ class ParseDirectivesTests(SynchronousTestCase):
     """
 
     def test_simple(self) -> None:
+        """
+        RFC 9111 5.2: a list of directives with and without arguments.
+        """
         self.assertEqual(
             parseDirectives([b"max-age=60, no-cache"]),
             [(b"max-age", b"60"), (b"no-cache", None)],
@@ -154,10 +157,16 @@ class DeltaSecondsTests(SynchronousTestCase):
     """
 
     def test_valid(self) -> None:
+        """
+        RFC 9111 1.2.2: delta-seconds is 1*DIGIT (leading zeros allowed).
+        """
         self.assertEqual(parseDeltaSeconds(b"0"), 0)
         self.assertEqual(parseDeltaSeconds(b"0060"), 60)
 
     def test_invalid(self) -> None:
+        """
+        RFC 9111 1.2.2: anything but digits is not a delta-seconds.
+        """
         for value in [b"", b"-1", b"1.5", b"+5", b" 5", b"5s", b"0x10", None]:
             self.assertIsNone(parseDeltaSeconds(value), value)
 
@@ -178,6 +187,9 @@ class ResponseDirectivesTests(SynchronousTestCase):
     """
 
     def test_booleans(self) -> None:
+        """
+        RFC 9111 5.2.2: the directives without arguments.
+        """
         cc = response(
             b"no-store, public, must-revalidate, proxy-revalidate, must-understand, immutable, no-transform"
         )
@@ -195,6 +207,9 @@ class ResponseDirectivesTests(SynchronousTestCase):
         self.assertFalse(empty.noStore or empty.noCache or empty.private or empty.public)
 
     def test_maxAgeSMaxAge(self) -> None:
+        """
+        RFC 9111 5.2.2.1 and 5.2.2.10: max-age and s-maxage.
+        """
         cc = response(b"max-age=60, s-maxage=30")
         self.assertEqual((cc.maxAge, cc.sMaxAge, cc.invalidFreshness), (60, 30, False))
 
@@ -249,6 +264,9 @@ class ResponseDirectivesTests(SynchronousTestCase):
         self.assertEqual(response(b"private=set-cookie").privateFields, frozenset([b"set-cookie"]))
 
     def test_staleExtensions(self) -> None:
+        """
+        RFC 5861 3 and 4: the smallest valid value; invalid ones ignored.
+        """
         cc = response(b"stale-while-revalidate=30, stale-if-error=600")
         self.assertEqual((cc.staleWhileRevalidate, cc.staleIfError), (30, 600))
         cc = response(b"stale-while-revalidate=x, stale-if-error=10, stale-if-error=5")
@@ -277,6 +295,9 @@ class RequestDirectivesTests(SynchronousTestCase):
     """
 
     def test_directives(self) -> None:
+        """
+        RFC 9111 5.2.1: the request directives.
+        """
         cc = request(
             (b"Cache-Control", b"no-cache, no-store, only-if-cached, max-age=5, min-fresh=3")
         )
@@ -316,6 +337,9 @@ class RequestDirectivesTests(SynchronousTestCase):
         self.assertFalse(request((b"Pragma", b"x-other")).noCache)
 
     def test_pragmaIgnoredWithCacheControl(self) -> None:
+        """
+        RFC 9111 5.4: Pragma counts only without Cache-Control.
+        """
         cc = request((b"Pragma", b"no-cache"), (b"Cache-Control", b"max-age=5"))
         self.assertFalse(cc.noCache)
         self.assertEqual(cc.maxAge, 5)
@@ -329,5 +353,8 @@ class RequestDirectivesTests(SynchronousTestCase):
 
 class FieldNamesTests(SynchronousTestCase):
     def test_parse(self) -> None:
+        """
+        The field names of a qualified private or no-cache (RFC 9111 5.2.2.4, 5.2.2.7).
+        """
         self.assertEqual(parseFieldNames(b" A, b ,,c d"), frozenset([b"a", b"b"]))
         self.assertEqual(parseFieldNames(None), frozenset())

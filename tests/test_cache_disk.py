@@ -88,6 +88,9 @@ class DiskStoreTests(SynchronousTestCase):
         return os.path.join(d, entry.entryId + ".body"), os.path.join(d, entry.entryId + ".meta")
 
     def test_storeAndRead(self) -> None:
+        """
+        A stored body reads back whole and in slices.
+        """
         body = os.urandom(3 * CHUNK_SIZE + 123)
         entry = self.put(body)
         self.assertEqual(readAll(self.store.openBody(entry)), body)
@@ -104,6 +107,9 @@ class DiskStoreTests(SynchronousTestCase):
         self.assertTrue(os.path.exists(metaPath))
 
     def test_emptyBody(self) -> None:
+        """
+        An empty body (e.g. a 204) is stored and survives a restart.
+        """
         entry = self.put(b"")
         self.assertEqual(readAll(self.store.openBody(entry)), b"")
         self.restart()
@@ -180,6 +186,9 @@ class DiskStoreTests(SynchronousTestCase):
         self.assertEqual(self.store.count, 0)
 
     def test_truncatedBodyDetected(self) -> None:
+        """
+        A truncated body file is detected when opened and discarded, never served.
+        """
         entry = self.put(os.urandom(5000))
         bodyPath, _ = self.files(entry)
         with open(bodyPath, "r+b") as f:
@@ -188,6 +197,9 @@ class DiskStoreTests(SynchronousTestCase):
         self.assertEqual(self.store.count, 0)
 
     def test_truncatedBodyDiscardedAtStart(self) -> None:
+        """
+        A truncated body file is discarded when the store starts; other entries load.
+        """
         entry = self.put(os.urandom(5000))
         self.put(b"fine", key="http://h/b")
         bodyPath, metaPath = self.files(entry)
@@ -200,6 +212,9 @@ class DiskStoreTests(SynchronousTestCase):
         self.assertEqual(store.corruptions, 1)
 
     def test_corruptMetadataDiscardedAtStart(self) -> None:
+        """
+        Damaged or truncated metadata is discarded when the store starts.
+        """
         for damage in [b"garbage", b""]:
             entry = self.put(b"data")
             _, metaPath = self.files(entry)
@@ -212,6 +227,9 @@ class DiskStoreTests(SynchronousTestCase):
             self.assertEqual(store.count, 0, damage)
 
     def test_flippedMetadataByte(self) -> None:
+        """
+        A flipped byte in the metadata fails its checksum: discarded at start.
+        """
         entry = self.put(b"data")
         _, metaPath = self.files(entry)
         with open(metaPath, "r+b") as f:
@@ -222,6 +240,9 @@ class DiskStoreTests(SynchronousTestCase):
         self.assertEqual(self.restart().count, 0)
 
     def test_corruptFooterOrTable(self) -> None:
+        """
+        A damaged checksum table or footer is detected when the body is opened.
+        """
         body = os.urandom(2 * CHUNK_SIZE)
         for offset in [len(body) + 2, -5]:
             entry = self.put(body)
@@ -234,6 +255,10 @@ class DiskStoreTests(SynchronousTestCase):
             self.assertRaises(EntryUnavailable, self.store.openBody, entry)
 
     def test_orphansRemovedAtStart(self) -> None:
+        """
+        A body without metadata (a crash between the two renames) and stray files are
+        removed at start.
+        """
         entry = self.put(b"data")
         bodyPath, metaPath = self.files(entry)
         os.unlink(metaPath)
@@ -266,6 +291,9 @@ class DiskStoreTests(SynchronousTestCase):
         )
 
     def test_budgetEnforcedAtStart(self) -> None:
+        """
+        A budget smaller than what is on disk is enforced when the store starts.
+        """
         for i in range(4):
             self.put(b"x" * 5000, key="http://h/%d" % i)
         store = self.restart(capacity=2 * (12288 + 4096))
@@ -290,6 +318,10 @@ class DiskStoreTests(SynchronousTestCase):
         self.assertEqual(len(store.variants("http://h/0")), 1)
 
     def test_maxObjectSize(self) -> None:
+        """
+        An object that grows past the maximum size is dropped, never truncated; one
+        known too large is refused.
+        """
         store = self.restart(maxObjectSize=1000)
         self.assertIsNone(store.openWriter(meta(), expectedLength=1001))
         writer = store.openWriter(meta())
@@ -343,6 +375,9 @@ class DiskStoreTests(SynchronousTestCase):
         self.assertEqual(b"".join(consumer.chunks), body)
 
     def test_deleteKey(self) -> None:
+        """
+        Deleting a key removes all its variants, on disk too.
+        """
         self.put(b"1")
         self.put(b"2")
         self.put(b"3", key="http://h/b")
@@ -361,6 +396,9 @@ class DiskStoreTests(SynchronousTestCase):
         self.open()
 
     def test_unusableDirectory(self) -> None:
+        """
+        An unusable directory is refused with a one-line message.
+        """
         blocker = os.path.join(self.path, "file")
         with open(blocker, "wb"):
             pass
@@ -368,6 +406,9 @@ class DiskStoreTests(SynchronousTestCase):
         self.assertIn("Cannot use cache directory", str(e))
 
     def test_rebuildInSteps(self) -> None:
+        """
+        The index is rebuilt in bounded steps a caller can spread over reactor turns.
+        """
         for i in range(10):
             self.put(b"x", key="http://h/%d" % i)
         self.store.close()
@@ -378,6 +419,9 @@ class DiskStoreTests(SynchronousTestCase):
         self.assertEqual(steps, sorted(steps))
 
     def test_disabled(self) -> None:
+        """
+        A zero budget disables the store.
+        """
         store = self.restart(capacity=0)
         self.assertIsNone(store.openWriter(meta()))
 
@@ -389,6 +433,10 @@ class DiskCacheRestartTests(SynchronousTestCase):
     """
 
     def test_hitAfterRestart(self) -> None:
+        """
+        RFC 9111 4: a response stored before a restart is served after it (Vary and Age
+        intact).
+        """
         path = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, path, True)
         store = DiskStore(path)

@@ -51,9 +51,15 @@ class HTTPDateTests(SynchronousTestCase):
     """
 
     def test_imfFixdate(self) -> None:
+        """
+        RFC 9110 5.6.7: the preferred format.
+        """
         self.assertEqual(parseHTTPDate(b"Sun, 06 Nov 1994 08:49:37 GMT"), T1994)
 
     def test_rfc850(self) -> None:
+        """
+        RFC 9110 5.6.7: the obsolete RFC 850 format.
+        """
         self.assertEqual(parseHTTPDate(b"Sunday, 06-Nov-94 08:49:37 GMT", NOW), T1994)
 
     def test_rfc850TwoDigitYear(self) -> None:
@@ -74,13 +80,22 @@ class HTTPDateTests(SynchronousTestCase):
         )
 
     def test_asctime(self) -> None:
+        """
+        RFC 9110 5.6.7: the ANSI C asctime format.
+        """
         self.assertEqual(parseHTTPDate(b"Sun Nov  6 08:49:37 1994"), T1994)
         self.assertEqual(parseHTTPDate(b"Sun Nov 16 08:49:37 1994"), T1994 + 10 * 86400)
 
     def test_caseOfNames(self) -> None:
+        """
+        Day and month names in any case.
+        """
         self.assertEqual(parseHTTPDate(b"sun, 06 NOV 1994 08:49:37 gmt"), T1994)
 
     def test_invalid(self) -> None:
+        """
+        Anything else is not an HTTP-date (RFC 9110 5.6.7).
+        """
         for value in [
             b"",
             b"0",
@@ -98,16 +113,25 @@ class HTTPDateTests(SynchronousTestCase):
             self.assertIsNone(parseHTTPDate(value), value)
 
     def test_format(self) -> None:
+        """
+        RFC 9110 5.6.7: senders generate IMF-fixdate.
+        """
         self.assertEqual(formatHTTPDate(T1994), b"Sun, 06 Nov 1994 08:49:37 GMT")
 
     @BOUNDED
     @given(st.integers(min_value=0, max_value=253402300799))
     def test_roundTrip(self, when: int) -> None:
+        """
+        Formatting then parsing gives the time back.
+        """
         self.assertEqual(parseHTTPDate(formatHTTPDate(when)), float(when))
 
     @BOUNDED
     @given(st.binary(max_size=40))
     def test_neverRaises(self, value: bytes) -> None:
+        """
+        Parsing never raises, whatever the bytes.
+        """
         parseHTTPDate(value)
 
 
@@ -118,6 +142,9 @@ class LifetimeTests(SynchronousTestCase):
     """
 
     def test_sMaxAgeFirst(self) -> None:
+        """
+        RFC 9111 4.2.1: a shared cache uses s-maxage first.
+        """
         self.assertEqual(lifetime([(b"Cache-Control", b"max-age=60, s-maxage=10")]), (10.0, False))
 
     def test_maxAgeOverExpires(self) -> None:
@@ -131,6 +158,9 @@ class LifetimeTests(SynchronousTestCase):
         )
 
     def test_expiresMinusDate(self) -> None:
+        """
+        RFC 9111 4.2.1: Expires minus Date.
+        """
         headers = [(b"Date", formatHTTPDate(NOW - 10)), (b"Expires", formatHTTPDate(NOW + 50))]
         self.assertEqual(lifetime(headers), (60.0, False))
 
@@ -149,6 +179,9 @@ class LifetimeTests(SynchronousTestCase):
             self.assertEqual(lifetime([(b"Expires", value)]), (0.0, False), value)
 
     def test_expiresInThePast(self) -> None:
+        """
+        RFC 9111 5.3: an Expires in the past: already stale.
+        """
         self.assertEqual(lifetime([(b"Expires", formatHTTPDate(NOW - 100))]), (0.0, False))
 
     def test_conflictingExpires(self) -> None:
@@ -177,6 +210,9 @@ class LifetimeTests(SynchronousTestCase):
         self.assertEqual(lifetime(headers, status=404), (100.0, True))
 
     def test_heuristicCapped(self) -> None:
+        """
+        RFC 9111 4.2.2: the heuristic lifetime is capped.
+        """
         headers = [
             (b"Date", formatHTTPDate(NOW)),
             (b"Last-Modified", formatHTTPDate(NOW - 100 * 86400)),
@@ -195,9 +231,15 @@ class LifetimeTests(SynchronousTestCase):
         )
 
     def test_heuristicWithoutLastModified(self) -> None:
+        """
+        RFC 9111 4.2.2: without Last-Modified, no heuristic lifetime.
+        """
         self.assertEqual(lifetime([(b"Date", formatHTTPDate(NOW))]), (0.0, True))
 
     def test_lastModifiedInTheFuture(self) -> None:
+        """
+        RFC 9111 4.2.2: a Last-Modified after Date gives no heuristic lifetime.
+        """
         headers = [(b"Date", formatHTTPDate(NOW)), (b"Last-Modified", formatHTTPDate(NOW + 1000))]
         self.assertEqual(lifetime(headers), (0.0, True))
 
@@ -229,6 +271,9 @@ class AgeTests(SynchronousTestCase):
     """
 
     def test_residentTime(self) -> None:
+        """
+        RFC 9111 4.2.3: resident_time = now - response_time.
+        """
         self.assertEqual(currentAge(entry(NOW, NOW, NOW), NOW + 30), 30.0)
 
     def test_apparentAge(self) -> None:
@@ -248,6 +293,9 @@ class AgeTests(SynchronousTestCase):
         self.assertEqual(currentAge(entry(NOW - 2, NOW, NOW - 500, age=100), NOW), 500.0)
 
     def test_capped(self) -> None:
+        """
+        RFC 9111 1.2.2: ages are capped at 2^31.
+        """
         self.assertEqual(
             currentAge(entry(NOW, NOW, NOW, age=DELTA_SECONDS_MAX), NOW + 5),
             float(DELTA_SECONDS_MAX),
@@ -265,6 +313,10 @@ class AgeTests(SynchronousTestCase):
         self.assertEqual(parseAge([(b"Age", b"99999999999999")]), DELTA_SECONDS_MAX)
 
     def test_dateValue(self) -> None:
+        """
+        RFC 9111 4.2.3 date_value: Date, or the receipt time without a valid one (RFC
+        9110 6.6.1).
+        """
         self.assertEqual(dateValueOf([(b"Date", formatHTTPDate(T1994))], NOW), T1994)
         self.assertEqual(dateValueOf([(b"Date", b"garbage")], NOW), NOW)
         self.assertEqual(dateValueOf([], NOW), NOW)
@@ -378,6 +430,9 @@ class CacheFreshnessTests(SynchronousTestCase):
         self.assertEqual(self.lookup().outcome, REVALIDATE)
 
     def test_dateInThePast(self) -> None:
+        """
+        RFC 9111 4.2.3: apparent_age counts a Date in the past against the lifetime.
+        """
         self.store(
             [
                 (b"Date", formatHTTPDate(self.now - 100)),
@@ -388,6 +443,9 @@ class CacheFreshnessTests(SynchronousTestCase):
         self.assertEqual(self.lookup().outcome, REVALIDATE)
 
     def test_expires(self) -> None:
+        """
+        RFC 9111 4.2.1: fresh until Expires.
+        """
         self.store(
             [(b"Date", formatHTTPDate(self.now)), (b"Expires", formatHTTPDate(self.now + 30))]
         )

@@ -41,21 +41,34 @@ class PrimaryKeyTests(SynchronousTestCase):
     """
 
     def test_absoluteAndOriginForm(self) -> None:
+        """
+        RFC 9110 4.2.3: scheme and host case, the default port, an empty path.
+        """
         self.assertEqual(key(b"GET", b"http://Example.COM:80/a?b", None), "http://example.com/a?b")
         self.assertEqual(key(b"GET", b"/a?b", b"example.com"), "http://example.com/a?b")
         self.assertEqual(key(b"GET", b"HTTP://example.com", None), "http://example.com/")
 
     def test_port(self) -> None:
+        """
+        RFC 9110 4.2.3: a non-default port is part of the key.
+        """
         self.assertEqual(key(b"GET", b"http://example.com:8080/", None), "http://example.com:8080/")
         self.assertNotEqual(
             key(b"GET", b"/", b"example.com:8080"), key(b"GET", b"/", b"example.com")
         )
 
     def test_percentEncoding(self) -> None:
+        """
+        RFC 9110 4.2.3: percent-encoded unreserved characters decoded, others upper-
+        cased.
+        """
         self.assertEqual(key(b"GET", b"http://h/%7euser/a%2fb%2F", None), "http://h/~user/a%2Fb%2F")
         self.assertEqual(key(b"GET", b"http://h/%41", None), "http://h/A")
 
     def test_caseOfPathKept(self) -> None:
+        """
+        RFC 9110 4.2.3: the path is case-sensitive.
+        """
         self.assertNotEqual(key(b"GET", b"http://h/A", None), key(b"GET", b"http://h/a", None))
 
     def test_sameEntryThroughBothForms(self) -> None:
@@ -255,6 +268,9 @@ class StaleTests(SynchronousTestCase):
         self.assertEqual((hit.verdict, hit.body), ("hit", b"v2"))
 
     def test_staleWhileRevalidateWindow(self) -> None:
+        """
+        RFC 5861 3: beyond the window, the stale response is revalidated first.
+        """
         self.cacheControl = b"max-age=10, stale-while-revalidate=30"
         self.h.get(URL)
         self.h.advance(41)
@@ -315,6 +331,9 @@ class StaleTests(SynchronousTestCase):
         self.assertEqual((result.status, result.body), (503, b"down"))
 
     def test_staleIfErrorNotFor404(self) -> None:
+        """
+        RFC 5861 4: only 500, 502, 503 and 504 are errors.
+        """
         self.cacheControl = b"max-age=10, stale-if-error=60"
         self.h.get(URL)
         self.h.advance(30)
@@ -322,6 +341,9 @@ class StaleTests(SynchronousTestCase):
         self.assertEqual(self.h.get(URL).status, 404)
 
     def test_staleIfErrorOnConnectionFailure(self) -> None:
+        """
+        RFC 5861 4: an origin that cannot be reached is an error too.
+        """
         self.cacheControl = b"max-age=10, stale-if-error=60"
         self.h.get(URL)
         self.h.advance(30)
@@ -410,6 +432,9 @@ class RangeTests(SynchronousTestCase):
         self.h.get(URL)
 
     def test_parseRange(self) -> None:
+        """
+        RFC 9110 14.1.2: byte ranges; anything else ignored (14.2).
+        """
         self.assertEqual(parseRange(b"bytes=2-5", 10), (2, 5))
         self.assertEqual(parseRange(b"bytes=2-", 10), (2, 9))
         self.assertEqual(parseRange(b"bytes=-3", 10), (7, 9))
@@ -427,6 +452,9 @@ class RangeTests(SynchronousTestCase):
             self.assertIsNone(parseRange(value, 10), value)
 
     def test_range(self) -> None:
+        """
+        RFC 9110 14: one range of a stored 200 served as a 206 with Content-Range.
+        """
         result = self.h.get(URL, [(b"Range", b"bytes=2-5")])
         self.assertEqual((result.status, result.body, result.verdict), (206, b"2345", "hit"))
         self.assertEqual(result.header(b"content-range"), b"bytes 2-5/10")
@@ -460,6 +488,9 @@ class RangeTests(SynchronousTestCase):
         )
 
     def test_rangeMissForwarded(self) -> None:
+        """
+        RFC 9111 3.3: a range request on a miss is forwarded as it is.
+        """
         result = self.h.get(b"http://example.com/other", [(b"Range", b"bytes=0-1")])
         self.assertEqual(result.lookup.outcome, MISS)
         self.assertEqual(result.forwarded.get(b"range"), b"bytes=0-1")
@@ -471,6 +502,9 @@ class CacheStatusTests(SynchronousTestCase):
     """
 
     def test_values(self) -> None:
+        """
+        RFC 9211 2: the parameters, in order; ttl rounded down.
+        """
         self.assertEqual(
             cacheStatusValue("twisted-proxy", hit=True, ttl=59.9), b"twisted-proxy; hit; ttl=59"
         )
@@ -492,11 +526,17 @@ class CacheStatusTests(SynchronousTestCase):
         self.assertEqual(sfItem("1proxy"), '"1proxy"')
 
     def test_configuredName(self) -> None:
+        """
+        RFC 9211 2: the cache's identifier is configurable.
+        """
         h = CacheHarness(config=CacheConfig(name="edge-1"))
         self.assertEqual(h.get(URL).cacheStatus, b"edge-1; fwd=uri-miss; fwd-status=200; stored")
         self.assertEqual(h.get(URL).cacheStatus, b"edge-1; hit; ttl=60")
 
     def test_method(self) -> None:
+        """
+        RFC 9211 2.2: fwd=method for methods the cache does not answer.
+        """
         h = CacheHarness()
         result = h.get(URL, method=b"OPTIONS")
         self.assertEqual(result.lookup.outcome, BYPASS)
@@ -522,6 +562,11 @@ class UnreadableBodyTests(SynchronousTestCase):
     """
 
     def test_fallsBackToMiss(self) -> None:
+        """
+        RFC 9111 4: a stored response that cannot be read is not used; the request is a
+        miss.
+        """
+
         class FlakyStore(MemoryStore):
             broken = False
 
@@ -542,6 +587,9 @@ class UnreadableBodyTests(SynchronousTestCase):
 
 class StatsTests(SynchronousTestCase):
     def test_counters(self) -> None:
+        """
+        The counters behind the metrics.
+        """
         h = CacheHarness()
         h.origin = lambda request: (
             200,
@@ -569,6 +617,10 @@ class StatsTests(SynchronousTestCase):
 
 class HeadMissTests(SynchronousTestCase):
     def test_headForwardedAsHead(self) -> None:
+        """
+        RFC 9111 4.3.5: a HEAD on a miss is forwarded as HEAD, and its response not
+        stored.
+        """
         h = CacheHarness()
         result = h.get(URL, method=b"HEAD")
         self.assertEqual(result.forwarded.method, b"HEAD")
@@ -600,6 +652,9 @@ class ResponseHeadTests(SynchronousTestCase):
         self.assertEqual((hit.body, hit.header(b"content-length")), (b"abcdef", b"6"))
 
     def test_abortedStoresNothing(self) -> None:
+        """
+        RFC 9111 3.3: an incomplete (aborted) response is not stored.
+        """
         h = CacheHarness()
         req, target = h.request(URL)
         lookup = h.cache.lookup(req, target)

@@ -47,6 +47,9 @@ class InvalidationKeysTests(SynchronousTestCase):
         self.assertEqual(keys(b"PUT", 302, []), ["http://example.com/a/b"])
 
     def test_errorsDoNotInvalidate(self) -> None:
+        """
+        RFC 9111 4.4: only non-error statuses (2xx, 3xx) of unsafe methods invalidate.
+        """
         self.assertEqual(keys(b"POST", 404, []), [])
         self.assertEqual(keys(b"POST", 500, []), [])
         self.assertEqual(keys(b"GET", 200, []), [])
@@ -83,6 +86,9 @@ class InvalidationKeysTests(SynchronousTestCase):
             )
 
     def test_garbageLocationIgnored(self) -> None:
+        """
+        RFC 9111 4.4: an unparseable Location invalidates nothing more.
+        """
         self.assertEqual(
             keys(b"POST", 200, [(b"Location", b"http://[bad")]), ["http://example.com/a/b"]
         )
@@ -102,6 +108,9 @@ class InvalidationThroughCacheTests(SynchronousTestCase):
         self.h.origin = origin
 
     def test_postInvalidates(self) -> None:
+        """
+        RFC 9111 4.4: a POST invalidates the stored response of its target URI.
+        """
         self.h.get(b"http://example.com/a")
         self.assertEqual(self.h.get(b"http://example.com/a").verdict, "hit")
         posted = self.h.get(b"http://example.com/a", method=b"POST")
@@ -110,6 +119,9 @@ class InvalidationThroughCacheTests(SynchronousTestCase):
         self.assertEqual(self.h.cache.stats.invalidations, 1)
 
     def test_allVariantsInvalidated(self) -> None:
+        """
+        RFC 9111 4.4: every stored response of the URI is invalidated (all variants).
+        """
         self.h.origin = lambda request: (
             (200, [(b"Cache-Control", b"max-age=600"), (b"Vary", b"X-V")], b"v")
             if request.method == b"GET"
@@ -122,6 +134,9 @@ class InvalidationThroughCacheTests(SynchronousTestCase):
         self.assertEqual(self.h.store.count, 0)
 
     def test_locationInvalidated(self) -> None:
+        """
+        RFC 9111 4.4: the same-origin Location is invalidated.
+        """
         self.h.get(b"http://example.com/list")
         self.headers = [(b"Location", b"/list")]
         self.status = 303
@@ -129,6 +144,9 @@ class InvalidationThroughCacheTests(SynchronousTestCase):
         self.assertEqual(self.h.get(b"http://example.com/list").verdict, "miss")
 
     def test_errorKeeps(self) -> None:
+        """
+        RFC 9111 4.4: an error response to an unsafe method invalidates nothing.
+        """
         self.h.get(b"http://example.com/a")
         self.status = 403
         self.h.get(b"http://example.com/a", method=b"PUT")
@@ -149,6 +167,9 @@ class InvalidationThroughCacheTests(SynchronousTestCase):
         self.assertEqual(self.h.get(b"http://example.com/a").verdict, "miss")
 
     def test_explicitInvalidate(self) -> None:
+        """
+        Explicit invalidation of a URI (RFC 9111 4.4's effect, on demand).
+        """
         self.h.get(b"http://example.com/a")
         _, target = self.h.request(b"http://example.com/a")
         self.assertEqual(self.h.cache.invalidate(target), 1)

@@ -72,6 +72,9 @@ class Consumer:
 
 class MemoryStoreTests(SynchronousTestCase):
     def test_storeAndRead(self) -> None:
+        """
+        A stored body reads back whole and in slices; the budget counts it.
+        """
         store = MemoryStore()
         entry = put(store, "http://h/a", b"hello world", pieces=3)
         self.assertEqual(entry.bodyLength, 11)
@@ -84,6 +87,10 @@ class MemoryStoreTests(SynchronousTestCase):
         self.assertEqual(store.size, 11 + entry.metadataSize())
 
     def test_nothingVisibleBeforeCommit(self) -> None:
+        """
+        A body is visible only once committed; an aborted one leaves nothing (RFC 9111
+        3.3).
+        """
         store = MemoryStore()
         writer = store.openWriter(meta())
         writer.write(b"partial")
@@ -162,11 +169,17 @@ class MemoryStoreTests(SynchronousTestCase):
         self.assertEqual((store.count, store.size, store.reserved), (0, 0, 0))
 
     def test_knownTooLargeRefused(self) -> None:
+        """
+        A response known (Content-Length) to exceed the maximum is refused at once.
+        """
         store = MemoryStore(capacity=1 << 20, maxObjectSize=10)
         self.assertIsNone(store.openWriter(meta(), expectedLength=11))
         self.assertIsNotNone(store.openWriter(meta(), expectedLength=10))
 
     def test_disabled(self) -> None:
+        """
+        A zero budget disables the store.
+        """
         store = MemoryStore(capacity=0)
         self.assertIsNone(store.openWriter(meta()))
 
@@ -182,6 +195,9 @@ class MemoryStoreTests(SynchronousTestCase):
         self.assertEqual(writer.failed, "budget")
 
     def test_readerSurvivesEviction(self) -> None:
+        """
+        A body being read stays readable after its entry is deleted.
+        """
         store = MemoryStore()
         entry = put(store, "http://h/a", b"abc" * 100000)
         body = store.openBody(entry)
@@ -190,6 +206,9 @@ class MemoryStoreTests(SynchronousTestCase):
         self.assertRaises(EntryUnavailable, store.openBody, entry)
 
     def test_update(self) -> None:
+        """
+        Freshening (RFC 9111 3.2) replaces the metadata and keeps the body.
+        """
         store = MemoryStore()
         entry = put(store, "http://h/a", b"body")
         new = store.update(
@@ -204,6 +223,9 @@ class MemoryStoreTests(SynchronousTestCase):
         self.assertIsNone(store.update(entry, entry))
 
     def test_updateDoesNotEvictItself(self) -> None:
+        """
+        Freshening that cannot find room fails rather than evict the entry itself.
+        """
         store = MemoryStore(capacity=meta().metadataSize() + 10, maxObjectSize=10)
         entry = put(store, "http://h/a", b"body")
         bigger = entry.copy(headers=[(b"X-Big", b"x" * 100)])
@@ -211,6 +233,9 @@ class MemoryStoreTests(SynchronousTestCase):
         self.assertEqual(store.variants("http://h/a"), [entry])
 
     def test_deleteKey(self) -> None:
+        """
+        Variants come most recent first; deleting a key removes them all.
+        """
         store = MemoryStore()
         put(store, "http://h/a", b"1")
         put(store, "http://h/a", b"2")
@@ -234,6 +259,9 @@ class BodyProducerTests(SynchronousTestCase):
         self.entry = put(self.store, "http://h/a", self.body)
 
     def test_pauseResume(self) -> None:
+        """
+        The body producer writes one piece per turn when the consumer pauses it.
+        """
         producer = self.store.openBody(self.entry)
         consumer = Consumer(pauseEach=True)
         consumer.producer = producer
@@ -249,6 +277,9 @@ class BodyProducerTests(SynchronousTestCase):
         producer.stopProducing()
 
     def test_stop(self) -> None:
+        """
+        A stopped producer writes nothing more.
+        """
         producer = self.store.openBody(self.entry)
         consumer = Consumer(pauseEach=True)
         consumer.producer = producer
@@ -282,6 +313,9 @@ class BodyProducerTests(SynchronousTestCase):
         self.assertEqual(b"".join(consumer.chunks), self.body)
 
     def test_startTwice(self) -> None:
+        """
+        A body is delivered once.
+        """
         producer = self.store.openBody(self.entry)
         producer.start(Consumer())
         self.assertRaises(RuntimeError, producer.start, Consumer())

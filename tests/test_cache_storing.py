@@ -220,6 +220,10 @@ class StoringThroughCacheTests(SynchronousTestCase):
         return first, second
 
     def test_stored(self) -> None:
+        """
+        RFC 9111 3 and RFC 9211: a cacheable response is stored (fwd=uri-miss; stored)
+        and then a hit.
+        """
         self.answer(200, [(b"Cache-Control", b"max-age=60")])
         first, second = self.twice()
         self.assertEqual(first.cacheStatus, b"twisted-proxy; fwd=uri-miss; fwd-status=200; stored")
@@ -229,6 +233,9 @@ class StoringThroughCacheTests(SynchronousTestCase):
         self.assertEqual(len(self.h.forwarded), 1)
 
     def test_noStoreNotStored(self) -> None:
+        """
+        RFC 9111 5.2.2.5: no-store.
+        """
         self.answer(200, [(b"Cache-Control", b"max-age=60, no-store")])
         first, second = self.twice()
         self.assertEqual(
@@ -238,6 +245,9 @@ class StoringThroughCacheTests(SynchronousTestCase):
         self.assertEqual(len(self.h.forwarded), 2)
 
     def test_privateNotStored(self) -> None:
+        """
+        RFC 9111 5.2.2.7: private, for a shared cache.
+        """
         self.answer(200, [(b"Cache-Control", b"private, max-age=60")])
         _, second = self.twice()
         self.assertEqual(second.verdict, "miss")
@@ -256,11 +266,18 @@ class StoringThroughCacheTests(SynchronousTestCase):
         self.assertIsNone(second.header(b"set-cookie"))
 
     def test_authorizationNotStored(self) -> None:
+        """
+        RFC 9111 3.5: a response to a request with Authorization is not stored by
+        default.
+        """
         self.answer(200, [(b"Cache-Control", b"max-age=60")])
         _, second = self.twice([(b"Authorization", b"Basic dTpw")])
         self.assertEqual(second.verdict, "miss")
 
     def test_authorizationPublicStored(self) -> None:
+        """
+        RFC 9111 3.5: public allows storing it.
+        """
         self.answer(200, [(b"Cache-Control", b"public, max-age=60")])
         _, second = self.twice([(b"Authorization", b"Basic dTpw")])
         self.assertEqual(second.verdict, "hit")
@@ -298,11 +315,17 @@ class StoringThroughCacheTests(SynchronousTestCase):
         self.assertEqual(second.header(b"location"), b"/elsewhere")
 
     def test_heuristicStatus404(self) -> None:
+        """
+        RFC 9110 15.1 / RFC 9111 4.2.2: a 404 is heuristically cacheable.
+        """
         self.answer(404, [(b"Last-Modified", self.h.date(-10000))], b"gone")
         _, second = self.twice()
         self.assertEqual((second.verdict, second.status, second.body), ("hit", 404, b"gone"))
 
     def test_status500NotStoredByDefault(self) -> None:
+        """
+        RFC 9111 3: a 500 without explicit freshness is not stored.
+        """
         self.answer(500, [(b"Last-Modified", self.h.date(-10000))])
         _, second = self.twice()
         self.assertEqual(second.verdict, "miss")
@@ -319,6 +342,10 @@ class StoringThroughCacheTests(SynchronousTestCase):
         self.assertEqual(second.verdict, "miss")
 
     def test_204Stored(self) -> None:
+        """
+        RFC 9110 15.3.5: a 204 is heuristically cacheable; served without Content-
+        Length.
+        """
         self.answer(204, [(b"Cache-Control", b"max-age=60")], b"")
         _, second = self.twice()
         self.assertEqual((second.verdict, second.status), ("hit", 204))
@@ -333,6 +360,9 @@ class StoringThroughCacheTests(SynchronousTestCase):
         self.assertEqual(self.h.get(URL).verdict, "miss")
 
     def test_postNotStored(self) -> None:
+        """
+        RFC 9111 3: POST responses are not stored (fwd=method).
+        """
         self.answer(200, [(b"Cache-Control", b"max-age=60")])
         first = self.h.get(URL, method=b"POST")
         self.assertEqual(first.verdict, "bypass")
@@ -340,6 +370,9 @@ class StoringThroughCacheTests(SynchronousTestCase):
         self.assertEqual(self.h.get(URL).verdict, "miss")
 
     def test_dateAddedWhenMissing(self) -> None:
+        """
+        RFC 9110 6.6.1: Date is added when the origin sent none, and kept.
+        """
         self.h.origin = lambda request: (200, [(b"Cache-Control", b"max-age=60")], b"x")
         first, second = self.twice()
         self.assertIsNotNone(first.header(b"date"))

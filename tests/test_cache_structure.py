@@ -45,6 +45,9 @@ def loadedInternet(module: str) -> list[str]:
 
 class PureCacheTests(SynchronousTestCase):
     def test_noTwistedInternet(self) -> None:
+        """
+        No module of the package loads twisted.internet.
+        """
         modules = [cachePackage.__name__] + [
             cachePackage.__name__ + "." + m.name
             for m in pkgutil.iter_modules(cachePackage.__path__)

@@ -52,6 +52,9 @@ class ETagTests(SynchronousTestCase):
     """
 
     def test_parse(self) -> None:
+        """
+        RFC 9110 8.8.3: entity tags, strong and weak.
+        """
         self.assertEqual(ETag.parse(b'"abc"'), ETag(False, b"abc"))
         self.assertEqual(ETag.parse(b'W/"abc"'), ETag(True, b"abc"))
         self.assertEqual(ETag.parse(b'""'), ETag(False, b""))
@@ -73,6 +76,9 @@ class ETagTests(SynchronousTestCase):
         self.assertTrue(s1.strongMatch(ETag(False, b"1")))
 
     def test_list(self) -> None:
+        """
+        RFC 9110 13.1.2: If-None-Match lists, and *.
+        """
         self.assertIs(parseETagList(b" * "), ANY_ETAG)
         self.assertEqual(
             parseETagList(b'"a", W/"b,c" ,"d"'),
@@ -101,9 +107,15 @@ class NotModifiedTests(SynchronousTestCase):
         self.assertTrue(notModified(self.request((b"If-None-Match", b"*")), entry))
 
     def test_ifNoneMatchWithoutStoredETag(self) -> None:
+        """
+        RFC 9110 13.1.2: no stored ETag, no match.
+        """
         self.assertFalse(notModified(self.request((b"If-None-Match", b'"v1"')), stored([])))
 
     def test_ifModifiedSince(self) -> None:
+        """
+        RFC 9110 13.1.3: not modified since the given date.
+        """
         entry = stored([(b"Last-Modified", b"Sun, 06 Nov 1994 08:49:37 GMT")])
         self.assertTrue(
             notModified(
@@ -151,6 +163,9 @@ class NotModifiedTests(SynchronousTestCase):
         self.assertFalse(notModified(req, entry))
 
     def test_invalidIfModifiedSinceIgnored(self) -> None:
+        """
+        RFC 9110 13.1.3: an invalid If-Modified-Since is ignored; only GET and HEAD.
+        """
         entry = stored([(b"Last-Modified", b"Sun, 06 Nov 1994 08:49:37 GMT")])
         self.assertIsNone(notModified(self.request((b"If-Modified-Since", b"yesterday")), entry))
         self.assertIsNone(notModified(self.request(), entry))
@@ -168,6 +183,9 @@ class SelectForUpdateTests(SynchronousTestCase):
         return ResponseHead(304, b"Not Modified", b"1.1", list(headers), noBody=True)
 
     def test_strongETag(self) -> None:
+        """
+        RFC 9111 4.3.4: a strong ETag identifies the stored response to update.
+        """
         a = stored([(b"ETag", b'"a"')])
         b = stored([(b"ETag", b'"b"')])
         self.assertEqual(selectForUpdate(self.notModified((b"ETag", b'"b"')), [a, b], NOW), [b])
@@ -195,6 +213,9 @@ class SelectForUpdateTests(SynchronousTestCase):
         )
 
     def test_strongLastModified(self) -> None:
+        """
+        RFC 9111 4.3.4: a strong Last-Modified identifies it too.
+        """
         lm = b"Sun, 06 Nov 1994 08:49:37 GMT"
         a = stored([(b"Last-Modified", lm)])
         response = self.notModified(
@@ -223,6 +244,9 @@ class UpdateHeadersTests(SynchronousTestCase):
     """
 
     def test_replaceAndAdd(self) -> None:
+        """
+        RFC 9111 3.2: fields replaced in place, new ones added.
+        """
         result = updateHeaders(
             [(b"Cache-Control", b"max-age=10"), (b"X-A", b"1"), (b"X-A", b"2"), (b"ETag", b'"e"')],
             [(b"x-a", b"3"), (b"Cache-Control", b"max-age=20"), (b"X-New", b"n")],
@@ -321,6 +345,9 @@ class ValidationThroughCacheTests(SynchronousTestCase):
         self.assertEqual(len(self.h.forwarded), 2)
 
     def test_304DoesNotChangeContentLength(self) -> None:
+        """
+        RFC 9111 3.2: Content-Length is not updated from a 304.
+        """
         self.h.get(URL)
         self.h.advance(61)
         self.extra = [(b"Content-Length", b"0")]
@@ -354,6 +381,9 @@ class ValidationThroughCacheTests(SynchronousTestCase):
         self.assertEqual(self.h.get(URL).verdict, "hit")
 
     def test_200Replaces(self) -> None:
+        """
+        RFC 9111 4.3.3: a full response to a validation replaces the stored one.
+        """
         self.h.get(URL)
         self.h.advance(61)
         self.version = b'"v2"'
@@ -398,6 +428,9 @@ class ValidationThroughCacheTests(SynchronousTestCase):
         self.assertEqual((result.status, result.verdict, result.body), (404, "hit", b"not found"))
 
     def test_clientConditionalHead(self) -> None:
+        """
+        RFC 9111 4.3.2: a conditional HEAD is answered 304 from a fresh stored response.
+        """
         self.h.get(URL)
         result = self.h.get(URL, [(b"If-None-Match", b'W/"v1"')], method=b"HEAD")
         self.assertEqual(result.status, 304)
@@ -508,6 +541,10 @@ class HeadFreshensTests(SynchronousTestCase):
         )
 
     def test_headFromStoredGet(self) -> None:
+        """
+        RFC 9111 4.3.5 / RFC 9110 9.3.2: HEAD answered from a stored GET response,
+        without body.
+        """
         self.h.get(URL)
         head = self.h.get(URL, method=b"HEAD")
         self.assertEqual((head.status, head.verdict, head.body), (200, "hit", b""))
@@ -515,6 +552,9 @@ class HeadFreshensTests(SynchronousTestCase):
         self.assertIsNone(head.lookup.body)
 
     def test_headUpdates(self) -> None:
+        """
+        RFC 9111 4.3.5: a matching 200 to HEAD freshens the stored GET response.
+        """
         self.h.get(URL)
         self.h.advance(61)
         self.maxAge = b"max-age=300"
@@ -526,6 +566,9 @@ class HeadFreshensTests(SynchronousTestCase):
         self.assertEqual(self.h.get(URL).verdict, "hit")
 
     def test_headInvalidates(self) -> None:
+        """
+        RFC 9111 4.3.5: a 200 to HEAD with another ETag makes the stored response stale.
+        """
         self.h.get(URL)
         self.h.advance(61)
         self.etag = b'"v2"'

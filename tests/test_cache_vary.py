@@ -29,6 +29,9 @@ class VaryNamesTests(SynchronousTestCase):
         self.assertEqual(varyNames([(b"Vary", b"")]), ())
 
     def test_star(self) -> None:
+        """
+        RFC 9110 12.5.5: Vary: * anywhere.
+        """
         self.assertIs(varyNames([(b"Vary", b"Accept, *")]), VARY_STAR)
 
 
@@ -49,18 +52,28 @@ class SecondaryKeyTests(SynchronousTestCase):
         return secondaryKey(names, list(headers))
 
     def test_whitespace(self) -> None:
+        """
+        RFC 9111 4.1: whitespace differences do not matter.
+        """
         self.assertEqual(
             self.key((b"Accept-Encoding", b"gzip,deflate")),
             self.key((b"Accept-Encoding", b" gzip ,  deflate ")),
         )
 
     def test_combinedLines(self) -> None:
+        """
+        RFC 9111 4.1: combining field lines does not matter.
+        """
         self.assertEqual(
             self.key((b"Accept-Encoding", b"gzip, deflate")),
             self.key((b"Accept-Encoding", b"gzip"), (b"accept-encoding", b"deflate")),
         )
 
     def test_caseOfCaselessFields(self) -> None:
+        """
+        RFC 9111 4.1: case-normalisation where values are case-insensitive (the Accept
+        fields).
+        """
         self.assertEqual(
             self.key((b"Accept-Encoding", b"GZIP")), self.key((b"Accept-Encoding", b"gzip"))
         )
@@ -70,12 +83,18 @@ class SecondaryKeyTests(SynchronousTestCase):
         )
 
     def test_parameters(self) -> None:
+        """
+        RFC 9111 4.1: whitespace around parameters does not matter.
+        """
         self.assertEqual(
             self.key((b"Accept", b"text/html; q=0.9"), names=(b"accept",)),
             self.key((b"Accept", b"text/html;q=0.9"), names=(b"accept",)),
         )
 
     def test_absent(self) -> None:
+        """
+        RFC 9111 4.1: an absent field matches only an absent field.
+        """
         self.assertEqual(self.key(), (None,))
         self.assertNotEqual(self.key(), self.key((b"Accept-Encoding", b"")))
 
@@ -123,6 +142,10 @@ class VaryThroughCacheTests(SynchronousTestCase):
         self.assertEqual(self.h.store.count, 2)
 
     def test_absentMatchesAbsent(self) -> None:
+        """
+        RFC 9111 4.1: a request without the field matches a response stored for one
+        without it.
+        """
         self.lang(None)
         hit = self.lang(None)
         self.assertEqual((hit.verdict, hit.body), ("hit", b"none"))
@@ -148,6 +171,9 @@ class VaryThroughCacheTests(SynchronousTestCase):
         self.assertEqual(self.lang(b"en").body, b"new")
 
     def test_varyStarNeverServed(self) -> None:
+        """
+        RFC 9111 4.1: Vary: * always fails to match: not stored, never served.
+        """
         self.h.origin = lambda request: (
             200,
             [(b"Cache-Control", b"max-age=60"), (b"Vary", b"*")],
