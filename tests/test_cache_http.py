@@ -267,6 +267,20 @@ class StaleTests(SynchronousTestCase):
         hit = self.h.get(URL)
         self.assertEqual((hit.verdict, hit.body), ("hit", b"v2"))
 
+    def test_staleWhileRevalidateOwnValidators(self) -> None:
+        """
+        RFC 5861 3: the background revalidation is the cache's own: the
+        client's conditionals and range stay out of it.
+        """
+        self.cacheControl = b"max-age=10, stale-while-revalidate=30"
+        self.h.get(URL)
+        self.h.advance(20)
+        result = self.h.get(URL, [(b"If-None-Match", b'"other"'), (b"Range", b"bytes=0-0")])
+        self.assertEqual(result.lookup.outcome, STALE_WHILE_REVALIDATE)
+        background = self.h.forwarded[-1]
+        self.assertEqual(background.get(b"if-none-match"), b'"v1"')
+        self.assertIsNone(background.get(b"range"))
+
     def test_staleWhileRevalidateWindow(self) -> None:
         """
         RFC 5861 3: beyond the window, the stale response is revalidated first.
@@ -290,15 +304,19 @@ class StaleTests(SynchronousTestCase):
         self.assertEqual(
             (first.outcome, second.outcome), (STALE_WHILE_REVALIDATE, STALE_WHILE_REVALIDATE)
         )
-        self.assertIsNotNone(first.forward)
-        self.assertIsNone(second.forward)
+        self.assertIsNotNone(first.background)
+        self.assertIsNone(second.background)
         for lookup in (first, second):
             lookup.body.stopProducing()
             self.h.cache.finished(lookup)
+        # The background revalidation is still in flight.
+        self.assertIsNone(self.h.cache.lookup(req, target).background)
+        self.h.cache.finished(first.background)
         third = self.h.cache.lookup(req, target)
-        self.assertIsNotNone(third.forward)
+        self.assertIsNotNone(third.background)
         third.body.stopProducing()
         self.h.cache.finished(third)
+        self.h.cache.finished(third.background)
 
     def test_staleWhileRevalidateNotWithMustRevalidate(self) -> None:
         """
@@ -650,6 +668,24 @@ class ResponseHeadTests(SynchronousTestCase):
         h.cache.finished(lookup)
         hit = h.get(URL)
         self.assertEqual((hit.body, hit.header(b"content-length")), (b"abcdef", b"6"))
+
+    def test_unfinishedWriterAbortedWhenFinished(self) -> None:
+        """
+        RFC 9111 3.3: a transaction that ends before its body did (the
+        exchange never called finish or abort) stores nothing, and releases
+        the store's reservation.
+        """
+        h = CacheHarness()
+        req, target = h.request(URL)
+        lookup = h.cache.lookup(req, target)
+        upstream = ResponseHead(
+            200, b"OK", b"1.1", [(b"Cache-Control", b"max-age=5")], chunked=True
+        )
+        decision = h.cache.responseReceived(lookup, upstream, h.now, h.now)
+        decision.writer.write(b"abc")
+        h.cache.finished(lookup)
+        self.assertIsNone(decision.writer.finish())
+        self.assertEqual((h.store.count, h.store.reserved), (0, 0))
 
     def test_abortedStoresNothing(self) -> None:
         """

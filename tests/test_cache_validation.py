@@ -380,6 +380,46 @@ class ValidationThroughCacheTests(SynchronousTestCase):
         self.h.advance(30)
         self.assertEqual(self.h.get(URL).verdict, "hit")
 
+    def test_bare304ForTheClientsTag(self) -> None:
+        """
+        RFC 9111 4.3.4: a 304 without validators to a request that carried
+        the client's entity tags as well as the cache's Last-Modified may be
+        about the client's copy: it updates nothing, and goes to the client.
+        """
+        self.h.origin = lambda request: (
+            (304, [(b"Date", self.h.date())], b"")
+            if request.get(b"if-none-match")
+            else (
+                200,
+                [
+                    (b"Date", self.h.date()),
+                    (b"Cache-Control", b"max-age=60"),
+                    (b"Last-Modified", b"Sun, 06 Nov 1994 08:49:37 GMT"),
+                ],
+                b"x",
+            )
+        )
+        self.h.get(URL)
+        self.h.advance(61)
+        result = self.h.get(URL, [(b"If-None-Match", b'"clients"')])
+        self.assertEqual(self.h.forwarded[-1].get(b"if-none-match"), b'"clients"')
+        self.assertEqual((result.status, result.verdict), (304, "miss"))
+        self.assertEqual(self.h.get(URL).lookup.outcome, REVALIDATE)
+
+    def test_ifNoneMatchStarForwarded(self) -> None:
+        """
+        C{If-None-Match: *} cannot be combined with the cache's tags: the
+        request goes as it came, and its 304 updates nothing.
+        """
+        self.h.get(URL)
+        self.h.advance(61)
+        self.h.origin = lambda request: (304, [(b"Date", self.h.date())], b"")
+        result = self.h.get(URL, [(b"If-None-Match", b"*")])
+        self.assertEqual(self.h.forwarded[-1].get(b"if-none-match"), b"*")
+        self.assertIsNone(self.h.forwarded[-1].get(b"if-modified-since"))
+        self.assertEqual(result.status, 304)
+        self.assertEqual(self.h.get(URL, [(b"Cache-Control", b"only-if-cached")]).status, 504)
+
     def test_200Replaces(self) -> None:
         """
         RFC 9111 4.3.3: a full response to a validation replaces the stored one.

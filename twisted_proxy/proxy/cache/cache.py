@@ -11,9 +11,12 @@ How the exchange uses it, for one transaction::
           send lookup.head, then stream lookup.body (None: no body)
       STALE_WHILE_REVALIDATE:
           send lookup.head and lookup.body as for a hit; and, if
-          lookup.forward is not None, send lookup.forward upstream in the
-          background and hand its response to responseReceived() (feed the
-          decision's writer, if any; send nothing to the client)
+          lookup.background is not None, revalidate in the background with
+          that second lookup (a REVALIDATE whose answers go to nobody): send
+          lookup.background.forward upstream, hand its response to
+          responseReceived(lookup.background, ...) and feed the decision's
+          writer, if any, or call upstreamFailed(lookup.background); then
+          finished(lookup.background)
       COLLAPSED:
           lookup.wait(callback) with a timer of config.collapseTimeout;
           on callback or timeout (then lookup.cancelWait()):
@@ -104,8 +107,8 @@ REVALIDATE = "REVALIDATE"
 conditional request, upstream."""
 STALE_WHILE_REVALIDATE = "STALE_WHILE_REVALIDATE"
 """Serve the stale response now (RFC 5861 3) and revalidate in the
-background with C{lookup.forward} (L{None} if a revalidation is already
-in flight)."""
+background with C{lookup.background}, a L{REVALIDATE} lookup of its own
+(L{None} if a revalidation of that response is already in flight)."""
 MISS = "MISS"
 """Nothing usable is stored: forward C{lookup.forward} (the request as
 received); the response may be stored."""
@@ -142,6 +145,7 @@ _NOT_MODIFIED_FIELDS = frozenset(
     [b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary", b"last-modified"]
 )
 _CONDITIONAL_FIELDS = frozenset([b"if-none-match", b"if-modified-since"])
+_NOT_IN_BACKGROUND = _CONDITIONAL_FIELDS | {b"range", b"if-range"}
 # The request fields the cache's decisions read, gathered in one pass.
 _LOOKED_AT = frozenset(
     [
@@ -293,6 +297,10 @@ class CacheLookup:
     @ivar verdict: the record's cache verdict: C{"hit"}, C{"miss"},
         C{"revalidated"}, C{"refreshed"}, C{"stale"} or C{"bypass"}.
     @ivar fwd: why the request goes forward (RFC 9211 C{fwd}), if it does.
+    @ivar background: for L{STALE_WHILE_REVALIDATE}, the lookup of the
+        background revalidation (a L{REVALIDATE} whose decisions serve
+        nobody), or L{None}.
+    @ivar isBackground: this lookup is such a background revalidation.
     """
 
     head: ResponseHead | None = None
@@ -303,6 +311,8 @@ class CacheLookup:
     verdict: str = _MISS
     fwd: str | None = None
     key: str | None = None
+    background: CacheLookup | None = None
+    isBackground = False
 
     # Internal state.
     _entry: StoredResponse | None = None
@@ -314,6 +324,8 @@ class CacheLookup:
     _clientETags: tuple[ETag, ...] = ()
     _detail: str | None = None
     _fields: dict[bytes, list[bytes]] | None = None
+    _validated = False
+    _writer: CacheWriter | None = None
 
     def __init__(
         self,
@@ -809,15 +821,26 @@ class HTTPCache:
         lk.outcome = STALE_WHILE_REVALIDATE
         if entry.entryId not in self._revalidating:
             self._revalidating.add(entry.entryId)
-            lk._backgroundId = entry.entryId
-            background = RequestHead(
+            # The cache's own validation: a GET, without the client's range
+            # or conditionals, with a lookup of its own.
+            request = RequestHead(
                 b"GET",
                 request.target,
                 request.version,
-                [(n, v) for n, v in request.headers if n.lower() not in (b"range", b"if-range")],
+                [(n, v) for n, v in request.headers if n.lower() not in _NOT_IN_BACKGROUND],
             )
-            lk.forward = self._conditionalRequest(lk, entry, self.store.variants(key), background)
-            lk.fwd = "stale"
+            bg = CacheLookup(
+                REVALIDATE, request, target, RequestDirectives.fromHeaders(request.headers)
+            )
+            bg.isBackground = True
+            bg.key = key
+            bg._entry = entry
+            bg.fwd = "stale"
+            bg.verdict = _REFRESHED
+            bg._backgroundId = entry.entryId
+            bg.forward = self._conditionalRequest(bg, entry, self.store.variants(key))
+            bg.cacheStatus = self._status(fwd="stale", detail="background")
+            lk.background = bg
             self.stats.revalidations += 1
         return lk
 
@@ -837,9 +860,9 @@ class HTTPCache:
         own stored set of responses"), and C{If-Modified-Since} with the
         selected response's C{Last-Modified}.
 
-        Without any validator of its own the cache forwards the request as
-        it came (an unconditional revalidation, unless the client's own
-        conditionals are there).
+        Without any validator of its own, or when the client sent
+        C{If-None-Match: *} (which no list of tags can be combined with),
+        the cache forwards the request as it came.
         """
         request = request if request is not None else lk.request
         lastModified = entry.get(b"last-modified")
@@ -848,19 +871,17 @@ class HTTPCache:
             tag = self._derived(v).etag
             if tag is not None and tag not in ours:
                 ours.append(tag)
-        if not ours and lastModified is None:
-            return request
         client = rules.parseETagList(request.get(b"if-none-match"))
+        if (not ours and lastModified is None) or client is ANY_ETAG:
+            return request
         clientTags: list[ETag] = list(client) if isinstance(client, list) else []
         lk._clientETags = tuple(clientTags)
         lk._sentETags = tuple(ours)
+        lk._validated = True
         headers = [(n, v) for n, v in request.headers if n.lower() not in _CONDITIONAL_FIELDS]
-        if client is ANY_ETAG:
-            headers.append((b"If-None-Match", b"*"))
-        else:
-            tags = clientTags + [t for t in ours if t not in clientTags]
-            if tags:
-                headers.append((b"If-None-Match", b", ".join(t.serialise() for t in tags)))
+        tags = clientTags + [t for t in ours if t not in clientTags]
+        if tags:
+            headers.append((b"If-None-Match", b", ".join(t.serialise() for t in tags)))
         if lastModified is not None:
             headers.append((b"If-Modified-Since", lastModified))
         return RequestHead(
@@ -1046,11 +1067,7 @@ class HTTPCache:
         @param responseTime: when the response head arrived.
         """
         lk = lookup
-        # The request the response answers: for a background revalidation,
-        # the GET the cache sent (the client's may have been a HEAD).
         request = lk.request
-        if lk.outcome == STALE_WHILE_REVALIDATE and lk.forward is not None:
-            request = lk.forward
         method = request.method
         status = response.status
         if rules.isUnsafe(method):
@@ -1074,7 +1091,12 @@ class HTTPCache:
                 else (_BYPASS if lk.outcome == BYPASS else _MISS)
             )
             return self._relay(lk, response, responseTime, lk.fwd or "uri-miss", verdict)
-        if lk.outcome == REVALIDATE and status in _ERROR_STATUSES and lk._entry is not None:
+        if (
+            lk.outcome == REVALIDATE
+            and status in _ERROR_STATUSES
+            and lk._entry is not None
+            and not lk.isBackground
+        ):
             served = self._serveStaleOnError(lk, fwdStatus=status)
             if served is not None:
                 self._flightEnded(lk, FORWARD)
@@ -1129,9 +1151,7 @@ class HTTPCache:
         cc = ResponseDirectives.fromHeaders(response.headers)
         fwd = lk.fwd or "uri-miss"
         verdict = (
-            _REFRESHED
-            if lk.outcome in (REVALIDATE, STALE_WHILE_REVALIDATE)
-            else (_BYPASS if lk.outcome == BYPASS else _MISS)
+            _REFRESHED if lk.outcome == REVALIDATE else (_BYPASS if lk.outcome == BYPASS else _MISS)
         )
         reason = rules.unstorableReason(request, reqCC, response, cc)
         entry: StoredResponse | None = None
@@ -1164,12 +1184,9 @@ class HTTPCache:
                     reason = "disabled"
             else:
                 writer = CacheWriter(self, lk, storeWriter, entry, request)
+                lk._writer = writer
         if writer is None:
-            if (
-                lk.outcome in (REVALIDATE, STALE_WHILE_REVALIDATE)
-                and lk._entry is not None
-                and response.status < 500
-            ):
+            if lk.outcome == REVALIDATE and lk._entry is not None and response.status < 500:
                 # The origin sent a new response instead of a 304: the
                 # stored one is superseded.
                 self.store.delete(lk._entry)
@@ -1292,16 +1309,17 @@ class HTTPCache:
         if (
             not selected
             and entry is not None
-            and lk.outcome in (REVALIDATE, STALE_WHILE_REVALIDATE)
+            and lk._validated
+            and not lk._clientETags
             and response.get(b"etag") is None
             and response.get(b"last-modified") is None
             and all(t == self._derived(entry).etag for t in lk._sentETags)
         ):
             # A 304 without validators to a validation that named only this
-            # response's validators (its ETag, its Last-Modified): it can
-            # only be about this one.  (RFC 9111 4.3.4 does not cover this
-            # common case: origins often answer If-Modified-Since with a
-            # bare 304.)
+            # response's validators (its ETag, its Last-Modified; none of
+            # the client's): it can only be about this one.  (RFC 9111 4.3.4
+            # does not cover this common case: origins often answer
+            # If-Modified-Since with a bare 304.)
             selected = [entry]
         updated: list[StoredResponse] = []
         doomed: list[StoredResponse] = []
@@ -1318,12 +1336,12 @@ class HTTPCache:
         self._releaseBackground(lk)
         fwd = lk.fwd or "uri-miss"
         try:
-            if lk.outcome not in (REVALIDATE, STALE_WHILE_REVALIDATE) or not updated:
+            if lk.outcome != REVALIDATE or not updated:
                 self._flightEnded(lk, STORED if updated and not doomed else FORWARD)
                 verdict = _BYPASS if lk.outcome == BYPASS else _MISS
                 return self._relay(lk, response, responseTime, fwd, verdict)
             self.stats.notModified += 1
-            if lk.outcome == STALE_WHILE_REVALIDATE:
+            if lk.isBackground:
                 # A background revalidation: nobody to answer.
                 self._flightEnded(lk, STORED)
                 return StoreDecision(None, None, _REVALIDATED)
@@ -1410,7 +1428,7 @@ class HTTPCache:
         lk = lookup
         self._flightEnded(lk, FORWARD)
         self._releaseBackground(lk)
-        if lk.outcome != REVALIDATE or lk._entry is None:
+        if lk.outcome != REVALIDATE or lk._entry is None or lk.isBackground:
             return None
         served = self._serveStaleOnError(lk, fwdStatus=None)
         if served is not None:
@@ -1498,13 +1516,19 @@ class HTTPCache:
     def finished(self, lookup: CacheLookup) -> None:
         """
         The transaction of C{lookup} is over (served, failed, or the client
-        went away): release whatever it still holds -- its place as the
+        went away): release whatever it still holds -- a store writer whose
+        body never finished (aborted: nothing is stored), its place as the
         request others wait for (they are told to forward), its background
         revalidation slot, its wait.  Idempotent.
         """
         self._finish(lookup)
 
     def _finish(self, lk: CacheLookup) -> None:
+        writer = lk._writer
+        if writer is not None:
+            # A body never finished: the transfer was cut short.
+            lk._writer = None
+            writer.abort()
         lk.cancelWait()
         self._flightEnded(lk, FORWARD)
         self._releaseBackground(lk)

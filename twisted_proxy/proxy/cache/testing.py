@@ -198,8 +198,11 @@ class CacheHarness:
                 None,
                 lookup.verdict,
             )
-            if outcome == STALE_WHILE_REVALIDATE and lookup.forward is not None:
-                self._background(lookup)
+            if outcome == STALE_WHILE_REVALIDATE and lookup.background is not None:
+                try:
+                    self._background(lookup.background)
+                finally:
+                    self.cache.finished(lookup.background)
             return result
         if outcome == ONLY_IF_CACHED_MISS:
             assert lookup.error is not None
