@@ -262,6 +262,14 @@ class CollapsedForwardingTests(SynchronousTestCase):
         self.lookup()
         self.assertEqual(self.lookup().outcome, MISS)
 
+    def test_notWithADisabledStore(self) -> None:
+        """
+        With a store that stores nothing, nobody waits.
+        """
+        self.cache = HTTPCache(MemoryStore(capacity=0), lambda: self.now)
+        self.lookup()
+        self.assertEqual(self.lookup().outcome, MISS)
+
     def test_staleRevalidationCollapses(self) -> None:
         """
         Several requests for one stale response: one revalidation goes

@@ -7,6 +7,7 @@ from stored responses (RFC 9110 14), and the counters.
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.http.framing import RequestHead, ResponseHead
@@ -707,4 +708,100 @@ class ResponseHeadTests(SynchronousTestCase):
         self.assertIsNone(decision.writer.finish())
         h.cache.finished(lookup)
         self.assertEqual(h.store.count, 0)
+        self.assertEqual(h.store.reserved, 0)
+
+
+_FIELD = st.one_of(
+    st.sampled_from(
+        [
+            b"max-age=60",
+            b"max-age=0",
+            b"no-store",
+            b"no-cache",
+            b"private",
+            b'private="set-cookie"',
+            b"public",
+            b"s-maxage=30",
+            b"must-revalidate",
+            b"stale-while-revalidate=30",
+            b"stale-if-error=30",
+            b"max-stale",
+            b"min-fresh=5",
+            b"only-if-cached",
+            b"must-understand",
+            b'max-age="5", no-cache="x"',
+        ]
+    ),
+    st.binary(max_size=20),
+)
+_NAMES = st.sampled_from(
+    [
+        b"Cache-Control",
+        b"Pragma",
+        b"Expires",
+        b"Date",
+        b"Age",
+        b"ETag",
+        b"Last-Modified",
+        b"Vary",
+        b"If-None-Match",
+        b"If-Modified-Since",
+        b"Range",
+        b"If-Range",
+        b"Authorization",
+        b"Content-Location",
+        b"Location",
+    ]
+)
+_FIELDS = st.lists(st.tuples(_NAMES, _FIELD), max_size=5)
+
+
+class RobustnessTests(SynchronousTestCase):
+    """
+    Whatever fields requests and responses carry, the cache answers: it
+    never raises, and what it serves obeys the basic rules.
+    """
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from([b"GET", b"HEAD", b"POST"]),
+                _FIELDS,
+                st.sampled_from([200, 203, 204, 206, 301, 304, 404, 500, 503]),
+                _FIELDS,
+                st.integers(min_value=0, max_value=100),
+                st.booleans(),
+            ),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    def test_neverRaises(self, steps) -> None:  # type: ignore[no-untyped-def]
+        """
+        RFC 9111 as a whole: any sequence of exchanges goes through; no
+        stored response marked no-store is ever served; every answer has
+        Cache-Status; Age is never negative.
+        """
+        h = CacheHarness()
+        for method, requestFields, status, responseFields, advance, reachable in steps:
+            h.advance(advance)
+            h.origin = (
+                (lambda request, s=status, f=responseFields: (s, list(f), b"payload"))
+                if reachable
+                else (lambda request: None)
+            )
+            result = h.get(URL, list(requestFields), method=method)
+            if result.status == 502:
+                continue
+            self.assertIsNotNone(result.cacheStatus)
+            age = result.header(b"age")
+            if result.verdict in ("hit", "stale"):
+                self.assertIsNotNone(age)
+                self.assertGreaterEqual(int(age), 0)
+                cc = (result.header(b"cache-control") or b"").lower()
+                if b"no-store" in cc and b"must-understand" not in cc:
+                    self.fail("served a no-store response from the cache: {!r}".format(result))
+            self.assertTrue(result.complete)
+        self.assertLessEqual(h.store.size, h.store.capacity)
         self.assertEqual(h.store.reserved, 0)

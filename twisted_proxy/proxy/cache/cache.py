@@ -545,9 +545,9 @@ class HTTPCache:
         """
         What to do with a request: see L{CacheLookup} and the outcomes.
         """
-        return self._lookup(
-            request, target, collapse=self.config.collapsedForwarding, collapsed=None
-        )
+        # Nobody waits for a response that cannot be stored.
+        collapse = self.config.collapsedForwarding and self.store.capacity > 0
+        return self._lookup(request, target, collapse=collapse, collapsed=None)
 
     def lookupAgain(self, previous: CacheLookup) -> CacheLookup:
         """
