@@ -355,6 +355,7 @@ class DiskStore:
         self._reserved = 0
         self._evictions = 0
         self._lockFile: int | None = None
+        self._dirs: set[str] = set()
         self._entries = os.path.join(self.path, "v{}".format(FORMAT_VERSION))
         self._tmp = os.path.join(self.path, "tmp")
         try:
@@ -405,6 +406,15 @@ class DiskStore:
 
     def _dir(self, entryId: str) -> str:
         return os.path.join(self._entries, entryId[:2])
+
+    def _ensureDir(self, entryId: str) -> None:
+        """
+        Create C{entryId}'s directory, once per run.
+        """
+        prefix = entryId[:2]
+        if prefix not in self._dirs:
+            os.makedirs(os.path.join(self._entries, prefix), exist_ok=True)
+            self._dirs.add(prefix)
 
     def _bodyPath(self, entryId: str) -> str:
         return os.path.join(self._dir(entryId), entryId + ".body")
@@ -628,7 +638,7 @@ class DiskStore:
         try:
             with open(tmp, "wb") as f:
                 f.write(raw)
-            os.makedirs(self._dir(entryId), exist_ok=True)
+            self._ensureDir(entryId)
             os.replace(tmp, self._metaPath(entryId))
         except OSError:
             _unlink(tmp)
@@ -666,7 +676,7 @@ class DiskStore:
         raw = _encodeMeta(meta)
         cost = _roundUp(_bodyFileSize(size)) + _roundUp(len(raw))
         try:
-            os.makedirs(self._dir(entryId), exist_ok=True)
+            self._ensureDir(entryId)
             os.replace(tmpPath, self._bodyPath(entryId))
             self._writeMeta(entryId, raw)
         except OSError as e:
