@@ -119,12 +119,31 @@ class Options(usage.Options):
          "Cookie, Set-Cookie hidden) or all."],
         ["access-log", None, None, "Write one access-log line per transaction to this file."],
         ["access-log-format", None, "squid", "Access log format: squid, common or combined."],
+        ["cache-size", None, "64M",
+         "Memory for the HTTP cache (RFC 9111; k, M, G); 0 turns the cache off."],
+        ["cache-max-object", None, "8M", "Largest response body the cache stores (k, M, G)."],
+        ["cache-dir", None, None,
+         "Keep the cache on disk in this directory instead of in memory (it survives "
+         "restarts; one process per directory: workers use DIR/worker-N)."],
+        ["cache-disk-size", None, "1G", "Disk space for --cache-dir (k, M, G)."],
+        ["cache-heuristic-max", None, 86400.0,
+         "Longest heuristic freshness, in seconds, for responses with Last-Modified but no "
+         "explicit lifetime (10% of their age, at most this).", _positive()],
+        ["cache-collapse-timeout", None, 10.0,
+         "Seconds a request waits for an identical one in flight before it goes to the "
+         "origin itself.", _positive()],
+        ["reverse", None, None,
+         "Reverse-proxy (accelerator) mode: send origin-form requests to this origin, "
+         "http://host[:port]; the client's Host is kept."],
         ["upstream-proxy", None, None,
          "Send requests through this parent proxy: http://[user:password@]host:port "
          "(plain requests in absolute-form, tunnels with CONNECT)."],
     ]
 
     optFlags = [
+        ["reverse-rewrite-host", None,
+         "In reverse-proxy mode, send the origin's own host:port as Host instead of the "
+         "client's."],
         ["deny-private-destinations", None,
          "Refuse destinations that resolve to loopback, private, link-local or other "
          "special-purpose addresses (checked on the address actually connected to)."],
@@ -150,6 +169,7 @@ class Options(usage.Options):
         self["allowHosts"] = []
         self["denyHosts"] = []
         self["noUpstreamFor"] = []
+        self["reverseHosts"] = []
 
     def parseOptions(self, options=None) -> None:
         # Remembered so that --workers can start each worker with the same
@@ -198,6 +218,16 @@ class Options(usage.Options):
                 "--pool-max-idle-per-host {}: must be a whole number, 0 or more".format(count)
             ) from None
 
+    def opt_reverse_host(self, mapping: str) -> None:
+        """Reverse-proxy mode for one site (repeatable): NAME=http://host[:port] sends origin-form requests whose Host is NAME to that origin."""
+        name, sep, url = mapping.partition("=")
+        if not sep or not name:
+            raise usage.UsageError(
+                "--reverse-host {}: expected NAME=http://host[:port], e.g. "
+                "www.example.com=http://127.0.0.1:8000".format(mapping)
+            )
+        self["reverseHosts"].append((name.strip().lower().rstrip("."), url.strip()))
+
     def opt_listen(self, port: str) -> None:
         """Listen on this endpoint (repeatable; any Twisted endpoint string, e.g. tcp:3128:interface=127.0.0.1, tcp6:8080, unix:/run/proxy.sock). Default: tcp:8080."""
         self["ports"].append(port)
@@ -244,7 +274,8 @@ class Options(usage.Options):
             self["history-rotate-size"] = parseSize(str(self["history-rotate-size"]))
         except ValueError as e:
             raise usage.UsageError("--history-rotate-size: {}".format(e)) from None
-        for option in ("max-body", "discard-body-max"):
+        for option in ("max-body", "discard-body-max", "cache-size", "cache-max-object",
+                       "cache-disk-size"):
             if self[option] is not None:
                 try:
                     self[option] = parseSize(str(self[option]))
@@ -281,6 +312,29 @@ class Options(usage.Options):
                 self["parent"] = ParentProxy.fromURL(self["upstream-proxy"])
             except ValueError as e:
                 raise usage.UsageError("--upstream-proxy: {}".format(e)) from None
+        from ..proxy.config import ReverseOrigin
+
+        try:
+            self["reverseOrigin"] = (
+                None if self["reverse"] is None else ReverseOrigin.fromURL(self["reverse"])
+            )
+        except ValueError as e:
+            raise usage.UsageError("--reverse {}: {}".format(self["reverse"], e)) from None
+        reverseHosts = []
+        for name, url in self["reverseHosts"]:
+            try:
+                reverseHosts.append((name, ReverseOrigin.fromURL(url)))
+            except ValueError as e:
+                raise usage.UsageError("--reverse-host {}={}: {}".format(name, url, e)) from None
+        self["reverseHosts"] = reverseHosts
+        if self["cache-dir"] is not None:
+            directory = os.path.abspath(self["cache-dir"])
+            parent = directory if os.path.isdir(directory) else os.path.dirname(directory)
+            if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+                raise usage.UsageError(
+                    "--cache-dir {}: cannot create or write it (is {} an existing, writable "
+                    "directory?)".format(self["cache-dir"], parent)
+                )
         from ..proxy.config import ConfigError
 
         try:
@@ -323,6 +377,15 @@ def proxyConfig(options: usage.Options) -> ProxyConfig:
         parentBypass=options["parentBypass"],
         policy=options["policy"],
         redactHistory=options["history-headers"] != "all",
+        cacheSize=options["cache-size"],
+        cacheMaxObject=options["cache-max-object"],
+        cacheDir=options["cache-dir"],
+        cacheDiskSize=options["cache-disk-size"],
+        cacheHeuristicMax=options["cache-heuristic-max"],
+        cacheCollapseTimeout=options["cache-collapse-timeout"],
+        reverse=options["reverseOrigin"],
+        reverseHosts=tuple(options["reverseHosts"]),
+        reverseRewriteHost=bool(options["reverse-rewrite-host"]),
     )
 
 

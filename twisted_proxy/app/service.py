@@ -14,6 +14,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
+from twisted.internet.task import TaskFinished, cooperate
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -218,6 +219,11 @@ class ProxyService(LogFilesService):
 
     def startService(self) -> None:
         raiseFileLimit(self.factory)
+        cache = self.factory.cache
+        if cache is not None and hasattr(cache.store, "rebuildSteps"):
+            # The disk cache's index is rebuilt in bounded steps, between
+            # requests; entries become usable as they are found.
+            self._rebuild = cooperate(cache.store.rebuildSteps())
         policy = self.factory.config.policy
         if policy.authenticating and self._reactor is not None and hasattr(signal, "SIGHUP"):
             self._previousHUP = onSignal(
@@ -232,6 +238,15 @@ class ProxyService(LogFilesService):
             self._previousHUP = None
         d = super().stopService()
         self.pool.closeIdle()
+        cache = self.factory.cache
+        if cache is not None:
+            rebuild = getattr(self, "_rebuild", None)
+            if rebuild is not None:
+                try:
+                    rebuild.stop()
+                except TaskFinished:
+                    pass  # the index was rebuilt already
+            cache.store.close()
         return d
 
 
@@ -268,6 +283,7 @@ def buildProxy(
         pool,
         transactionDetail=transactionDetail,
         connectionIdPrefix=connectionIdPrefix,
+        cache=config.newCache(reactor.seconds),
     )
     return factory, pool
 

@@ -341,9 +341,16 @@ def main(argv: list[str] | None = None) -> None:
         redirectStandardIO=False,
         discardBuffer=True,
     )
+    proxyConfig = config["config"]
+    if proxyConfig.cacheDir is not None:
+        # A disk cache has one process per directory.
+        proxyConfig = proxyConfig.replace(
+            cacheDir=os.path.join(proxyConfig.cacheDir, "worker-{}".format(workerId))
+        )
+        os.makedirs(proxyConfig.cacheDir, exist_ok=True)
     # The parent writes the history and access log from these records.
     factory, pool = buildProxy(
-        config["config"],
+        proxyConfig,
         reactor,
         transactionDetail=True,
         connectionIdPrefix="w{}-".format(workerId),

@@ -22,6 +22,7 @@ from zope.interface import implementer
 from ..http.errors import ProxyError, ServiceUnavailable
 from ..http.framing import RequestHead, RequestParser
 from ..records.history import TransactionRecord, emitTransaction
+from .cache import HTTPCache
 from .config import ProxyConfig
 from .exchange import Exchange
 from .generated import errorResponse
@@ -42,6 +43,7 @@ class ProxyFactory(Factory):
     running server (its listening addresses, its connections).
 
     @ivar config: the L{ProxyConfig} in force.
+    @ivar cache: the L{HTTPCache}, or L{None}.
     @ivar pseudonym: this proxy's name in C{Via} and C{Proxy-Status}, as
         bytes (C{pseudonymText} as text).
     @ivar ownAddresses: C{(host, port)} pairs this proxy listens on; a
@@ -67,12 +69,14 @@ class ProxyFactory(Factory):
         monoClock: Callable[[], float] = time.monotonic,
         transactionDetail: bool = False,
         connectionIdPrefix: str = "",
+        cache: HTTPCache | None = None,
     ) -> None:
         """
         @param transactionDetail: attach the full record to transaction
             events (when the history, the access log or workers consume
             them; building it is not free).
         @param connectionIdPrefix: prefixed to connection ids (a worker's).
+        @param cache: the HTTP cache, or L{None} for none.
         """
         self.reconfigure(config)
         self.clock = clock
@@ -81,6 +85,7 @@ class ProxyFactory(Factory):
         self.monoClock = monoClock
         self.transactionDetail = transactionDetail
         self.connectionIdPrefix = connectionIdPrefix
+        self.cache = cache
         getThreadPool = getattr(clock, "getThreadPool", None)
         if getThreadPool is not None:
             self.runInThread: Callable[..., Deferred[Any]] = lambda f, *args: deferToThreadPool(
