@@ -76,7 +76,7 @@ from ..http.framing import (
     serializeRequestHead,
     serializeResponseHead,
 )
-from ..http.target import Target, parseAuthority, parseTarget
+from ..http.target import Target, parseTarget
 from ..records.history import TransactionRecord
 from .cache import (
     COLLAPSED,
