@@ -151,7 +151,7 @@ def main() -> None:
             globalLogPublisher.removeObserver(metrics)
         assert proxyStats.total >= args.n, proxyStats.total
     offMedian, onMedian = statistics.median(off), statistics.median(on)
-    difference = statistics.median(b - a for a, b in zip(off, on))
+    difference = statistics.median(b - a for a, b in zip(off, on, strict=True))
     print("proxied transaction in process, CPU time (median of {} x {}):".format(
         args.repeats, args.n))
     print("  metrics off  {:6.1f} us   (runs: {})".format(
@@ -178,8 +178,10 @@ def main() -> None:
     scrape = perCall(lambda: generate_latest(registry), 200, args.repeats)
     page = perCall(lambda: renderStatusPage(monitor), 200, args.repeats)
     print("per request to the endpoint (median of {} x 200):".format(args.repeats))
-    print("  /metrics     {:6.2f} ms ({} bytes)".format(scrape * 1e3, len(generate_latest(registry))))
-    print("  /            {:6.2f} ms ({} bytes)".format(page * 1e3, len(renderStatusPage(monitor))))
+    print("  /metrics     {:6.2f} ms ({} bytes)".format(
+        scrape * 1e3, len(generate_latest(registry))))
+    print("  /            {:6.2f} ms ({} bytes)".format(
+        page * 1e3, len(renderStatusPage(monitor))))
 
 
 if __name__ == "__main__":

@@ -287,7 +287,9 @@ class ObserverTests(SynchronousTestCase):
         up, _ = h.connect()
         h.clock.advance(0.1)
         up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        proto.dataReceived(b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\n\r\n")
+        proto.dataReceived(
+            b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4\r\n\r\n"
+        )
         proto.dataReceived(b"da")
         h.clock.advance(1)
         proto.connectionLost(Failure(ierror.ConnectionLost()))
@@ -322,7 +324,7 @@ class ObserverTests(SynchronousTestCase):
         self.assertEqual(sorted(ours[0]), sorted(ours[1]))
         for key, v in ours[0].items():
             self.assertAlmostEqual(v, ours[1][key], places=6, msg=key)
-        for a, b in zip(fromRecords.recent, fromDicts.recent):
+        for a, b in zip(fromRecords.recent, fromDicts.recent, strict=True):
             self.assertEqual(a._replace(firstByte=None, total=None),
                              b._replace(firstByte=None, total=None))
             self.assertAlmostEqual(a.total, b.total, places=6)

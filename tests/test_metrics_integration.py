@@ -110,7 +110,8 @@ class SingleProcessTests(ProxyTestMixin, TestCase):
             await self.get(path)
         answer = await rawRequest(
             self.proxyPort,
-            b"GET http://x.blocked.test/ HTTP/1.1\r\nHost: x.blocked.test\r\nConnection: close\r\n\r\n",
+            b"GET http://x.blocked.test/ HTTP/1.1\r\nHost: x.blocked.test\r\n"
+            b"Connection: close\r\n\r\n",
         )
         self.assertTrue(answer.startswith(b"HTTP/1.1 403 "))
         code, body = await self.fetch("/metrics")

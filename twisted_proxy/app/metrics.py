@@ -239,9 +239,9 @@ class Histogram:
         The cumulative buckets, as C{HistogramMetricFamily} takes them:
         C{[("0.001", n), ..., ("+Inf", total)]}.
         """
-        result = []
+        result: list[tuple[str, float]] = []
         running = 0
-        for bound, count in zip(self.bounds + (float("inf"),), self.counts):
+        for bound, count in zip(self.bounds + (float("inf"),), self.counts, strict=True):
             running += count
             result.append((floatToGoString(bound), running))
         return result
@@ -747,7 +747,9 @@ class GaugeReporter(Service):
     interval = 1.0
     _log = Logger(namespace="twisted_proxy.metrics.gauges")
 
-    def __init__(self, clock: Any, gauges: Callable[[], dict[str, float]], pid: int | None = None) -> None:
+    def __init__(
+        self, clock: Any, gauges: Callable[[], dict[str, float]], pid: int | None = None
+    ) -> None:
         self._clock = clock
         self._gauges = gauges
         self._pid = os.getpid() if pid is None else pid
@@ -1061,7 +1063,7 @@ class Monitor:
         self.version = __version__
 
     def uptime(self) -> float:
-        return max(0.0, self.clock.seconds() - self.startedAt)
+        return max(0.0, float(self.clock.seconds() - self.startedAt))
 
 
 class _MetricsListener(StreamServerEndpointService):
@@ -1088,6 +1090,7 @@ class _MetricsListener(StreamServerEndpointService):
                     e.interface or "*", e.port, e.socketError
                 )
             ) from None
+        assert self._waitingForPort is not None
         self._waitingForPort.addCallback(self._listening)
 
     def _listening(self, port: Any) -> Any:

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.exposition import choose_encoder
+from twisted.web import http
 from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -145,7 +146,7 @@ class _Site(Site):
     noisy = False
     displayTracebacks = False
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         pass
 
 
@@ -208,7 +209,7 @@ def _bytes(n: float) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
-            return "{:.0f} {}".format(value, unit) if unit == "B" else "{:.1f} {}".format(value, unit)
+            return "{:.{}f} {}".format(value, 0 if unit == "B" else 1, unit)
         value /= 1024
     raise AssertionError("unreachable")
 
@@ -264,8 +265,8 @@ _STYLE = """
 --ok:#067647;--okbg:#ecfdf3;--warn:#b54708;--warnbg:#fffaeb;--bad:#b42318;--badbg:#fef3f2;
 --info:#175cd3;--infobg:#eff8ff}
 *{box-sizing:border-box}
-body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
-color:var(--fg);background:var(--bg)}
+body{margin:0;color:var(--fg);background:var(--bg);
+font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
 header{background:#101828;color:#fff;padding:14px 28px;display:flex;align-items:center;gap:14px;
 flex-wrap:wrap}
 header h1{font-size:19px;margin:0;font-weight:650;letter-spacing:-.01em}
@@ -320,6 +321,7 @@ def _card(label: str, value: str, sub: str = "") -> str:
 
 def _latencyRow(name: str, histogram: Histogram | None) -> str:
     count = histogram.count if histogram is not None else 0
+    cells: list[float | None]
     if histogram is None or not count:
         cells = [None] * 4
     else:
@@ -396,8 +398,10 @@ def renderStatusPage(monitor: Monitor, refresh: int = DEFAULT_REFRESH) -> bytes:
               "{:.0f}% reused ({} of {})".format(
                   100.0 * stats.reusedConnections / reuse, _count(stats.reusedConnections),
                   _count(reuse)) if reuse else "no upstream request yet"))
-    add(_card("Errors", _count(errors), "{} refused by policy".format(_count(sum(stats.refusals.values())))))
-    add(_card("Client traffic", _bytes(stats.clientOut), "sent; {} received".format(_bytes(stats.clientIn))))
+    refused = sum(stats.refusals.values())
+    add(_card("Errors", _count(errors), "{} refused by policy".format(_count(refused))))
+    add(_card("Client traffic", _bytes(stats.clientOut),
+              "sent; {} received".format(_bytes(stats.clientIn))))
     add(_card("Upstream traffic", _bytes(stats.upstreamIn),
               "received; {} sent".format(_bytes(stats.upstreamOut))))
     if "cache.hits" in gauges or "cache.misses" in gauges:
