@@ -137,10 +137,11 @@ class StatusPage(Resource):
         return renderStatusPage(self.monitor, refresh)
 
 
-class _Site(Site):
+class MetricsSite(Site):
     """
-    A site that writes no access-log line per request: a scraper every 15
-    seconds would fill the proxy's console.
+    The endpoint's site (named for the console's "MetricsSite starting on
+    PORT" line).  It writes no access-log line per request: a scraper every
+    15 seconds would fill the proxy's console.
     """
 
     noisy = False
@@ -164,7 +165,7 @@ def statusSite(monitor: Monitor, reactor: Any) -> Site:
     root.putChild(b"", StatusPage(monitor))
     root.putChild(b"metrics", MetricsResource(monitor))
     root.putChild(b"healthz", HealthResource(monitor))
-    return _Site(root, reactor=reactor)
+    return MetricsSite(root, reactor=reactor)
 
 
 # Text.
