@@ -135,6 +135,10 @@ class Options(usage.Options):
         ["reverse", None, None,
          "Reverse-proxy (accelerator) mode: send origin-form requests to this origin, "
          "http://host[:port]; the client's Host is kept."],
+        ["metrics", None, None,
+         "Serve Prometheus metrics (/metrics), a status page (/) and a health check "
+         "(/healthz) on this endpoint, e.g. tcp:9100:interface=127.0.0.1; a bare port "
+         "listens on 127.0.0.1 only (default: off)."],
         ["upstream-proxy", None, None,
          "Send requests through this parent proxy: http://[user:password@]host:port "
          "(plain requests in absolute-form, tunnels with CONNECT)."],
@@ -281,6 +285,16 @@ class Options(usage.Options):
                     self[option] = parseSize(str(self[option]))
                 except ValueError as e:
                     raise usage.UsageError("--{}: {}".format(option, e)) from None
+        if self["metrics"] is not None:
+            from .metrics import metricsEndpoint
+
+            try:
+                self["metrics"] = metricsEndpoint(self["metrics"])
+            except ValueError as e:
+                raise usage.UsageError(
+                    "--metrics {!r} is not a valid endpoint ({}); e.g. 9100 or "
+                    "tcp:9100:interface=127.0.0.1".format(self["metrics"], e)
+                ) from None
         if self["pseudonym"] is None:
             self["pseudonym"] = "{}:{}".format(socket.gethostname(), _firstPort(self["ports"]))
         elif not all(c.isalnum() or c in "-._:~" for c in self["pseudonym"]):

@@ -36,9 +36,14 @@ def makeService(config: Options, reactor=None) -> MultiService:
     if config["workers"] > 1:
         from .workers import WorkerSupervisor
 
-        return WorkerSupervisor(
+        supervisor = WorkerSupervisor(
             reactor, config.argv, config["ports"], config["workers"], logObservers(config)
         )
+        if config["metrics"] is not None:
+            from .metrics import MetricsService
+
+            MetricsService.forWorkers(reactor, config, supervisor).setServiceParent(supervisor)
+        return supervisor
     observers = logObservers(config)
     factory, pool = buildProxy(config["config"], reactor, transactionDetail=bool(observers))
     service = ProxyService(factory, pool, observers, reactor)
@@ -46,4 +51,8 @@ def makeService(config: Options, reactor=None) -> MultiService:
         endpoint = strports.endpoints.serverFromString(reactor, description)
         listening = _ListeningService(endpoint, factory)
         listening.setServiceParent(service)
+    if config["metrics"] is not None:
+        from .metrics import MetricsService
+
+        MetricsService.forProxy(reactor, config, factory, pool).setServiceParent(service)
     return service

@@ -358,6 +358,14 @@ def main(argv: list[str] | None = None) -> None:
     raiseFileLimit(factory)
     service = MultiService()
     _AdoptedPorts(reactor, factory, adopted).setServiceParent(service)
+    if config["metrics"] is not None:
+        # The parent serves the endpoint; this worker reports its gauges.
+        from .metrics import GaugeReporter, ProxyGauges, metricsAddress
+
+        GaugeReporter(reactor, ProxyGauges(factory, pool).read).setServiceParent(service)
+        address = metricsAddress(config["metrics"])
+        if address is not None:
+            factory.addListeningAddress(*address)
     # The parent writes the log files; it reopens them on SIGUSR1.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     if factory.config.policy.authenticating:

@@ -195,6 +195,20 @@ class ProxyFactory(Factory):
         )
 
 
+    def connectionStates(self) -> dict[str, int]:
+        """
+        How many client connections are in each state now (C{"READING"},
+        C{"EXCHANGE"}, C{"TUNNEL"}, ...: see L{ProxyServerProtocol}), for
+        the metrics.  It walks the connections: call it per scrape, not
+        per request.
+        """
+        states: dict[str, int] = {}
+        for proto in self.connections:
+            state = proto.state
+            states[state] = states.get(state, 0) + 1
+        return states
+
+
 @implementer(IHalfCloseableProtocol)
 class Refuser(Protocol):
     """

@@ -117,6 +117,13 @@ class ProxyServerProtocol(Protocol):
         self._pauses: set[str] = set()
         self.deadline = Deadline(self._clock)
 
+    @property
+    def state(self) -> str:
+        """
+        The connection's state (see the class docstring).
+        """
+        return self._state
+
     # connection life
 
     def connectionMade(self) -> None:

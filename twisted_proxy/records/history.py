@@ -581,8 +581,12 @@ def emitTransaction(
     """
     Finish C{record} and emit it: one C{info} event on C{log} with the
     fields C{client}, C{method}, C{target}, C{status}, C{bytes} (sent to the
-    client) and C{ms} (total), and, if C{detail}, the record's dict in
-    C{"transaction"} (what the history and access-log observers write).
+    client), C{ms} (total) and C{record} (the L{TransactionRecord} itself,
+    for in-process observers such as the metrics, which read a few of its
+    attributes instead of paying for the dict; it does not survive
+    serialisation to JSON), and, if C{detail}, the record's dict in
+    C{"transaction"} (what the history and access-log observers write, and
+    what workers send their parent).
 
     The event has an empty C{log_format}: text observers (the console) do
     not print it, since the brief's lines already tell the story there, and
@@ -607,6 +611,7 @@ def emitTransaction(
     mono = record._mono
     start = mono.get("requestHead", mono["accepted"])
     fields = {
+        "record": record,
         "client": (record.clientHost, record.clientPort),
         "method": record.method,
         "target": record.target,
