@@ -195,7 +195,7 @@ object or a mapping), or else from C{factory.cache} itself.
 
 CACHE_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("entries", "twisted_proxy_cache_entries", "Responses stored in the cache now."),
-    ("bytes", "twisted_proxy_cache_size_bytes", "Bytes the cache holds now."),
+    ("storedBytes", "twisted_proxy_cache_size_bytes", "Bytes the cache holds now."),
     ("capacity", "twisted_proxy_cache_capacity_bytes", "The cache's size limit in bytes."),
 )
 """
