@@ -121,9 +121,10 @@ DONE = "DONE"
 
 def _headSize(head: RequestHead) -> int:
     """
-    The size of a request head as serialised.
+    The size of a request head as serialised: C{METHOD SP TARGET SP
+    HTTP/1.1 CRLF}, C{name: value CRLF} per field, and the final CRLF.
     """
-    size = len(head.method) + len(head.target) + 15
+    size = len(head.method) + len(head.target) + 14
     for n, v in head.headers:
         size += len(n) + len(v) + 4
     return size
