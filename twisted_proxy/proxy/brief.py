@@ -45,13 +45,6 @@ _clockText = _ClockText()
 _briefLog = Logger(namespace="twisted_proxy.proxy.server.ProxyServerProtocol")
 
 
-def _literal(text: str) -> str:
-    """
-    C{text} as a C{log_format} that formats to itself.
-    """
-    return text.replace("{", "{{").replace("}", "}}")
-
-
 def headText(line: bytes, headers: list[tuple[bytes, bytes]]) -> str:
     """
     A message head as the brief prints it (C{\\r\\n} shown escaped),
@@ -62,14 +55,20 @@ def headText(line: bytes, headers: list[tuple[bytes, bytes]]) -> str:
     return "\\r\\n".join(parts) + "\\r\\n\\r\\n"
 
 
-def say(source: Any, text: str, when: float, **fields: Any) -> None:
+def say(source: Any, text: str, when: float, fields: dict[str, Any]) -> None:
     """
     Log one of the brief's lines, ending with the local time C{when} to the
     microsecond.  The text is rendered here, once, so that formatting the
     event (for the console or a log file) is nearly free; the structured
-    C{fields} ride along for other observers.
+    C{fields} (a new dict, which becomes the event) ride along for other
+    observers.
     """
     # log_system: twistd's text observer prints it as is, instead of
     # formatting the namespace and level for every line.
     fields["log_system"] = "proxy"
-    emitEvent(_briefLog, _literal(text) + "  [" + _clockText(when) + "]", fields, source)
+    emitEvent(
+        _briefLog,
+        text.replace("{", "{{").replace("}", "}}") + "  [" + _clockText(when) + "]",
+        fields,
+        source,
+    )

@@ -511,7 +511,8 @@ class Exchange:
         assert proto is not None
         proto.startRequest(self, head.method)
         config = self.config
-        self._requestTime = self._clock.seconds()
+        if self._lookup is not None:
+            self._requestTime = self._clock.seconds()
         headers = forwardRequestHeaders(
             (self._forward or head).headers,
             self.target,
@@ -1086,7 +1087,8 @@ class Exchange:
     def _finish(self, close: bool) -> None:
         self._state = DONE
         self._deadline.clear()
-        self._endCacheLookup()
+        if self._lookup is not None:
+            self._endCacheLookup()
         self.factory.exchangeFinished(self)
         self.conn.exchangeDone(self, close)
 

@@ -227,11 +227,10 @@ class ProxyServerProtocol(Protocol):
     def say(self, text: str, **fields: object) -> None:
         """
         Log one of the brief's lines, ending with the local time to the
-        microsecond.  The text is rendered here, once, so that formatting
-        the event (for the console or a log file) is nearly free; the
-        structured fields ride along for other observers.
+        microsecond (L{twisted_proxy.proxy.brief.say}), with C{fields} for
+        other observers.
         """
-        say(self, text, self.factory.wallClock(), **fields)
+        say(self, text, self.factory.wallClock(), fields)
 
     # the event queue
 
@@ -246,44 +245,41 @@ class ProxyServerProtocol(Protocol):
             return
         self._processing = True
         try:
-            self._processLoop()
+            queue = self._queue
+            while queue and self._state in _HANDLING:
+                event = queue[0]
+                t = type(event)
+                ex = self._exchange
+                if t is RequestHead:
+                    if ex is not None or self._state == DISCARDING:
+                        break
+                    queue.popleft()
+                    self._beginExchange(event)
+                    continue
+                if ex is None:
+                    # The rest of a request answered before it was read.
+                    queue.popleft()
+                    self._discard(event)
+                    continue
+                if ex.wantsBody:
+                    queue.popleft()
+                    if t is EndOfMessage:
+                        self._requestRead = True
+                        ex.requestEnd(event.trailers)
+                    else:
+                        ex.requestBody(event.data)
+                    continue
+                if ex.requestSent:
+                    # The end of a request without a body, or of a CONNECT.
+                    queue.popleft()
+                    if t is EndOfMessage:
+                        self._requestRead = True
+                    continue
+                # The exchange cannot take the body yet (authorizing,
+                # connecting): it waits here, and reading stops.
+                break
         finally:
             self._processing = False
-
-    def _processLoop(self) -> None:
-        queue = self._queue
-        while queue and self._state in _HANDLING:
-            event = queue[0]
-            t = type(event)
-            ex = self._exchange
-            if t is RequestHead:
-                if ex is not None or self._state == DISCARDING:
-                    break
-                queue.popleft()
-                self._beginExchange(event)
-                continue
-            if ex is None:
-                # The rest of a request answered before it was read.
-                queue.popleft()
-                self._discard(event)
-                continue
-            if ex.wantsBody:
-                queue.popleft()
-                if t is EndOfMessage:
-                    self._requestRead = True
-                    ex.requestEnd(event.trailers)
-                else:
-                    ex.requestBody(event.data)
-                continue
-            if ex.requestSent:
-                # The end of a request without a body, or of a CONNECT.
-                queue.popleft()
-                if t is EndOfMessage:
-                    self._requestRead = True
-                continue
-            # The exchange cannot take the body yet (authorizing,
-            # connecting): it waits here, and reading stops.
-            break
         if queue:
             self.pauseReading("queue")
             return
