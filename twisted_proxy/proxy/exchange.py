@@ -90,6 +90,7 @@ from .cache import (
 )
 from .generated import Generated, errorResponse, maxForwards, maxForwardsResponse
 from .revalidation import BackgroundRevalidation
+from .tcp import writeNow
 from .tunnel import Tunnel, TunnelUpstreamProtocol
 from .parent import ParentConnectProtocol, ParentProxy
 from .upstream import UpstreamProtocol, connectFailureToError
@@ -195,6 +196,8 @@ class Exchange:
         self._transport = conn.transport
         self._clock = conn.factory.clock
         self._deadline = conn.deadline
+        # Response bytes of the current upstream read, not yet written.
+        self._held: list[bytes] = []
 
     @property
     def state(self) -> str:
@@ -396,7 +399,7 @@ class Exchange:
         self._recordResponse(head.status, head.reason.decode("latin-1"), head.version, headers)
         data = serializeResponseHead(head.status, head.reason, headers)
         self.bytesToClient += len(data)
-        self._transport.write(data)
+        writeNow(self._transport, data)
         if body is None:
             self.record.mark("responseComplete")
             self._finish(close)
@@ -707,10 +710,15 @@ class Exchange:
         self._recordResponse(head.status, head.reason.decode("latin-1"), head.version, headers)
         data = serializeResponseHead(head.status, head.reason, headers)
         self.bytesToClient += len(data)
-        transport.write(data)
-        if mode != "none":
-            transport.registerProducer(self.upstream, True)
-            self._armStall(self.config.responseBodyTimeout)
+        if mode == "none":
+            writeNow(transport, data)
+            return
+        # What a read from the origin brings is sent at the end of that
+        # read (readDone, responseEnd), in one write: a head with the body
+        # bytes that came with it leaves in one segment.
+        self._held = [data]
+        transport.registerProducer(self.upstream, True)
+        self._armStall(self.config.responseBodyTimeout)
 
     def _switching(self, head: ResponseHead) -> None:
         """
@@ -751,10 +759,20 @@ class Exchange:
         if mode == "chunked":
             header = chunkHeader(len(data))
             self.bytesToClient += len(header) + len(data) + 2
-            self._transport.writeSequence([header, data, _CRLF])
+            self._held += (header, data, _CRLF)
         elif mode != "none":
             self.bytesToClient += len(data)
-            self._transport.write(data)
+            self._held.append(data)
+
+    def readDone(self) -> None:
+        """
+        The upstream connection delivered everything of one read: send
+        what it brought.
+        """
+        held = self._held
+        if held:
+            self._held = []
+            writeNow(self._transport, held[0] if len(held) == 1 else b"".join(held))
 
     def responseEnd(self, trailers: list[tuple[bytes, bytes]]) -> None:
         if self._state == FORWARDING and self._serveAtEnd is not None:
@@ -771,10 +789,14 @@ class Exchange:
             writer.finish()
         mode = self.mode
         transport = self._transport
+        held = self._held
         if mode == "chunked":
             data = lastChunk(trailers) if trailers else LAST_CHUNK
             self.bytesToClient += len(data)
-            transport.write(data)
+            held.append(data)
+        if held:
+            self._held = []
+            writeNow(transport, held[0] if len(held) == 1 else b"".join(held))
         if mode != "none":
             transport.unregisterProducer()
         self.record.mark("responseComplete")
@@ -1080,7 +1102,7 @@ class Exchange:
         self.status = response.status
         data = response.bytes()
         self.bytesToClient += len(data)
-        self._transport.write(data)
+        writeNow(self._transport, data)
         self.record.mark("responseComplete")
         self._finish(response.close)
 
@@ -1145,7 +1167,7 @@ class _ToClient:
             return
         ex.bytesToClient += len(data)
         ex.lastProgress = ex._clock.seconds()
-        ex._transport.write(data)
+        writeNow(ex._transport, data)
 
     def bodyDone(self) -> None:
         self._exchange._cacheBodyDone()

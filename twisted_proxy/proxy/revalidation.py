@@ -139,6 +139,9 @@ class BackgroundRevalidation:
         if writer is not None and not writer.write(data):
             self._writer = None
 
+    def readDone(self) -> None:
+        pass
+
     def responseEnd(self, trailers: list[tuple[bytes, bytes]]) -> None:
         if self._state != "RECEIVING":
             return

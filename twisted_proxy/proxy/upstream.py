@@ -44,7 +44,7 @@ from ..http.errors import BadGateway, GatewayTimeout, ProxyError
 from ..http.framing import Body, EndOfMessage, ResponseHead, ResponseParser
 from .deadline import Deadline
 from .dns import EndpointFactory
-from .tcp import setNoDelay
+from .tcp import setNoDelay, writeNow
 
 __all__ = ["IResponseReceiver", "UpstreamPool", "UpstreamProtocol", "connectFailureToError"]
 
@@ -63,6 +63,12 @@ class IResponseReceiver(TypingProtocol):
     def responseSwitched(self, trailingData: bytes) -> None: ...
 
     def responseFailed(self, error: ProxyError, responseStarted: bool) -> None: ...
+
+    def readDone(self) -> None:
+        """
+        Everything of one read from the origin has been delivered (a head
+        held back to leave with its body goes out now).
+        """
 
 
 class _UpstreamFactory(ClientFactory):
@@ -176,7 +182,7 @@ class UpstreamProtocol(Protocol):
         self._parser.expect(method)
 
     def write(self, data: bytes) -> None:
-        self.transport.write(data)
+        writeNow(self.transport, data)
 
     def writeSequence(self, data: list[bytes]) -> None:
         self.transport.writeSequence(data)
@@ -228,6 +234,8 @@ class UpstreamProtocol(Protocol):
             if self._state in ("CLOSED", "IDLE"):
                 # The receiver may have aborted us, or the response is over.
                 return
+        if events and self.receiver is receiver:
+            receiver.readDone()
 
     def _fail(self, error: ProxyError) -> None:
         receiver = self.receiver
