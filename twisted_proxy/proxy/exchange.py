@@ -496,6 +496,8 @@ class Exchange:
             # The client went away while we were connecting.
             self.factory.pool.release(proto)
             return
+        # Marked first: logging the destination is not part of connecting.
+        self.record.mark("upstreamReady")
         error = self._checkConnected(proto.transport, reused)
         if error is not None:
             proto.abort()
@@ -505,7 +507,6 @@ class Exchange:
         self.upstream = proto
         self.reused = reused
         self.upstreamBytesAtStart = proto.bytesReceived
-        self.record.mark("upstreamReady")
         self._sendHead()
         self.conn.processQueue()
 
@@ -647,12 +648,14 @@ class Exchange:
             # clients only (RFC 9110 15.2).
             if client.version == b"1.1":
                 headers = forwardResponseHeaders(head.headers, head.version, factory.pseudonym)
-                transport.write(serializeResponseHead(head.status, head.reason, headers))
+                writeNow(transport, serializeResponseHead(head.status, head.reason, headers))
             if self.requestSent:
                 self._deadline.set(self.config.responseTimeout, self._responseTimedOut)
             else:
                 self._armStall(self.config.bodyTimeout)
             return
+        # Marked first: the log line and the rewriting are not the origin's.
+        self.record.mark("responseHead")
         self.conn.say(
             "Response received: HTTP/"
             + (head.version + b" %d " % (head.status,) + head.reason).decode("latin-1")
@@ -707,7 +710,9 @@ class Exchange:
             close=close,
             keepAlive10=client.version == b"1.0" and not close,
         )
-        self._recordResponse(head.status, head.reason.decode("latin-1"), head.version, headers)
+        self._recordResponse(
+            head.status, head.reason.decode("latin-1"), head.version, headers, mark=False
+        )
         data = serializeResponseHead(head.status, head.reason, headers)
         self.bytesToClient += len(data)
         if mode == "none":
@@ -740,9 +745,12 @@ class Exchange:
         self.bytesToClient += len(data)
         self._transport.write(data)
 
-    def _recordResponse(self, status: int, reason: str, version: bytes, headers: list) -> None:
+    def _recordResponse(
+        self, status: int, reason: str, version: bytes, headers: list, mark: bool = True
+    ) -> None:
         record = self.record
-        record.mark("responseHead")
+        if mark:
+            record.mark("responseHead")
         record.status = status
         record.reason = reason
         record.responseVersion = "HTTP/" + version.decode("ascii")
@@ -870,6 +878,7 @@ class Exchange:
         if self._state != CONNECTING:
             proto.transport.abortConnection()
             return
+        self.record.mark("upstreamReady")
         error = self._checkConnected(proto.transport, reused=False)
         if error is not None:
             proto.transport.abortConnection()
@@ -896,14 +905,13 @@ class Exchange:
             proto.transport.abortConnection()
             return
         record = self.record
-        record.mark("upstreamReady")
         record.mark("requestSent")
         record.mark("responseHead")
         record.status, record.reason, record.responseVersion = 200, "Connection Established", "HTTP/1.1"
         self.status = 200
         data = b"HTTP/1.1 200 Connection Established\r\n\r\n"
         self.bytesToClient += len(data)
-        self._transport.write(data)
+        writeNow(self._transport, data)
         target = self.target
         self.conn.say(
             "Tunnel established to {}:{}".format(target.host, target.port),
