@@ -1,0 +1,795 @@
+"""
+Tests for L{twisted_proxy.client.session}, L{twisted_proxy.client.wire}
+and L{twisted_proxy.client.report} together: L{runClient} against fake
+proxies over an in-memory network (L{twisted.test.iosim}), so each byte,
+close and timeout happens when the test says.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests._client import (
+    MACHINE_MAC_LINE,
+    FakeMonotonic,
+    FakeProxyFactory,
+    FakeProxyProtocol,
+    Network,
+    Responder,
+    makeEnv,
+    ok,
+    serverTLS,
+    writeCA,
+)
+from twisted_proxy.client.main import runClient
+from twisted_proxy.client.options import USER_AGENT
+
+PROXY_PORT = 3128
+
+
+class NetworkTestsMixin:
+    """
+    Run the client against one fake proxy factory over a L{Network}.
+    """
+
+    net: Network
+
+    def startProxy(
+        self, respond: Responder, **kwargs: Any
+    ) -> tuple[FakeProxyFactory, int]:
+        factory = FakeProxyFactory(respond, **kwargs)
+        self.net = Network(factory)
+        return factory, PROXY_PORT
+
+    def runAgainst(self, port: int, *argv: str, **kwargs: Any) -> tuple[int, str, str]:
+        return self.net.run(self, ["--proxy", "127.0.0.1:%d" % (port,), *argv], **kwargs)
+
+    def start(
+        self, port: int, *argv: str, **kwargs: Any
+    ) -> tuple[defer.Deferred[int], io.StringIO, io.StringIO]:
+        """
+        Start the client and move the bytes there are; the test moves the
+        clock on (L{Network.advance}).
+        """
+        return self.net.start(["--proxy", "127.0.0.1:%d" % (port,), *argv], **kwargs)
+
+
+class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
+    """
+    The client against fake proxies, over an in-memory network.
+    """
+
+    def test_good(self) -> None:
+        """
+        The brief's output: the request sent (absolute-form), the response,
+        the first lines of the body, the round-trip time and the MAC
+        address, with local timestamps; exit code 0.
+        """
+        proxy, port = self.startProxy(ok())
+        code, out, err = self.runAgainst(port, "93.184.216.34")
+        self.assertEqual((code, err), (0, ""))
+        request = (
+            b"GET http://93.184.216.34/ HTTP/1.1\r\nHost: 93.184.216.34\r\n"
+            b"User-Agent: " + USER_AGENT.encode() + b"\r\nAccept: */*\r\n\r\n"
+        )
+        self.assertEqual(proxy.requests, [(request, b"")])
+        lines = out.splitlines()
+        stamp = "  [12:34:56.123]"
+        self.assertEqual(
+            lines[0],
+            "Request has been sent: GET http://93.184.216.34/ HTTP/1.1\\r\\nHost: 93.184.216.34\\r\\n"
+            "User-Agent: "
+            + USER_AGENT
+            + "\\r\\nAccept: */*\\r\\n\\r\\n"
+            + stamp,
+        )
+        self.assertEqual(
+            lines[1],
+            "Response has been received: HTTP/1.1 200 OK\\r\\nContent-Type: text/html\\r\\n"
+            "Content-Length: 34\\r\\n\\r\\n" + stamp,
+        )
+        self.assertEqual(lines[2:5], ["  <html>", "  <body>hello</body>", "  </html>"])
+        self.assertRegex(lines[5], r"\ARound-trip time: \d+\.\d{3} seconds\Z")
+        self.assertEqual(lines[6:], [MACHINE_MAC_LINE])
+
+    def test_timingOutput(self) -> None:
+        """
+        C{-v} adds each phase in milliseconds with curl's variables, the
+        status, sizes and speed.
+        """
+        clock = FakeMonotonic()
+        proxy, port = self.startProxy(
+            lambda p, h, b: (clock.advance(0.25), ok(b"x" * 500)(p, h, b))
+        )
+        code, out, err = self.runAgainst(
+            port, "-v", "example.com", monotonic=clock
+        )
+        self.assertEqual(code, 0)
+        timing = out.split("Timing:\n", 1)[1].splitlines()
+        self.assertEqual(
+            timing,
+            [
+                "  proxy connect             0.000 ms  time_connect=0.000000",
+                "  request sent              0.000 ms  time_pretransfer=0.000000 time_posttransfer=0.000000",
+                "  first response byte     250.000 ms  time_starttransfer=0.250000",
+                "  response complete         0.000 ms  time_total=0.250000",
+                "  total                   250.000 ms",
+                "  http_code=200 size_download=500 size_header=65 size_request=99 "
+                "speed_download=2000 num_connects=1",
+                MACHINE_MAC_LINE,
+            ],
+        )
+        self.assertIn("Round-trip time: 0.250 seconds\n", out)
+
+    def test_slowPhases(self) -> None:
+        """
+        Time is attributed to the phase it passes in: a proxy that waits
+        before the head and again in the middle of the body shows it in
+        C{wait} and C{receive}, nowhere else.  (The proxy's delays are
+        C{callLater}s on the network's clock; the client's monotonic clock is
+        advanced by the proxy, so the numbers are exact.)
+        """
+        clock = FakeMonotonic()
+
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            def sendHead() -> None:
+                clock.advance(2.0)
+                proto.transport.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234"
+                )
+                self.net.clock.callLater(0.02, sendRest)
+
+            def sendRest() -> None:
+                clock.advance(1.0)
+                proto.transport.write(b"56789")
+
+            self.net.clock.callLater(0.02, sendHead)
+
+        proxy, port = self.startProxy(respond)
+        result, out, err = self.start(port, "--json", "example.com", monotonic=clock)
+        self.net.advance(0.02)
+        self.assertNoResult(result)
+        self.net.advance(0.02)
+        self.assertEqual(self.successResultOf(result), 0)
+        record = json.loads(out.getvalue())
+        self.assertEqual(
+            record["timings_ms"],
+            {
+                "connect": 0.0,
+                "tunnel": None,
+                "tls": None,
+                "send": 0.0,
+                "wait": 2000.0,
+                "receive": 1000.0,
+                "total": 3000.0,
+            },
+        )
+        self.assertEqual(record["curl"]["time_starttransfer"], 2.0)
+        self.assertEqual(record["curl"]["time_total"], 3.0)
+        self.assertEqual(record["curl"]["speed_download"], 3)
+        self.assertEqual(record["body_bytes"], 10)
+
+    def test_phaseOrder(self) -> None:
+        """
+        With the real clock, phases are non-negative and add up, and the
+        cumulative curl times never decrease.
+        """
+        proxy, port = self.startProxy(ok(b"y" * 100))
+        code, out, err = self.runAgainst(
+            port, "--json", "example.com", monotonic=time.monotonic
+        )
+        record = json.loads(out)
+        phases = record["timings_ms"]
+        for name in ("connect", "send", "wait", "receive", "total"):
+            self.assertGreaterEqual(phases[name], 0, name)
+        self.assertAlmostEqual(
+            phases["connect"] + phases["send"] + phases["wait"] + phases["receive"],
+            phases["total"],
+            places=2,
+        )
+        curl = record["curl"]
+        times = [
+            curl[n]
+            for n in (
+                "time_connect",
+                "time_pretransfer",
+                "time_posttransfer",
+                "time_starttransfer",
+                "time_total",
+            )
+        ]
+        self.assertEqual(times, sorted(times))
+
+    def test_json(self) -> None:
+        proxy, port = self.startProxy(ok())
+        code, out, err = self.runAgainst(port, "--json", "http://[::1]:8080/x?y")
+        self.assertEqual(code, 0)
+        [line] = out.splitlines()
+        record = json.loads(line)
+        self.assertEqual(record["type"], "run")
+        self.assertEqual(record["url"], "http://[::1]:8080/x?y")
+        self.assertEqual(record["proxy"], "127.0.0.1:%d" % (port,))
+        self.assertEqual(
+            record["request"].split("\r\n")[0], "GET http://[::1]:8080/x?y HTTP/1.1"
+        )
+        self.assertEqual(record["status"], 200)
+        self.assertEqual(record["reason"], "OK")
+        self.assertEqual(
+            record["headers"], [["Content-Type", "text/html"], ["Content-Length", "34"]]
+        )
+        self.assertEqual(record["local_address"], "127.0.0.1")
+        self.assertEqual(record["sent_at"][:23], "2024-05-06T12:34:56.123")
+        self.assertEqual(
+            record["mac"],
+            {
+                "address": "02:00:00:00:00:01",
+                "interface": "eth0",
+                "note": "default route; the proxy is on loopback",
+                "reason": None,
+            },
+        )
+        self.assertEqual(
+            (record["exit_code"], record["error"], record["complete"]), (0, None, True)
+        )
+        self.assertEqual(record["curl"]["http_code"], 200)
+        self.assertEqual(record["curl"]["num_connects"], 1)
+
+    def test_proxyError502(self) -> None:
+        """
+        An error the proxy generated (RFC 9209 C{Proxy-Status} with
+        C{error=}) is a proxy failure: exit code 3, and the C{Proxy-Status}
+        is shown.
+        """
+        status = b'proxy.test:8080; error=dns_error; details="no such host"'
+
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            text = b"502 Bad Gateway: no such host\n"
+            proto.transport.write(
+                b"HTTP/1.1 502 Bad Gateway\r\nProxy-Status: %s\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (status, len(text), text)
+            )
+
+        proxy, port = self.startProxy(respond)
+        code, out, err = self.runAgainst(port, "nosuchhost.example")
+        self.assertEqual(code, 3)
+        self.assertIn(
+            "\nProxy-Status: "
+            + status.decode()
+            + "\n  502 Bad Gateway: no such host\n",
+            out,
+        )
+        self.assertEqual(
+            err,
+            "proxyclient: the proxy could not complete the request: 502 Bad Gateway "
+            "(Proxy-Status: " + status.decode() + ")\n",
+        )
+        code, out, err = self.runAgainst(port, "--json", "nosuchhost.example")
+        record = json.loads(out)
+        self.assertEqual((record["exit_code"], record["status"]), (3, 502))
+        self.assertEqual(record["proxy_status"], status.decode())
+
+    def test_httpErrorStatus(self) -> None:
+        """
+        An error status from the server (no C{Proxy-Status} error): exit
+        code 1.  A 3xx is a success.
+        """
+        statuses = [
+            b"404 Not Found",
+            b"503 Service Unavailable",
+            b"301 Moved Permanently",
+        ]
+
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            proto.transport.write(
+                b"HTTP/1.1 %s\r\nProxy-Status: proxy.test; received-status=404\r\n"
+                b"Content-Length: 0\r\n\r\n" % (statuses.pop(0),)
+            )
+
+        proxy, port = self.startProxy(respond)
+        self.assertEqual((self.runAgainst(port, "example.com"))[0], 1)
+        self.assertEqual((self.runAgainst(port, "example.com"))[0], 1)
+        code, out, err = self.runAgainst(port, "example.com")
+        self.assertEqual((code, err), (0, ""))
+
+    def test_closingMidBody(self) -> None:
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            proto.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"a" * 40
+            )
+            proto.transport.loseConnection()
+
+        proxy, port = self.startProxy(respond)
+        code, out, err = self.runAgainst(port, "example.com")
+        self.assertEqual(code, 3)
+        self.assertEqual(
+            err,
+            "proxyclient: The connection closed after 40 body bytes, before the end of the "
+            "response: the body is incomplete.\n",
+        )
+        self.assertIn("Response has been received: HTTP/1.1 200 OK", out)
+        self.assertNotIn("Round-trip time", out)
+        self.assertTrue(out.endswith(MACHINE_MAC_LINE + "\n"))
+
+    def test_closingWithoutResponse(self) -> None:
+        proxy, port = self.startProxy(
+            lambda proto, head, body: proto.transport.loseConnection()
+        )
+        code, out, err = self.runAgainst(port, "example.com")
+        self.assertEqual(code, 3)
+        self.assertEqual(
+            err,
+            "proxyclient: The proxy closed the connection without sending a response.\n",
+        )
+
+    def test_closingMidHead(self) -> None:
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            proto.transport.write(b"HTTP/1.1 200 OK\r\nContent-")
+            proto.transport.loseConnection()
+
+        proxy, port = self.startProxy(respond)
+        code, out, err = self.runAgainst(port, "example.com")
+        self.assertEqual(code, 3)
+        self.assertIn("in the middle of the response head", err)
+
+    def test_garbage(self) -> None:
+        proxy, port = self.startProxy(
+            lambda proto, head, body: proto.transport.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+        )
+        code, out, err = self.runAgainst(port, "example.com")
+        self.assertEqual(code, 3)
+        # The detail in parentheses is llhttp's.
+        self.assertRegex(
+            err, r"\Aproxyclient: The response is not valid HTTP/1\.1 \([^\n]+\)\.\n\Z"
+        )
+        self.assertEqual(err.count("\n"), 1)
+
+    def test_closeDelimitedAndInterim(self) -> None:
+        """
+        A body that ends when the connection closes is complete; an interim
+        response before the final one is skipped (but counted in
+        C{size_header}).
+        """
+
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            proto.transport.write(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it"
+            )
+            proto.transport.loseConnection()
+
+        proxy, port = self.startProxy(respond)
+        code, out, err = self.runAgainst(port, "--json", "example.com")
+        record = json.loads(out)
+        self.assertEqual((code, record["status"], record["body_bytes"]), (0, 200, 9))
+        self.assertEqual(record["curl"]["size_header"], 25 + 38)
+
+    def test_keepAliveCount(self) -> None:
+        """
+        C{--count 3} sends three requests on one connection, then prints
+        ab-style statistics.
+        """
+        proxy, port = self.startProxy(ok(b"z" * 10))
+        code, out, err = self.runAgainst(port, "--count", "3", "example.com")
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(len(proxy.connections), 1)
+        self.assertEqual(len(proxy.requests), 3)
+        lines = out.splitlines()
+        self.assertTrue(
+            lines[0].startswith(
+                "Request has been sent: GET http://example.com/ HTTP/1.1"
+            )
+        )
+        self.assertRegex(
+            lines[1],
+            r"\ARun 1/3: 200 OK, 10 body bytes, \d+\.\d{3} ms, new connection\Z",
+        )
+        self.assertRegex(
+            lines[2],
+            r"\ARun 2/3: 200 OK, 10 body bytes, \d+\.\d{3} ms, reused connection\Z",
+        )
+        self.assertRegex(lines[3], r"\ARun 3/3: .*, reused connection\Z")
+        self.assertEqual(
+            lines[4],
+            "Statistics over 3 of 3 runs on 1 connection (median: middle value; p90: nearest rank):",
+        )
+        self.assertEqual(
+            lines[5].split(), ["phase", "(ms)", "min", "mean", "median", "p90", "max"]
+        )
+        self.assertEqual(
+            [line.split()[0] for line in lines[6:12]],
+            ["proxy", "request", "first", "response", "total", "status"],
+        )
+        self.assertEqual(lines[11], "  status 200 x3; 30 body bytes in all")
+        self.assertEqual(lines[12:], [MACHINE_MAC_LINE])
+
+    def test_keepAliveJSON(self) -> None:
+        clock = FakeMonotonic()
+        delays = [0.010, 0.030, 0.020]
+
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            clock.advance(delays.pop(0))
+            ok(b"z")(proto, head, body)
+
+        proxy, port = self.startProxy(respond)
+        code, out, err = self.runAgainst(
+            port, "--count", "3", "--json", "example.com", monotonic=clock
+        )
+        records = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([r["type"] for r in records], ["run", "run", "run", "summary"])
+        self.assertEqual(
+            [r["new_connection"] for r in records[:3]], [True, False, False]
+        )
+        self.assertEqual([r["connection"] for r in records[:3]], [1, 1, 1])
+        self.assertEqual([r["curl"]["num_connects"] for r in records[:3]], [1, 0, 0])
+        summary = records[3]
+        self.assertEqual(
+            (summary["runs"], summary["completed"], summary["connections"]), (3, 3, 1)
+        )
+        self.assertEqual(summary["statuses"], {"200": 3})
+        self.assertEqual(summary["percentile_method"], "nearest-rank")
+        self.assertEqual(
+            summary["phases_ms"]["wait"],
+            {"min": 10.0, "mean": 20.0, "median": 20.0, "p90": 30.0, "max": 30.0},
+        )
+        self.assertEqual(summary["exit_code"], 0)
+        self.assertEqual(len(proxy.connections), 1)
+
+    def test_newConnection(self) -> None:
+        proxy, port = self.startProxy(ok())
+        code, out, err = self.runAgainst(
+            port, "--count", "3", "--new-connection", "--json", "example.com"
+        )
+        self.assertEqual(code, 0)
+        self.assertEqual(len(proxy.connections), 3)
+        records = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([r["connection"] for r in records[:3]], [1, 2, 3])
+        self.assertEqual(records[3]["connections"], 3)
+
+    def test_proxyClosesBetweenRuns(self) -> None:
+        """
+        When the proxy does not keep the connection alive, the next run opens
+        a new one by itself.
+        """
+
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            proto.transport.write(
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi"
+            )
+            proto.transport.loseConnection()
+
+        proxy, port = self.startProxy(respond)
+        code, out, err = self.runAgainst(port, "--count", "2", "example.com")
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(len(proxy.connections), 2)
+        self.assertIn("Statistics over 2 of 2 runs on 2 connections", out)
+
+    def test_failureStopsRepeats(self) -> None:
+        calls = []
+
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            calls.append(head)
+            if len(calls) == 2:
+                proto.transport.abortConnection()
+            else:
+                ok(b"a")(proto, head, body)
+
+        proxy, port = self.startProxy(respond)
+        code, out, err = self.runAgainst(
+            port, "--count", "5", "--json", "example.com"
+        )
+        self.assertEqual(code, 3)
+        records = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([r["type"] for r in records], ["run", "run", "summary"])
+        self.assertEqual(records[1]["exit_code"], 3)
+        self.assertIn("without sending a response", records[1]["error"])
+        self.assertEqual((records[2]["completed"], records[2]["exit_code"]), (1, 3))
+
+    def test_timeout(self) -> None:
+        """
+        A proxy that never answers: after C{--timeout} seconds on the
+        (injected) clock the run fails with code 3, naming the phase, and
+        leaves no timer behind.
+        """
+        proxy, port = self.startProxy(lambda proto, head, body: None)
+        result, out, err = self.start(port, "--timeout", "5", "example.com")
+        self.net.advance(4.9)
+        self.assertNoResult(result)
+        self.net.advance(0.1)
+        self.assertEqual(self.successResultOf(result), 3)
+        self.assertEqual(
+            err.getvalue(),
+            "proxyclient: Timed out after 5 seconds waiting for the response. "
+            "Use --timeout SECONDS to wait longer.\n",
+        )
+        self.assertEqual(self.net.clock.getDelayedCalls(), [])
+
+    def test_connectTimeout(self) -> None:
+        """
+        A connection that never completes is cancelled at the timeout.
+        """
+        timeouts = Clock()
+
+        class Hanging:
+            def connect(self, factory: Any) -> defer.Deferred[Any]:
+                return defer.Deferred()
+
+        env, out, err = makeEnv(
+            clock=timeouts, endpointFactory=lambda h, p, t: Hanging()
+        )
+        result = defer.ensureDeferred(runClient(env, ["--timeout", "2.5", "example.com"]))
+        self.assertNoResult(result)
+        timeouts.advance(2.5)
+        self.assertEqual(self.successResultOf(result), 3)
+        self.assertEqual(
+            err.getvalue(),
+            "proxyclient: Timed out after 2.5 seconds waiting for the connection to the proxy "
+            "at 127.0.0.1:8080. Use --timeout SECONDS to wait longer.\n",
+        )
+
+    def test_headDataAndHeaders(self) -> None:
+        proxy, port = self.startProxy(ok(b"ignored"))
+        code, out, err = self.runAgainst(port, "--head", "example.com")
+        self.assertEqual(code, 0)
+        self.assertTrue(
+            proxy.requests[0][0].startswith(b"HEAD http://example.com/ HTTP/1.1\r\n")
+        )
+        self.assertIn("Round-trip time", out)
+        self.assertNotIn("ignored", out)
+
+        code, out, err = self.runAgainst(
+            port, "-d", "a=1", "-H", "X-Trace: 7", "--origin-form", "example.com"
+        )
+        self.assertEqual(code, 0)
+        head, body = proxy.requests[1]
+        self.assertTrue(head.startswith(b"POST / HTTP/1.1\r\nHost: example.com\r\n"))
+        self.assertIn(b"\r\nX-Trace: 7\r\n", head)
+        self.assertEqual(body, b"a=1")
+        self.assertIn("\\r\\n\\r\\n + 3-byte body  [", out)
+
+    def test_outputAndShowBody(self) -> None:
+        """
+        C{--output} streams the body to a file (here a chunked one);
+        C{--show-body} prints all of it.
+        """
+        lines = b"".join(b"row %d\n" % i for i in range(50))
+
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            proto.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            for i in range(0, len(lines), 100):
+                piece = lines[i : i + 100]
+                proto.transport.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            proto.transport.write(b"0\r\n\r\n")
+
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "body.txt")
+        proxy, port = self.startProxy(respond)
+        code, out, err = self.runAgainst(port, "--output", path, "example.com")
+        self.assertEqual(code, 0)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), lines)
+        self.assertIn(
+            "  row 9\n  [... %d bytes in all; --show-body prints the whole body]\n"
+            % (len(lines),),
+            out,
+        )
+
+        code, out, err = self.runAgainst(port, "--show-body", "example.com")
+        self.assertEqual(code, 0)
+        self.assertIn(
+            "Transfer-Encoding: chunked\\r\\n\\r\\n  [12:34:56.123]\n"
+            + lines.decode()
+            + "Round-trip time",
+            out,
+        )
+
+    def test_outputUnwritable(self) -> None:
+        proxy, port = self.startProxy(ok())
+        missing = os.path.join(
+            tempfile.gettempdir(), "proxyclient-no-such-dir", "x", "body"
+        )
+        code, out, err = self.runAgainst(port, "--output", missing, "example.com")
+        self.assertEqual(code, 2)
+        self.assertTrue(
+            err.startswith("proxyclient: Cannot write the body to " + missing), err
+        )
+
+    def test_environmentProxy(self) -> None:
+        proxy, port = self.startProxy(ok())
+        code, out, err = self.net.run(
+            self, ["example.com"], environ={"http_proxy": "http://10.1.2.3:%d/" % (port,)}
+        )
+        self.assertEqual(code, 0)
+        self.assertEqual(self.net.connects, [("10.1.2.3", port)])
+        self.assertEqual(len(proxy.requests), 1)
+
+
+class HTTPSTests(NetworkTestsMixin, SynchronousTestCase):
+    """
+    C{https://} targets: a CONNECT tunnel through the (fake) proxy, then
+    TLS with verification (real OpenSSL, over the in-memory network).
+    """
+
+    def startTunnel(self, refuse: bytes | None = None) -> tuple[FakeProxyFactory, int, str]:
+        """
+        A fake proxy that answers C{CONNECT} 200 and then is the TLS origin
+        itself (certificate for C{localhost}, from the test CA in C{caFile}),
+        or answers C{refuse}.
+        """
+        proxy, port = self.startProxy(
+            ok(b"hello over TLS\n", b"text/plain"), tls=serverTLS(), refuse=refuse
+        )
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        return proxy, port, writeCA(directory)
+
+    def test_verified(self) -> None:
+        proxy, port, caFile = self.startTunnel()
+        code, out, err = self.runAgainst(
+            port, "--cacert", caFile, "-v", "https://localhost:%d/a" % (port,)
+        )
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(
+            proxy.tunnels,
+            [
+                b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\nUser-Agent: %s\r\n\r\n"
+                % (port, port, USER_AGENT.encode())
+            ],
+        )
+        self.assertTrue(
+            proxy.requests[0][0].startswith(
+                b"GET /a HTTP/1.1\r\nHost: localhost:%d\r\n" % (port,)
+            )
+        )
+        lines = out.splitlines()
+        self.assertEqual(
+            lines[0],
+            "Tunnel has been opened: CONNECT localhost:%d HTTP/1.1 -> HTTP/1.1 200 Connection established"
+            "  [12:34:56.123]" % (port,),
+        )
+        self.assertTrue(
+            lines[1].startswith("Request has been sent: GET /a HTTP/1.1\\r\\n")
+        )
+        self.assertIn("  hello over TLS", lines)
+        for label in (
+            "proxy connect",
+            "CONNECT established",
+            "TLS handshake",
+            "request sent",
+        ):
+            self.assertTrue(
+                any(line.startswith("  " + label + " ") for line in lines), label
+            )
+        self.assertTrue(any("time_appconnect=" in line for line in lines))
+
+    def test_verifiedJSONAndKeepAlive(self) -> None:
+        """
+        Repeated runs reuse the tunnel and its TLS session; the phases are in
+        order.
+        """
+        proxy, port, caFile = self.startTunnel()
+        code, out, err = self.runAgainst(
+            port,
+            "--cacert",
+            caFile,
+            "--json",
+            "--count",
+            "2",
+            "https://localhost/",
+            monotonic=time.monotonic,
+        )
+        self.assertEqual(code, 0, err)
+        first, second, summary = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual(len(proxy.connections), 1)
+        self.assertEqual((first["tunnel_status"], first["status"]), (200, 200))
+        self.assertIn(first["tls_version"], ("TLSv1.2", "TLSv1.3"))
+        curl = first["curl"]
+        times = [
+            curl[n]
+            for n in (
+                "time_connect",
+                "time_appconnect",
+                "time_pretransfer",
+                "time_posttransfer",
+                "time_starttransfer",
+                "time_total",
+            )
+        ]
+        self.assertEqual(times, sorted(times))
+        self.assertGreater(curl["time_appconnect"], curl["time_connect"])
+        self.assertEqual(curl["time_appconnect"], curl["time_pretransfer"])
+        self.assertGreaterEqual(first["timings_ms"]["tunnel"], 0)
+        self.assertGreater(first["timings_ms"]["tls"], 0)
+        self.assertEqual(
+            (second["new_connection"], second["timings_ms"]["tls"]), (False, 0.0)
+        )
+        self.assertIn("tls", summary["phases_ms"])
+
+    def test_unverified(self) -> None:
+        """
+        Without C{--cacert} the test CA is not trusted: exit code 3, and the
+        message says what to do.
+        """
+        proxy, port, caFile = self.startTunnel()
+        code, out, err = self.runAgainst(port, "https://localhost/")
+        self.assertEqual(code, 3)
+        self.assertTrue(
+            err.startswith("proxyclient: TLS verification of localhost failed: "), err
+        )
+        self.assertIn("certificate verify failed", err)
+        self.assertTrue(
+            err.endswith(
+                "Use --cacert FILE to trust its CA, or --insecure to skip verification.\n"
+            )
+        )
+        self.assertEqual(proxy.requests, [])
+
+    def test_insecure(self) -> None:
+        proxy, port, caFile = self.startTunnel()
+        code, out, err = self.runAgainst(port, "--insecure", "https://localhost/")
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("  hello over TLS\n", out)
+
+    def test_wrongHostName(self) -> None:
+        """
+        A trusted certificate for another name fails verification.
+        """
+        proxy, port, caFile = self.startTunnel()
+        code, out, err = self.runAgainst(
+            port, "--cacert", caFile, "https://127.0.0.1/"
+        )
+        self.assertEqual(code, 3)
+        self.assertTrue(
+            err.startswith(
+                "proxyclient: The TLS certificate of 127.0.0.1 does not match that name"
+            ),
+            err,
+        )
+        self.assertEqual(proxy.requests, [])
+
+    def test_garbageAnswer(self) -> None:
+        proxy, port, caFile = self.startTunnel(
+            refuse=b"220 smtp.example ESMTP\r\n\r\n"
+        )
+        code, out, err = self.runAgainst(port, "https://localhost/")
+        self.assertEqual(code, 3)
+        self.assertRegex(
+            err,
+            r"\Aproxyclient: The proxy's answer to CONNECT: The response is not valid "
+            r"HTTP/1\.1 \([^\n]+\)\.\n\Z",
+        )
+
+    def test_refused(self) -> None:
+        text = b"403 Forbidden: CONNECT to port 8443 is not allowed.\n"
+        refusal = (
+            b"HTTP/1.1 403 Forbidden\r\nProxy-Status: proxy.test; error=http_request_denied; "
+            b'details="CONNECT to port 8443 is not allowed"\r\nContent-Length: %d\r\n\r\n%s'
+            % (len(text), text)
+        )
+        proxy, port, caFile = self.startTunnel(refuse=refusal)
+        code, out, err = self.runAgainst(
+            port, "--json", "https://localhost:8443/"
+        )
+        self.assertEqual(code, 3)
+        self.assertEqual(
+            err,
+            "proxyclient: The proxy refused to open a tunnel to localhost:8443: 403 Forbidden "
+            '(Proxy-Status: proxy.test; error=http_request_denied; details="CONNECT to port 8443 '
+            'is not allowed"): 403 Forbidden: CONNECT to port 8443 is not allowed.\n',
+        )
+        record = json.loads(out)
+        self.assertTrue(
+            record["proxy_status"].startswith("proxy.test; error=http_request_denied")
+        )
+        self.assertEqual(record["exit_code"], 3)

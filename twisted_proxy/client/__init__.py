@@ -1,0 +1,58 @@
+# -*- test-case-name: tests.test_client_main -*-
+"""
+C{proxyclient}: send an HTTP request through an HTTP proxy, time it, and
+report the MAC address of the interface that carried it.
+
+The brief's client, on Twisted::
+
+    Enter the website's IP: 93.184.216.34
+    Request has been sent: GET http://93.184.216.34/ HTTP/1.1\\r\\n...  [12:34:56.123]
+    Response has been received: HTTP/1.1 200 OK\\r\\n...  [12:34:56.357]
+    Round-trip time: 0.234 seconds
+    Physical MAC Address: aa:bb:cc:dd:ee:ff (eth0)
+
+The modules, from the bottom up:
+
+  - L{address}: what a user types (target, proxy) made into addresses;
+    the target is the project's one L{twisted_proxy.http.target.Target}.
+  - L{mac}: the MAC address of the interface that carried the connection.
+  - L{options}: the command line; L{config}: the validated invocation and
+    the request head.
+  - L{wire}: the protocols on the connection to the proxy (plain HTTP, or
+    a C{CONNECT} tunnel with TLS over it).
+  - L{session}: runs the requests and times each phase.
+  - L{report}: the text and JSON output; L{stats}: the statistics of
+    repeated runs.
+  - L{main}: L{runClient}, L{main} and the console script L{run}.
+
+Nothing here imports the proxy's own modules, and only L{run} touches the
+global reactor.
+"""
+
+from .address import TargetError, parseProxyAddress, parseTarget
+from .config import Environment
+from .errors import proxyErrorOf
+from .mac import MacAddress, findMacAddress
+from .main import PROMPT, main, run, runClient
+from .options import USER_AGENT, Options
+from .report import bodyPreview
+from .stats import nearestRankPercentile, summarize
+
+__all__ = [
+    "PROMPT",
+    "USER_AGENT",
+    "TargetError",
+    "parseTarget",
+    "parseProxyAddress",
+    "MacAddress",
+    "findMacAddress",
+    "nearestRankPercentile",
+    "summarize",
+    "bodyPreview",
+    "proxyErrorOf",
+    "Options",
+    "Environment",
+    "runClient",
+    "main",
+    "run",
+]
