@@ -163,3 +163,33 @@ class FindMacAddressTests(SynchronousTestCase):
         else:
             self.assertRegex(mac.address, r"\A([0-9a-f]{2}:){5}[0-9a-f]{2}\Z")
             self.assertNotEqual(mac.address, "00:00:00:00:00:00")
+
+
+class NetifacesDependencyTests(SynchronousTestCase):
+    """
+    The interface table comes from netifaces-plus, the maintained fork of
+    netifaces (same C{import netifaces}, binary wheels).
+    """
+
+    def test_distribution(self) -> None:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        dist = distribution("netifaces-plus")
+        self.assertTrue(
+            any(str(f).startswith("netifaces/") for f in dist.files or []), dist.files
+        )
+        with self.assertRaises(
+            PackageNotFoundError,
+            msg="netifaces and netifaces-plus both install the module netifaces: "
+            "pip uninstall netifaces, then reinstall netifaces-plus",
+        ):
+            distribution("netifaces")
+
+    def test_interface(self) -> None:
+        """
+        The module has what L{findMacAddress} uses.
+        """
+        table = netifacesTable()
+        for name in ("interfaces", "ifaddresses", "gateways", "AF_LINK", "AF_INET", "AF_INET6"):
+            self.assertTrue(hasattr(table, name), name)
+        self.assertIsInstance(table.interfaces(), list)
