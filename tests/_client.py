@@ -125,7 +125,7 @@ def makeEnv(
     with the L{machine} interface table, a fixed wall clock, and (unless
     given) a L{Clock} for timeouts and a reactor that must not be used.
     """
-    out, err = io.StringIO(), io.StringIO()
+    out, err = kwargs.pop("stdout", io.StringIO()), io.StringIO()
     kwargs.setdefault("interfaceTable", machine)
     kwargs.setdefault("wallClock", lambda: WALL_TIME)
     kwargs.setdefault("clock", Clock())
@@ -205,10 +205,7 @@ class FakeProxyProtocol(Protocol):
         self.transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         inner = FakeProxyFactory(self.factory.respond)
         inner.requests = self.factory.requests
-        tlsFactory = TLSMemoryBIOFactory(self.factory.tls, False, inner)
-        # Unbuffered: BufferingTLSTransport would wait for the global reactor.
-        tlsFactory.protocol = TLSMemoryBIOProtocol
-        tls = tlsFactory.buildProtocol(self.transport.getPeer())
+        tls = tlsServer(inner, self.factory.tls).buildProtocol(self.transport.getPeer())
         self.upper = tls
         tls.makeConnection(self.transport)
         if rest:
@@ -443,6 +440,17 @@ def certificates() -> tuple[bytes, bytes]:
         serialization.NoEncryption(),
     )
     return ca.public_bytes(pem), keyPEM + leaf.public_bytes(pem)
+
+
+def tlsServer(factory: Factory, options: Any = None) -> TLSMemoryBIOFactory:
+    """
+    C{factory} behind a server TLS layer (L{serverTLS} by default), which
+    writes as soon as it is written to (Twisted's BufferingTLSTransport would
+    wait for the global reactor).
+    """
+    tls = TLSMemoryBIOFactory(options if options is not None else serverTLS(), False, factory)
+    tls.protocol = TLSMemoryBIOProtocol
+    return tls
 
 
 def serverTLS() -> Any:

@@ -10,7 +10,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_proxy.client.address import (
     TargetError,
     authorityForm,
-    parseProxyAddress,
     parseTarget,
 )
 from twisted_proxy.http.target import Target
@@ -117,27 +116,3 @@ class ParseTargetTests(SynchronousTestCase):
                 parseTarget(text)
             self.assertIn(words, str(caught.exception), text)
             self.assertNotIn("\n", str(caught.exception))
-
-
-class ParseProxyAddressTests(SynchronousTestCase):
-    def test_forms(self) -> None:
-        self.assertEqual(parseProxyAddress("127.0.0.1:8080"), ("127.0.0.1", 8080))
-        self.assertEqual(parseProxyAddress("proxy.example:3128"), ("proxy.example", 3128))
-        self.assertEqual(parseProxyAddress("proxy.example"), ("proxy.example", 8080))
-        self.assertEqual(parseProxyAddress("[::1]:3128"), ("::1", 3128))
-        self.assertEqual(parseProxyAddress("::1"), ("::1", 8080))
-        self.assertEqual(parseProxyAddress("http://10.0.0.1:3128/"), ("10.0.0.1", 3128))
-
-    def test_rejected(self) -> None:
-        for text, words in [
-            ("", "empty"),
-            ("https://10.0.0.1:3128/", "only http://"),
-            ("socks5://10.0.0.1:1080", "only http://"),
-            ("10.0.0.1:99999", "HOST:PORT"),
-            ("10.0.0.1:0", "HOST:PORT"),
-            ("u:p@10.0.0.1:3128", "passwords"),
-            ("2001:db8::1:3128x", "[ADDRESS]:PORT"),
-        ]:
-            with self.assertRaises(TargetError, msg=text) as caught:
-                parseProxyAddress(text)
-            self.assertIn(words, str(caught.exception), text)

@@ -25,6 +25,7 @@ from tests._client import (
     certificates,
     makeEnv,
     ok,
+    writeCA,
 )
 from twisted_proxy.client.main import runClient
 
@@ -186,3 +187,136 @@ class RealProxyTests(LoopbackTestsMixin, TestCase):
         )
         self.assertIn("  secret\n", out)
         self.assertEqual(origin.requests[0][0].split(b"\r\n")[0], b"GET /s HTTP/1.1")
+
+
+def writeHtpasswd(test: TestCase) -> str:
+    """
+    A temporary htpasswd file: user alice, password s3cret (bcrypt, cheap
+    cost).
+    """
+    import bcrypt
+
+    directory = tempfile.mkdtemp()
+    test.addCleanup(shutil.rmtree, directory)
+    path = os.path.join(directory, "htpasswd")
+    with open(path, "wb") as f:
+        f.write(b"alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)) + b"\n")
+    return path
+
+
+class ProxyAuthTests(LoopbackTestsMixin, TestCase):
+    """
+    Credentials against the real proxy with C{--auth-file}: plain requests
+    and C{CONNECT}, right, wrong and missing, from C{--proxy}, C{-U} and the
+    environment; and a C{no_proxy} target that skips the proxy.
+    """
+
+    async def startAuthProxy(self, *extra: str) -> int:
+        from twisted_proxy.app.tap import Options as ProxyOptions
+        from twisted_proxy.app.tap import makeService
+
+        config = ProxyOptions()
+        config.parseOptions(
+            [
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--auth-file",
+                writeHtpasswd(self),
+                "--auth-realm",
+                "office",
+                *extra,
+            ]
+        )
+        service = makeService(config, reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        return (await list(service)[0]._waitingForPort).getHost().port  # type: ignore[no-any-return]
+
+    async def runClient(self, *argv: str, **kwargs: Any) -> tuple[int, str, str]:
+        kwargs.setdefault("reactor", reactor)
+        kwargs.setdefault("clock", reactor)
+        env, out, err = makeEnv(**kwargs)
+        code = await runClient(env, list(argv))
+        return code, out.getvalue(), err.getvalue()
+
+    async def test_plain(self) -> None:
+        origin, originPort = self.startProxy(ok(b"authorised\n", b"text/plain"))
+        port = await self.startAuthProxy()
+        url = "http://127.0.0.1:%d/" % (originPort,)
+        proxy = "127.0.0.1:%d" % (port,)
+
+        code, out, err = await self.runClient("-x", "http://alice:s3cret@" + proxy, url)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("  authorised\n", out)
+        self.assertIn("\\r\\nProxy-Authorization: <redacted>\\r\\n", out)
+        self.assertNotIn("s3cret", out)
+        # The proxy never forwards the credentials.
+        self.assertNotIn(b"proxy-authorization", origin.requests[0][0].lower())
+
+        code, out, err = await self.runClient(
+            url, environ={"http_proxy": "http://alice:s3cret@" + proxy}
+        )
+        self.assertEqual((code, err), (0, ""))
+
+        code, out, err = await self.runClient("-x", proxy, url)
+        self.assertEqual(code, 3)
+        self.assertEqual(
+            err,
+            "proxyclient: The proxy at %s requires credentials (Basic realm \"office\") and "
+            "none were sent (407). Give them with --proxy-user USER or --proxy "
+            "http://USER:PASSWORD@HOST:PORT.\n" % (proxy,),
+        )
+
+        code, out, err = await self.runClient("-x", proxy, "-U", "alice:wrong", url)
+        self.assertEqual(code, 3)
+        self.assertEqual(
+            err,
+            "proxyclient: The proxy at %s refused the credentials of user 'alice' (Basic "
+            "realm \"office\") (407). Check the user name and password.\n" % (proxy,),
+        )
+        self.assertEqual(len(origin.requests), 2)
+
+    async def test_connect(self) -> None:
+        origin = FakeProxyFactory(ok(b"secret\n", b"text/plain"))
+        originPort = self.listen(origin, tls=PrivateCertificate.loadPEM(certificates()[1]).options())
+        self.addCleanup(lambda: defer.ensureDeferred(origin.allClosed(reactor)))
+        port = await self.startAuthProxy("--connect-ports", str(originPort))
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        url = "https://localhost:%d/s" % (originPort,)
+        proxy = "127.0.0.1:%d" % (port,)
+
+        code, out, err = await self.runClient(
+            "--cacert", writeCA(directory), url,
+            environ={"HTTPS_PROXY": "http://alice:s3cret@" + proxy},
+        )
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("  secret\n", out)
+        self.assertNotIn(b"proxy-authorization", origin.requests[0][0].lower())
+
+        for argv, words in [
+            ([], "requires credentials (Basic realm \"office\") and none were sent (407)"),
+            (["-U", "alice:wrong"], "refused the credentials of user 'alice' (Basic realm \"office\")"),
+        ]:
+            code, out, err = await self.runClient("-x", proxy, *argv, "-k", url)
+            self.assertEqual(code, 3)
+            self.assertTrue(err.startswith("proxyclient: The proxy at %s " % (proxy,)), err)
+            self.assertIn(words, err)
+            self.assertEqual(err.count("\n"), 1)
+        self.assertEqual(len(origin.requests), 1)
+
+    async def test_noProxy(self) -> None:
+        """
+        A target in C{no_proxy} goes to the origin directly, past a proxy
+        that would have asked for credentials.
+        """
+        origin, originPort = self.startProxy(ok(b"direct\n", b"text/plain"))
+        port = await self.startAuthProxy()
+        code, out, err = await self.runClient(
+            "http://127.0.0.1:%d/d" % (originPort,),
+            environ={"http_proxy": "127.0.0.1:%d" % (port,), "no_proxy": "localhost, 127.0.0.1"},
+        )
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("  direct\n", out)
+        self.assertEqual(origin.requests[0][0].split(b"\r\n")[0], b"GET /d HTTP/1.1")
+        self.assertNotIn(b"via:", origin.requests[0][0].lower())

@@ -46,7 +46,7 @@ class ConnectFailureTests(SynchronousTestCase):
             (error.TimeoutError(), "timed out. Is the address right, and reachable?"),
             (error.NoRouteError(), "No route to host."),
         ]:
-            result = connectFailure(Failure(exception), "[::1]:3128")
+            result = connectFailure(Failure(exception), "the proxy at [::1]:3128")
             self.assertEqual(result.message, prefix + expected)
             self.assertEqual(result.exitCode, 3)
 
@@ -168,7 +168,8 @@ class RunClientUsageTests(SynchronousTestCase):
         self.assertEqual(code, 2)
         self.assertEqual(
             err,
-            "proxyclient: $http_proxy: 'https://p:1/': only http:// proxies are supported\n",
+            "proxyclient: $http_proxy: 'https://p:1/': only http:// proxies are supported "
+            "(proxyclient speaks plain HTTP to the proxy, and CONNECT for https:// targets)\n",
         )
         code, _, err, _ = self.runClient(["--proxy", "p:x", "example.com"])
         self.assertEqual(code, 2)

@@ -28,6 +28,17 @@ class StatisticsTests(SynchronousTestCase):
         self.assertEqual(nearestRankPercentile(values, 25), 3)
         self.assertEqual(nearestRankPercentile([1, 2, 3, 4, 5], 90), 5)
 
+    def test_nearestRankContract(self) -> None:
+        """
+        Always one of the values (never interpolated), and no value for no
+        values.
+        """
+        self.assertEqual(nearestRankPercentile([1.0, 2.0], 50), 1.0)
+        self.assertEqual(nearestRankPercentile([1.0, 2.0], 50.1), 2.0)
+        self.assertEqual(nearestRankPercentile([1.0, 2.0, 3.0], 99.9), 3.0)
+        with self.assertRaises(ValueError):
+            nearestRankPercentile([], 50)
+
     def test_summarize(self) -> None:
         self.assertEqual(
             summarize([4.0, 1.0, 3.0, 2.0]),

@@ -7,12 +7,14 @@ close and timeout happens when the test says.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -25,10 +27,12 @@ from tests._client import (
     FakeProxyFactory,
     FakeProxyProtocol,
     Network,
+    RefusingEndpoint,
     Responder,
     makeEnv,
     ok,
     serverTLS,
+    tlsServer,
     writeCA,
 )
 from twisted_proxy.client.main import runClient
@@ -595,15 +599,46 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         )
 
     def test_outputUnwritable(self) -> None:
+        """
+        A C{--output} path that cannot be written is a usage error (one
+        line, exit code 2) before anything is sent.
+        """
         proxy, port = self.startProxy(ok())
-        missing = os.path.join(
-            tempfile.gettempdir(), "proxyclient-no-such-dir", "x", "body"
-        )
-        code, out, err = self.runAgainst(port, "--output", missing, "example.com")
-        self.assertEqual(code, 2)
-        self.assertTrue(
-            err.startswith("proxyclient: Cannot write the body to " + missing), err
-        )
+        missing = os.path.join(tempfile.gettempdir(), "proxyclient-no-such-dir", "x", "body")
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        for path, why in [(missing, "No such file or directory"), (directory, "Is a directory")]:
+            code, out, err = self.runAgainst(port, "--output", path, "example.com")
+            self.assertEqual(
+                (code, out, err), (2, "", "proxyclient: --output {}: {}\n".format(path, why))
+            )
+        self.assertEqual(self.net.connects, [])
+
+    def test_outputKeptUntilABodyStarts(self) -> None:
+        """
+        An existing C{--output} file is truncated only when a response body
+        starts, and a file the client created is removed again when no
+        response came.
+        """
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        existing = os.path.join(directory, "existing")
+        with open(existing, "wb") as f:
+            f.write(b"keep me")
+        created = os.path.join(directory, "created")
+        proxy, port = self.startProxy(lambda proto, head, body: proto.transport.loseConnection())
+        for path in (existing, created):
+            code, out, err = self.runAgainst(port, "--output", path, "example.com")
+            self.assertEqual(code, 3)
+        with open(existing, "rb") as f:
+            self.assertEqual(f.read(), b"keep me")
+        self.assertFalse(os.path.exists(created))
+
+        proxy, port = self.startProxy(ok(b"new body"))
+        code, out, err = self.runAgainst(port, "--output", existing, "example.com")
+        self.assertEqual(code, 0)
+        with open(existing, "rb") as f:
+            self.assertEqual(f.read(), b"new body")
 
     def test_environmentProxy(self) -> None:
         proxy, port = self.startProxy(ok())
@@ -793,3 +828,314 @@ class HTTPSTests(NetworkTestsMixin, SynchronousTestCase):
             record["proxy_status"].startswith("proxy.test; error=http_request_denied")
         )
         self.assertEqual(record["exit_code"], 3)
+
+
+AUTHORIZATION = b"Basic " + base64.b64encode(b"alice:s3cret")
+
+
+def requireAuth(
+    respond: Responder, realm: bytes = b"office"
+) -> Callable[[FakeProxyProtocol, bytes, bytes], None]:
+    """
+    A responder that answers 407 unless the request carries alice's
+    credentials.
+    """
+
+    def check(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+        if b"\r\nProxy-Authorization: " + AUTHORIZATION + b"\r\n" in head:
+            respond(proto, head, body)
+            return
+        text = b"407 Proxy Authentication Required\n"
+        proto.transport.write(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+            b'Proxy-Authenticate: Basic realm="%s"\r\n'
+            b"Proxy-Status: proxy.test; error=http_request_denied\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (realm, len(text), text)
+        )
+
+    return check
+
+
+class CredentialsTests(NetworkTestsMixin, SynchronousTestCase):
+    """
+    Proxy credentials, from the proxy URL, the environment or
+    C{--proxy-user}: sent as C{Proxy-Authorization} on plain requests and
+    on the C{CONNECT}, never shown; a 407 says which realm and why.
+    """
+
+    def test_plainInURL(self) -> None:
+        proxy, port = self.startProxy(requireAuth(ok()))
+        code, out, err = self.net.run(
+            self, ["-x", "http://alice:s3cret@127.0.0.1:%d" % (port,), "example.com"]
+        )
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn(b"\r\nProxy-Authorization: " + AUTHORIZATION + b"\r\n", proxy.requests[0][0])
+        self.assertIn("\\r\\nProxy-Authorization: <redacted>\\r\\n", out)
+        self.assertNotIn(AUTHORIZATION.decode(), out)
+
+    def test_plainJSONRedacted(self) -> None:
+        proxy, port = self.startProxy(requireAuth(ok()))
+        code, out, err = self.net.run(
+            self,
+            ["--json", "-x", "127.0.0.1:%d" % (port,), "-U", "alice:s3cret", "example.com"],
+        )
+        self.assertEqual(code, 0)
+        record = json.loads(out)
+        self.assertIn("\r\nProxy-Authorization: <redacted>\r\n", record["request"])
+        self.assertEqual(record["proxy_user"], "alice")
+        self.assertNotIn("s3cret", out)
+        self.assertNotIn(AUTHORIZATION.decode(), out)
+        self.assertEqual(record["curl"]["size_request"], len(proxy.requests[0][0]))
+
+    def test_environment(self) -> None:
+        proxy, port = self.startProxy(requireAuth(ok()))
+        code, out, err = self.net.run(
+            self,
+            ["example.com"],
+            environ={"http_proxy": "http://alice:s3cret@10.0.0.1:%d/" % (port,)},
+        )
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(self.net.connects, [("10.0.0.1", port)])
+
+    def test_missing(self) -> None:
+        proxy, port = self.startProxy(requireAuth(ok()))
+        code, out, err = self.runAgainst(port, "example.com")
+        self.assertEqual(code, 3)
+        self.assertIn("Response has been received: HTTP/1.1 407 Proxy Authentication Required", out)
+        self.assertEqual(
+            err,
+            "proxyclient: The proxy at 127.0.0.1:3128 requires credentials (Basic realm "
+            '"office") and none were sent (407). Give them with --proxy-user USER or --proxy '
+            "http://USER:PASSWORD@HOST:PORT.\n",
+        )
+
+    def test_refused(self) -> None:
+        proxy, port = self.startProxy(requireAuth(ok()))
+        code, out, err = self.runAgainst(port, "-U", "alice:wrong", "--json", "example.com")
+        self.assertEqual(code, 3)
+        message = (
+            "The proxy at 127.0.0.1:3128 refused the credentials of user 'alice' (Basic "
+            'realm "office") (407). Check the user name and password.'
+        )
+        self.assertEqual(err, "proxyclient: " + message + "\n")
+        record = json.loads(out)
+        self.assertEqual((record["status"], record["exit_code"], record["error"]), (407, 3, message))
+
+    def test_promptForPassword(self) -> None:
+        """
+        C{--proxy-user USER} asks for the password on a terminal.
+        """
+        asked = []
+
+        def getpass(prompt: str) -> str:
+            asked.append(prompt)
+            return "s3cret"
+
+        proxy, port = self.startProxy(requireAuth(ok()))
+        code, out, err = self.runAgainst(
+            port, "-U", "alice", "example.com", interactive=True, getpass=getpass
+        )
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(asked, ["Enter proxy password for user 'alice': "])
+
+    def test_noTerminalForPassword(self) -> None:
+        """
+        Without a terminal to ask on, a missing password is a usage error,
+        before anything is sent.
+        """
+        proxy, port = self.startProxy(requireAuth(ok()))
+        code, out, err = self.runAgainst(
+            port, "-U", "alice", "example.com", interactive=False, getpass=self.fail
+        )
+        self.assertEqual(
+            (code, out, err),
+            (
+                2,
+                "",
+                "proxyclient: --proxy-user alice: no password given, and stdin is not a "
+                "terminal to ask for one; write --proxy-user alice:PASSWORD\n",
+            ),
+        )
+        self.assertEqual(self.net.connects, [])
+
+    def test_connect(self) -> None:
+        """
+        For https://, the credentials go on the C{CONNECT} only, not to the
+        origin inside the tunnel.
+        """
+        proxy, port = self.startProxy(ok(b"tls\n", b"text/plain"), tls=serverTLS())
+        code, out, err = self.runAgainst(
+            port, "-U", "alice:s3cret", "-k", "https://localhost/"
+        )
+        self.assertEqual((code, err), (0, ""))
+        [tunnel] = proxy.tunnels
+        self.assertIn(b"\r\nProxy-Authorization: " + AUTHORIZATION + b"\r\n", tunnel)
+        [(request, body)] = proxy.requests
+        self.assertNotIn(b"Proxy-Authorization", request)
+
+    def test_connectRefused(self) -> None:
+        refusal = (
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+            b'Proxy-Authenticate: Basic realm="office"\r\nContent-Length: 0\r\n\r\n'
+        )
+        for argv, words in [
+            ([], "requires credentials (Basic realm \"office\") and none were sent (407)"),
+            (["-U", "alice:wrong"], "refused the credentials of user 'alice' (Basic realm \"office\")"),
+        ]:
+            proxy, port = self.startProxy(ok(), tls=serverTLS(), refuse=refusal)
+            code, out, err = self.runAgainst(port, *argv, "-k", "https://localhost/")
+            self.assertEqual(code, 3)
+            self.assertTrue(err.startswith("proxyclient: The proxy at 127.0.0.1:3128 "), err)
+            self.assertIn(words, err)
+            self.assertEqual(err.count("\n"), 1)
+
+
+class NoProxyTests(NetworkTestsMixin, SynchronousTestCase):
+    """
+    A target in C{no_proxy} is connected to directly: origin-form, no
+    credentials, TLS at once for https://, and the output says so.
+    """
+
+    def test_plain(self) -> None:
+        origin, port = self.startProxy(ok())
+        code, out, err = self.net.run(
+            self,
+            ["-x", "http://alice:s3cret@10.0.0.1:3128", "http://127.0.0.1:%d/x" % (port,)],
+            environ={"no_proxy": "localhost,127.0.0.1"},
+        )
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(self.net.connects, [("127.0.0.1", port)])
+        [(request, body)] = origin.requests
+        self.assertTrue(request.startswith(b"GET /x HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % (port,)))
+        self.assertNotIn(b"Proxy-Authorization", request)
+        lines = out.splitlines()
+        self.assertEqual(
+            lines[0],
+            "Connected to 127.0.0.1:%d directly, not through a proxy ($no_proxy entry "
+            "'127.0.0.1')." % (port,),
+        )
+        self.assertTrue(lines[1].startswith("Request has been sent: GET /x HTTP/1.1"))
+        self.assertEqual(
+            lines[-1],
+            "Physical MAC Address: 02:00:00:00:00:01 (eth0, default route; the server is on loopback)",
+        )
+
+    def test_json(self) -> None:
+        origin, port = self.startProxy(ok())
+        code, out, err = self.net.run(
+            self, ["--json", "--noproxy", "*", "http://127.0.0.1:%d/" % (port,)]
+        )
+        record = json.loads(out)
+        self.assertEqual(
+            (record["proxy"], record["no_proxy"], record["proxy_user"]),
+            (None, "--noproxy entry '*'", None),
+        )
+
+    def test_https(self) -> None:
+        origin = FakeProxyFactory(ok(b"direct tls\n", b"text/plain"))
+        self.net, port = Network(tlsServer(origin)), 8443
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        code, out, err = self.net.run(
+            self,
+            ["--cacert", writeCA(directory), "https://localhost:%d/" % (port,)],
+            environ={"NO_PROXY": "localhost"},
+        )
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(origin.tunnels, [])
+        self.assertIn("  direct tls", out)
+        self.assertNotIn("Tunnel has been opened", out)
+
+    def test_refused(self) -> None:
+        self.net = Network(FakeProxyFactory(ok()))
+        env, out, err = makeEnv(
+            endpointFactory=RefusingEndpoint(), environ={"no_proxy": "example.com"}
+        )
+        code = self.successResultOf(defer.ensureDeferred(runClient(env, ["example.com:81"])))
+        self.assertEqual(code, 3)
+        self.assertEqual(
+            err.getvalue(),
+            "proxyclient: Could not connect to example.com:81 directly ($no_proxy entry "
+            "'example.com'): connection refused.\n",
+        )
+
+
+class StoppingTests(NetworkTestsMixin, SynchronousTestCase):
+    """
+    Ctrl-C and a closed standard output stop the client: the first says
+    so, the second quietly.
+    """
+
+    def test_interrupted(self) -> None:
+        handlers: list[Callable[[], None]] = []
+        removed: list[bool] = []
+
+        def interrupts(callback: Callable[[], None]) -> Callable[[], None]:
+            handlers.append(callback)
+            return lambda: removed.append(True)
+
+        proxy, port = self.startProxy(lambda proto, head, body: None)
+        result, out, err = self.start(port, "example.com", interrupts=interrupts)
+        self.assertNoResult(result)
+        [interrupt] = handlers
+        interrupt()
+        self.net.flush()
+        self.assertEqual(self.successResultOf(result), 130)
+        self.assertEqual(
+            err.getvalue(), "proxyclient: Interrupted while waiting for the response.\n"
+        )
+        self.assertNotIn("closed", out.getvalue())
+        self.assertEqual(removed, [True])
+        self.assertEqual(self.net.clock.getDelayedCalls(), [])
+
+    def test_interruptedWhileConnecting(self) -> None:
+        handlers: list[Callable[[], None]] = []
+
+        class Hanging:
+            def connect(self, factory: Any) -> defer.Deferred[Any]:
+                return defer.Deferred()
+
+        env, out, err = makeEnv(
+            endpointFactory=lambda h, p, t: Hanging(),
+            interrupts=lambda callback: handlers.append(callback) or (lambda: None),
+        )
+        result = defer.ensureDeferred(runClient(env, ["--count", "3", "example.com"]))
+        handlers[0]()
+        self.assertEqual(self.successResultOf(result), 130)
+        self.assertEqual(
+            err.getvalue(),
+            "proxyclient: Interrupted while waiting for the connection to the proxy at "
+            "127.0.0.1:8080.\n",
+        )
+
+    def test_outputClosed(self) -> None:
+        """
+        When the reader of stdout goes, the run stops at the next write: no
+        traceback, no message, code 141; no other run starts.
+        """
+
+        class Pipe(io.StringIO):
+            writes = 0
+
+            def flush(self) -> None:
+                self.writes += 1
+                if self.writes > 1:
+                    raise BrokenPipeError(32, "Broken pipe")
+
+        proxy, port = self.startProxy(ok(b"x" * 100))
+        pipe = Pipe()
+        code, out, err = self.net.run(
+            self, ["-x", "127.0.0.1:1", "--count", "5", "example.com"], stdout=pipe
+        )
+        self.assertEqual((code, err), (141, ""))
+        self.assertEqual(pipe.getvalue().count("\n"), 2)
+        self.assertEqual(len(proxy.requests), 1)
+
+    def test_outputClosedBeforeStart(self) -> None:
+        class Closed(io.StringIO):
+            def write(self, text: str) -> int:
+                raise BrokenPipeError(32, "Broken pipe")
+
+        proxy, port = self.startProxy(ok())
+        code, out, err = self.net.run(self, ["--help"], stdout=Closed())
+        self.assertEqual((code, err), (141, ""))

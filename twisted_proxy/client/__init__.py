@@ -13,8 +13,10 @@ The brief's client, on Twisted::
 
 The modules, from the bottom up:
 
-  - L{address}: what a user types (target, proxy) made into addresses;
-    the target is the project's one L{twisted_proxy.http.target.Target}.
+  - L{address}: what a user types made into the target, the project's
+    one L{twisted_proxy.http.target.Target}.
+  - L{proxies}: which proxy, which credentials, or none (C{no_proxy}), as
+    curl decides.
   - L{mac}: the MAC address of the interface that carried the connection.
   - L{options}: the command line; L{config}: the validated invocation and
     the request head.
@@ -29,12 +31,13 @@ Nothing here imports the proxy's own modules, and only L{run} touches the
 global reactor.
 """
 
-from .address import TargetError, parseProxyAddress, parseTarget
+from .address import TargetError, parseTarget
 from .config import Environment
 from .errors import proxyErrorOf
 from .mac import MacAddress, findMacAddress
 from .main import PROMPT, main, run, runClient
 from .options import USER_AGENT, Options
+from .proxies import NoProxy, parseProxyURL
 from .report import bodyPreview
 from .stats import nearestRankPercentile, summarize
 
@@ -43,7 +46,8 @@ __all__ = [
     "USER_AGENT",
     "TargetError",
     "parseTarget",
-    "parseProxyAddress",
+    "parseProxyURL",
+    "NoProxy",
     "MacAddress",
     "findMacAddress",
     "nearestRankPercentile",

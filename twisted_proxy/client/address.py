@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_client_address -*-
 """
-What a user types, made into addresses: the target (L{parseTarget}, which
-returns the project's one L{twisted_proxy.http.target.Target}) and the
-proxy (L{parseProxyAddress}).
+What a user types, made into an address: the target (L{parseTarget}, which
+returns the project's one L{twisted_proxy.http.target.Target}).  Proxy
+addresses are L{twisted_proxy.client.proxies}'.
 
 The client is more forgiving than the proxy's request-target parser, as a
 person types: no scheme means C{http://}, a bare IPv6 address is accepted,
@@ -27,7 +27,7 @@ __all__ = [
     "authorityForm",
     "bracketed",
     "formatHostPort",
-    "parseProxyAddress",
+    "checkHost",
 ]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -80,7 +80,7 @@ def authorityForm(target: Target) -> str:
     return formatHostPort(target.host, target.port)
 
 
-def _checkHost(host: str, original: str) -> str:
+def checkHost(host: str, original: str) -> str:
     """
     Validate and normalise a host from a URL.
 
@@ -183,54 +183,8 @@ def parseTarget(text: str) -> Target:
     rawHost = parts.hostname
     if not rawHost:
         raise TargetError("{!r} has no host".format(text))
-    host = _checkHost(rawHost, text)
+    host = checkHost(rawHost, text)
     path = quote(parts.path or "/", safe=_PATH_SAFE)
     if parts.query:
         path += "?" + quote(parts.query, safe=_PATH_SAFE)
     return makeTarget(scheme, host, port or DEFAULT_PORTS[scheme], path)
-
-
-def parseProxyAddress(text: str) -> tuple[str, int]:
-    """
-    Parse a proxy address: C{HOST:PORT}, C{[IPv6]:PORT}, C{HOST} (port
-    8080), or an C{http://HOST:PORT/} URL as found in C{http_proxy}.
-
-    @raise TargetError: with a one-line explanation.
-    """
-    raw = text.strip()
-    if not raw:
-        raise TargetError("the proxy address is empty")
-    if "://" in raw:
-        scheme, _, raw = raw.partition("://")
-        if scheme.lower() != "http":
-            raise TargetError(
-                "{!r}: only http:// proxies are supported".format(text.strip())
-            )
-    raw = raw.split("/", 1)[0]
-    if "@" in raw:
-        raise TargetError(
-            "{!r}: proxy user names and passwords are not supported".format(
-                text.strip()
-            )
-        )
-    if raw.count(":") > 1 and not raw.startswith("["):
-        try:
-            return ipaddress.IPv6Address(raw).compressed, DEFAULT_PROXY[1]
-        except ValueError:
-            raise TargetError(
-                "{!r}: write an IPv6 proxy address as [ADDRESS]:PORT".format(
-                    text.strip()
-                )
-            ) from None
-    try:
-        parts = urlsplit("//" + raw)
-        port = parts.port
-    except ValueError:
-        raise TargetError(
-            "{!r} is not HOST:PORT (a port is a number from 1 to 65535)".format(
-                text.strip()
-            )
-        ) from None
-    if not parts.hostname or port == 0:
-        raise TargetError("{!r} is not HOST:PORT".format(text.strip()))
-    return _checkHost(parts.hostname, text.strip()), port or DEFAULT_PROXY[1]

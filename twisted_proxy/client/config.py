@@ -7,11 +7,14 @@ including the request head that will be sent.
 
 from __future__ import annotations
 
+import contextlib
+import getpass
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -23,20 +26,23 @@ from twisted.internet.ssl import (
 )
 from twisted.python import usage
 
+from twisted_proxy.http.fields import redactHeaders
 from twisted_proxy.http.framing import serializeRequestHead
 from twisted_proxy.http.target import Target
 
-from .address import (
-    DEFAULT_PROXY,
-    TargetError,
-    authorityForm,
-    formatHostPort,
-    parseProxyAddress,
-)
+from .address import TargetError, authorityForm
 from .mac import netifacesTable
 from .options import USER_AGENT, Options
+from .proxies import Route, chooseRoute, parseProxyUser
 
-__all__ = ["Environment", "Config", "buildRequest", "makeTLSCreator", "configure"]
+__all__ = [
+    "Environment",
+    "OutputFile",
+    "Config",
+    "buildRequest",
+    "makeTLSCreator",
+    "configure",
+]
 
 
 @dataclass
@@ -50,7 +56,7 @@ class Environment:
     @ivar stdin: where the prompt reads the address.
     @ivar stdout: normal output.
     @ivar stderr: error messages.
-    @ivar environ: for C{http_proxy}/C{HTTP_PROXY}.
+    @ivar environ: for the proxy settings (C{http_proxy}, C{no_proxy}, ...).
     @ivar clock: for timeouts (L{IReactorTime}); the reactor by default.
     @ivar monotonic: the clock that times the phases, in seconds.
     @ivar wallClock: the clock for the local timestamps, in seconds since
@@ -59,8 +65,13 @@ class Environment:
         for the connection to the proxy; a L{HostnameEndpoint} by default.
     @ivar interfaceTable: returns a netifaces-like object (see
         L{findMacAddress}); the netifaces module by default.
-    @ivar interactive: whether the prompt asks again after a bad address;
-        by default, whether C{stdin} is a terminal.
+    @ivar interactive: whether stdin is a terminal (by default, whether it
+        says so): the prompt then asks again after a bad address, and a
+        missing proxy password is asked for.
+    @ivar getpass: asks for a password on the terminal, without echo.
+    @ivar interrupts: installs a handler for Ctrl-C (SIGINT) while the
+        requests run: given a callable, returns the callable that removes
+        it.  L{None}: Ctrl-C is not handled.
     """
 
     reactor: Any
@@ -74,6 +85,8 @@ class Environment:
     endpointFactory: Callable[[str, int, float], IStreamClientEndpoint] | None = None
     interfaceTable: Callable[[], Any] = netifacesTable
     interactive: bool | None = None
+    getpass: Callable[[str], str] = getpass.getpass
+    interrupts: Callable[[Callable[[], None]], Callable[[], None]] | None = None
 
     def __post_init__(self) -> None:
         if self.clock is None:
@@ -92,17 +105,69 @@ class Environment:
             self.interactive = bool(isatty and isatty())
 
 
+class OutputFile:
+    """
+    The file C{--output} names, opened before anything is sent, so that a
+    path that cannot be written is a usage error, not a failure after the
+    request.  It is truncated only when a response body starts (an
+    existing file survives a failed run) and removed again if this program
+    created it and no response came.
+
+    @ivar path: the path, as given.
+    """
+
+    def __init__(self, path: str) -> None:
+        """
+        @raise OSError: if C{path} cannot be opened for writing.
+        """
+        self.path = path
+        existed = os.path.lexists(path)
+        self._file: BinaryIO = open(path, "ab")  # noqa: SIM115 (closed by close())
+        self._created = not existed
+        self._started = False
+
+    def start(self) -> None:
+        """
+        A response body starts: empty the file.
+        """
+        self._file.seek(0)
+        self._file.truncate()
+        self._started = True
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def close(self) -> None:
+        """
+        Close the file; remove it if it was created here and never started.
+        """
+        if self._file.closed:
+            return
+        self._file.close()
+        if self._created and not self._started:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
 @dataclass
 class Config:
     """
     A validated command line.
+
+    @ivar route: the proxy (or, for a C{no_proxy} match, the origin) and
+        the credentials.
+    @ivar requestHead: the request head as sent.
+    @ivar shownHead: the same, as shown and recorded: credentials and
+        cookies redacted (L{twisted_proxy.http.fields.redactHeaders}).
+    @ivar output: the C{--output} file, if any.
+    @ivar tlsCreator: the TLS client options, for C{https://} targets.
     """
 
     target: Target
-    proxyHost: str
-    proxyPort: int
+    route: Route
     method: str
     requestHead: bytes
+    shownHead: bytes
     requestBody: bytes
     count: int
     newConnection: bool
@@ -110,28 +175,44 @@ class Config:
     timing: bool
     json: bool
     showBody: bool
-    output: str | None
+    output: OutputFile | None = None
     tlsCreator: object = None
 
     @property
-    def proxy(self) -> str:
-        return formatHostPort(self.proxyHost, self.proxyPort)
+    def proxy(self) -> str | None:
+        """
+        The proxy's C{HOST:PORT}, or L{None} for a direct connection.
+        """
+        return self.route.proxy
 
-    def tunnelHead(self) -> bytes:
+    @property
+    def https(self) -> bool:
+        return self.target.scheme == "https"
+
+    def tunnelHead(self) -> bytes | None:
+        """
+        The C{CONNECT} request that opens the tunnel of an C{https://}
+        target through a proxy, with the proxy credentials if any; L{None}
+        when there is no tunnel.
+        """
+        if not self.https or self.route.direct:
+            return None
         authority = authorityForm(self.target).encode("ascii")
-        return serializeRequestHead(
-            b"CONNECT",
-            authority,
-            [(b"Host", authority), (b"User-Agent", USER_AGENT.encode("ascii"))],
-        )
-
+        fields = [(b"Host", authority), (b"User-Agent", USER_AGENT.encode("ascii"))]
+        if self.route.credentials is not None:
+            fields.append((b"Proxy-Authorization", self.route.credentials.authorization()))
+        return serializeRequestHead(b"CONNECT", authority, fields)
 
 
 def buildRequest(
-    options: Options, target: Target, body: bytes, hasBody: bool
-) -> tuple[str, bytes]:
+    options: Options, target: Target, route: Route, body: bytes, hasBody: bool
+) -> tuple[str, bytes, bytes]:
     """
-    The method and the request head.
+    The method and the request head, as sent and as shown.
+
+    The request-target is the absolute-form to a proxy (unless
+    C{--origin-form}), the origin-form inside a tunnel and to an origin
+    directly.  The proxy credentials go on requests to a proxy only.
     """
     if options["head"]:
         method = "HEAD"
@@ -139,39 +220,41 @@ def buildRequest(
         method = options["request"]
     else:
         method = "POST" if hasBody else "GET"
-    if target.scheme == "https" or options["origin-form"]:
+    if target.scheme == "https" or route.direct or options["origin-form"]:
         requestTarget = target.path
     else:
         requestTarget = target.url.encode("ascii")
-    fields: list[tuple[str, str]] = [
-        ("Host", target.authority.decode("ascii")),
-        ("User-Agent", USER_AGENT),
-        ("Accept", "*/*"),
+    fields: list[tuple[str, bytes]] = [
+        ("Host", target.authority),
+        ("User-Agent", USER_AGENT.encode("ascii")),
+        ("Accept", b"*/*"),
     ]
+    if route.credentials is not None and not route.direct and target.scheme == "http":
+        fields.append(("Proxy-Authorization", route.credentials.authorization()))
     if hasBody:
         contentType = (
-            "application/x-www-form-urlencoded"
+            b"application/x-www-form-urlencoded"
             if options["data"] is not None
-            else "application/octet-stream"
+            else b"application/octet-stream"
         )
         fields.append(("Content-Type", contentType))
     if hasBody or method in ("POST", "PUT", "PATCH"):
-        fields.append(("Content-Length", str(len(body))))
+        fields.append(("Content-Length", str(len(body)).encode("ascii")))
     for name, value in options["headers"]:
         lower = name.lower()
         if lower in ("content-length", "transfer-encoding"):
-            raise usage.UsageError(
-                "--header {}: the client sets it itself".format(name)
-            )
+            raise usage.UsageError("--header {}: the client sets it itself".format(name))
         fields = [(n, v) for n, v in fields if n.lower() != lower]
         if value:
-            fields.append((name, value))
-    head = serializeRequestHead(
+            fields.append((name, value.encode("utf-8")))
+    encoded = [(n.encode("latin-1"), v) for n, v in fields]
+    head = serializeRequestHead(method.encode("ascii"), requestTarget, encoded)
+    shown = serializeRequestHead(
         method.encode("ascii"),
         requestTarget,
-        [(n.encode("latin-1"), v.encode("utf-8")) for n, v in fields],
+        [(n.encode("latin-1"), v.encode("latin-1")) for n, v in redactHeaders(encoded)],
     )
-    return method, head
+    return method, head, shown
 
 
 def makeTLSCreator(options: Options, host: str) -> object:
@@ -206,26 +289,49 @@ def makeTLSCreator(options: Options, host: str) -> object:
     return optionsForClientTLS(host, trustRoot=trustRootFromCertificates(certificates))
 
 
+def _proxyUser(options: Options, env: Environment) -> tuple[str, str] | None:
+    """
+    C{--proxy-user USER[:PASSWORD]}, asking for a missing password on the
+    terminal.
+
+    @raise usage.UsageError: if it is unusable, or the password is missing
+        and stdin is not a terminal to ask on.
+    """
+    text = options["proxy-user"]
+    if text is None:
+        return None
+    try:
+        user, password = parseProxyUser(text)
+    except TargetError as e:
+        raise usage.UsageError(str(e)) from None
+    if password is None:
+        if not env.interactive:
+            raise usage.UsageError(
+                "--proxy-user {}: no password given, and stdin is not a terminal to "
+                "ask for one; write --proxy-user {}:PASSWORD".format(user, user)
+            )
+        password = env.getpass("Enter proxy password for user '{}': ".format(user))
+    return user, password
+
+
 def configure(options: Options, env: Environment, target: Target) -> Config:
     """
     Everything but the target from the command line and environment.
 
-    @raise usage.UsageError: for an unusable value.
+    @raise usage.UsageError: for an unusable value, before anything is sent.
     """
-    proxyText = options["proxy"]
-    source = "--proxy"
-    if proxyText is None:
-        for name in ("http_proxy", "HTTP_PROXY"):
-            if env.environ.get(name):
-                proxyText, source = env.environ[name], "$" + name
-                break
-    if proxyText is None:
-        proxyHost, proxyPort = DEFAULT_PROXY
-    else:
-        try:
-            proxyHost, proxyPort = parseProxyAddress(proxyText)
-        except TargetError as e:
-            raise usage.UsageError("{}: {}".format(source, e)) from None
+    try:
+        route = chooseRoute(
+            target.scheme,
+            target.host,
+            target.port,
+            env.environ,
+            proxyOption=options["proxy"],
+            noProxyOption=options["noproxy"],
+            proxyUser=_proxyUser(options, env),
+        )
+    except TargetError as e:
+        raise usage.UsageError(str(e)) from None
     body = b""
     hasBody = False
     if options["data"] is not None:
@@ -239,13 +345,22 @@ def configure(options: Options, env: Environment, target: Target) -> Config:
                 "--data-file {}: {}".format(options["data-file"], e.strerror or e)
             ) from None
         hasBody = True
-    method, head = buildRequest(options, target, body, hasBody)
+    method, head, shown = buildRequest(options, target, route, body, hasBody)
+    tlsCreator = makeTLSCreator(options, target.host) if target.scheme == "https" else None
+    output = None
+    if options["output"] is not None:
+        try:
+            output = OutputFile(options["output"])
+        except OSError as e:
+            raise usage.UsageError(
+                "--output {}: {}".format(options["output"], e.strerror or e)
+            ) from None
     return Config(
         target=target,
-        proxyHost=proxyHost,
-        proxyPort=proxyPort,
+        route=route,
         method=method,
         requestHead=head,
+        shownHead=shown,
         requestBody=body,
         count=options["count"],
         newConnection=options["new-connection"],
@@ -253,8 +368,6 @@ def configure(options: Options, env: Environment, target: Target) -> Config:
         timing=options["timing"],
         json=options["json"],
         showBody=options["show-body"],
-        output=options["output"],
-        tlsCreator=makeTLSCreator(options, target.host)
-        if target.scheme == "https"
-        else None,
+        output=output,
+        tlsCreator=tlsCreator,
     )

@@ -82,7 +82,9 @@ def _linkAddress(table: Any, interface: str) -> str | None:
     return None
 
 
-def findMacAddress(localAddress: str | None, table: Any) -> MacAddress:
+def findMacAddress(
+    localAddress: str | None, table: Any, peer: str = "the proxy"
+) -> MacAddress:
     """
     Find the MAC address of the interface that carried a connection.
 
@@ -94,6 +96,8 @@ def findMacAddress(localAddress: str | None, table: Any) -> MacAddress:
 
     @param localAddress: the local address of the connection to the proxy
         (C{transport.getHost().host}), or L{None} if there was none.
+    @param peer: what is at the other end, for the loopback note:
+        C{"the proxy"}, or C{"the server"} for a direct connection.
     @param table: a netifaces-like object: C{interfaces()},
         C{ifaddresses(name)}, C{gateways()}, C{AF_LINK}, C{AF_INET},
         C{AF_INET6}.
@@ -121,7 +125,7 @@ def findMacAddress(localAddress: str | None, table: Any) -> MacAddress:
     elif local is None:
         why = "no connection was made"
     elif local.is_loopback:
-        why = "the proxy is on loopback"
+        why = "{} is on loopback".format(peer)
     else:
         why = "no interface holds the local address {}".format(local)
 
@@ -155,7 +159,7 @@ def netifacesTable() -> Any:
 
 
 def lookUpMac(
-    localAddress: str | None, tableProvider: Callable[[], Any]
+    localAddress: str | None, tableProvider: Callable[[], Any], peer: str = "the proxy"
 ) -> MacAddress:
     """
     L{findMacAddress}, turning a missing or failing netifaces into a reason.
@@ -165,7 +169,7 @@ def lookUpMac(
     except ImportError:
         return MacAddress(None, reason="the netifaces module is not installed")
     try:
-        return findMacAddress(localAddress, table)
+        return findMacAddress(localAddress, table, peer)
     except (OSError, ValueError) as e:
         return MacAddress(
             None, reason="the interface table could not be read: {}".format(e)

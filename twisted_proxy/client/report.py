@@ -17,7 +17,7 @@ from twisted_proxy.http.framing import ResponseHead
 
 from .address import authorityForm
 from .config import Config
-from .errors import printable, proxyErrorOf
+from .errors import printable
 from .mac import MacAddress
 from .session import (
     PHASES,
@@ -178,7 +178,14 @@ class TextReporter(Reporter):
     def requestSent(self, run: Run) -> None:
         if run.number != 1:
             return
-        line = "Request has been sent: " + escapeHead(self._config.requestHead)
+        route = self._config.route
+        if route.direct:
+            self._write(
+                "Connected to {} directly, not through a proxy ({}).".format(
+                    route.address, route.bypass
+                )
+            )
+        line = "Request has been sent: " + escapeHead(self._config.shownHead)
         if self._config.requestBody:
             line += " + {}-byte body".format(len(self._config.requestBody))
         self._write(line + "  [{}]".format(clockTime(run.wall["sent"])))
@@ -303,20 +310,9 @@ class TextReporter(Reporter):
             )
 
     def _reportProblem(self, run: Run) -> None:
-        if run.error is not None:
-            self._err.write("proxyclient: {}\n".format(run.error.message))
-            self._err.flush()
-            return
-        error = proxyErrorOf(proxyStatusOf(run.head))
-        if error is not None and run.head is not None:
-            self._err.write(
-                "proxyclient: the proxy could not complete the request: {} {} "
-                "(Proxy-Status: {})\n".format(
-                    run.head.status,
-                    printable(run.head.reason.decode("latin-1")),
-                    printable(proxyStatusOf(run.head) or ""),
-                )
-            )
+        problem = run.problem
+        if problem is not None and not problem.quiet:
+            self._err.write("proxyclient: {}\n".format(problem.message))
             self._err.flush()
 
     def finished(
@@ -408,8 +404,9 @@ class JSONReporter(Reporter):
         head = run.head
         mac = self._session.mac
         error = run.error
-        if error is not None:
-            self._err.write("proxyclient: {}\n".format(error.message))
+        problem = run.problem
+        if problem is not None and not problem.quiet:
+            self._err.write("proxyclient: {}\n".format(problem.message))
             self._err.flush()
         self._emit(
             {
@@ -418,8 +415,12 @@ class JSONReporter(Reporter):
                 "of": config.count,
                 "url": config.target.url,
                 "proxy": config.proxy,
+                "no_proxy": config.route.bypass,
+                "proxy_user": config.route.credentials.user
+                if config.route.credentials is not None and not config.route.direct
+                else None,
                 "method": config.method,
-                "request": config.requestHead.decode("latin-1"),
+                "request": config.shownHead.decode("latin-1"),
                 "request_body_bytes": len(config.requestBody),
                 "new_connection": run.newConnection,
                 "connection": run.connectionNumber,
@@ -446,10 +447,10 @@ class JSONReporter(Reporter):
                 ),
                 "body_bytes": run.bodyBytes,
                 "complete": run.complete,
-                "output": config.output,
+                "output": config.output.path if config.output is not None else None,
                 "mac": mac.asJSON() if mac else None,
                 "exit_code": runExitCode(run),
-                "error": error.message if error else None,
+                "error": problem.message if problem else None,
             }
         )
 

@@ -11,6 +11,7 @@ live in L{twisted_proxy.client.report}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,11 +25,15 @@ from .address import authorityForm
 from .config import Config, Environment
 from .errors import (
     EXIT_HTTP_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_NETWORK,
     EXIT_OK,
+    EXIT_OUTPUT_CLOSED,
     EXIT_USAGE,
     ClientError,
+    authenticationError,
     connectFailure,
+    printable,
     proxyErrorOf,
 )
 from .mac import MacAddress, lookUpMac
@@ -64,6 +69,9 @@ class Run:
         C{sent}, C{firstByte}, C{end}.
     @ivar wall: wall-clock times: C{start}, C{sent}, C{received} (the head).
     @ivar phase: what the run is waiting for (for a timeout's message).
+    @ivar error: what ended the run early, if anything did.
+    @ivar refusal: for a complete response that is the proxy's refusal or
+        failure (407, or C{Proxy-Status} with C{error=}), what it means.
     """
 
     number: int
@@ -81,10 +89,20 @@ class Run:
     bodyBytes: int = 0
     preview: bytes = b""
     error: ClientError | None = None
+    refusal: ClientError | None = None
 
     @property
     def complete(self) -> bool:
         return "end" in self.marks and self.error is None
+
+    @property
+    def problem(self) -> ClientError | None:
+        """
+        What went wrong: the L{error} that ended the run, or the L{refusal}
+        of a complete response the proxy generated (a 407, or an error with
+        C{Proxy-Status}); L{None} if nothing did.
+        """
+        return self.error or self.refusal
 
     def phasesMs(self) -> dict[str, float | None]:
         """
@@ -164,7 +182,7 @@ PHASES = [
 ]
 
 _WAITING_FOR = {
-    "connect": "the connection to the proxy at {proxy}",
+    "connect": "the connection to {where}",
     "tunnel": "the proxy to open a tunnel to {target}",
     "tls": "the TLS handshake with {host}",
     "waiting": "the response",
@@ -173,11 +191,13 @@ _WAITING_FOR = {
 
 
 def runExitCode(run: Run) -> int:
-    if run.error is not None:
-        return run.error.exitCode
+    """
+    The exit code of one run: its problem's, else by the response status.
+    """
+    problem = run.problem
+    if problem is not None:
+        return problem.exitCode
     assert run.head is not None
-    if proxyErrorOf(proxyStatusOf(run.head)):
-        return EXIT_NETWORK
     return EXIT_OK if 200 <= run.head.status < 400 else EXIT_HTTP_ERROR
 
 
@@ -223,16 +243,13 @@ class Recorder(RunListener):
     def __init__(self, session: Session, run: Run) -> None:
         self._session = session
         self._run = run
-        self._output: Any = None
 
     def _mark(self, name: str) -> None:
         self._run.marks[name] = self._session.env.monotonic()
 
     def connected(self) -> None:
         self._mark("connected")
-        self._run.phase = (
-            "tunnel" if self._session.config.target.scheme == "https" else "waiting"
-        )
+        self._run.phase = "tunnel" if self._session.config.tunnelHead() else "waiting"
 
     def tunnelOpened(self, head: ResponseHead) -> None:
         self._mark("tunnel")
@@ -263,41 +280,36 @@ class Recorder(RunListener):
         run.head = head
         run.wall["received"] = self._session.env.wallClock()
         self._session.reporter.responseHead(run)
-        path = self._session.config.output
-        if path is not None and not head.noBody:
-            try:
-                self._output = open(path, "wb")
-            except OSError as e:
-                raise ClientError(
-                    "Cannot write the body to {}: {}.".format(path, e.strerror or e),
-                    exitCode=EXIT_USAGE,
-                ) from None
+        output = self._session.config.output
+        if output is not None and not head.noBody:
+            self._writing(output.start)
 
     def bodyReceived(self, data: bytes) -> None:
         run = self._run
         run.bodyBytes += len(data)
         if len(run.preview) < PREVIEW_BYTES:
             run.preview += data[: PREVIEW_BYTES - len(run.preview)]
-        if self._output is not None:
-            try:
-                self._output.write(data)
-            except OSError as e:
-                raise ClientError(
-                    "Cannot write the body to {}: {}.".format(
-                        self._session.config.output, e.strerror or e
-                    ),
-                    exitCode=EXIT_USAGE,
-                ) from None
+        output = self._session.config.output
+        if output is not None:
+            self._writing(output.write, data)
         self._session.reporter.bodyReceived(run, data)
+
+    def _writing(self, write: Callable[..., None], *args: bytes) -> None:
+        """
+        Call C{write} on the output file, making a failure a L{ClientError}.
+        """
+        output = self._session.config.output
+        assert output is not None
+        try:
+            write(*args)
+        except OSError as e:
+            raise ClientError(
+                "Cannot write the body to {}: {}.".format(output.path, e.strerror or e),
+                exitCode=EXIT_USAGE,
+            ) from None
 
     def responseComplete(self) -> None:
         self._mark("end")
-        self.closeOutput()
-
-    def closeOutput(self) -> None:
-        if self._output is not None:
-            self._output.close()
-            self._output = None
 
 
 PREVIEW_BYTES = 4096
@@ -307,6 +319,11 @@ class Session:
     """
     Runs the requests of one invocation and measures them.
 
+    A session can be stopped from outside (L{stop}): by its timer for one
+    run (C{"timeout"}), by Ctrl-C (C{"interrupt"}) or by a closed standard
+    output (C{"output"}); the current run then fails with what stopped it,
+    and no other run starts after an interruption or a closed output.
+
     @ivar config: the validated command line.
     @ivar env: the outside world.
     @ivar reporter: gets told what happens.
@@ -315,7 +332,8 @@ class Session:
     @ivar _wire: the current connection, if any.
     @ivar _http: its HTTP layer.
     @ivar _connecting: the pending connection attempt, if any.
-    @ivar _timedOut: whether the current run's timer fired.
+    @ivar _stopping: why the current run is being stopped: L{None} (it is
+        not), C{"timeout"}, C{"interrupt"} or C{"output"}.
     """
 
     mac: MacAddress | None = None
@@ -323,7 +341,7 @@ class Session:
     _wire: ProxyWire | None = None
     _http: HTTPLayer | None = None
     _connecting: Deferred[Any] | None = None
-    _timedOut = False
+    _stopping: str | None = None
 
     def __init__(self, config: Config, env: Environment, reporter: Reporter) -> None:
         self.config = config
@@ -337,29 +355,55 @@ class Session:
         runs: list[Run] = []
         try:
             for number in range(1, self.config.count + 1):
-                run = Run(number, https=self.config.target.scheme == "https")
+                run = Run(number, https=self.config.https)
                 runs.append(run)
-                await self._runOnce(run)
+                if self._stopping is not None:
+                    run.error = self._stopError(run)
+                else:
+                    await self._runOnce(run)
+                    self._judge(run)
                 self.reporter.runFinished(run)
-                if run.error is not None:
+                if run.problem is not None:
                     break
         finally:
             await self._close()
         return runs
 
+    def stop(self, reason: str) -> None:
+        """
+        Stop the current run (and, unless C{reason} is C{"timeout"}, the
+        session): cancel the connection attempt or abort the connection.
+
+        @param reason: C{"timeout"}, C{"interrupt"} or C{"output"}.
+        """
+        if self._stopping in ("interrupt", "output"):
+            return
+        self._stopping = reason
+        if self._connecting is not None:
+            self._connecting.cancel()
+        elif self._wire is not None and self._wire.transport is not None:
+            self._wire.transport.abortConnection()
+
+    def interrupt(self) -> None:
+        """
+        Ctrl-C: stop.
+        """
+        self.stop("interrupt")
+
+    def outputClosed(self) -> None:
+        """
+        Nobody reads the standard output any more: stop, quietly.
+        """
+        self.stop("output")
+
     async def _runOnce(self, run: Run) -> None:
         env = self.env
         run.marks["start"] = env.monotonic()
         run.wall["start"] = env.wallClock()
-        self._timedOut = False
-        timer = env.clock.callLater(self.config.timeout, self._timeOut)
+        timer = env.clock.callLater(self.config.timeout, self.stop, "timeout")
         recorder = Recorder(self, run)
         try:
-            if (
-                self._http is None
-                or not self._http.reusable
-                or self.config.newConnection
-            ):
+            if self._http is None or not self._http.reusable or self.config.newConnection:
                 await self._close()
                 await self._connect(run, recorder)
             else:
@@ -373,46 +417,75 @@ class Session:
                 method, self.config.requestHead + self.config.requestBody, recorder
             )
         except ClientError as e:
-            run.error = self._timeoutError(run) if self._timedOut else e
+            run.error = self._stopError(run) if self._stopping else e
         except CancelledError:
-            if not self._timedOut:
+            if not self._stopping:
                 raise
-            run.error = self._timeoutError(run)
+            run.error = self._stopError(run)
         finally:
-            recorder.closeOutput()
             if timer.active():
                 timer.cancel()
+            if self._stopping == "timeout":
+                self._stopping = None
         if run.error is not None and self._wire is not None:
             if self._wire.transport is not None:
                 self._wire.transport.abortConnection()
 
+    def _judge(self, run: Run) -> None:
+        """
+        Tell a refusal from the proxy: a 407 (to the request, or to the
+        C{CONNECT}), or a response with C{Proxy-Status: ...; error=}.
+        """
+        route = self.config.route
+        user = route.credentials.user if route.credentials is not None else None
+        error = run.error
+        if error is not None:
+            if error.status == 407 and error.head is not None and not route.direct:
+                run.error = authenticationError(error.head, route.describe(), user)
+            return
+        head = run.head
+        if head is None:
+            return
+        if head.status == 407 and not route.direct:
+            run.refusal = authenticationError(head, route.describe(), user)
+            return
+        proxyStatus = proxyStatusOf(head)
+        if proxyErrorOf(proxyStatus):
+            run.refusal = ClientError(
+                "the proxy could not complete the request: {} {} "
+                "(Proxy-Status: {})".format(
+                    head.status,
+                    printable(head.reason.decode("latin-1")),
+                    printable(proxyStatus or ""),
+                ),
+                proxyStatus=proxyStatus,
+            )
+
     async def _connect(self, run: Run, recorder: Recorder) -> None:
         config = self.config
+        route = config.route
         target = config.target
-        https = target.scheme == "https"
-        http = HTTPLayer(recorder, tlsHost=target.host if https else None)
+        http = HTTPLayer(recorder, tlsHost=target.host if config.https else None)
         wire = ProxyWire(
             http,
             recorder,
-            tunnelHead=config.tunnelHead() if https else None,
+            tunnelHead=config.tunnelHead(),
             tunnelTarget=authorityForm(target),
             tlsCreator=config.tlsCreator,
         )
         run.newConnection = True
         run.phase = "connect"
         assert self.env.endpointFactory is not None
-        endpoint = self.env.endpointFactory(
-            config.proxyHost, config.proxyPort, config.timeout
-        )
+        endpoint = self.env.endpointFactory(route.host, route.port, config.timeout)
         self._connecting = connectProtocol(endpoint, wire)
         try:
             await self._connecting
         except CancelledError:
             raise
         except Exception:
-            if self._timedOut:
+            if self._stopping:
                 raise CancelledError() from None
-            raise connectFailure(Failure(), config.proxy) from None
+            raise connectFailure(Failure(), route.describe(), route.direct) from None
         finally:
             self._connecting = None
         self._wire, self._http = wire, http
@@ -420,22 +493,30 @@ class Session:
         run.connectionNumber = self.connections
         run.localAddress = wire.localAddress
         if self.mac is None:
-            self.mac = lookUpMac(wire.localAddress, self.env.interfaceTable)
+            self.mac = lookUpMac(
+                wire.localAddress,
+                self.env.interfaceTable,
+                peer="the server" if route.direct else "the proxy",
+            )
         await http.ready
 
-    def _timeOut(self) -> None:
-        self._timedOut = True
-        if self._connecting is not None:
-            self._connecting.cancel()
-        elif self._wire is not None and self._wire.transport is not None:
-            self._wire.transport.abortConnection()
-
-    def _timeoutError(self, run: Run) -> ClientError:
+    def _stopError(self, run: Run) -> ClientError:
+        """
+        The error of a run stopped by L{stop}.
+        """
         what = _WAITING_FOR.get(run.phase, "the response").format(
-            proxy=self.config.proxy,
+            where=self.config.route.describe(),
             target=authorityForm(self.config.target),
             host=self.config.target.host,
         )
+        if self._stopping == "output":
+            return ClientError(
+                "The standard output was closed.", exitCode=EXIT_OUTPUT_CLOSED, quiet=True
+            )
+        if self._stopping == "interrupt":
+            return ClientError(
+                "Interrupted while waiting for {}.".format(what), exitCode=EXIT_INTERRUPTED
+            )
         seconds = "{:g}".format(self.config.timeout)
         return ClientError(
             "Timed out after {} second{} waiting for {}. Use --timeout SECONDS to "
@@ -465,10 +546,16 @@ def _abort(wire: ProxyWire) -> None:
 
 def exitCode(runs: list[Run]) -> int:
     """
-    The worst exit code of the runs.
+    The exit code of the invocation: the most telling of its runs'.
     """
     codes = [runExitCode(r) for r in runs]
-    for code in (EXIT_USAGE, EXIT_NETWORK, EXIT_HTTP_ERROR):
+    for code in (
+        EXIT_OUTPUT_CLOSED,
+        EXIT_INTERRUPTED,
+        EXIT_USAGE,
+        EXIT_NETWORK,
+        EXIT_HTTP_ERROR,
+    ):
         if code in codes:
             return code
     return EXIT_OK

@@ -251,13 +251,15 @@ class _Only(Factory):
 
 class ProxyWire(Protocol):
     """
-    The TCP connection to the proxy.
+    The TCP connection to the proxy (or, for a C{no_proxy} match, to the
+    origin).
 
     For a plain target the bytes go straight to the L{HTTPLayer}.  For an
-    C{https://} target, a C{CONNECT} is sent first; after a 2xx answer, TLS
-    (L{TLSMemoryBIOFactory}, client side) runs over the same transport with
-    the L{HTTPLayer} on top, and any bytes that arrived after the answer's
-    head are the first TLS bytes.
+    C{https://} target through a proxy, a C{CONNECT} is sent first; after a
+    2xx answer, TLS (L{TLSMemoryBIOFactory}, client side) runs over the same
+    transport with the L{HTTPLayer} on top, and any bytes that arrived after
+    the answer's head are the first TLS bytes.  For an C{https://} target
+    reached directly, TLS starts at once.
 
     @ivar listener: gets the connection's events for the current run.
     @ivar localAddress: the socket's local address, once connected.
@@ -275,6 +277,7 @@ class ProxyWire(Protocol):
     tunnelHead: ResponseHead | None = None
     _state = "connecting"
     _upper: Protocol | None = None
+    _parser: ResponseParser | None = None
 
     def __init__(
         self,
@@ -296,7 +299,11 @@ class ProxyWire(Protocol):
         self.localAddress = getattr(self.transport.getHost(), "host", None)
         self.listener.connected()
         if self._tunnelRequest is None:
-            self._open(self._http)
+            if self._tlsCreator is not None:
+                # https:// to the origin directly (no_proxy): TLS at once.
+                self._startTLS()
+            else:
+                self._open(self._http)
             return
         self._state = "tunnelling"
         self._parser = ResponseParser()
@@ -316,6 +323,7 @@ class ProxyWire(Protocol):
         if self._state not in ("tunnelling", "refused"):
             return
         try:
+            assert self._parser is not None
             events = self._parser.feed(data)
         except ProxyError as e:
             error = framingError(e)
@@ -338,8 +346,8 @@ class ProxyWire(Protocol):
                 return
 
     def _startTLS(self) -> None:
-        assert self.tunnelHead is not None
-        self.listener.tunnelOpened(self.tunnelHead)
+        if self.tunnelHead is not None:
+            self.listener.tunnelOpened(self.tunnelHead)
         factory = TLSMemoryBIOFactory(self._tlsCreator, True, _Only(self._http))
         # Not Twisted's default BufferingTLSTransport, which holds small
         # writes until the next reactor iteration (a callLater(0) on the
@@ -347,7 +355,7 @@ class ProxyWire(Protocol):
         factory.protocol = TLSMemoryBIOProtocol
         tls = factory.buildProtocol(self.transport.getPeer())
         self._open(tls)
-        if self._parser.trailingData:
+        if self._parser is not None and self._parser.trailingData:
             tls.dataReceived(self._parser.trailingData)
 
     def _refusalError(self) -> ClientError:
@@ -368,6 +376,7 @@ class ProxyWire(Protocol):
             message,
             proxyStatus=proxyStatus.decode("latin-1") if proxyStatus else None,
             status=head.status,
+            head=head,
         )
 
     def _refuse(self, error: ClientError) -> None:
