@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import PrivateCertificate
 from twisted.internet.task import Clock
@@ -129,6 +129,7 @@ def makeEnv(
     kwargs.setdefault("interfaceTable", machine)
     kwargs.setdefault("wallClock", lambda: WALL_TIME)
     kwargs.setdefault("clock", Clock())
+    kwargs.setdefault("resolver", FakeResolver())
     env = Environment(
         reactor=kwargs.pop("reactor", None),
         stdin=io.StringIO(stdin),
@@ -138,6 +139,38 @@ def makeEnv(
         **kwargs,
     )
     return env, out, err
+
+
+class FakeResolver:
+    """
+    A resolver from a table (C{localhost} is 127.0.0.1); other names fail
+    with L{DNSLookupError}.  Nothing is ever resolved for real.
+
+    @ivar lookups: the names looked up, in order.
+    @ivar prepared: how many times L{prepare} was called.
+    @ivar pending: if set, lookups wait on new Deferreds kept here.
+    """
+
+    def __init__(self, table: dict[str, list[str]] | None = None, pending: bool = False) -> None:
+        self.table = {"localhost": ["127.0.0.1"]}
+        self.table.update(table or {})
+        self.lookups: list[str] = []
+        self.prepared = 0
+        self.pending: list[defer.Deferred[list[str]]] | None = [] if pending else None
+
+    def prepare(self) -> defer.Deferred[None]:
+        self.prepared += 1
+        return defer.succeed(None)
+
+    def resolve(self, host: str, port: int) -> defer.Deferred[list[str]]:
+        self.lookups.append(host)
+        if self.pending is not None:
+            d: defer.Deferred[list[str]] = defer.Deferred()
+            self.pending.append(d)
+            return d
+        if host in self.table:
+            return defer.succeed(list(self.table[host]))
+        return defer.fail(DNSLookupError(host))
 
 
 class RefusingEndpoint:

@@ -26,6 +26,7 @@ from tests._client import (
     FakeMonotonic,
     FakeProxyFactory,
     FakeProxyProtocol,
+    FakeResolver,
     Network,
     RefusingEndpoint,
     Responder,
@@ -37,6 +38,7 @@ from tests._client import (
 )
 from twisted_proxy.client.main import runClient
 from twisted_proxy.client.options import USER_AGENT
+from twisted_proxy.client.session import OUTPUT_GRACE
 
 PROXY_PORT = 3128
 
@@ -169,6 +171,7 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         self.assertEqual(
             record["timings_ms"],
             {
+                "namelookup": None,
                 "connect": 0.0,
                 "tunnel": None,
                 "tls": None,
@@ -743,7 +746,6 @@ class HTTPSTests(NetworkTestsMixin, SynchronousTestCase):
         ]
         self.assertEqual(times, sorted(times))
         self.assertGreater(curl["time_appconnect"], curl["time_connect"])
-        self.assertEqual(curl["time_appconnect"], curl["time_pretransfer"])
         self.assertGreaterEqual(first["timings_ms"]["tunnel"], 0)
         self.assertGreater(first["timings_ms"]["tls"], 0)
         self.assertEqual(
@@ -1049,7 +1051,9 @@ class NoProxyTests(NetworkTestsMixin, SynchronousTestCase):
     def test_refused(self) -> None:
         self.net = Network(FakeProxyFactory(ok()))
         env, out, err = makeEnv(
-            endpointFactory=RefusingEndpoint(), environ={"no_proxy": "example.com"}
+            endpointFactory=RefusingEndpoint(),
+            environ={"no_proxy": "example.com"},
+            resolver=FakeResolver({"example.com": ["192.0.2.10"]}),
         )
         code = self.successResultOf(defer.ensureDeferred(runClient(env, ["example.com:81"])))
         self.assertEqual(code, 3)
@@ -1139,3 +1143,182 @@ class StoppingTests(NetworkTestsMixin, SynchronousTestCase):
         proxy, port = self.startProxy(ok())
         code, out, err = self.net.run(self, ["--help"], stdout=Closed())
         self.assertEqual((code, err), (141, ""))
+
+
+class TimingTests(NetworkTestsMixin, SynchronousTestCase):
+    """
+    Each mark is taken at the event that defines it; work that is not the
+    network (output, the MAC lookup, one-time preparation) falls outside
+    the phases.
+    """
+
+    def test_nameLookup(self) -> None:
+        """
+        A proxy given by name is resolved first, as the C{namelookup}
+        phase; C{connect} starts after it.  The resolver is prepared
+        before the clock starts, and a second connection reuses the
+        addresses.
+        """
+        clock = FakeMonotonic()
+        resolver = FakeResolver(pending=True)
+        proxy, port = self.startProxy(ok())
+        result, out, err = self.net.start(
+            ["-x", "proxy.test:%d" % (port,), "--json", "--count", "2", "--new-connection", "example.com"],
+            resolver=resolver,
+            monotonic=clock,
+        )
+        self.assertEqual((resolver.prepared, resolver.lookups), (1, ["proxy.test"]))
+        clock.advance(0.5)
+        assert resolver.pending is not None
+        resolver.pending[0].callback(["10.0.0.7"])
+        self.net.flush()
+        self.assertEqual(self.successResultOf(result), 0)
+        first, second, summary = [json.loads(line) for line in out.getvalue().splitlines()]
+        self.assertEqual(self.net.connects, [("10.0.0.7", port), ("10.0.0.7", port)])
+        self.assertEqual(resolver.lookups, ["proxy.test"])
+        self.assertEqual(first["timings_ms"]["namelookup"], 500.0)
+        self.assertEqual(first["timings_ms"]["connect"], 0.0)
+        self.assertEqual(first["timings_ms"]["total"], 500.0)
+        self.assertEqual(first["curl"]["time_namelookup"], 0.5)
+        self.assertEqual(first["curl"]["time_connect"], 0.5)
+        self.assertEqual(second["timings_ms"]["namelookup"], 0.0)
+        self.assertEqual(first["proxy"], "proxy.test:%d" % (port,))
+
+    def test_addressSkipsLookup(self) -> None:
+        resolver = FakeResolver()
+        proxy, port = self.startProxy(ok())
+        code, out, err = self.runAgainst(port, "--json", "example.com", resolver=resolver)
+        record = json.loads(out)
+        self.assertEqual((resolver.prepared, resolver.lookups), (0, []))
+        self.assertIsNone(record["timings_ms"]["namelookup"])
+        self.assertEqual(record["curl"]["time_namelookup"], 0.0)
+
+    def test_lookupFails(self) -> None:
+        proxy, port = self.startProxy(ok())
+        code, out, err = self.net.run(self, ["-x", "nowhere.test:3128", "example.com"])
+        self.assertEqual(
+            (code, err),
+            (
+                3,
+                "proxyclient: Could not connect to the proxy at nowhere.test:3128: the name "
+                "could not be resolved. Check --proxy or http_proxy.\n",
+            ),
+        )
+        self.assertEqual(self.net.connects, [])
+
+    def test_lookupTimesOut(self) -> None:
+        resolver = FakeResolver(pending=True)
+        proxy, port = self.startProxy(ok())
+        result, out, err = self.net.start(
+            ["-x", "slow.test:3128", "--timeout", "5", "example.com"], resolver=resolver
+        )
+        self.net.advance(5)
+        self.assertEqual(self.successResultOf(result), 3)
+        self.assertEqual(
+            err.getvalue(),
+            "proxyclient: Timed out after 5 seconds waiting for the address of slow.test. "
+            "Use --timeout SECONDS to wait longer.\n",
+        )
+
+    def test_nextAddress(self) -> None:
+        """
+        When the first address refuses, the next one is tried; the connect
+        phase counts from the first attempt.
+        """
+        proxy, port = self.startProxy(ok())
+        refused: list[str] = []
+
+        def endpoints(host: str, port: int, timeout: float) -> Any:
+            if host == "10.0.0.1":
+                refused.append(host)
+                return RefusingEndpoint()(host, port, timeout)
+            return self.net.endpointFactory(host, port, timeout)
+
+        code, out, err = self.net.run(
+            self,
+            ["-x", "twice.test:3128", "example.com"],
+            resolver=FakeResolver({"twice.test": ["10.0.0.1", "10.0.0.2"]}),
+            endpointFactory=endpoints,
+        )
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual((refused, self.net.connects), (["10.0.0.1"], [("10.0.0.2", 3128)]))
+
+    def test_outputIsNotTheNetwork(self) -> None:
+        """
+        Slow output (a terminal, a pipe), the MAC lookup and the one-time
+        preparation take time, but none of it lands in a phase: the
+        response's marks are the time of the read that brought it.
+        """
+        clock = FakeMonotonic()
+
+        class SlowTerminal(io.StringIO):
+            def write(self, text: str) -> int:
+                clock.advance(1.0)
+                return super().write(text)
+
+        def slowTable() -> Any:
+            clock.advance(10.0)
+            from tests._client import machine
+
+            return machine()
+
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            clock.advance(0.25)
+            ok()(proto, head, body)
+
+        proxy, port = self.startProxy(respond)
+        code, out, err = self.runAgainst(
+            port, "-v", "example.com", monotonic=clock, stdout=SlowTerminal(), interfaceTable=slowTable
+        )
+        self.assertEqual(code, 0)
+        self.assertIn("Round-trip time: 0.250 seconds\n", out)
+        self.assertIn("  response complete         0.000 ms  time_total=0.250000\n", out)
+
+    def test_connectedWhenTheKernelSaysSo(self) -> None:
+        """
+        An endpoint that knows when the kernel reported the connection
+        (L{ConnectNowEndpoint.connectedAt}) gives the C{connected} mark,
+        not the later C{connectionMade}.
+        """
+        clock = FakeMonotonic()
+        proxy, port = self.startProxy(ok())
+
+        class Timed:
+            connectedAt: float | None = None
+
+            def __init__(self, inner: Any) -> None:
+                self._inner = inner
+
+            def connect(self, factory: Any) -> defer.Deferred[Any]:
+                clock.advance(0.001)
+                self.connectedAt = clock()
+                clock.advance(0.002)  # adopting the socket, connectionMade
+                return self._inner.connect(factory)
+
+        code, out, err = self.runAgainst(
+            port,
+            "--json",
+            "example.com",
+            monotonic=clock,
+            endpointFactory=lambda h, p, t: Timed(self.net.endpointFactory(h, p, t)),
+        )
+        record = json.loads(out)
+        self.assertEqual(record["timings_ms"]["connect"], 1.0)
+        self.assertEqual(record["timings_ms"]["send"], 2.0)
+        self.assertEqual(record["curl"]["time_connect"], 0.001)
+
+    def test_heldOutputIsWrittenAfterAGrace(self) -> None:
+        """
+        While the response is awaited, the request line is written once
+        L{OUTPUT_GRACE} has passed, not at the instant the request went.
+        """
+        held: list[FakeProxyProtocol] = []
+        proxy, port = self.startProxy(lambda proto, head, body: held.append(proto))
+        result, out, err = self.start(port, "example.com")
+        self.assertEqual(out.getvalue(), "")
+        self.net.advance(OUTPUT_GRACE)
+        self.assertTrue(out.getvalue().startswith("Request has been sent: GET http://example.com/"))
+        ok()(held[0], b"", b"")
+        self.net.flush()
+        self.assertEqual(self.successResultOf(result), 0)
+        self.assertIn("Round-trip time", out.getvalue())

@@ -35,7 +35,7 @@ from .address import TargetError, parseTarget
 from .config import Environment
 from .errors import proxyErrorOf
 from .mac import MacAddress, findMacAddress
-from .main import PROMPT, main, run, runClient
+from .main import PROMPT, run, runClient
 from .options import USER_AGENT, Options
 from .proxies import NoProxy, parseProxyURL
 from .report import bodyPreview
@@ -57,6 +57,5 @@ __all__ = [
     "Options",
     "Environment",
     "runClient",
-    "main",
     "run",
 ]

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
 
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.ssl import (
     Certificate,
@@ -32,6 +31,7 @@ from twisted_proxy.http.target import Target
 
 from .address import TargetError, authorityForm
 from .mac import netifacesTable
+from .network import ThreadResolver, addressEndpoint
 from .options import USER_AGENT, Options
 from .proxies import Route, chooseRoute, parseProxyUser
 
@@ -61,8 +61,13 @@ class Environment:
     @ivar monotonic: the clock that times the phases, in seconds.
     @ivar wallClock: the clock for the local timestamps, in seconds since
         the epoch.
-    @ivar endpointFactory: C{(host, port, timeout) -> IStreamClientEndpoint}
-        for the connection to the proxy; a L{HostnameEndpoint} by default.
+    @ivar endpointFactory: C{(address, port, timeout) -> IStreamClientEndpoint}
+        for the connection to the proxy's (or the origin's) IP address; a
+        L{TCP4ClientEndpoint} or L{TCP6ClientEndpoint} by default.
+    @ivar resolver: resolves a proxy given by name, before the connection
+        (C{resolve(host, port)} fires with a list of addresses;
+        C{prepare()} readies it before the clock starts); a
+        L{ThreadResolver} by default.
     @ivar interfaceTable: returns a netifaces-like object (see
         L{findMacAddress}); the netifaces module by default.
     @ivar interactive: whether stdin is a terminal (by default, whether it
@@ -83,6 +88,7 @@ class Environment:
     monotonic: Callable[[], float] = time.monotonic
     wallClock: Callable[[], float] = time.time
     endpointFactory: Callable[[str, int, float], IStreamClientEndpoint] | None = None
+    resolver: Any = None
     interfaceTable: Callable[[], Any] = netifacesTable
     interactive: bool | None = None
     getpass: Callable[[str], str] = getpass.getpass
@@ -92,14 +98,9 @@ class Environment:
         if self.clock is None:
             self.clock = self.reactor
         if self.endpointFactory is None:
-            reactor = self.reactor
-
-            def hostnameEndpoint(
-                host: str, port: int, timeout: float
-            ) -> IStreamClientEndpoint:
-                return HostnameEndpoint(reactor, host, port, timeout=timeout)
-
-            self.endpointFactory = hostnameEndpoint
+            self.endpointFactory = addressEndpoint(self.reactor, self.monotonic)
+        if self.resolver is None:
+            self.resolver = ThreadResolver(self.reactor)
         if self.interactive is None:
             isatty = getattr(self.stdin, "isatty", None)
             self.interactive = bool(isatty and isatty())

@@ -154,7 +154,7 @@ async def runClient(env: Environment, argv: Sequence[str]) -> int:
     if config.json:
         session.reporter = JSONReporter(config, out, env.stderr, session)  # type: ignore[arg-type]
     else:
-        session.reporter = TextReporter(config, out, env.stderr)  # type: ignore[arg-type]
+        session.reporter = TextReporter(config, out, env.stderr, env.wallClock)  # type: ignore[arg-type]
     out.whenClosed(session.outputClosed)
     uninstall = env.interrupts(session.interrupt) if env.interrupts is not None else None
     try:
@@ -198,8 +198,10 @@ def _sigintHandlers(reactor: Any) -> Callable[[Callable[[], None]], Callable[[],
 def main(reactor: Any, *argv: str, exitCodes: list[int] | None = None) -> Deferred[None]:
     """
     The C{main} that L{twisted.internet.task.react} runs: L{runClient} on
-    the real standard streams and environment.  A non-zero exit code ends
-    the program through L{SystemExit}.
+    the real standard streams and environment, once the reactor is running
+    (L{react} calls C{main} before it starts the reactor, whose start-up
+    would otherwise run in the middle of the first, timed, connection).  A
+    non-zero exit code ends the program through L{SystemExit}.
 
     Ctrl-C at the prompt raises L{KeyboardInterrupt} there (Python's own
     handler, instead of the reactor's, which would only stop the reactor
@@ -207,7 +209,6 @@ def main(reactor: Any, *argv: str, exitCodes: list[int] | None = None) -> Deferr
 
     @param exitCodes: if given, the exit code is appended to it too.
     """
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     env = Environment(
         reactor=reactor,
         stdin=sys.stdin,
@@ -217,13 +218,19 @@ def main(reactor: Any, *argv: str, exitCodes: list[int] | None = None) -> Deferr
         interrupts=_sigintHandlers(reactor),
     )
 
+    def start() -> Deferred[int]:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return ensureDeferred(runClient(env, argv))
+
     def exit(code: int) -> None:
         if exitCodes is not None:
             exitCodes.append(code)
         if code:
             raise SystemExit(code)
 
-    return ensureDeferred(runClient(env, argv)).addCallback(exit)
+    started: Deferred[int] = Deferred()
+    reactor.callWhenRunning(lambda: start().chainDeferred(started))
+    return started.addCallback(exit)
 
 
 def _endBySIGPIPE() -> None:

@@ -57,15 +57,24 @@ certificate and the host name against the system's CAs (or --cacert).
 
 Timing (-v): each phase in milliseconds, with the matching curl -w variable
 (seconds from the start, cumulative):
-  proxy connect        TCP connection to the proxy     time_connect
+  name lookup          the proxy's name resolved       time_namelookup
+                       (only when it is a name)
+  proxy connect        connect call to connection      time_connect
   CONNECT established  tunnel opened (https)           (no curl variable)
   TLS handshake        (https)                         time_appconnect
-  request sent         request written                 time_pretransfer,
+  request sent         request handed to the kernel    time_pretransfer,
                                                        time_posttransfer
   first response byte  waiting for the response        time_starttransfer
   response complete    rest of the response            time_total
 and http_code, size_download, size_header, size_request, speed_download
-(bytes per second over time_total) and num_connects.
+(bytes per second over time_total) and num_connects. Each mark is taken at
+the socket event that defines it: the connect call, connectionMade, the
+request handed to the kernel (written at once, TCP_NODELAY), the read that
+brought the first and the last response byte (before parsing or output).
+One-time costs (imports, interface table, TLS context, thread pool) are paid
+before the clock starts, and the MAC address is looked up after the last
+mark. The round-trip time is the total: from the start (the name lookup or
+the connect call) to the last response byte.
 
 Repeats (--count N): N requests on one kept-alive connection (a new one only
 when the proxy closes it), or one connection each with --new-connection; then

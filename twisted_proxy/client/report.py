@@ -10,6 +10,8 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -148,17 +150,28 @@ class TextReporter(Reporter):
     statistics table instead of the full exchange.
     """
 
-    def __init__(self, config: Config, out: TextIO, err: TextIO) -> None:
+    def __init__(
+        self,
+        config: Config,
+        out: TextIO,
+        err: TextIO,
+        wallClock: Callable[[], float] = time.time,
+    ) -> None:
         self._config = config
+        self._wallClock = wallClock
         self._out = out
         self._err = err
         self._single = config.count == 1
+        self.streamsBody = self._single and config.showBody
         self._decoder: Any = None
         self._endsLine = True
 
     def _write(self, line: str) -> None:
         self._out.write(line + "\n")
         self._out.flush()
+
+    def prepare(self) -> None:
+        clockTime(self._wallClock())
 
     def tunnelOpened(self, run: Run, wallTime: float) -> None:
         if run.number != 1:
@@ -252,6 +265,7 @@ class TextReporter(Reporter):
         phases = run.phasesMs()
         curl = run.curlVariables()
         curlFor = {
+            "namelookup": ["time_namelookup"],
             "connect": ["time_connect"],
             "tls": ["time_appconnect"],
             "send": ["time_pretransfer", "time_posttransfer"],
@@ -394,6 +408,10 @@ class JSONReporter(Reporter):
         self._out = out
         self._err = err
         self._session = session
+
+    def prepare(self) -> None:
+        isoTime(self._session.env.wallClock())
+        json.dumps({"warm": [1.5, None]})
 
     def _emit(self, obj: dict[str, Any]) -> None:
         self._out.write(json.dumps(obj) + "\n")

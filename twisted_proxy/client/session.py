@@ -11,12 +11,13 @@ live in L{twisted_proxy.client.report}.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import connectProtocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from twisted_proxy.http.framing import ResponseHead, serializeResponseHead
@@ -37,6 +38,7 @@ from .errors import (
     proxyErrorOf,
 )
 from .mac import MacAddress, lookUpMac
+from .network import isAddress
 from .wire import HTTPLayer, ProxyWire, RunListener
 
 __all__ = [
@@ -65,10 +67,24 @@ class Run:
     """
     One request and its response, as measured.
 
-    @ivar marks: monotonic times: C{start}, C{connected}, C{tunnel}, C{tls},
-        C{sent}, C{firstByte}, C{end}.
+    The marks are taken at the events that define them (see
+    L{twisted_proxy.client.wire.RunListener}), on the session's monotonic
+    clock, in this order:
+
+      - C{start}: the clock starts (everything one-time is done by then);
+      - C{resolved}: the proxy's name is resolved, and the connect call is
+        made (C{start} itself for an IP address);
+      - C{connected}: C{connectionMade};
+      - C{tunnel}, C{tls}: the C{CONNECT} answered, the TLS handshake done;
+      - C{pretransfer}: the request is about to be written;
+      - C{sent}: all of it has been handed to the kernel;
+      - C{firstByte}: the read that brought the first response byte returned;
+      - C{end}: the read that brought the last one returned.
+
+    @ivar marks: those monotonic times.
     @ivar wall: wall-clock times: C{start}, C{sent}, C{received} (the head).
     @ivar phase: what the run is waiting for (for a timeout's message).
+    @ivar lookedUp: whether a name was resolved for this run.
     @ivar error: what ended the run early, if anything did.
     @ivar refusal: for a complete response that is the proxy's refusal or
         failure (407, or C{Proxy-Status} with C{error=}), what it means.
@@ -80,6 +96,7 @@ class Run:
     wall: dict[str, float] = field(default_factory=dict)
     phase: str = "connect"
     newConnection: bool = False
+    lookedUp: bool = False
     connectionNumber: int = 0
     localAddress: str | None = None
     tunnelHead: ResponseHead | None = None
@@ -106,10 +123,13 @@ class Run:
 
     def phasesMs(self) -> dict[str, float | None]:
         """
-        Each phase's duration in milliseconds: C{connect}, C{tunnel} and
-        C{tls} (L{None} for a plain target), C{send}, C{wait}, C{receive} and
-        C{total}.  On a reused connection the first three are 0.  A phase the
-        run did not reach is L{None}.
+        Each phase's duration in milliseconds: C{namelookup} (L{None} when
+        the address was an IP address), C{connect} (from the connect call
+        to the connection), C{tunnel} and C{tls} (L{None} for a plain
+        target), C{send} (from ready to the whole request in the kernel),
+        C{wait} (to the first response byte), C{receive} (to the last) and
+        C{total}; they add up to C{total}.  On a reused connection the
+        first four are 0.  A phase the run did not reach is L{None}.
         """
         m = self.marks
 
@@ -119,10 +139,12 @@ class Run:
             return round((m[b] - m[a]) * 1000, 3)
 
         if self.newConnection:
-            connect = span("start", "connected")
+            namelookup = span("start", "resolved") if self.lookedUp else None
+            connect = span("resolved", "connected")
             tunnel = span("connected", "tunnel") if self.https else None
-            tls = span("tunnel", "tls") if self.https else None
+            tls = span("tunnel" if "tunnel" in m else "connected", "tls") if self.https else None
         else:
+            namelookup = None
             connect = 0.0
             tunnel = tls = 0.0 if self.https else None
         if not self.newConnection:
@@ -132,6 +154,7 @@ class Run:
         else:
             ready = "connected"
         return {
+            "namelookup": namelookup,
             "connect": connect,
             "tunnel": tunnel,
             "tls": tls,
@@ -143,7 +166,8 @@ class Run:
 
     def curlVariables(self) -> dict[str, float | int | None]:
         """
-        curl's C{-w} variables: times in seconds from the start.
+        curl's C{-w} variables: times in seconds from the start, cumulative,
+        as curl defines them (C{time_appconnect} is 0 without TLS).
         """
         m = self.marks
         start = m["start"]
@@ -152,14 +176,14 @@ class Run:
             value = m.get(name, default)
             return None if value is None else round(value - start, 6)
 
-        ready = m.get("tls", m.get("connected", start))
         total = since("end")
         headerBytes = len(responseHeadBytes(self.head)) if self.head else 0
         headerBytes += sum(len(responseHeadBytes(h)) for h in self.interim)
         return {
+            "time_namelookup": since("resolved", start),
             "time_connect": since("connected", start),
             "time_appconnect": since("tls", start),
-            "time_pretransfer": round(ready - start, 6) if "sent" in m else None,
+            "time_pretransfer": since("pretransfer"),
             "time_posttransfer": since("sent"),
             "time_starttransfer": since("firstByte"),
             "time_total": total,
@@ -172,6 +196,7 @@ class Run:
 
 
 PHASES = [
+    ("namelookup", "name lookup"),
     ("connect", "proxy connect"),
     ("tunnel", "CONNECT established"),
     ("tls", "TLS handshake"),
@@ -182,6 +207,7 @@ PHASES = [
 ]
 
 _WAITING_FOR = {
+    "namelookup": "the address of {name}",
     "connect": "the connection to {where}",
     "tunnel": "the proxy to open a tunnel to {target}",
     "tls": "the TLS handshake with {host}",
@@ -211,7 +237,18 @@ def proxyStatusOf(head: ResponseHead | None) -> str | None:
 class Reporter:
     """
     Turns what happens into output.  The base writes nothing.
+
+    @ivar streamsBody: whether L{bodyReceived} prints the body as it
+        arrives (it is not called otherwise).
     """
+
+    streamsBody = False
+
+    def prepare(self) -> None:
+        """
+        Before the clock starts: do once what the first output would do
+        for the first time (load the time zone, say).
+        """
 
     def tunnelOpened(self, run: Run, wallTime: float) -> None:
         pass
@@ -238,14 +275,45 @@ class Recorder(RunListener):
     """
     Records one run's events with the session's clocks, writes the body
     where it goes, and tells the reporter.
+
+    What the reporter prints while the exchange is on (the tunnel, the
+    request and response lines) is held back and written when the run
+    ends, or L{OUTPUT_GRACE} seconds after the first held line if the run
+    is still going: a write to a slow terminal or pipe then never sits
+    between the request and the read of its response, where it would delay
+    the read and so the marks.  A body that is printed as it arrives
+    (C{--show-body}) releases them first.
+
+    @ivar _held: the held reporter calls, in order.
+    @ivar _timer: releases them after L{OUTPUT_GRACE}, if set.
     """
+
+    _timer: Any = None
 
     def __init__(self, session: Session, run: Run) -> None:
         self._session = session
         self._run = run
+        self._held: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
 
-    def _mark(self, name: str) -> None:
-        self._run.marks[name] = self._session.env.monotonic()
+    def _report(self, call: Callable[..., None], *args: Any) -> None:
+        self._held.append((call, args))
+        if self._timer is None:
+            self._timer = self._session.env.clock.callLater(OUTPUT_GRACE, self.release)
+
+    def release(self) -> None:
+        """
+        Write what is held.
+        """
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        held, self._held = self._held, []
+        for call, args in held:
+            call(*args)
+
+    def _mark(self, name: str, at: float | None = None) -> None:
+        self._run.marks[name] = self._session.env.monotonic() if at is None else at
 
     def connected(self) -> None:
         self._mark("connected")
@@ -255,21 +323,24 @@ class Recorder(RunListener):
         self._mark("tunnel")
         self._run.tunnelHead = head
         self._run.phase = "tls"
-        self._session.reporter.tunnelOpened(self._run, self._session.env.wallClock())
+        self._report(self._session.reporter.tunnelOpened, self._run, self._session.env.wallClock())
 
     def tlsEstablished(self, version: str | None) -> None:
         self._mark("tls")
         self._run.tlsVersion = version
         self._run.phase = "waiting"
 
+    def requestStarting(self) -> None:
+        self._mark("pretransfer")
+
     def requestSent(self) -> None:
         self._mark("sent")
         self._run.phase = "waiting"
         self._run.wall["sent"] = self._session.env.wallClock()
-        self._session.reporter.requestSent(self._run)
+        self._report(self._session.reporter.requestSent, self._run)
 
-    def firstByte(self) -> None:
-        self._mark("firstByte")
+    def firstByte(self, at: float | None = None) -> None:
+        self._mark("firstByte", at)
         self._run.phase = "receiving"
 
     def interimHead(self, head: ResponseHead) -> None:
@@ -279,7 +350,7 @@ class Recorder(RunListener):
         run = self._run
         run.head = head
         run.wall["received"] = self._session.env.wallClock()
-        self._session.reporter.responseHead(run)
+        self._report(self._session.reporter.responseHead, run)
         output = self._session.config.output
         if output is not None and not head.noBody:
             self._writing(output.start)
@@ -292,7 +363,10 @@ class Recorder(RunListener):
         output = self._session.config.output
         if output is not None:
             self._writing(output.write, data)
-        self._session.reporter.bodyReceived(run, data)
+        reporter = self._session.reporter
+        if reporter.streamsBody:
+            self.release()
+            reporter.bodyReceived(run, data)
 
     def _writing(self, write: Callable[..., None], *args: bytes) -> None:
         """
@@ -308,11 +382,13 @@ class Recorder(RunListener):
                 exitCode=EXIT_USAGE,
             ) from None
 
-    def responseComplete(self) -> None:
-        self._mark("end")
+    def responseComplete(self, at: float | None = None) -> None:
+        self._mark("end", at)
 
 
 PREVIEW_BYTES = 4096
+# Seconds output may be held back while an exchange is on (see Recorder).
+OUTPUT_GRACE = 0.05
 
 
 class Session:
@@ -331,7 +407,10 @@ class Session:
     @ivar connections: how many connections were opened.
     @ivar _wire: the current connection, if any.
     @ivar _http: its HTTP layer.
-    @ivar _connecting: the pending connection attempt, if any.
+    @ivar _connecting: the pending name lookup or connection attempt, if
+        any.
+    @ivar _addresses: the addresses the proxy's name resolved to, once
+        looked up (later connections reuse them, as curl's DNS cache does).
     @ivar _stopping: why the current run is being stopped: L{None} (it is
         not), C{"timeout"}, C{"interrupt"} or C{"output"}.
     """
@@ -342,6 +421,7 @@ class Session:
     _http: HTTPLayer | None = None
     _connecting: Deferred[Any] | None = None
     _stopping: str | None = None
+    _addresses: list[str] | None = None
 
     def __init__(self, config: Config, env: Environment, reporter: Reporter) -> None:
         self.config = config
@@ -354,6 +434,7 @@ class Session:
         """
         runs: list[Run] = []
         try:
+            await self._prepare()
             for number in range(1, self.config.count + 1):
                 run = Run(number, https=self.config.https)
                 runs.append(run)
@@ -362,6 +443,12 @@ class Session:
                 else:
                     await self._runOnce(run)
                     self._judge(run)
+                if self.mac is None and run.localAddress is not None:
+                    self.mac = lookUpMac(
+                        run.localAddress,
+                        self.env.interfaceTable,
+                        peer="the server" if self.config.route.direct else "the proxy",
+                    )
                 self.reporter.runFinished(run)
                 if run.problem is not None:
                     break
@@ -396,10 +483,45 @@ class Session:
         """
         self.stop("output")
 
+    async def _prepare(self) -> None:
+        """
+        Before the clock starts, the one-time costs of a cold client that
+        would otherwise land in the first run's phases: the netifaces import
+        and interface table, the TLS context and a first TLS connection
+        object, the reporter's first formatting, and the resolver's thread
+        pool when the proxy is a name.  (The MAC address itself is looked
+        up after each run's last mark.)
+        """
+        with contextlib.suppress(Exception):
+            self.env.interfaceTable()
+        creator = self.config.tlsCreator
+        with contextlib.suppress(Exception):
+            if hasattr(creator, "clientConnectionForTLS"):
+                creator.clientConnectionForTLS(None)
+            elif hasattr(creator, "getContext"):
+                creator.getContext()
+        self.reporter.prepare()
+        if not isAddress(self.config.route.host) and not self._stopping:
+            self._connecting = self.env.resolver.prepare()
+            try:
+                await self._connecting
+            except CancelledError:
+                if not self._stopping:
+                    raise
+            except Exception:
+                pass  # The lookup itself will say what is wrong.
+            finally:
+                self._connecting = None
+
+    def _start(self, run: Run) -> None:
+        """
+        Start the run's clock.
+        """
+        run.marks["start"] = self.env.monotonic()
+        run.wall["start"] = self.env.wallClock()
+
     async def _runOnce(self, run: Run) -> None:
         env = self.env
-        run.marks["start"] = env.monotonic()
-        run.wall["start"] = env.wallClock()
         timer = env.clock.callLater(self.config.timeout, self.stop, "timeout")
         recorder = Recorder(self, run)
         try:
@@ -407,6 +529,7 @@ class Session:
                 await self._close()
                 await self._connect(run, recorder)
             else:
+                self._start(run)
                 run.phase = "waiting"
                 run.connectionNumber = self.connections
                 run.localAddress = self._wire.localAddress if self._wire else None
@@ -423,6 +546,7 @@ class Session:
                 raise
             run.error = self._stopError(run)
         finally:
+            recorder.release()
             if timer.active():
                 timer.cancel()
             if self._stopping == "timeout":
@@ -462,42 +586,80 @@ class Session:
             )
 
     async def _connect(self, run: Run, recorder: Recorder) -> None:
-        config = self.config
+        """
+        Open a connection for C{run}: resolve the name if the address is
+        one (the C{namelookup} phase), then connect to each address in turn
+        until one answers (the C{connect} phase, from the first connect
+        call), then wait for the tunnel and TLS if any.  Everything that is
+        not the network is done before the marks around it.
+        """
+        config, env = self.config, self.env
         route = config.route
-        target = config.target
-        http = HTTPLayer(recorder, tlsHost=target.host if config.https else None)
+        http = HTTPLayer(recorder, tlsHost=config.target.host if config.https else None)
         wire = ProxyWire(
             http,
             recorder,
             tunnelHead=config.tunnelHead(),
-            tunnelTarget=authorityForm(target),
+            tunnelTarget=authorityForm(config.target),
             tlsCreator=config.tlsCreator,
+            monotonic=env.monotonic,
         )
+        factory = _OneProtocol(wire)
         run.newConnection = True
+        assert env.endpointFactory is not None
+        addresses = [route.host] if isAddress(route.host) else self._addresses
+        if addresses is not None:
+            endpoints = [env.endpointFactory(a, route.port, config.timeout) for a in addresses]
+            self._start(run)
+            run.marks["resolved"] = run.marks["start"]
+            run.lookedUp = not isAddress(route.host)
+        else:
+            self._start(run)
+            run.phase = "namelookup"
+            run.lookedUp = True
+            self._connecting = env.resolver.resolve(route.host, route.port)
+            try:
+                addresses = await self._connecting
+            except CancelledError:
+                raise
+            except Exception:
+                if self._stopping:
+                    raise CancelledError() from None
+                raise connectFailure(Failure(), route.describe(), route.direct) from None
+            finally:
+                self._connecting = None
+            assert addresses is not None
+            self._addresses = addresses
+            endpoints = [env.endpointFactory(a, route.port, config.timeout) for a in addresses]
+            run.marks["resolved"] = env.monotonic()
         run.phase = "connect"
-        assert self.env.endpointFactory is not None
-        endpoint = self.env.endpointFactory(route.host, route.port, config.timeout)
-        self._connecting = connectProtocol(endpoint, wire)
-        try:
-            await self._connecting
-        except CancelledError:
-            raise
-        except Exception:
-            if self._stopping:
-                raise CancelledError() from None
-            raise connectFailure(Failure(), route.describe(), route.direct) from None
-        finally:
-            self._connecting = None
+        failure: Failure | None = None
+        for endpoint in endpoints:
+            self._connecting = endpoint.connect(factory)
+            try:
+                await self._connecting
+            except CancelledError:
+                raise
+            except Exception:
+                if self._stopping:
+                    raise CancelledError() from None
+                failure = Failure()
+                continue
+            finally:
+                self._connecting = None
+            connectedAt = getattr(endpoint, "connectedAt", None)
+            if connectedAt is not None:
+                # The kernel's word (the socket writable), not the later
+                # connectionMade of the adopted transport.
+                run.marks["connected"] = connectedAt
+            break
+        else:
+            assert failure is not None
+            raise connectFailure(failure, route.describe(), route.direct)
         self._wire, self._http = wire, http
         self.connections += 1
         run.connectionNumber = self.connections
         run.localAddress = wire.localAddress
-        if self.mac is None:
-            self.mac = lookUpMac(
-                wire.localAddress,
-                self.env.interfaceTable,
-                peer="the server" if route.direct else "the proxy",
-            )
         await http.ready
 
     def _stopError(self, run: Run) -> ClientError:
@@ -505,6 +667,7 @@ class Session:
         The error of a run stopped by L{stop}.
         """
         what = _WAITING_FOR.get(run.phase, "the response").format(
+            name=self.config.route.host,
             where=self.config.route.describe(),
             target=authorityForm(self.config.target),
             host=self.config.target.host,
@@ -537,6 +700,22 @@ class Session:
         finally:
             if fallback.active():
                 fallback.cancel()
+
+
+class _OneProtocol(Factory):
+    """
+    Builds the one protocol it was given, quietly: Twisted's
+    L{connectProtocol} defines a class and logs "Starting factory" on each
+    call, in the middle of the timed connect.
+    """
+
+    noisy = False
+
+    def __init__(self, protocol: Protocol) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: object) -> Protocol:
+        return self._protocol
 
 
 def _abort(wire: ProxyWire) -> None:

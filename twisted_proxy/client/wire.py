@@ -13,8 +13,11 @@ The connection to the proxy, as protocols.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IHandshakeListener, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
@@ -24,6 +27,7 @@ from twisted_proxy.http.errors import ProxyError
 from twisted_proxy.http.framing import Body, EndOfMessage, ResponseHead, ResponseParser
 
 from .errors import ClientError, framingError, lossDetail, printable, tlsFailure
+from .sendnow import SendNow
 
 __all__ = ["RunListener", "HTTPLayer", "ProxyWire"]
 
@@ -32,6 +36,14 @@ class RunListener:
     """
     What the protocols report, as it happens, for one run.  L{Recorder} is
     the real one; this base ignores everything.
+
+    Each event is reported when it happens on the socket: C{connected} in
+    C{connectionMade}; C{requestStarting} just before the request is
+    written and C{requestSent} once all of it has been handed to the
+    kernel; C{firstByte} and C{responseComplete} with C{at}, the time
+    (L{ProxyWire.lastReadAt}) at which the read that brought the first,
+    and the last, byte of the response returned: before parsing,
+    decryption or any output.
     """
 
     def connected(self) -> None:
@@ -43,10 +55,13 @@ class RunListener:
     def tlsEstablished(self, version: str | None) -> None:
         pass
 
+    def requestStarting(self) -> None:
+        pass
+
     def requestSent(self) -> None:
         pass
 
-    def firstByte(self) -> None:
+    def firstByte(self, at: float | None = None) -> None:
         pass
 
     def interimHead(self, head: ResponseHead) -> None:
@@ -58,7 +73,7 @@ class RunListener:
     def bodyReceived(self, data: bytes) -> None:
         pass
 
-    def responseComplete(self) -> None:
+    def responseComplete(self, at: float | None = None) -> None:
         pass
 
 
@@ -81,14 +96,20 @@ class HTTPLayer(Protocol):
     @ivar _done: fires when the current exchange ends.
     @ivar _bodyBytes: body bytes of the current response so far.
     @ivar _headSeen: whether the final head of the current response arrived.
+    @ivar _sending: whether the current request is still being handed to the
+        kernel.
+    @ivar wire: the connection underneath, for the time of each read and
+        for knowing when a write has reached the kernel.
     """
 
     reusable = False
     tlsVersion: str | None = None
+    wire: ProxyWire | None = None
     _state = "connecting"
     _done: Deferred[None] | None = None
     _bodyBytes = 0
     _headSeen = False
+    _sending = False
 
     def __init__(self, listener: RunListener, tlsHost: str | None = None) -> None:
         self._tlsHost = tlsHost
@@ -139,14 +160,33 @@ class HTTPLayer(Protocol):
         self._state = "waiting"
         self.reusable = False
         self._done = done = Deferred()
+        self._sending = True
+        listener.requestStarting()
         self.transport.write(data)
-        listener.requestSent()
+        if self.wire is not None and self.wire.out is not None:
+            self.wire.out.whenFlushed(self._sent)
+        else:
+            self._sent()
         return done
+
+    def _sent(self) -> None:
+        """
+        The whole request has been handed to the kernel.
+        """
+        if self._sending:
+            self._sending = False
+            self._listener.requestSent()
+
+    def _readAt(self) -> float | None:
+        return self.wire.lastReadAt if self.wire is not None else None
 
     def dataReceived(self, data: bytes) -> None:
         if self._state == "waiting":
+            # An early answer (before all of a long request went out) also
+            # ends the sending as far as timing goes.
+            self._sent()
             self._state = "receiving"
-            self._listener.firstByte()
+            self._listener.firstByte(self._readAt())
         elif self._state != "receiving":
             # Bytes nobody asked for: this connection cannot be trusted.
             self.reusable = False
@@ -179,7 +219,7 @@ class HTTPLayer(Protocol):
                     self.reusable = self._parser.keepAlive
                     self._state = "idle"
                     done, self._done = self._done, None
-                    listener.responseComplete()
+                    listener.responseComplete(self._readAt())
                     assert done is not None
                     done.callback(None)
             except ClientError as e:
@@ -189,6 +229,7 @@ class HTTPLayer(Protocol):
 
     def _fail(self, error: ClientError) -> None:
         self.reusable = False
+        self._sending = False
         self._state = "closed"
         done, self._done = self._done, None
         if done is not None:
@@ -261,8 +302,15 @@ class ProxyWire(Protocol):
     the answer's head are the first TLS bytes.  For an C{https://} target
     reached directly, TLS starts at once.
 
+    Its writes (the C{CONNECT}, the request, TLS records) go through a
+    L{SendNow}, so they reach the kernel when they are made; the socket
+    has C{TCP_NODELAY}, so none waits for an acknowledgement either.
+
     @ivar listener: gets the connection's events for the current run.
     @ivar localAddress: the socket's local address, once connected.
+    @ivar lastReadAt: the monotonic time at which the latest read returned,
+        taken before anything is done with the bytes.
+    @ivar out: the transport, wrapped in a L{SendNow}, once connected.
     @ivar closed: fires when the TCP connection is gone.
     @ivar tunnelHead: the answer to the C{CONNECT}, if one was sent.
     @ivar _state: C{"connecting"}; C{"tunnelling"} (C{CONNECT} sent);
@@ -274,6 +322,8 @@ class ProxyWire(Protocol):
     """
 
     localAddress: str | None = None
+    lastReadAt: float | None = None
+    out: SendNow | None = None
     tunnelHead: ResponseHead | None = None
     _state = "connecting"
     _upper: Protocol | None = None
@@ -286,8 +336,11 @@ class ProxyWire(Protocol):
         tunnelHead: bytes | None = None,
         tunnelTarget: str = "",
         tlsCreator: object = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
+        http.wire = self
+        self._monotonic = monotonic
         self.listener = listener
         self._tunnelRequest = tunnelHead
         self._tunnelTarget = tunnelTarget
@@ -296,8 +349,11 @@ class ProxyWire(Protocol):
         self.closed: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
-        self.localAddress = getattr(self.transport.getHost(), "host", None)
         self.listener.connected()
+        self.out = SendNow(self.transport)
+        if ITCPTransport.providedBy(self.transport):
+            self.transport.setTcpNoDelay(True)
+        self.localAddress = getattr(self.transport.getHost(), "host", None)
         if self._tunnelRequest is None:
             if self._tlsCreator is not None:
                 # https:// to the origin directly (no_proxy): TLS at once.
@@ -308,14 +364,15 @@ class ProxyWire(Protocol):
         self._state = "tunnelling"
         self._parser = ResponseParser()
         self._parser.expect(b"CONNECT")
-        self.transport.write(self._tunnelRequest)
+        self.out.write(self._tunnelRequest)
 
     def _open(self, upper: Protocol) -> None:
         self._state = "open"
         self._upper = upper
-        upper.makeConnection(self.transport)
+        upper.makeConnection(self.out)
 
     def dataReceived(self, data: bytes) -> None:
+        self.lastReadAt = self._monotonic()
         if self._state == "open":
             assert self._upper is not None
             self._upper.dataReceived(data)
