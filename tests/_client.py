@@ -503,3 +503,36 @@ def writeCA(directory: str) -> str:
     with open(path, "wb") as f:
         f.write(certificates()[0])
     return path
+
+
+# --- Test cases over a Network ------------------------------------------------------
+
+
+PROXY_PORT = 3128
+
+
+class NetworkTestsMixin:
+    """
+    Run the client against one fake proxy factory over a L{Network}.
+    """
+
+    net: Network
+
+    def startProxy(
+        self, respond: Responder, **kwargs: Any
+    ) -> tuple[FakeProxyFactory, int]:
+        factory = FakeProxyFactory(respond, **kwargs)
+        self.net = Network(factory)
+        return factory, PROXY_PORT
+
+    def runAgainst(self, port: int, *argv: str, **kwargs: Any) -> tuple[int, str, str]:
+        return self.net.run(self, ["--proxy", "127.0.0.1:%d" % (port,), *argv], **kwargs)
+
+    def start(
+        self, port: int, *argv: str, **kwargs: Any
+    ) -> tuple[defer.Deferred[int], io.StringIO, io.StringIO]:
+        """
+        Start the client and move the bytes there are; the test moves the
+        clock on (L{Network.advance}).
+        """
+        return self.net.start(["--proxy", "127.0.0.1:%d" % (port,), *argv], **kwargs)

@@ -21,6 +21,7 @@ from twisted_proxy.client.network import (
     _lookUp,
     addressEndpoint,
     isAddress,
+    tcpInfo,
 )
 
 
@@ -63,16 +64,24 @@ class ConnectNowEndpointTests(TestCase):
         """
         The connection is made; the transport is a Twisted TCP transport
         (with C{TCP_NODELAY} settable); C{connectedAt} is when the kernel
-        said so, before C{connectionMade}.
+        established it: on loopback, inside the C{connect()} call, so the
+        call's time plus the handshake's round trip (C{TCP_INFO}), never the
+        later time the call returned.
         """
         number, accepted = self.listen()
-        times = iter([1.0, 2.0, 3.0])
+        times = iter([1.0, 2.0, 3.0, 4.0])
         endpoint = ConnectNowEndpoint(reactor, "127.0.0.1", number, monotonic=lambda: next(times))
         client = Made()
         proto = await endpoint.connect(Quiet(client))
         self.assertIs(proto, client)
         self.assertTrue(client.made.called)
-        self.assertEqual(endpoint.connectedAt, 1.0)
+        self.assertEqual(endpoint.connectCalledAt, 1.0)
+        assert endpoint.connectedAt is not None
+        if tcpInfo(client.transport.getHandle()) is not None:
+            self.assertGreater(endpoint.connectedAt, 1.0)
+            self.assertLess(endpoint.connectedAt, 1.1)
+        else:
+            self.assertEqual(endpoint.connectedAt, 2.0)
         transport = client.transport
         self.assertTrue(ITCPTransport.providedBy(transport))
         transport.setTcpNoDelay(True)
@@ -157,6 +166,34 @@ class ConnectNowGivingUpTests(SynchronousTestCase):
         self.failureResultOf(d, error.ConnectingCancelledError)
         self.assertEqual((self.reactor.writers, self.reactor.clock.getDelayedCalls()), ([], []))
         self.assertEqual(writer._socket.fileno(), -1)
+
+
+class TCPInfoTests(SynchronousTestCase):
+    def test_states(self) -> None:
+        """
+        The state (1: established) and the handshake's round trip in
+        microseconds; the time a connect call establishes is capped at the
+        time it is asked.
+        """
+        if getattr(socket, "TCP_INFO", None) is None:
+            raise self.skipTest("no TCP_INFO here")
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        self.addCleanup(listener.close)
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+        info = tcpInfo(sock)
+        assert info is not None
+        self.assertNotEqual(info[0], 1)
+        endpoint = ConnectNowEndpoint(None, "127.0.0.1", 1, monotonic=lambda: 5.0)
+        self.assertIsNone(endpoint._establishedAt(sock, 4.0))
+        sock.connect(listener.getsockname())
+        state, rtt = tcpInfo(sock)  # type: ignore[misc]
+        self.assertEqual(state, 1)
+        self.assertLess(rtt, 1_000_000)
+        self.assertEqual(endpoint._establishedAt(sock, 4.0), 4.0 + rtt / 1e6)
+        self.assertEqual(endpoint._establishedAt(sock, 4.9999999), 5.0)
 
 
 class AddressEndpointTests(SynchronousTestCase):

@@ -115,6 +115,24 @@ class SendNowTests(SynchronousTestCase):
         out.write(b"direct")
         self.assertEqual(sock.sent, b"01234direct")
 
+    def test_lastSendAt(self) -> None:
+        """
+        The time just before the C{send()} that handed the latest bytes to
+        the kernel; for a queued remainder, when the buffer was found
+        empty.
+        """
+        times = iter([1.0, 2.0, 3.0])
+        sock = FakeSocket(room=3)
+        transport = FakeTransport(sock)
+        out = SendNow(transport, monotonic=lambda: next(times))
+        self.assertIsNone(out.lastSendAt)
+        out.write(b"abc")
+        self.assertEqual(out.lastSendAt, 1.0)
+        out.write(b"defg")
+        self.assertEqual(out.lastSendAt, 2.0)
+        transport.drain()
+        self.assertEqual(out.lastSendAt, 3.0)
+
     def test_wouldBlock(self) -> None:
         sock = FakeSocket(error=BlockingIOError(errno.EAGAIN, "again"))
         transport = FakeTransport(sock)

@@ -28,7 +28,8 @@ from .config import Environment, configure
 from .errors import EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED, EXIT_USAGE
 from .options import Exit, Options
 from .report import JSONReporter, TextReporter
-from .session import Reporter, Session, exitCode
+from .runs import exitCode
+from .session import Reporter, Session
 
 __all__ = ["PROMPT", "GuardedOutput", "prompt", "runClient", "main", "run"]
 

@@ -26,6 +26,7 @@ import errno
 import ipaddress
 import os
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -46,7 +47,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-__all__ = ["isAddress", "ThreadResolver", "ConnectNowEndpoint", "addressEndpoint"]
+__all__ = ["isAddress", "ThreadResolver", "ConnectNowEndpoint", "addressEndpoint", "tcpInfo"]
 
 
 def isAddress(host: str) -> bool:
@@ -101,6 +102,32 @@ class ThreadResolver:
         )
 
 
+_TCP_ESTABLISHED = 1
+# struct tcp_info (linux/tcp.h): eight one-byte fields, then 32-bit ones;
+# tcpi_rtt (microseconds) is the sixteenth of those.
+_TCP_INFO = struct.Struct("=B7x60xI")
+
+
+def tcpInfo(sock: socket.socket) -> tuple[int, int] | None:
+    """
+    The TCP state and smoothed round-trip time (microseconds) of C{sock}
+    from the kernel (Linux C{TCP_INFO}), or L{None} where it is not
+    available.  Right after the handshake the round-trip time is the
+    handshake's.
+    """
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, option, _TCP_INFO.size)
+    except OSError:
+        return None
+    if len(raw) < _TCP_INFO.size:
+        return None
+    state, rtt = _TCP_INFO.unpack_from(raw)
+    return state, rtt
+
+
 @implementer(IWriteDescriptor)
 class _Connecting:
     """
@@ -139,13 +166,20 @@ class ConnectNowEndpoint:
     L{error.TimeoutError} after C{timeout} seconds and can be cancelled
     (L{error.ConnectingCancelledError}).
 
-    @ivar connectedAt: the C{monotonic} time at which the kernel reported
-        the connection established (the socket writable, or C{connect()}
-        itself succeeding), before the reactor adopts it and calls
-        C{connectionMade}; L{None} until then.
+    @ivar connectedAt: the C{monotonic} time at which the connection was
+        established, before the reactor adopts it and calls
+        C{connectionMade}; L{None} until then.  When the handshake finished
+        inside the C{connect()} call itself (a peer on this machine: the
+        kernel runs the whole handshake before the call returns, and the
+        peer it wakes may take the CPU before the call returns), it is the
+        time of the call plus the handshake's round trip as the kernel
+        measured it (C{TCP_INFO}); otherwise it is when the socket was
+        reported writable.
+    @ivar connectCalledAt: the C{monotonic} time just before C{connect()}.
     """
 
     connectedAt: float | None = None
+    connectCalledAt: float | None = None
     _waiting: _Connecting | None = None
 
     def __init__(
@@ -167,13 +201,15 @@ class ConnectNowEndpoint:
         self._factory = protocolFactory
         sock = socket.socket(self._family, socket.SOCK_STREAM)
         sock.setblocking(False)
+        self.connectCalledAt = called = self._monotonic()
         code = sock.connect_ex((self._host, self._port))
         if code in (0, errno.EISCONN):
-            self.connectedAt = self._monotonic()
+            self.connectedAt = self._establishedAt(sock, called) or self._monotonic()
             return self._adopt(sock)
         if code not in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR):
             sock.close()
             return fail(error.getConnectError((code, os.strerror(code))))
+        self.connectedAt = self._establishedAt(sock, called)
         self._waiting = waiting = _Connecting(self, sock)
         self._result: Deferred[IProtocol] = Deferred(lambda d: self._giveUp(waiting, None))
         self._timer = self._reactor.callLater(self._timeout, self._giveUp, waiting, "timeout")
@@ -188,11 +224,25 @@ class ConnectNowEndpoint:
         sock = waiting._socket
         code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
+            self.connectedAt = None
             sock.close()
             self._result.errback(error.getConnectError((code, os.strerror(code))))
             return
-        self.connectedAt = now
+        if self.connectedAt is None:
+            self.connectedAt = now
         self._adopt(sock).chainDeferred(self._result)
+
+    def _establishedAt(self, sock: socket.socket, called: float) -> float | None:
+        """
+        If the connection is already established as C{connect()} returns,
+        when it was: C{called} plus the handshake round trip the kernel
+        measured (C{TCP_INFO}'s C{tcpi_rtt}), but never later than now.
+        L{None} if it is not established yet, or the kernel does not say.
+        """
+        info = tcpInfo(sock)
+        if info is None or info[0] != _TCP_ESTABLISHED:
+            return None
+        return min(called + info[1] / 1e6, self._monotonic())
 
     def _giveUp(self, waiting: _Connecting, why: str | None) -> None:
         if waiting is not self._waiting:

@@ -21,17 +21,15 @@ from .address import authorityForm
 from .config import Config
 from .errors import printable
 from .mac import MacAddress
-from .session import (
+from .runs import (
     PHASES,
-    PREVIEW_BYTES,
-    Reporter,
     Run,
-    Session,
     exitCode,
     proxyStatusOf,
     responseHeadBytes,
     runExitCode,
 )
+from .session import PREVIEW_BYTES, Reporter, Session
 from .stats import summarize
 
 __all__ = [

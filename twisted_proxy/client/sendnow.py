@@ -18,6 +18,7 @@ as usual and counts as flushed at once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,10 @@ class SendNow:
     the wrapped transport's (and so are the interfaces it provides).
 
     @ivar sentDirectly: bytes handed to the socket by L{write} itself.
+    @ivar lastSendAt: the C{monotonic} time just before the C{send()} that
+        handed the kernel the latest bytes (the bytes leave during that
+        call), or when the transport's buffer was found empty for a queued
+        remainder; L{None} before any write.
     @ivar _socket: the transport's socket, or L{None} if it has none.
     @ivar _queued: whether bytes wait in the transport's buffer; from then
         until it empties every write goes through the transport, so that
@@ -46,11 +51,13 @@ class SendNow:
     """
 
     sentDirectly = 0
+    lastSendAt: float | None = None
     _queued = False
     _registering = False
 
-    def __init__(self, transport: Any) -> None:
+    def __init__(self, transport: Any, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._transport = transport
+        self._monotonic = monotonic
         getHandle = getattr(transport, "getHandle", None)
         handle = getHandle() if getHandle is not None else None
         self._socket = handle if callable(getattr(handle, "send", None)) else None
@@ -82,6 +89,7 @@ class SendNow:
         if not data:
             return
         if self._socket is not None and not self._queued:
+            self.lastSendAt = self._monotonic()
             try:
                 sent = self._socket.send(data)
             except (BlockingIOError, InterruptedError):
@@ -118,6 +126,7 @@ class SendNow:
         """
         if self._registering or not self._queued:
             return
+        self.lastSendAt = self._monotonic()
         self._queued = False
         self._transport.unregisterProducer()
         callbacks, self._flushed = self._flushed, []

@@ -39,26 +39,30 @@ class RunListener:
 
     Each event is reported when it happens on the socket: C{connected} in
     C{connectionMade}; C{requestStarting} just before the request is
-    written and C{requestSent} once all of it has been handed to the
-    kernel; C{firstByte} and C{responseComplete} with C{at}, the time
-    (L{ProxyWire.lastReadAt}) at which the read that brought the first,
-    and the last, byte of the response returned: before parsing,
+    written; C{requestSent} once all of it has been handed to the kernel,
+    with C{at} the time of the C{send()} call that did it
+    (L{SendNow.lastSendAt}: the bytes leave during that call, and the time
+    after it may include the peer, woken by them, taking the CPU);
+    C{tunnelOpened}, C{tlsEstablished}, C{firstByte} and
+    C{responseComplete} with C{at}, the time (L{ProxyWire.lastReadAt}) at
+    which the read that brought the answer, the last handshake message, or
+    the first and last byte of the response returned: before parsing,
     decryption or any output.
     """
 
     def connected(self) -> None:
         pass
 
-    def tunnelOpened(self, head: ResponseHead) -> None:
+    def tunnelOpened(self, head: ResponseHead, at: float | None = None) -> None:
         pass
 
-    def tlsEstablished(self, version: str | None) -> None:
+    def tlsEstablished(self, version: str | None, at: float | None = None) -> None:
         pass
 
     def requestStarting(self) -> None:
         pass
 
-    def requestSent(self) -> None:
+    def requestSent(self, at: float | None = None) -> None:
         pass
 
     def firstByte(self, at: float | None = None) -> None:
@@ -124,7 +128,7 @@ class HTTPLayer(Protocol):
     def handshakeCompleted(self) -> None:
         handle = self.transport.getHandle()
         self.tlsVersion = handle.get_protocol_version_name()
-        self._listener.tlsEstablished(self.tlsVersion)
+        self._listener.tlsEstablished(self.tlsVersion, self._readAt())
         self._becomeReady()
 
     def _becomeReady(self) -> None:
@@ -175,7 +179,8 @@ class HTTPLayer(Protocol):
         """
         if self._sending:
             self._sending = False
-            self._listener.requestSent()
+            out = self.wire.out if self.wire is not None else None
+            self._listener.requestSent(out.lastSendAt if out is not None else None)
 
     def _readAt(self) -> float | None:
         return self.wire.lastReadAt if self.wire is not None else None
@@ -350,7 +355,7 @@ class ProxyWire(Protocol):
 
     def connectionMade(self) -> None:
         self.listener.connected()
-        self.out = SendNow(self.transport)
+        self.out = SendNow(self.transport, self._monotonic)
         if ITCPTransport.providedBy(self.transport):
             self.transport.setTcpNoDelay(True)
         self.localAddress = getattr(self.transport.getHost(), "host", None)
@@ -404,7 +409,7 @@ class ProxyWire(Protocol):
 
     def _startTLS(self) -> None:
         if self.tunnelHead is not None:
-            self.listener.tunnelOpened(self.tunnelHead)
+            self.listener.tunnelOpened(self.tunnelHead, self.lastReadAt)
         factory = TLSMemoryBIOFactory(self._tlsCreator, True, _Only(self._http))
         # Not Twisted's default BufferingTLSTransport, which holds small
         # writes until the next reactor iteration (a callLater(0) on the
