@@ -8,6 +8,7 @@ codes, failures, repeats, stopping, and where each timing mark is taken.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -879,3 +880,28 @@ class TimingTests(NetworkTestsMixin, SynchronousTestCase):
         self.net.flush()
         self.assertEqual(self.successResultOf(result), 0)
         self.assertIn("Round-trip time", out.getvalue())
+
+    def test_noCollectionDuringAnExchange(self) -> None:
+        """
+        In the real process (C{quietCollector}), the garbage collector is
+        run and its objects frozen before the clock, and it is off while an
+        exchange is timed, on again after.
+        """
+        self.addCleanup(gc.unfreeze)
+        self.assertTrue(gc.isenabled())
+        seen: list[tuple[bool, int]] = []
+
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            seen.append((gc.isenabled(), gc.get_freeze_count()))
+            ok()(proto, head, body)
+
+        proxy, port = self.startProxy(respond)
+        code, out, err = self.runAgainst(port, "--count", "2", "example.com", quietCollector=True)
+        self.assertEqual(code, 0)
+        self.assertEqual([enabled for enabled, frozen in seen], [False, False])
+        self.assertGreater(seen[0][1], 0)
+        self.assertTrue(gc.isenabled())
+        gc.unfreeze()
+        proxy, port = self.startProxy(respond)
+        self.runAgainst(port, "example.com")
+        self.assertEqual(seen[-1], (True, 0))

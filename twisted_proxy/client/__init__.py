@@ -20,12 +20,18 @@ The modules, from the bottom up:
   - L{mac}: the MAC address of the interface that carried the connection.
   - L{options}: the command line; L{config}: the validated invocation and
     the request head.
+  - L{network}: name resolution as its own phase, and connections made
+    when asked for (L{network.ConnectNowEndpoint}); L{sendnow}: writes that
+    reach the kernel when they are made.
   - L{wire}: the protocols on the connection to the proxy (plain HTTP, or
     a C{CONNECT} tunnel with TLS over it).
-  - L{session}: runs the requests and times each phase.
+  - L{runs}: one measured request, its phases and exit code;
+    L{session}: runs the requests and takes the marks.
   - L{report}: the text and JSON output; L{stats}: the statistics of
     repeated runs.
-  - L{main}: L{runClient}, L{main} and the console script L{run}.
+  - L{errors}: one-line messages and the exit codes.
+  - L{main}: L{runClient}, C{main} (what L{react} runs) and the console
+    script L{run}.
 
 Nothing here imports the proxy's own modules, and only L{run} touches the
 global reactor.

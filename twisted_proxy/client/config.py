@@ -74,6 +74,9 @@ class Environment:
         says so): the prompt then asks again after a bad address, and a
         missing proxy password is asked for.
     @ivar getpass: asks for a password on the terminal, without echo.
+    @ivar quietCollector: whether the session may steer Python's garbage
+        collector for the process (collect and freeze before the clock, no
+        collection during an exchange); only the real process does.
     @ivar interrupts: installs a handler for Ctrl-C (SIGINT) while the
         requests run: given a callable, returns the callable that removes
         it.  L{None}: Ctrl-C is not handled.
@@ -93,6 +96,7 @@ class Environment:
     interactive: bool | None = None
     getpass: Callable[[str], str] = getpass.getpass
     interrupts: Callable[[Callable[[], None]], Callable[[], None]] | None = None
+    quietCollector: bool = False
 
     def __post_init__(self) -> None:
         if self.clock is None:

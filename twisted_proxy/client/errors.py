@@ -177,7 +177,9 @@ _SCHEME = re.compile(r"\s*({})(?:\s+(.*))?\Z".format(_CHALLENGE_TOKEN), re.DOTAL
 
 
 def _splitOutsideQuotes(value: str) -> list[str]:
-    items, current, quoted, escaped = [], [], False, False
+    items: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for c in value:
         if escaped:
             escaped = False

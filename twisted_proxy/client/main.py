@@ -178,7 +178,7 @@ def _sigintHandlers(reactor: Any) -> Callable[[Callable[[], None]], Callable[[],
     """
 
     def install(callback: Callable[[], None]) -> Callable[[], None]:
-        pressed = []
+        pressed: list[int] = []
 
         def onSigint(signum: int, frame: object) -> None:
             if pressed:
@@ -217,6 +217,7 @@ def main(reactor: Any, *argv: str, exitCodes: list[int] | None = None) -> Deferr
         stderr=sys.stderr,
         environ=os.environ,
         interrupts=_sigintHandlers(reactor),
+        quietCollector=True,
     )
 
     def start() -> Deferred[int]:

@@ -374,8 +374,9 @@ def chooseRoute(
     else:
         noProxy, noProxySource = "", ""
         for name in ("no_proxy", "NO_PROXY"):
-            if get(name):
-                noProxy, noProxySource = get(name), "$" + name
+            value = get(name)
+            if value:
+                noProxy, noProxySource = value, "$" + name
                 break
     entry = NoProxy(noProxy).match(host, port) if noProxy else None
     if entry is not None:
@@ -388,8 +389,9 @@ def chooseRoute(
     proxyText, source = proxyOption, "--proxy"
     if proxyText is None:
         for name in _PROXY_VARIABLES[scheme]:
-            if get(name):
-                proxyText, source = get(name), "$" + name
+            value = get(name)
+            if value:
+                proxyText, source = value, "$" + name
                 break
     if proxyText is None:
         proxy = ProxyURL(*DEFAULT_PROXY)

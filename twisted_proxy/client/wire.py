@@ -163,7 +163,7 @@ class HTTPLayer(Protocol):
         self._headSeen = False
         self._state = "waiting"
         self.reusable = False
-        self._done = done = Deferred()
+        self._done = done = Deferred[None]()
         self._sending = True
         listener.requestStarting()
         self.transport.write(data)
