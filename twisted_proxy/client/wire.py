@@ -92,16 +92,15 @@ class HTTPLayer(Protocol):
     @ivar reusable: whether another request may be sent now.
     @ivar tlsVersion: the TLS version, once the handshake is done.
     @ivar _state: C{"connecting"} until ready; C{"idle"} between exchanges;
-        C{"waiting"} from sending a request to the first byte of the
-        response; C{"receiving"} until the end of the response; C{"closed"}.
+        C{"sending"} while a request is being handed to the kernel;
+        C{"waiting"} from then to the first byte of the response;
+        C{"receiving"} until the end of the response; C{"closed"}.
     @ivar _tlsHost: the host TLS verifies, or L{None} for a plain connection.
     @ivar _parser: frames the responses on this connection.
     @ivar _listener: gets the events of the current exchange.
     @ivar _done: fires when the current exchange ends.
     @ivar _bodyBytes: body bytes of the current response so far.
     @ivar _headSeen: whether the final head of the current response arrived.
-    @ivar _sending: whether the current request is still being handed to the
-        kernel.
     @ivar wire: the connection underneath, for the time of each read and
         for knowing when a write has reached the kernel.
     """
@@ -113,7 +112,6 @@ class HTTPLayer(Protocol):
     _done: Deferred[None] | None = None
     _bodyBytes = 0
     _headSeen = False
-    _sending = False
 
     def __init__(self, listener: RunListener, tlsHost: str | None = None) -> None:
         self._tlsHost = tlsHost
@@ -161,10 +159,9 @@ class HTTPLayer(Protocol):
         self._listener = listener
         self._bodyBytes = 0
         self._headSeen = False
-        self._state = "waiting"
+        self._state = "sending"
         self.reusable = False
         self._done = done = Deferred[None]()
-        self._sending = True
         listener.requestStarting()
         self.transport.write(data)
         if self.wire is not None and self.wire.out is not None:
@@ -177,8 +174,8 @@ class HTTPLayer(Protocol):
         """
         The whole request has been handed to the kernel.
         """
-        if self._sending:
-            self._sending = False
+        if self._state == "sending":
+            self._state = "waiting"
             out = self.wire.out if self.wire is not None else None
             self._listener.requestSent(out.lastSendAt if out is not None else None)
 
@@ -186,7 +183,7 @@ class HTTPLayer(Protocol):
         return self.wire.lastReadAt if self.wire is not None else None
 
     def dataReceived(self, data: bytes) -> None:
-        if self._state == "waiting":
+        if self._state in ("sending", "waiting"):
             # An early answer (before all of a long request went out) also
             # ends the sending as far as timing goes.
             self._sent()
@@ -234,7 +231,6 @@ class HTTPLayer(Protocol):
 
     def _fail(self, error: ClientError) -> None:
         self.reusable = False
-        self._sending = False
         self._state = "closed"
         done, self._done = self._done, None
         if done is not None:
@@ -248,7 +244,7 @@ class HTTPLayer(Protocol):
             assert self._tlsHost is not None
             self.ready.errback(tlsFailure(reason, self._tlsHost))
             return
-        if state not in ("waiting", "receiving"):
+        if state not in ("sending", "waiting", "receiving"):
             self._state = "closed"
             return
         try:
@@ -262,7 +258,7 @@ class HTTPLayer(Protocol):
             self._state = "closed"
             return
         how = lossDetail(reason)
-        if state == "waiting":
+        if state in ("sending", "waiting"):
             message = (
                 "The proxy closed the connection{} without sending a response.".format(
                     how
