@@ -104,10 +104,11 @@ the order they are written::
   requestHeaders      list of [name, value] pairs, in received order
   responseHeaders     list of [name, value] pairs, in sent order
 
-When C{headersRedacted} is true, the values of C{Authorization},
-C{Proxy-Authorization}, C{Cookie} and C{Set-Cookie} are replaced by
-L{REDACTED} (for the two authorization fields the scheme is kept:
-C{"Basic <redacted>"}).
+When C{headersRedacted} is true, header values are redacted by the proxy's
+one rule, L{twisted_proxy.http.fields.redactValue}: the values of
+C{Authorization}, C{Proxy-Authorization}, C{Cookie} and C{Set-Cookie} are
+replaced by C{"<redacted>"}, and for the two authorization fields a known
+scheme is kept (C{"Basic <redacted>"}).
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ from twisted.logger import ILogObserver, LogEvent, Logger, LogLevel
 from twisted.python import threadable
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
+
+from ..http.fields import REDACTED, redactValue
 
 __all__ = [
     "RECORD_VERSION",
@@ -170,11 +173,6 @@ _DURATION_PHASES = {
     "wait": ("requestSent", "responseHead"),
     "receive": ("responseHead", "responseComplete"),
 }
-
-REDACTED = "<redacted>"
-
-_REDACT_ALL = frozenset({"cookie", "set-cookie"})
-_REDACT_CREDENTIALS = frozenset({"authorization", "proxy-authorization"})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -228,19 +226,6 @@ def _octets(text: str) -> int:
         return len(text.encode("latin-1"))
     except UnicodeEncodeError:
         return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _redactValue(name: str, value: str) -> str:
-    """
-    The value of the field C{name} as it may be written to a log.
-    """
-    lower = name.lower()
-    if lower in _REDACT_ALL:
-        return REDACTED
-    if lower in _REDACT_CREDENTIALS:
-        scheme, sep, _ = value.strip().partition(" ")
-        return scheme + " " + REDACTED if sep else REDACTED
-    return value
 
 
 class TransactionRecord:
@@ -484,10 +469,10 @@ class TransactionRecord:
         requestHeadSize, responseHeadSize = self._headSizes(requestFields, responseFields)
         if redact:
             requestHeaders = [
-                [name, _redactValue(name, value)] for name, value in requestFields
+                [name, redactValue(name, value)] for name, value in requestFields
             ]
             responseHeaders = [
-                [name, _redactValue(name, value)] for name, value in responseFields
+                [name, redactValue(name, value)] for name, value in responseFields
             ]
         else:
             requestHeaders = [[name, value] for name, value in requestFields]
