@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_historytool -*-
 """
 C{proxyhistory}: read the proxy's transaction history (JSON Lines written by
-L{twisted_proxy.records.history.historyObserver}) and list, summarise or export it.
+L{twisted_proxy.records.logfiles.historyObserver}) and list, summarise or export it.
 
     proxyhistory [filters] FILE...                 one aligned line each
     proxyhistory [filters] --summary FILE...       totals and latency table
@@ -17,7 +17,7 @@ line number, and skipped.
 Exit status: 0 on success, 2 for a usage error, 1 if a file could not be
 read (or the HAR file written); what could be read is still shown.
 
-Only the record format documented in L{twisted_proxy.records.history} is read.
+Only the record format documented in L{twisted_proxy.records.record} is read.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from typing import IO, Any, NoReturn
 from urllib.parse import parse_qsl, urlsplit
 
 from twisted_proxy import __version__
-from twisted_proxy.records.history import (
+from twisted_proxy.http.fields import REDACTED
+from twisted_proxy.records.record import (
     RECORD_VERSION,
-    REDACTED,
     parseTimestamp,
     timestampMicroseconds,
 )

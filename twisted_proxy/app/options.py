@@ -215,7 +215,7 @@ class Options(usage.Options):
             raise usage.UsageError("--history-headers must be redacted or all")
         if self["access-log-format"] not in ("squid", "common", "combined"):
             raise usage.UsageError("--access-log-format must be one of: squid, common, combined")
-        from ..records.history import parseSize
+        from ..records.units import parseSize
 
         try:
             self["history-rotate-size"] = parseSize(str(self["history-rotate-size"]))

@@ -275,7 +275,7 @@ def buildProxy(config, reactor):
 
 
 def logObservers(config) -> list:
-    from ..records.history import accessLogObserver, historyObserver
+    from ..records.logfiles import accessLogObserver, historyObserver
 
     observers = []
     try:

@@ -51,7 +51,8 @@ from ..http.framing import (
     serializeRequestHead,
     serializeResponseHead,
 )
-from ..records.history import TransactionRecord, emitEvent, emitTransaction
+from ..records.emit import emitEvent, emitTransaction
+from ..records.record import TransactionRecord
 from .policy import HostPatterns, Policy
 from ..http.fields import (
     SECRET_HEADERS,
