@@ -1,18 +1,24 @@
 # -*- test-case-name: tests.test_history_logfiles -*-
 """
 Tests for L{twisted_proxy.records.logfiles}: the history and access-log
-writers (rotation, reopening).
+writers (rotation, reopening, buffering, write failures), and the service
+that owns them (closing at stop).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import random
 import stat
 from typing import Any
 
+from twisted.internet.task import Clock
 from twisted.logger import (
     Logger,
+    LogLevel,
+    capturedLogs,
 )
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -23,8 +29,9 @@ from tests._records import (
     readLines,
     successfulRecord,
 )
+from twisted_proxy.app.service import LogFilesService
 from twisted_proxy.records.emit import emitTransaction
-from twisted_proxy.records.logfiles import historyObserver
+from twisted_proxy.records.logfiles import RecordFileObserver, historyObserver
 
 
 class HistoryObserverTests(TempDirMixin, SynchronousTestCase):
@@ -306,3 +313,349 @@ class HistoryObserverTests(TempDirMixin, SynchronousTestCase):
         """
         path = os.path.join(self.makeDir(), "nowhere", "history.jsonl")
         self.assertRaises(OSError, historyObserver, path, 0, 1)
+
+
+
+
+class _FlakyFile:
+    """
+    Stands in for a L{RecordLogFile}'s open file: passes writes through to
+    the real file and counts them; told to fail (C{failAfter}), it lets that
+    many more octets through and then fails every write with C{ENOSPC}, as a
+    full disk does.
+    """
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.writes: list[int] = []
+        self.failAfter: int | None = None
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        if self.failAfter is not None:
+            if self.failAfter == 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            data = data[: self.failAfter]
+            self.failAfter -= len(data)
+        self.writes.append(len(data))
+        written: int = self.real.write(data)
+        return written
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def lineOf(number: int, padding: int = 0) -> bytes:
+    """
+    The line the history writes for L{numberedEvent}C{(number, padding)}.
+    """
+    return json.dumps(numberedEvent(number, padding)["transaction"], separators=(",", ":")).encode(
+        "ascii"
+    ) + b"\n"
+
+
+class BufferedWriterTests(TempDirMixin, SynchronousTestCase):
+    """
+    With a clock, a record file observer buffers lines and writes them on a
+    short timer, when enough is waiting, before reopening and at close; a
+    write that fails loses nothing that can be kept.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.path = os.path.join(self.makeDir(), "history.jsonl")
+
+    def observer(self, rotateSize: int = 0, keep: int = 10) -> RecordFileObserver:
+        observer = historyObserver(self.path, rotateSize, keep, self.clock)
+        self.addCleanup(observer.close)
+        return observer
+
+    def flaky(self, observer: RecordFileObserver) -> _FlakyFile:
+        """
+        Put a L{_FlakyFile} between C{observer} and its file.
+        """
+        logFile = observer._logFile
+        flaky = _FlakyFile(logFile._file)
+        logFile._file = flaky  # type: ignore[assignment]
+        return flaky
+
+    def sequences(self, path: str | None = None) -> list[int]:
+        return [json.loads(line)["sequence"] for line in readLines(path or self.path)]
+
+    def test_timerFlushes(self) -> None:
+        """
+        A burst of records is written with one write, C{flushInterval}
+        (at most 100 ms) after its first record, and not before.
+        """
+        observer = self.observer()
+        self.assertLessEqual(observer.flushInterval, 0.1)
+        flaky = self.flaky(observer)
+        count = 40
+        self.assertLess(sum(len(lineOf(n)) for n in range(count)), observer.flushSize)
+        for number in range(count):
+            observer(numberedEvent(number))
+            self.clock.advance(observer.flushInterval / 1000)
+        self.assertEqual(readLines(self.path), [])
+        elapsed = count * observer.flushInterval / 1000
+        self.clock.advance(observer.flushInterval * 0.99 - elapsed)
+        self.assertEqual(readLines(self.path), [])
+        self.clock.advance(observer.flushInterval * 0.01)
+        self.assertEqual(self.sequences(), list(range(count)))
+        self.assertEqual(flaky.writes, [sum(len(lineOf(n)) for n in range(count))])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_nextBurst(self) -> None:
+        """
+        After a flush, the next record starts a new batch and a new timer.
+        """
+        observer = self.observer()
+        observer(numberedEvent(1))
+        self.clock.advance(observer.flushInterval)
+        observer(numberedEvent(2))
+        self.assertEqual(self.sequences(), [1])
+        [call] = self.clock.getDelayedCalls()
+        self.assertEqual(call.getTime(), self.clock.seconds() + observer.flushInterval)
+        self.clock.advance(observer.flushInterval)
+        self.assertEqual(self.sequences(), [1, 2])
+
+    def test_sizeFlushes(self) -> None:
+        """
+        Once C{flushSize} octets are waiting they are written at once; the
+        rest waits for the timer.
+        """
+        observer = self.observer()
+        size = len(lineOf(0))
+        observer.flushSize = 3 * size
+        for number in range(4):
+            observer(numberedEvent(number))
+        self.assertEqual(self.sequences(), [0, 1, 2])
+        self.clock.advance(observer.flushInterval)
+        self.assertEqual(self.sequences(), [0, 1, 2, 3])
+
+    def test_closeFlushes(self) -> None:
+        """
+        Closing writes what is buffered and cancels the timer; later
+        records are ignored.
+        """
+        observer = self.observer()
+        for number in range(3):
+            observer(numberedEvent(number))
+        observer.close()
+        self.assertEqual(self.sequences(), [0, 1, 2])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        observer(numberedEvent(3))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.sequences(), [0, 1, 2])
+
+    def test_reopenFlushesFirst(self) -> None:
+        """
+        On C{reopen()}, the buffered records go to the file they were
+        emitted into (renamed away by logrotate), the later ones to the new
+        file.
+        """
+        observer = self.observer()
+        observer(numberedEvent(1))
+        os.rename(self.path, self.path + ".1")
+        observer(numberedEvent(2))
+        observer.reopen()
+        observer(numberedEvent(3))
+        self.clock.advance(observer.flushInterval)
+        self.assertEqual(self.sequences(self.path + ".1"), [1, 2])
+        self.assertEqual(self.sequences(), [3])
+
+    def test_rotationNeverSplitsOrLoses(self) -> None:
+        """
+        Rotating every few kilobytes while 2,000 records of varied sizes
+        arrive in bursts of varied lengths: every line of every file is a
+        whole record, each record is there once and in order, every file
+        ends at the end of a line, and no file exceeds the rotate size by
+        more than one record.
+        """
+        directory = os.path.dirname(self.path)
+        rotateSize = 16 * 1024
+        observer = self.observer(rotateSize=rotateSize, keep=10000)
+        generator = random.Random(5)
+        count = 2000
+        longest = 0
+        for number in range(count):
+            padding = generator.randrange(400)
+            longest = max(longest, len(lineOf(number, padding)))
+            observer(numberedEvent(number, padding))
+            if generator.random() < 0.05:
+                self.clock.advance(generator.choice([0.01, observer.flushInterval, 1.0]))
+        observer.close()
+        names = os.listdir(directory)
+        self.assertGreater(len(names), 100)
+        byAge = sorted(
+            names, key=lambda name: -int(name.rsplit(".", 1)[1]) if name[-1].isdigit() else 0
+        )
+        sequences = []
+        for name in byAge:
+            with open(os.path.join(directory, name), "rb") as f:
+                content = f.read()
+            self.assertTrue(content.endswith(b"\n"), name)
+            if name != "history.jsonl":
+                self.assertLess(len(content), rotateSize + longest, name)
+            sequences.extend(json.loads(line)["sequence"] for line in content.splitlines())
+        self.assertEqual(sequences, list(range(count)))
+
+    def test_writeFailureKeepsRecords(self) -> None:
+        """
+        A write that fails (a full disk) part way, at any point, is logged
+        once; the records it did not complete are kept and written, whole,
+        when the disk has room again; the part that did reach the file ends
+        as a line of its own.  Nothing else is lost or repeated.
+        """
+        first, second = len(lineOf(5)), len(lineOf(6))
+        for failAfter in (0, 30, first, first + second + 10):
+            path = os.path.join(self.makeDir(), "history.jsonl")
+            observer = historyObserver(path, 0, 1, self.clock)
+            self.addCleanup(observer.close)
+            flaky = self.flaky(observer)
+            for number in range(5):
+                observer(numberedEvent(number))
+            self.clock.advance(observer.flushInterval)
+            flaky.failAfter = failAfter
+            with capturedLogs() as events:
+                for number in range(5, 15):
+                    observer(numberedEvent(number))
+                self.clock.advance(observer.flushInterval)
+                for number in range(15, 20):
+                    observer(numberedEvent(number))
+                self.clock.advance(observer.flushInterval)
+                self.assertEqual(len(flaky.writes), 1 + (1 if failAfter else 0))
+                flaky.failAfter = None
+                self.clock.advance(observer.retryInterval)
+            self.assertEqual(self.clock.getDelayedCalls(), [])
+            [failed, again] = events
+            self.assertEqual(failed["log_level"], LogLevel.error)
+            self.assertEqual((failed["path"], failed["error"]), (path, "No space left on device"))
+            self.assertEqual(again["log_level"], LogLevel.info)
+            self.assertEqual((again["path"], again["dropped"]), (path, 0))
+            sequences, fragments = [], []
+            for line in readLines(path):
+                try:
+                    sequences.append(json.loads(line)["sequence"])
+                except ValueError:
+                    fragments.append(line)
+            self.assertEqual(sequences, list(range(20)), failAfter)
+            written = (lineOf(5) + lineOf(6) + lineOf(7))[:failAfter]
+            complete = written.count(b"\n")
+            expected = [] if written.endswith(b"\n") or not written else [
+                written.split(b"\n")[complete].decode("ascii")
+            ]
+            self.assertEqual(fragments, expected, failAfter)
+
+    def test_failureWithoutClock(self) -> None:
+        """
+        Without a clock, a failed write is retried with the next record.
+        """
+        observer = historyObserver(self.path, 0, 1)
+        self.addCleanup(observer.close)
+        flaky = self.flaky(observer)
+        flaky.failAfter = 0
+        with capturedLogs() as events:
+            observer(numberedEvent(1))
+            observer(numberedEvent(2))
+            self.assertEqual(readLines(self.path), [])
+            flaky.failAfter = None
+            observer(numberedEvent(3))
+        self.assertEqual(self.sequences(), [1, 2, 3])
+        self.assertEqual([event["log_level"] for event in events], [LogLevel.error, LogLevel.info])
+
+    def test_backlogBounded(self) -> None:
+        """
+        While writes fail, at most C{maxBacklog} octets are kept; records
+        beyond are dropped and counted, and the count is logged when writing
+        works again.
+        """
+        observer = self.observer()
+        flaky = self.flaky(observer)
+        observer.maxBacklog = 3 * len(lineOf(0))
+        flaky.failAfter = 0
+        with capturedLogs() as events:
+            for number in range(5):
+                observer(numberedEvent(number))
+            self.clock.advance(observer.flushInterval)
+            flaky.failAfter = None
+            self.clock.advance(observer.retryInterval)
+        self.assertEqual(self.sequences(), [0, 1, 2])
+        self.assertEqual(events[-1]["dropped"], 2)
+
+    def test_closeWhileFailing(self) -> None:
+        """
+        Records that still cannot be written at close are reported lost,
+        with their number; nothing is left scheduled.
+        """
+        observer = self.observer()
+        flaky = self.flaky(observer)
+        flaky.failAfter = 0
+        with capturedLogs() as events:
+            observer(numberedEvent(1))
+            observer(numberedEvent(2))
+            observer.close()
+        self.assertEqual(events[-1]["log_level"], LogLevel.error)
+        self.assertEqual(events[-1]["count"], 2)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class LogFilesServiceTests(TempDirMixin, SynchronousTestCase):
+    """
+    The service that owns the record files closes them (writing what is
+    buffered) when it stops.
+    """
+
+    def test_stopFlushes(self) -> None:
+        """
+        A record emitted just before a clean stop is in the file after it,
+        and no timer is left behind.
+        """
+        clock = Clock()
+        path = os.path.join(self.makeDir(), "history.jsonl")
+        observer = historyObserver(path, 0, 1, clock)
+        service = LogFilesService([observer])
+        service.startService()
+        record = successfulRecord(FakeClocks())
+        emitTransaction(Logger(namespace="tests.history"), record)
+        self.assertEqual(readLines(path), [])
+        self.successResultOf(service.stopService())
+        [line] = readLines(path)
+        self.assertEqual(json.loads(line), record.asDict())
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class ServiceWiringTests(TempDirMixin, SynchronousTestCase):
+    """
+    The proxy built from its options buffers its record files on its
+    reactor, and closes them when it stops.
+    """
+
+    def test_bufferedOnReactor(self) -> None:
+        """
+        With C{--history} and C{--access-log}, a transaction reaches both
+        files on the reactor's timer, not before; a record emitted after
+        that reaches them at the clean stop.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from twisted_proxy.app.tap import Options, makeService
+
+        directory = self.makeDir()
+        history = os.path.join(directory, "history.jsonl")
+        access = os.path.join(directory, "access.log")
+        reactor = MemoryReactorClock()
+        config = Options()
+        config.parseOptions(
+            ["--listen", "tcp:0:interface=127.0.0.1", "--history", history, "--access-log", access]
+        )
+        service = makeService(config, reactor)
+        service.startService()
+        log = Logger(namespace="tests.history")
+        emitTransaction(log, successfulRecord(FakeClocks()))
+        self.assertEqual((readLines(history), readLines(access)), ([], []))
+        reactor.advance(0.1)
+        self.assertEqual((len(readLines(history)), len(readLines(access))), (1, 1))
+        emitTransaction(log, successfulRecord(FakeClocks()))
+        self.successResultOf(service.stopService())
+        self.assertEqual((len(readLines(history)), len(readLines(access))), (2, 2))
+        self.assertEqual(reactor.getDelayedCalls(), [])

@@ -96,7 +96,8 @@ class Options(usage.Options):
         ["auth-realm", None, "twisted-proxy", "The realm of the Proxy-Authenticate challenge."],
         ["connect-ports", None, "443", "Ports CONNECT may reach: a list like 443,8443, or *."],
         ["history", None, None,
-         "Write one JSON record per transaction to this file (JSON Lines, flushed per record)."],
+         "Write one JSON record per transaction to this file (JSON Lines, written within "
+         "50 ms, and at every clean stop)."],
         ["history-rotate-size", None, "10M",
          "Rotate the history file at this size (k, M, G; 0 disables rotation)."],
         ["history-keep", None, 10, "Rotated history files to keep.", _positive(int)],

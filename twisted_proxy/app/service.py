@@ -274,17 +274,18 @@ def buildProxy(config, reactor):
     return factory, pool
 
 
-def logObservers(config) -> list:
+def logObservers(config, clock=None) -> list:
     from ..records.logfiles import accessLogObserver, historyObserver
 
     observers = []
     try:
         if config["history"]:
             observers.append(
-                historyObserver(config["history"], config["history-rotate-size"], config["history-keep"])
+                historyObserver(config["history"], config["history-rotate-size"], config["history-keep"],
+                                clock)
             )
         if config["access-log"]:
-            observers.append(accessLogObserver(config["access-log"], config["access-log-format"]))
+            observers.append(accessLogObserver(config["access-log"], config["access-log-format"], clock))
     except OSError as e:
         raise usage.UsageError("cannot open log file: {}".format(e)) from None
     return observers

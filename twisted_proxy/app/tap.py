@@ -37,10 +37,10 @@ def makeService(config: Options, reactor=None) -> MultiService:
         from .workers import WorkerSupervisor
 
         return WorkerSupervisor(
-            reactor, config.argv, config["ports"], config["workers"], logObservers(config)
+            reactor, config.argv, config["ports"], config["workers"], logObservers(config, reactor)
         )
     factory, pool = buildProxy(config, reactor)
-    observers = logObservers(config)
+    observers = logObservers(config, reactor)
     factory.transactionDetail = bool(observers)
     service = ProxyService(factory, pool, observers, reactor)
     for description in config["ports"]:
