@@ -2,7 +2,7 @@
 """
 Tests for L{twisted_proxy.records.logfiles}: the history and access-log
 writers (rotation, reopening, buffering, write failures), and the service
-that owns them (closing at stop).
+that owns them (closing at stop, reopening on C{SIGUSR1}).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import errno
 import json
 import os
 import random
+import signal
 import stat
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -19,7 +21,10 @@ from twisted.logger import (
     Logger,
     LogLevel,
     capturedLogs,
+    globalLogPublisher,
+    textFileLogObserver,
 )
+from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests._records import (
@@ -599,10 +604,27 @@ class BufferedWriterTests(TempDirMixin, SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
+class _ThreadCallReactor:
+    """
+    Just enough of a reactor for signal handling: C{callFromThread} queues
+    the call, L{runCalls} runs the queue in order.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[[], object]] = []
+
+    def callFromThread(self, f: Callable[..., object], *args: object) -> None:
+        self.calls.append(lambda: f(*args))
+
+    def runCalls(self) -> None:
+        while self.calls:
+            self.calls.pop(0)()
+
+
 class LogFilesServiceTests(TempDirMixin, SynchronousTestCase):
     """
     The service that owns the record files closes them (writing what is
-    buffered) when it stops.
+    buffered) when it stops, and reopens them on C{SIGUSR1}.
     """
 
     def test_stopFlushes(self) -> None:
@@ -622,6 +644,53 @@ class LogFilesServiceTests(TempDirMixin, SynchronousTestCase):
         [line] = readLines(path)
         self.assertEqual(json.loads(line), record.asDict())
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_sigusr1(self) -> None:
+        """
+        On C{SIGUSR1}, as twistd runs it (twistd's handler rotates its own
+        log file, in the reactor thread), the record files are reopened at
+        their path, and the "Log files reopened." line lands in twistd's
+        NEW log file, after its rotation.
+        """
+        directory = self.makeDir()
+        twistdLog = LogFile("twistd.log", directory)
+        self.addCleanup(twistdLog.close)
+        textObserver = textFileLogObserver(twistdLog)
+        globalLogPublisher.addObserver(textObserver)
+        self.addCleanup(globalLogPublisher.removeObserver, textObserver)
+        reactor = _ThreadCallReactor()
+
+        def twistdHandler(signum: int, frame: object) -> None:
+            # What twistd's UnixAppLogger installs for SIGUSR1.
+            reactor.callFromThread(twistdLog.rotate)
+
+        original = signal.signal(signal.SIGUSR1, twistdHandler)
+        self.addCleanup(signal.signal, signal.SIGUSR1, original)
+
+        path = os.path.join(directory, "history.jsonl")
+        history = historyObserver(path, 0, 1, Clock())
+        service = LogFilesService([history], reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        log = Logger(namespace="tests.history")
+        emitTransaction(log, successfulRecord(FakeClocks()))
+        os.rename(path, path + "-old")
+        signal.raise_signal(signal.SIGUSR1)
+        reactor.runCalls()
+        emitTransaction(log, successfulRecord(FakeClocks()))
+        history.flush()
+
+        self.assertEqual(len(readLines(path + "-old")), 1)
+        self.assertEqual(len(readLines(path)), 1)
+        with open(os.path.join(directory, "twistd.log.1"), encoding="utf-8") as f:
+            old = f.read()
+        with open(os.path.join(directory, "twistd.log"), encoding="utf-8") as f:
+            new = f.read()
+        self.assertNotIn("Log files reopened.", old)
+        self.assertIn("Log files reopened.", new)
+        # The handler twistd installed keeps running, and is back after stop.
+        self.successResultOf(service.stopService())
+        self.assertIs(signal.getsignal(signal.SIGUSR1), twistdHandler)
 
 
 class ServiceWiringTests(TempDirMixin, SynchronousTestCase):

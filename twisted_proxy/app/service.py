@@ -180,16 +180,22 @@ def reloadPolicy(policy) -> None:
 def onSignal(signum: int, reactor, action) -> object:
     """
     Run C{action} in the reactor thread on signal C{signum}, after whatever
-    handler was installed before (which keeps running too).
+    handler was installed before (which keeps running too, and whatever it
+    schedules in the reactor thread runs before C{action}).
 
     @return: the previous handler, to restore.
     """
     previous = signal.getsignal(signum)
 
     def handler(number, frame):
-        reactor.callFromThread(action)
-        if callable(previous):
-            previous(number, frame)
+        # The previous handler first: twistd's own SIGUSR1 handler schedules
+        # the rotation of its log file, and what action logs belongs in the
+        # new file.
+        try:
+            if callable(previous):
+                previous(number, frame)
+        finally:
+            reactor.callFromThread(action)
 
     return signal.signal(signum, handler)
 
