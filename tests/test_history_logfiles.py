@@ -696,8 +696,64 @@ class LogFilesServiceTests(TempDirMixin, SynchronousTestCase):
 class ServiceWiringTests(TempDirMixin, SynchronousTestCase):
     """
     The proxy built from its options buffers its record files on its
-    reactor, and closes them when it stops.
+    reactor, closes them when it stops, and rotates the history by size only
+    when asked to.
     """
+
+    def runProxy(self, *args: str, records: int = 1) -> str:
+        """
+        Build the proxy from C{args} (on a fake reactor), emit C{records}
+        transactions, and stop it.
+
+        @return: the history file's directory.
+        """
+        from twisted.internet.testing import MemoryReactorClock
+
+        from twisted_proxy.app.tap import Options, makeService
+
+        directory = self.makeDir()
+        history = os.path.join(directory, "history.jsonl")
+        reactor = MemoryReactorClock()
+        config = Options()
+        config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--history", history, *args])
+        service = makeService(config, reactor)
+        service.startService()
+        log = Logger(namespace="tests.history")
+        for number in range(records):
+            emitTransaction(log, successfulRecord(FakeClocks()))
+            reactor.advance(0.1)
+        self.successResultOf(service.stopService())
+        return directory
+
+    def test_noSizeRotationByDefault(self) -> None:
+        """
+        By default the history is an audit trail that only logrotate (with
+        C{SIGUSR1}) rotates: however much is written, one file, every
+        record in it.
+        """
+        from twisted_proxy.app.tap import Options
+
+        config = Options()
+        config.parseOptions(["--history", os.path.join(self.makeDir(), "h.jsonl")])
+        self.assertEqual(config["history-rotate-size"], 0)
+        directory = self.runProxy(records=300)
+        self.assertEqual(os.listdir(directory), ["history.jsonl"])
+        self.assertEqual(len(readLines(os.path.join(directory, "history.jsonl"))), 300)
+
+    def test_sizeRotationWhenAsked(self) -> None:
+        """
+        C{--history-rotate-size} and C{--history-keep} still rotate and
+        prune when given.
+        """
+        directory = self.runProxy(
+            "--history-rotate-size", "2k", "--history-keep", "2", records=30
+        )
+        self.assertEqual(
+            sorted(os.listdir(directory)),
+            ["history.jsonl", "history.jsonl.1", "history.jsonl.2"],
+        )
+        for name in os.listdir(directory):
+            self.assertLess(os.path.getsize(os.path.join(directory, name)), 2048 + 1500)
 
     def test_bufferedOnReactor(self) -> None:
         """

@@ -98,9 +98,11 @@ class Options(usage.Options):
         ["history", None, None,
          "Write one JSON record per transaction to this file (JSON Lines, written within "
          "50 ms, and at every clean stop)."],
-        ["history-rotate-size", None, "10M",
-         "Rotate the history file at this size (k, M, G; 0 disables rotation)."],
-        ["history-keep", None, 10, "Rotated history files to keep.", _positive(int)],
+        ["history-rotate-size", None, "0",
+         "Also rotate the history file at this size (k, M, G), deleting the oldest beyond "
+         "--history-keep; 0: never (rotate it with logrotate and SIGUSR1)."],
+        ["history-keep", None, 10,
+         "Rotated history files to keep with --history-rotate-size.", _positive(int)],
         ["history-headers", None, "redacted",
          "Header values in history and logs: redacted (Authorization, Proxy-Authorization, "
          "Cookie, Set-Cookie hidden) or all."],
