@@ -708,7 +708,7 @@ class PurityTests(SynchronousTestCase):
                 "-c",
                 "import sys, twisted_proxy.records.record, twisted_proxy.records.emit, "
                 "twisted_proxy.records.logfiles, twisted_proxy.records.accesslog, "
-                "twisted_proxy.records.units; "
+                "twisted_proxy.records.stats, twisted_proxy.records.units; "
                 "print(sorted(m for m in sys.modules "
                 "if m.startswith('twisted.internet')))",
             ],

@@ -9,6 +9,7 @@ Transaction records and where they go.
   - L{logfiles}: the observers writing the history (JSON Lines) and the
     access log: buffered, rotated between records, reopened on C{SIGUSR1}.
   - L{accesslog}: the access-log formats (Squid, common, combined).
+  - L{stats}: L{stats.percentile}, the one definition of a percentile.
   - L{units}: L{units.parseSize}, sizes in option values (C{10M}).
 
 This layer imports only L{twisted_proxy.http}, and nothing from
