@@ -145,7 +145,10 @@ def _observers(kind: str, directory: str, clock: _RealTimeClock) -> list[Any]:
     if kind == "access":
         return [accessLogObserver(access, "squid", **extra)]
     if kind == "both":
-        return [historyObserver(history, 0, 1, **extra), accessLogObserver(access, "squid", **extra)]
+        return [
+            historyObserver(history, 0, 1, **extra),
+            accessLogObserver(access, "squid", **extra),
+        ]
     return []
 
 

@@ -585,6 +585,7 @@ class BufferedWriterTests(TempDirMixin, SynchronousTestCase):
             flaky.failAfter = None
             self.clock.advance(observer.retryInterval)
         self.assertEqual(self.sequences(), [0, 1, 2])
+        self.assertEqual(events[-1]["log_level"], LogLevel.warn)
         self.assertEqual(events[-1]["dropped"], 2)
 
     def test_closeWhileFailing(self) -> None:
@@ -719,7 +720,7 @@ class ServiceWiringTests(TempDirMixin, SynchronousTestCase):
         service = makeService(config, reactor)
         service.startService()
         log = Logger(namespace="tests.history")
-        for number in range(records):
+        for _ in range(records):
             emitTransaction(log, successfulRecord(FakeClocks()))
             reactor.advance(0.1)
         self.successResultOf(service.stopService())

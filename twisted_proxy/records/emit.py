@@ -53,7 +53,7 @@ def emitTransaction(
     not print it, since the brief's lines already tell the story there, and
     do not pay for formatting it.
 
-    Building the record's dict is most of the cost of a record (about 20
+    Building the record's dict is most of the cost of a record (about ten
     times the summary event: C{bench/records_cost.py}), so it is built only
     when something reads it: the server passes C{detail} only when history,
     access log or workers consume the events, and then builds it once for

@@ -284,7 +284,7 @@ class RecordFileObserver:
 
     def __call__(self, event: LogEvent) -> None:
         record = event.get("transaction")
-        if type(record) is not dict or self._state == "CLOSED":
+        if not isinstance(record, dict) or self._state == "CLOSED":
             return
         line = (self._formatter(record) + "\n").encode("utf-8", "backslashreplace")
         if self._pendingSize + len(line) > self.maxBacklog:
@@ -334,12 +334,19 @@ class RecordFileObserver:
         self._pendingSize = 0
         if self._state == "FAILING":
             self._state = "WRITING"
-            _log.info(
-                "Writing to {path} again; {dropped} records that did not fit in "
-                "memory meanwhile are missing from it.",
-                path=self.path,
-                dropped=self._dropped,
-            )
+            if self._dropped:
+                _log.warn(
+                    "Writing to {path} again; {dropped} records that did not fit in "
+                    "memory meanwhile are missing from it.",
+                    path=self.path,
+                    dropped=self._dropped,
+                )
+            else:
+                _log.info(
+                    "Writing to {path} again; no record was lost.",
+                    path=self.path,
+                    dropped=0,
+                )
             self._dropped = 0
 
     def reopen(self) -> None:
