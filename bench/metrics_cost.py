@@ -44,7 +44,7 @@ from twisted_proxy.app.metrics import (  # noqa: E402
     buildRegistry,
 )
 from twisted_proxy.app.status import renderStatusPage  # noqa: E402
-from twisted_proxy.records.history import TransactionRecord  # noqa: E402
+from twisted_proxy.records.record import TransactionRecord  # noqa: E402
 
 
 def sampleRecord() -> TransactionRecord:

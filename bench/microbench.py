@@ -149,7 +149,7 @@ def main() -> None:
     args = parser.parse_args()
     observers = []
     if args.history:
-        from twisted_proxy.records.history import historyObserver
+        from twisted_proxy.records.logfiles import historyObserver
 
         observers.append(historyObserver(args.history, 0, 1))
     if args.console:

@@ -72,7 +72,7 @@ class CredentialsTests(NetworkTestsMixin, SynchronousTestCase):
         )
         self.assertEqual((code, err), (0, ""))
         self.assertIn(b"\r\nProxy-Authorization: " + AUTHORIZATION + b"\r\n", proxy.requests[0][0])
-        self.assertIn("\\r\\nProxy-Authorization: <redacted>\\r\\n", out)
+        self.assertIn("\\r\\nProxy-Authorization: Basic <redacted>\\r\\n", out)
         self.assertNotIn(AUTHORIZATION.decode(), out)
 
     def test_plainJSONRedacted(self) -> None:
@@ -83,7 +83,7 @@ class CredentialsTests(NetworkTestsMixin, SynchronousTestCase):
         )
         self.assertEqual(code, 0)
         record = json.loads(out)
-        self.assertIn("\r\nProxy-Authorization: <redacted>\r\n", record["request"])
+        self.assertIn("\r\nProxy-Authorization: Basic <redacted>\r\n", record["request"])
         self.assertEqual(record["proxy_user"], "alice")
         self.assertNotIn("s3cret", out)
         self.assertNotIn(AUTHORIZATION.decode(), out)

@@ -248,7 +248,7 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
         code, out, err = await self.runClient("-x", "http://alice:s3cret@" + proxy, url)
         self.assertEqual((code, err), (0, ""))
         self.assertIn("  authorised\n", out)
-        self.assertIn("\\r\\nProxy-Authorization: <redacted>\\r\\n", out)
+        self.assertIn("\\r\\nProxy-Authorization: Basic <redacted>\\r\\n", out)
         self.assertNotIn("s3cret", out)
         # The proxy never forwards the credentials.
         self.assertNotIn(b"proxy-authorization", origin.requests[0][0].lower())

@@ -519,7 +519,7 @@ class LoggingTests(SynchronousTestCase):
         self.assertEqual(len(request), 1)
         self.assertIn(
             "GET / HTTP/1.1\\r\\nHost: 93.184.216.34\\r\\nCookie: <redacted>\\r\\n"
-            "Proxy-Authorization: <redacted>\\r\\n\\r\\n",
+            "Proxy-Authorization: Basic <redacted>\\r\\n\\r\\n",
             request[0],
         )
         self.assertNotIn("sid=42", "".join(texts))

@@ -79,6 +79,9 @@ class WorkersTests(TestCase):
                 break
         self.assertEqual(seen, {"w1", "w2"})
         self.assertEqual({e.get("worker") for e in self.events if "transaction" in e}, {1, 2})
+        # The parent's history writer buffers for up to 50 ms.
+        for observer in self.service.observers:
+            observer.flush()
         with open(self.history) as f:
             records = [json.loads(line) for line in f]
         self.assertEqual(len(records), count)

@@ -103,7 +103,7 @@ from twisted.logger import ILogObserver, LogEvent, Logger, LogPublisher, globalL
 from zope.interface import implementer
 
 from .. import __version__
-from ..records.history import TransactionRecord
+from ..records.record import TransactionRecord
 
 __all__ = [
     "LATENCY_BUCKETS",

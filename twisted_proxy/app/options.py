@@ -110,10 +110,13 @@ class Options(usage.Options):
         ["auth-realm", None, "twisted-proxy", "The realm of the Proxy-Authenticate challenge."],
         ["connect-ports", None, "443", "Ports CONNECT may reach: a list like 443,8443, or *."],
         ["history", None, None,
-         "Write one JSON record per transaction to this file (JSON Lines, flushed per record)."],
-        ["history-rotate-size", None, "10M",
-         "Rotate the history file at this size (k, M, G; 0 disables rotation)."],
-        ["history-keep", None, 10, "Rotated history files to keep.", _positive(int)],
+         "Write one JSON record per transaction to this file (JSON Lines, written within "
+         "50 ms, and at every clean stop)."],
+        ["history-rotate-size", None, "0",
+         "Also rotate the history file at this size (k, M, G), deleting the oldest beyond "
+         "--history-keep; 0: never (rotate it with logrotate and SIGUSR1)."],
+        ["history-keep", None, 10,
+         "Rotated history files to keep with --history-rotate-size.", _positive(int)],
         ["history-headers", None, "redacted",
          "Header values in history and logs: redacted (Authorization, Proxy-Authorization, "
          "Cookie, Set-Cookie hidden) or all."],
@@ -272,7 +275,7 @@ class Options(usage.Options):
             raise usage.UsageError("--history-headers must be redacted or all")
         if self["access-log-format"] not in ("squid", "common", "combined"):
             raise usage.UsageError("--access-log-format must be one of: squid, common, combined")
-        from ..records.history import parseSize
+        from ..records.units import parseSize
 
         try:
             self["history-rotate-size"] = parseSize(str(self["history-rotate-size"]))

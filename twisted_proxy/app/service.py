@@ -189,16 +189,22 @@ def reloadPolicy(policy) -> None:
 def onSignal(signum: int, reactor, action) -> object:
     """
     Run C{action} in the reactor thread on signal C{signum}, after whatever
-    handler was installed before (which keeps running too).
+    handler was installed before (which keeps running too, and whatever it
+    schedules in the reactor thread runs before C{action}).
 
     @return: the previous handler, to restore.
     """
     previous = signal.getsignal(signum)
 
     def handler(number, frame):
-        reactor.callFromThread(action)
-        if callable(previous):
-            previous(number, frame)
+        # The previous handler first: twistd's own SIGUSR1 handler schedules
+        # the rotation of its log file, and what action logs belongs in the
+        # new file.
+        try:
+            if callable(previous):
+                previous(number, frame)
+        finally:
+            reactor.callFromThread(action)
 
     return signal.signal(signum, handler)
 
@@ -288,17 +294,18 @@ def buildProxy(
     return factory, pool
 
 
-def logObservers(config) -> list:
-    from ..records.history import accessLogObserver, historyObserver
+def logObservers(config, clock=None) -> list:
+    from ..records.logfiles import accessLogObserver, historyObserver
 
     observers = []
     try:
         if config["history"]:
             observers.append(
-                historyObserver(config["history"], config["history-rotate-size"], config["history-keep"])
+                historyObserver(config["history"], config["history-rotate-size"], config["history-keep"],
+                                clock)
             )
         if config["access-log"]:
-            observers.append(accessLogObserver(config["access-log"], config["access-log-format"]))
+            observers.append(accessLogObserver(config["access-log"], config["access-log-format"], clock))
     except OSError as e:
         raise usage.UsageError("cannot open log file: {}".format(e)) from None
     return observers

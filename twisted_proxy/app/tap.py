@@ -37,14 +37,14 @@ def makeService(config: Options, reactor=None) -> MultiService:
         from .workers import WorkerSupervisor
 
         supervisor = WorkerSupervisor(
-            reactor, config.argv, config["ports"], config["workers"], logObservers(config)
+            reactor, config.argv, config["ports"], config["workers"], logObservers(config, reactor)
         )
         if config["metrics"] is not None:
             from .metrics import MetricsService
 
             MetricsService.forWorkers(reactor, config, supervisor).setServiceParent(supervisor)
         return supervisor
-    observers = logObservers(config)
+    observers = logObservers(config, reactor)
     factory, pool = buildProxy(config["config"], reactor, transactionDetail=bool(observers))
     service = ProxyService(factory, pool, observers, reactor)
     for description in config["ports"]:

@@ -13,7 +13,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from ..http.fields import redactHeaders
-from ..records.history import emitEvent
+from ..records.emit import emitEvent
 
 __all__ = ["headText", "say"]
 

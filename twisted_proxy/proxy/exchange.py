@@ -77,7 +77,7 @@ from ..http.framing import (
     serializeResponseHead,
 )
 from ..http.target import Target, parseTarget
-from ..records.history import TransactionRecord
+from ..records.record import TransactionRecord
 from .cache import (
     COLLAPSED,
     FRESH_HIT,

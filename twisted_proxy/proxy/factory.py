@@ -21,7 +21,8 @@ from zope.interface import implementer
 
 from ..http.errors import ProxyError, ServiceUnavailable
 from ..http.framing import RequestHead, RequestParser
-from ..records.history import TransactionRecord, emitTransaction
+from ..records.emit import emitTransaction
+from ..records.record import TransactionRecord
 from .cache import HTTPCache
 from .config import ProxyConfig
 from .exchange import Exchange

@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from ..http.errors import ProxyError
 from ..http.framing import EndOfMessage, RequestHead
-from ..records.history import TransactionRecord
+from ..records.record import TransactionRecord
 from .brief import headText, say
 from .deadline import Deadline
 from .exchange import Exchange

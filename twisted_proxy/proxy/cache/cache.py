@@ -124,7 +124,7 @@ only the origin can evaluate): forward it untouched.  Its response still
 goes to L{HTTPCache.responseReceived} (an unsafe method's response
 invalidates, RFC 9111 4.4)."""
 
-# Verdicts for the transaction record (records.history "cacheStatus").
+# Verdicts for the transaction record (records.record "cacheStatus").
 _HIT, _MISS, _REVALIDATED, _REFRESHED, _STALE, _BYPASS = (
     "hit",
     "miss",
