@@ -196,6 +196,30 @@ class ProxyFactory(Factory):
         )
 
 
+    # stopping gracefully (used by the application's services)
+
+    def closeIdleConnections(self) -> int:
+        """
+        Close the client connections that wait for a request (idle
+        keep-alive connections); the others close after their current
+        response once C{stopping} is set.
+
+        @return: how many were closed.
+        """
+        return sum(proto.closeIfIdle() for proto in list(self.connections))
+
+    def abortConnections(self) -> int:
+        """
+        Cut every client connection now (tunnels included): the end of a
+        graceful stop that ran out of time.
+
+        @return: how many were cut.
+        """
+        connections = list(self.connections)
+        for proto in connections:
+            proto.transport.abortConnection()
+        return len(connections)
+
     def connectionStates(self) -> dict[str, int]:
         """
         How many client connections are in each state now (C{"READING"},

@@ -553,6 +553,44 @@ class ProxyServerProtocol(Protocol):
         )
 
 
+    # stopping gracefully (used by the application's services)
+
+    def isIdle(self) -> bool:
+        """
+        Whether the connection waits for a request and has received nothing
+        of one: closing it loses nothing.
+        """
+        return (
+            self._state == READING
+            and self._exchange is None
+            and not self._queue
+            and self._timerKind == "idle"
+        )
+
+    def isTunnel(self) -> bool:
+        """
+        Whether the connection is a byte tunnel (CONNECT or an upgrade).
+        """
+        return self._state == TUNNEL
+
+    def isClosing(self) -> bool:
+        """
+        Whether the connection is closing (or closed).
+        """
+        return self._state in (LINGERING, CLOSING, CLOSED)
+
+    def closeIfIdle(self) -> bool:
+        """
+        Close the connection if L{isIdle}.
+
+        @return: whether it was closed.
+        """
+        if not self.isIdle():
+            return False
+        self._closeConnection()
+        return True
+
+
 # The stand-in head of a transaction whose request could not be read.
 _NO_REQUEST = RequestHead(b"-", b"-", b"1.1", [], keepAlive=False)
 
