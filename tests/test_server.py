@@ -533,6 +533,38 @@ class LoggingTests(SynchronousTestCase):
             self.assertTrue(any(t.startswith(line) for t in texts), (line, texts))
 
 
+    def test_generatedResponsesInWords(self) -> None:
+        """
+        A response the proxy makes itself is logged as what it is: a
+        refusal (policy, limits), a request the client got wrong, or a
+        request that failed on the way to the origin -- never a timeout as
+        a "refusal".
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        h = Harness(responseTimeout=30)
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        h.connect()
+        h.clock.advance(31)
+        proto, client = h.client(peer="203.0.113.9")
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\n\r\n")
+        texts = [formatEvent(e) for e in events]
+        outcomes = [t.split(" (")[0] for t in texts if t.startswith("Request ") and "has been" not in t]
+        self.assertEqual(
+            outcomes,
+            [
+                "Request failed: 504 Gateway Timeout",
+                "Request refused: 403 Forbidden",
+                "Request rejected: 400 Bad Request",
+            ],
+        )
+
+
 class PolicyTests(SynchronousTestCase):
     def policy(self, **kwargs):
         from twisted_proxy.proxy.policy import Policy

@@ -120,6 +120,19 @@ TUNNEL = "TUNNEL"
 DONE = "DONE"
 
 
+def _outcome(status: int) -> str:
+    """
+    How the brief's log line names a response the proxy made itself: a
+    refusal (the access policy, a limit), a request the client got wrong,
+    or a request that failed on the way to the origin.
+    """
+    if status in (403, 407, 421, 503):
+        return "Request refused"
+    if status < 500:
+        return "Request rejected"
+    return "Request failed"
+
+
 def _headSize(head: RequestHead) -> int:
     """
     The size of a request head as serialised: C{METHOD SP TARGET SP
@@ -1078,8 +1091,9 @@ class Exchange:
         close = error.closeConnection or self.head.method == b"CONNECT" or self._mustClose()
         response = errorResponse(error, self.factory.pseudonymText, self.head, close, extraHeaders)
         self.conn.say(
-            "Request refused: {} {} ({}): {}".format(
-                response.status, response.reason, error.proxyStatus, error.detail
+            "{}: {} {} ({}): {}".format(
+                _outcome(response.status), response.status, response.reason, error.proxyStatus,
+                error.detail,
             ),
             status=response.status,
             error=error.proxyStatus,

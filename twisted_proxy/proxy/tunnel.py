@@ -597,7 +597,7 @@ class Tunnel:
         assert reason is not None, "a tunnel always closes through _closeBoth"
         assert self.startTime is not None
         self._log.debug(
-            "Tunnel closed ({reason}) after {duration} seconds: "
+            "Tunnel closed ({reason}) after {duration:.3f} seconds: "
             "{bytesFromClient} bytes from client, "
             "{bytesFromUpstream} bytes from upstream",
             reason=reason,
