@@ -55,7 +55,7 @@ def sampleRecord() -> TransactionRecord:
         return now[0]
 
     record = TransactionRecord(
-        wallClock=clock, monoClock=clock, connectionId="1", sequence=1,
+        monoClock=clock, connectionId="1", sequence=1,
         clientHost="127.0.0.1", clientPort=50000, acceptedWall=clock(), acceptedMono=clock(),
     )
     record.method, record.target, record.status = "GET", "http://127.0.0.1:8000/1k", 200

@@ -80,7 +80,6 @@ def _records(n: int) -> list[Any]:
     result = []
     for i in range(n):
         record = TransactionRecord(
-            wallClock=time.time,
             monoClock=time.monotonic,
             connectionId="c1",
             sequence=i,

@@ -36,7 +36,6 @@ class FakeClocks:
 
     def record(self, **kwargs: Any) -> TransactionRecord:
         arguments: dict[str, Any] = dict(
-            wallClock=self.wall.seconds,
             monoClock=self.mono.seconds,
             connectionId="c1",
             sequence=1,

@@ -49,7 +49,6 @@ def makeRecord(
     clock = Clock()
     clock.advance(T0 + start - 0.001)
     record = TransactionRecord(
-        wallClock=clock.seconds,
         monoClock=clock.seconds,
         connectionId=attributes.pop("connectionId", "c1"),
         sequence=attributes.pop("sequence", 1),
@@ -894,7 +893,6 @@ class HARTests(ToolTestMixin, SynchronousTestCase):
         """
         clock = Clock()
         record = TransactionRecord(
-            wallClock=clock.seconds,
             monoClock=clock.seconds,
             connectionId="c",
             sequence=1,

@@ -281,7 +281,6 @@ class Refuser(Protocol):
             error, factory.pseudonymText, head, close=True, extraHeaders=(("Retry-After", "5"),)
         )
         record = TransactionRecord(
-            wallClock=factory.wallClock,
             monoClock=factory.monoClock,
             connectionId=factory.nextConnectionId(),
             sequence=1,

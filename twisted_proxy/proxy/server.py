@@ -314,7 +314,6 @@ class ProxyServerProtocol(Protocol):
         factory = self.factory
         self._sequence += 1
         record = TransactionRecord(
-            wallClock=factory.wallClock,
             monoClock=factory.monoClock,
             connectionId=self.connectionId,
             sequence=self._sequence,

@@ -16,10 +16,12 @@ Pure: no I/O, nothing from C{twisted.internet}.
 Phases and clocks
 =================
 
-Each phase is marked with I{both} clocks: the wall clock (for the
-timestamps, rendered in UTC, ISO 8601, to the microsecond) and a monotonic
-clock (for every duration; a wall clock that steps during a transaction does
-not distort them).  The phases, in order::
+Each phase is marked on a monotonic clock (every duration comes from it: a
+wall clock that steps during a transaction does not distort them).  The
+wall-clock timestamps (rendered in UTC, ISO 8601, to the microsecond) are
+the connection's acceptance on the wall clock plus the monotonic time since:
+one clock read per phase, and timestamps that always agree with the
+durations.  The phases, in order::
 
   accepted          the client connection was accepted (given to __init__)
   requestHead       the request head was received and parsed
@@ -315,18 +317,17 @@ class TransactionRecord:
     @ivar errorDetail: one line of text about the error.
     @ivar aborted: whether the transaction was cut short.
 
-    @ivar _wallClock: returns POSIX time, for timestamps.
-    @ivar _monoClock: returns monotonic seconds, for durations.
-    @ivar _wall: phase name -> wall-clock time.
+    @ivar _monoClock: returns monotonic seconds: every phase is marked on it.
+    @ivar _acceptedWall: the wall-clock time of the connection's acceptance,
+        from which every timestamp is derived.
     @ivar _mono: phase name -> monotonic time.
     @ivar _emitted: whether the record was claimed for emission
         (L{markEmitted}).
     """
 
     __slots__ = (
-        "_wallClock",
         "_monoClock",
-        "_wall",
+        "_acceptedWall",
         "_mono",
         "_emitted",
         "connectionId",
@@ -361,7 +362,6 @@ class TransactionRecord:
     def __init__(
         self,
         *,
-        wallClock: Callable[[], float],
         monoClock: Callable[[], float],
         connectionId: str,
         sequence: int,
@@ -371,18 +371,17 @@ class TransactionRecord:
         acceptedMono: float,
     ) -> None:
         """
-        @param wallClock: returns POSIX time (e.g. C{time.time}).
         @param monoClock: returns monotonic seconds (e.g. C{time.monotonic}).
         @param connectionId: the server's id for the client connection.
         @param sequence: the transaction's number on that connection.
         @param clientHost: the client's IP address.
         @param clientPort: the client's port.
-        @param acceptedWall: C{wallClock()} when the connection was accepted.
+        @param acceptedWall: the wall-clock (POSIX) time when the connection
+            was accepted.
         @param acceptedMono: C{monoClock()} when the connection was accepted.
         """
-        self._wallClock = wallClock
         self._monoClock = monoClock
-        self._wall: dict[str, float] = {"accepted": acceptedWall}
+        self._acceptedWall = acceptedWall
         self._mono: dict[str, float] = {"accepted": acceptedMono}
         self._emitted = False
         self.connectionId = connectionId
@@ -434,7 +433,6 @@ class TransactionRecord:
                 )
             )
         if phase not in self._mono:
-            self._wall[phase] = self._wallClock()
             self._mono[phase] = self._monoClock()
 
     def marked(self, phase: str) -> bool:
@@ -452,10 +450,8 @@ class TransactionRecord:
         if "end" in self._mono:
             return
         if "responseComplete" in self._mono:
-            self._wall["end"] = self._wall["responseComplete"]
             self._mono["end"] = self._mono["responseComplete"]
         else:
-            self._wall["end"] = self._wallClock()
             self._mono["end"] = self._monoClock()
 
     def markEmitted(self) -> bool:
@@ -535,9 +531,9 @@ class TransactionRecord:
         else:
             requestHeaders = _textFields(self.requestHeaders)
             responseHeaders = _textFields(self.responseHeaders)
-        wall = self._wall
         mono = self._mono
         accepted = mono["accepted"]
+        acceptedWall = self._acceptedWall
         return {
             "recordVersion": RECORD_VERSION,
             "connectionId": self.connectionId,
@@ -568,7 +564,9 @@ class TransactionRecord:
             "errorDetail": self.errorDetail,
             "aborted": self.aborted,
             "times": {
-                phase: _timestampText(wall[phase]) if phase in wall else None
+                phase: _timestampText(acceptedWall + (mono[phase] - accepted))
+                if phase in mono
+                else None
                 for phase in _ALL_PHASES
             },
             "offsets": {
