@@ -104,13 +104,17 @@ RESPONSE = (
 UNCACHEABLE = RESPONSE.replace(b"Accept-Ranges: bytes\r\n", b"Cache-Control: no-store\r\n")
 
 
-def run(n: int, cache: str = "off") -> float:
+def run(n: int, cache: str = "off", detail: bool = False) -> float:
     clock = Clock()
     box: list = []
     pool = UpstreamPool(clock, lambda host, port: _Endpoint(box))
     config = ProxyConfig(pseudonym="bench")
     factory = ProxyFactory(
-        config, clock, pool, cache=None if cache == "off" else config.newCache(clock.seconds)
+        config,
+        clock,
+        pool,
+        cache=None if cache == "off" else config.newCache(clock.seconds),
+        transactionDetail=detail,
     )
     response = RESPONSE if cache != "miss" else UNCACHEABLE
     proto = factory.buildProtocol(None)
@@ -157,16 +161,17 @@ def main() -> None:
 
         observers.append(textFileLogObserver(open("/dev/null", "w")))
     globalLogBeginner.beginLoggingTo(observers, redirectStandardIO=False, discardBuffer=True)
-    run(1000, args.cache)
+    detail = bool(args.history)
+    run(1000, args.cache, detail)
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        per = run(args.n, args.cache)
+        per = run(args.n, args.cache, detail)
         profiler.disable()
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(25)
     else:
-        per = min(run(args.n, args.cache) for _ in range(3))
+        per = min(run(args.n, args.cache, detail) for _ in range(3))
     print("{:.1f} us per proxied transaction ({} transactions, cache: {}, observers: {})".format(
         per * 1e6, args.n, args.cache, ", ".join(
             name for name, on in (("history", args.history), ("console", args.console)) if on
