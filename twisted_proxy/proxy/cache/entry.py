@@ -21,7 +21,7 @@ class StoredResponse:
     The metadata of one stored response.
 
     @ivar key: the primary cache key (the normalised target URI, see
-        L{twisted_proxy.proxy.cache.rules.primaryKey}).
+        L{twisted_proxy.proxy.cache.keys.primaryKey}).
     @ivar varyNames: the field names the response's C{Vary} lists (lower
         case, in order, without duplicates); empty if it has no C{Vary}.
     @ivar varyValues: for each of C{varyNames}, the normalised value of that
