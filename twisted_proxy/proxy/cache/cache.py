@@ -94,6 +94,22 @@ class HTTPCache(LookupSteps, ResponseSteps):
     def evictions(self) -> int:
         return self.store.evictions
 
+    # What is in progress now.
+
+    @property
+    def inFlight(self) -> int:
+        """
+        Requests in flight that others may wait for (collapsed forwarding).
+        """
+        return len(self._flights)
+
+    @property
+    def revalidating(self) -> int:
+        """
+        Background revalidations (C{stale-while-revalidate}) in flight.
+        """
+        return len(self._revalidating)
+
     # Invalidation and bookkeeping.
 
     def invalidate(self, target: Target) -> int:
