@@ -388,6 +388,29 @@ class CollapsedTests(ProtocolTestCase):
         self.assertTrue(c1.value().endswith(b"1234567890"))
         self.assertSettled(h)
 
+    def test_uncacheableURLNotCollapsedAgain(self) -> None:
+        """
+        Once a URL's response was not stored, the next concurrent requests
+        for it each go to the origin at once, instead of waiting a round
+        trip for a response they could not use.
+        """
+        h = SpiedHarness()
+        h.fetch(answer=b"HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 2\r\n\r\nok")
+        p1, c1 = h.client()
+        p1.dataReceived(GET)
+        p2, c2 = h.client()
+        p2.dataReceived(GET)
+        self.assertEqual(len(h.attempts), 2)
+        for _ in range(2):
+            up, _ = h.connect()
+            up.dataReceived(
+                b"HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 2\r\n\r\nok"
+            )
+        self.assertTrue(c1.value().endswith(b"ok"))
+        self.assertTrue(c2.value().endswith(b"ok"))
+        self.assertNotIn(b"collapsed", c2.value())
+        self.assertSettled(h)
+
     def test_wakeIsScheduled(self) -> None:
         """
         When the leader's body is stored, the waiter's answer is not

@@ -32,6 +32,13 @@ class CacheConfig:
         wait before it forwards its own (the cache does not time; the
         exchange does).
     @ivar maxCollapsedWaiters: the most requests that wait for one.
+    @ivar uncacheableMemory: seconds a URL whose response was not stored
+        (C{no-store}, C{private}, too large...) is remembered as such, so
+        that concurrent requests for it go to the origin together instead
+        of queueing behind one another (Varnish's "hit-for-miss"); 0
+        forgets at once.
+    @ivar uncacheableKeys: the most such URLs remembered (least recently
+        remembered forgotten first).
     @ivar staleOnDisconnect: seconds of staleness the cache may serve when
         the origin cannot be reached and no directive allows or forbids it
         (RFC 9111 4.2.4 allows a disconnected cache to serve stale unless a
@@ -44,6 +51,8 @@ class CacheConfig:
     collapsedForwarding: bool = True
     collapseTimeout: float = 10.0
     maxCollapsedWaiters: int = 1000
+    uncacheableMemory: float = 120.0
+    uncacheableKeys: int = 10000
     staleOnDisconnect: float = 0.0
 
 

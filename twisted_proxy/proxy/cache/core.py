@@ -9,6 +9,7 @@ Pure: no I/O of its own (the store may do some), no Twisted reactor.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 from twisted.logger import Logger
@@ -41,6 +42,8 @@ class CacheCore:
         flight (stale-while-revalidate).
     @ivar _hitPrefix: the start of a fresh hit's C{Cache-Status}, up to its
         C{ttl} value (the common case, built once).
+    @ivar _uncacheable: primary key -> until when requests for it are not
+        collapsed (its last response could not be stored), oldest first.
     """
 
     _log = Logger()
@@ -55,6 +58,7 @@ class CacheCore:
         self._flights = CollapseRegistry(self.config.maxCollapsedWaiters)
         self._hitPrefix = self._status(hit=True) + b"; ttl="
         self._revalidating: set[str] = set()
+        self._uncacheable: OrderedDict[str, float] = OrderedDict()
 
     def _derived(self, entry: StoredResponse) -> Derived:
         return derive(entry, self.config.heuristicFraction, self.config.heuristicMax)
@@ -80,6 +84,35 @@ class CacheCore:
         return answer(
             self.store, request, entry, self._derived(entry), age, status, validated, fields
         )
+
+    def _collapsible(self, key: str) -> bool:
+        """
+        Whether requests for C{key} may wait for one another: not while its
+        last response is remembered as one that could not be stored.
+        """
+        until = self._uncacheable.get(key)
+        if until is None:
+            return True
+        if until > self._now():
+            return False
+        del self._uncacheable[key]
+        return True
+
+    def _rememberUncacheable(self, key: str) -> None:
+        """
+        C{key}'s response could not be stored: for
+        L{CacheConfig.uncacheableMemory} seconds, requests for it do not
+        wait for one another (each would wait for a response it cannot
+        use, then go to the origin anyway).
+        """
+        memory = self.config.uncacheableMemory
+        if memory <= 0:
+            return
+        remembered = self._uncacheable
+        remembered.pop(key, None)
+        remembered[key] = self._now() + memory
+        while len(remembered) > self.config.uncacheableKeys:
+            remembered.popitem(last=False)
 
     def _finish(self, lk: CacheLookup) -> None:
         """

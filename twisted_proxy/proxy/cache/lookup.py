@@ -96,6 +96,8 @@ class LookupSteps(CacheCore):
             # origin server").
             return self._bypass(request, target, reqCC, "bypass", detail="precondition")
         key = primaryKey(target)
+        if collapse and self._uncacheable and not self._collapsible(key):
+            collapse = False
         variants = self.store.variants(key)
         entry = selectStored(variants, request.headers)
         if entry is None:

@@ -42,6 +42,10 @@ __all__ = ["ResponseSteps", "ERROR_STATUSES"]
 # 503, or 504 HTTP response status code being returned".
 ERROR_STATUSES = frozenset([500, 502, 503, 504])
 
+# Why a response was not stored, when the reason is the request's, not the
+# URL's: the next request for the URL may well be stored.
+_REQUEST_REASONS = frozenset(["method", "request-no-store", "authorization", "budget", "io-error"])
+
 
 def _relayedVerdict(lk: CacheLookup) -> str:
     """
@@ -189,10 +193,11 @@ class ResponseSteps(CacheCore):
                 writer = CacheWriter(
                     storeWriter,
                     lambda stored: self._committed(lk, stored, request),
-                    lambda failure: self._notStored(lk, failure),
+                    lambda why: self._notStored(lk, why),
                 )
                 lk._writer = writer
         if writer is None:
+            self._notStorable(lk, request, response, reason)
             if lk.outcome == REVALIDATE and lk._entry is not None and response.status < 500:
                 # The origin sent a new response instead of a 304: the
                 # stored one is superseded.
@@ -211,6 +216,7 @@ class ResponseSteps(CacheCore):
         """
         self.stats.stored += 1
         self.stats.bytesStored += entry.bodyLength
+        self._uncacheable.pop(entry.key, None)
         for other in self.store.variants(entry.key):
             if other.entryId == entry.entryId:
                 continue
@@ -224,15 +230,35 @@ class ResponseSteps(CacheCore):
         self._flightEnded(lk, STORED)
         self._releaseBackground(lk)
 
-    def _notStored(self, lk: CacheLookup, failure: bool) -> None:
+    def _notStored(self, lk: CacheLookup, why: str | None) -> None:
         """
-        The writer of C{lk} will store nothing: a store failure (it gave
-        up, or could not commit) or an abort.  Its waiters are told to
-        forward.
+        The writer of C{lk} will store nothing: the store gave up (C{why}
+        says why) or the transfer was aborted (L{None}).  Its waiters are
+        told to forward.
         """
-        if failure:
+        if why is not None:
             self.stats.storeFailures += 1
+            if why not in _REQUEST_REASONS and lk.key is not None:
+                self._rememberUncacheable(lk.key)
         self._flightEnded(lk, FORWARD)
+
+    def _notStorable(
+        self, lk: CacheLookup, request: RequestHead, response: ResponseHead, reason: str | None
+    ) -> None:
+        """
+        A final response to a GET is not stored, for a reason of its own
+        (not the request's, nor a server error's): remember its URL, so that
+        the next concurrent requests for it do not queue behind one another
+        (L{CacheConfig.uncacheableMemory}).
+        """
+        if (
+            reason is not None
+            and reason not in _REQUEST_REASONS
+            and request.method == b"GET"
+            and lk.key is not None
+            and response.status < 500
+        ):
+            self._rememberUncacheable(lk.key)
 
     def _notModifiedReceived(
         self,

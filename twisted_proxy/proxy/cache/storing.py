@@ -268,9 +268,9 @@ class CacheWriter:
         (L{abort}) or C{"GAVE_UP"} (the store refused more or could not
         commit).
     @ivar _stored: called with the committed entry.
-    @ivar _notStored: called once nothing will be stored, with whether
-        that is a store failure (C{True}: the store gave up) rather than
-        an abort.
+    @ivar _notStored: called once nothing will be stored, with why: the
+        store's reason when it gave up (C{"too-large"}, C{"budget"},
+        C{"io-error"}), or L{None} for an abort.
     """
 
     _state = "WRITING"
@@ -279,7 +279,7 @@ class CacheWriter:
         self,
         writer: StoreWriter,
         stored: Callable[[StoredResponse], None],
-        notStored: Callable[[bool], None],
+        notStored: Callable[[str | None], None],
     ) -> None:
         self._writer = writer
         self._stored = stored
@@ -298,7 +298,7 @@ class CacheWriter:
         if self._writer.write(data):
             return True
         self._state = "GAVE_UP"
-        self._notStored(True)
+        self._notStored(self._writer.failed or "failed")
         return False
 
     def finish(self) -> StoredResponse | None:
@@ -312,7 +312,7 @@ class CacheWriter:
         entry = self._writer.commit()
         if entry is None:
             self._state = "GAVE_UP"
-            self._notStored(True)
+            self._notStored(self._writer.failed or "failed")
             return None
         self._state = "DONE"
         self._stored(entry)
@@ -326,4 +326,4 @@ class CacheWriter:
             return
         self._state = "ABORTED"
         self._writer.abort()
-        self._notStored(False)
+        self._notStored(None)
