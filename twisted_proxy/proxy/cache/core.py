@@ -61,6 +61,10 @@ class CacheCore:
         self._uncacheable: OrderedDict[str, float] = OrderedDict()
 
     def _derived(self, entry: StoredResponse) -> Derived:
+        d = entry.derived
+        if d is not None:
+            # The common case (a stored response served again), without a call.
+            return d  # type: ignore[no-any-return]
         return derive(entry, self.config.heuristicFraction, self.config.heuristicMax)
 
     def _status(self, **params: object) -> bytes:
