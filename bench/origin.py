@@ -11,8 +11,18 @@ every mode of a benchmark::
                                  later, the body in another (GAP 0: two sends
                                  back to back, as nginx does with sendfile)
     GET /b/SIZE?close=1          answer with "Connection: close" and close
+    GET /b/SIZE?cc=VALUE         add "Cache-Control: VALUE" (percent-decoded,
+                                 e.g. cc=max-age%3D86400 or cc=no-store), to
+                                 make the response cacheable or not
     POST /b/SIZE                 the request body (Content-Length) is read
                                  and discarded before the answer
+    GET /stats                   {"requests": N}: the requests answered so far
+                                 (not counting /stats), e.g. to count what a
+                                 cache let through
+
+Without cc= a response has no Cache-Control, ETag or Last-Modified, so an
+HTTP cache does not store it.  Other query parameters are ignored (a
+benchmark can make URLs distinct with them).
 
 Every accepted socket has TCP_NODELAY set, so the origin itself never holds
 a small send back: whatever delay a proxy adds between the two sends is the
@@ -26,6 +36,7 @@ It listens on 127.0.0.1 only.  On SIGTERM or SIGINT it prints one line,
 
 import argparse
 import asyncio
+import json
 import signal
 import socket
 import sys
@@ -88,8 +99,16 @@ class Origin:
             if not data:
                 return False
             length -= len(data)
-        self.requests += 1
         url = urlsplit(target.decode("latin-1"))
+        if url.path == "/stats":
+            stats = json.dumps({"requests": self.requests}).encode("ascii")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Cache-Control: no-store\r\nContent-Length: %d\r\n\r\n%s" % (len(stats), stats)
+            )
+            await writer.drain()
+            return not close
+        self.requests += 1
         size = DEFAULT_SIZE
         parts = url.path.split("/")
         if len(parts) >= 3 and parts[1] == "b" and parts[2].isdigit():
@@ -99,15 +118,18 @@ class Origin:
         gap = float(split[0]) / 1000 if split else None
         close = close or query.get("close") == ["1"]
         body = method != b"HEAD"
-        await self._respond(writer, 200, size, close=close, gap=gap, body=body)
+        cc = query.get("cc")
+        extra = f"Cache-Control: {cc[0]}\r\n" if cc and cc[0].isascii() and cc[0].isprintable() else ""
+        await self._respond(writer, 200, size, close=close, gap=gap, body=body, extra=extra)
         return not close
 
-    async def _respond(self, writer, status, size, close=False, gap=None, body=True):
+    async def _respond(self, writer, status, size, close=False, gap=None, body=True, extra=""):
         reason = {200: "OK", 400: "Bad Request", 501: "Not Implemented"}[status]
         head = (
             f"HTTP/1.1 {status} {reason}\r\n"
             "Content-Type: application/octet-stream\r\n"
             f"Content-Length: {size}\r\n"
+            + extra
             + ("Connection: close\r\n" if close else "")
             + "\r\n"
         ).encode("ascii")

@@ -36,7 +36,7 @@ from benchlib import LOOPBACK, HERE, REPO
 PROXY_CPU = 0  # the proxy under test
 LOAD_CPU = 1  # origin, wrk, curl and this harness
 
-ROWS = ["direct", "twisted-proxy", "twisted-web", "tinyproxy", "squid", "proxy.py"]
+ROWS = ["direct", "twisted-proxy", "twisted-proxy-cache", "twisted-web", "tinyproxy", "squid", "proxy.py"]
 DEFAULT_ROWS = ["direct", "twisted-proxy", "twisted-web"]
 PEERS = ["tinyproxy", "squid", "proxy.py"]
 ALIASES = {
@@ -45,10 +45,12 @@ ALIASES = {
     "proxypy": "proxy.py",
     "proxy_py": "proxy.py",
     "twisted_proxy": "twisted-proxy",
+    "cache": "twisted-proxy-cache",
 }
 ROW_TITLES = {
     "direct": "direct (no proxy)",
     "twisted-proxy": "twisted-proxy",
+    "twisted-proxy-cache": "twisted-proxy, cache hits",
     "twisted-web": "twisted.web.proxy",
     "tinyproxy": "tinyproxy",
     "squid": "squid",
@@ -248,6 +250,12 @@ http {{
         server_name localhost;
         root {prefix}/html;
         location / {{ }}
+        # The same files, cacheable for a day (Cache-Control: max-age=86400
+        # and Expires): the twisted-proxy-cache row's targets.
+        location /c/ {{
+            alias {prefix}/html/;
+            expires 1d;
+        }}
     }}
 }}
 """
@@ -494,7 +502,14 @@ class TwistedProxyRow(Row):
             self.version = m.group(1) if m else None
 
     def argv(self, port):
-        return benchlib.twistedProxyArgv(port, os.path.join(self.prefix, "twistd.log"), self.helpText)
+        # The relay is measured, as for the peers, whose caches are off: with
+        # its cache on (the default) twisted-proxy would answer nginx's files
+        # from memory, fresh for 10% of their age (Last-Modified) and then
+        # revalidated with 304s.  The twisted-proxy-cache row measures hits.
+        extra = ["--cache-size", "0"] if "--cache-size" in self.helpText else []
+        return benchlib.twistedProxyArgv(
+            port, os.path.join(self.prefix, "twistd.log"), self.helpText, extra=extra
+        )
 
     def env(self):
         env = benchlib.proxyEnv()
@@ -504,6 +519,28 @@ class TwistedProxyRow(Row):
         # twistd -n from the prefix, so nothing is written into the checkout
         # but Twisted's dropin.cache.
         return self.prefix
+
+
+class TwistedProxyCacheRow(TwistedProxyRow):
+    """twisted-proxy with its default configuration (the cache on, 64 MiB
+    in memory), asked for nginx's files under /c/, which are cacheable for a
+    day: after the first request of each, every figure but (d) is served
+    from the cache.  (d)'s 100 MiB is over --cache-max-object (8 MiB): it
+    is relayed, not stored."""
+
+    name = "twisted-proxy-cache"
+    title = ROW_TITLES["twisted-proxy-cache"]
+
+    def check(self):
+        super().check()
+        if "--cache-size" not in self.helpText:
+            raise RowUnavailable("this twisted-proxy has no cache (no --cache-size option)")
+
+    def argv(self, port):
+        return benchlib.twistedProxyArgv(port, os.path.join(self.prefix, "twistd.log"), self.helpText)
+
+    def target(self, name):
+        return self.ctx.origin.url("c/" + name)
 
 
 class TwistedWebRow(Row):
@@ -656,6 +693,7 @@ class ProxyPyRow(Row):
 ROW_CLASSES = {
     "direct": DirectRow,
     "twisted-proxy": TwistedProxyRow,
+    "twisted-proxy-cache": TwistedProxyCacheRow,
     "twisted-web": TwistedWebRow,
     "tinyproxy": TinyproxyRow,
     "squid": SquidRow,
@@ -1093,6 +1131,9 @@ def parseArgs(argv):
     p.add_argument("--quick", action="store_true", help="smoke test: --duration 2 --repeats 1 --warmup 1")
     p.add_argument("--warmup", type=int, default=2, help="seconds of untimed wrk before the timed runs (default 2)")
     p.add_argument("--peers", action="store_true", help="also run tinyproxy, squid and proxy.py")
+    p.add_argument("--cache", action="store_true",
+                   help="also run twisted-proxy-cache: the default configuration, every request a "
+                   "cache hit (bench/cache_bench.py compares hits with misses)")
     p.add_argument("--only", metavar="ROW[,ROW]", help="run only these rows (" + ", ".join(ROWS) + ")")
     p.add_argument("--json", metavar="PATH", help="write results as JSON here "
                    "(default bench/results/bench-YYYYmmdd-HHMMSS.json)")
@@ -1119,7 +1160,9 @@ def parseArgs(argv):
             rows.append(name)
         args.rows = [r for r in ROWS if r in rows]
     else:
-        args.rows = DEFAULT_ROWS + (PEERS if args.peers else [])
+        rows = DEFAULT_ROWS + (["twisted-proxy-cache"] if args.cache else [])
+        rows += PEERS if args.peers else []
+        args.rows = [r for r in ROWS if r in rows]
     return args
 
 

@@ -297,6 +297,119 @@ class CollapsedForwardingTests(SynchronousTestCase):
         self.assertEqual(woken, [STORED])
         self.assertEqual(self.cache.lookupAgain(waiter).outcome, FRESH_HIT)
 
+    def uncacheable(self, cacheControl: bytes = b"private") -> None:
+        """
+        A leader and a waiter; the leader's response is not stored.
+        """
+        leader = self.lookup()
+        waiter = self.lookup()
+        self.assertEqual(waiter.outcome, COLLAPSED)
+        waiter.wait(lambda result: None)
+        self.respond(leader, cacheControl=cacheControl)
+        self.cache.finished(leader)
+        self.cache.finished(self.cache.lookupAgain(waiter))
+
+    def test_uncacheableRemembered(self) -> None:
+        """
+        Once a URL's response could not be stored, concurrent requests for
+        it do not queue behind one another (each would wait for a response
+        it cannot use, then go to the origin anyway) for
+        C{uncacheableMemory} seconds; then they collapse again.
+        """
+        self.uncacheable()
+        first = self.lookup()
+        second = self.lookup()
+        self.assertEqual([first.outcome, second.outcome], [MISS, MISS])
+        self.assertEqual(self.cache.inFlight, 0)
+        self.cache.finished(first)
+        self.cache.finished(second)
+        self.now += CacheConfig().uncacheableMemory + 1
+        leader = self.lookup()
+        self.assertEqual(self.lookup().outcome, COLLAPSED)
+        self.cache.finished(leader)
+
+    def test_storedResponseForgetsUncacheable(self) -> None:
+        """
+        A response stored for the URL ends the memory at once: a later
+        revalidation of it collapses.
+        """
+        self.uncacheable()
+        miss = self.lookup()
+        decision = self.respond(miss, b"max-age=10")
+        decision.writer.write(b"shared")
+        decision.writer.finish()
+        self.cache.finished(miss)
+        self.now += 20
+        leader = self.lookup()
+        self.assertEqual(leader.outcome, REVALIDATE)
+        self.assertEqual(self.lookup().outcome, COLLAPSED)
+        self.cache.finished(leader)
+
+    def test_tooLargeRemembered(self) -> None:
+        """
+        A body the store gave up on (too large) marks the URL too.
+        """
+        self.cache = HTTPCache(MemoryStore(capacity=1 << 20, maxObjectSize=4), lambda: self.now)
+        leader = self.lookup()
+        head = ResponseHead(200, b"OK", b"1.1", [(b"Cache-Control", b"max-age=60")], chunked=True)
+        decision = self.cache.responseReceived(leader, head, self.now, self.now)
+        self.assertFalse(decision.writer.write(b"too large"))
+        self.cache.finished(leader)
+        first = self.lookup()
+        self.assertEqual(self.lookup().outcome, MISS)
+        self.cache.finished(first)
+
+    def test_requestReasonsNotRemembered(self) -> None:
+        """
+        A response not stored because of the request (its no-store, its
+        Authorization) or an aborted transfer says nothing about the URL:
+        the next concurrent requests still collapse.
+        """
+        for headers in [((b"Cache-Control", b"no-store"),), ((b"Authorization", b"Basic x"),)]:
+            lookup = self.lookup(*headers)
+            self.respond(lookup)
+            self.cache.finished(lookup)
+        leader = self.lookup()
+        self.respond(leader).writer.abort()
+        self.cache.finished(leader)
+        leader = self.lookup()
+        self.assertEqual(self.lookup().outcome, COLLAPSED)
+        self.cache.finished(leader)
+
+    def test_serverErrorNotRemembered(self) -> None:
+        """
+        A 5xx is not stored (no validator), but says nothing lasting about
+        the URL.
+        """
+        leader = self.lookup()
+        head = ResponseHead(503, b"Service Unavailable", b"1.1", [], contentLength=0)
+        self.cache.responseReceived(leader, head, self.now, self.now)
+        self.cache.finished(leader)
+        leader = self.lookup()
+        self.assertEqual(self.lookup().outcome, COLLAPSED)
+        self.cache.finished(leader)
+
+    def test_uncacheableMemoryBounded(self) -> None:
+        """
+        At most C{uncacheableKeys} URLs are remembered, the oldest forgotten
+        first; C{uncacheableMemory=0} remembers none.
+        """
+        self.cache = HTTPCache(MemoryStore(), lambda: self.now, CacheConfig(uncacheableKeys=1))
+        self.uncacheable()
+        other = b"http://example.com/other"
+        req, target = self.h.request(other)
+        lk = self.cache.lookup(req, target)
+        self.respond(lk, cacheControl=b"private")
+        self.cache.finished(lk)
+        leader = self.lookup()
+        self.assertEqual(self.lookup().outcome, COLLAPSED)
+        self.cache.finished(leader)
+        self.cache = HTTPCache(MemoryStore(), lambda: self.now, CacheConfig(uncacheableMemory=0))
+        self.uncacheable()
+        leader = self.lookup()
+        self.assertEqual(self.lookup().outcome, COLLAPSED)
+        self.cache.finished(leader)
+
     def test_harnessRefusesToWait(self) -> None:
         """
         The test harness does not pretend to wait.

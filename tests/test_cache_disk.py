@@ -14,7 +14,7 @@ import tempfile
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.proxy.cache import CacheDirectoryError, DiskStore, EntryUnavailable, readAll
-from twisted_proxy.proxy.cache.disk import _bodyFileSize
+from twisted_proxy.proxy.cache.diskfiles import bodyFileSize
 from twisted_proxy.proxy.cache.entry import StoredResponse
 from twisted_proxy.proxy.cache.store import CHUNK_SIZE
 from twisted_proxy.proxy.cache.testing import CacheHarness
@@ -103,7 +103,7 @@ class DiskStoreTests(SynchronousTestCase):
         )
         self.assertEqual(self.store.variants("http://h/a"), [entry])
         bodyPath, metaPath = self.files(entry)
-        self.assertEqual(os.path.getsize(bodyPath), _bodyFileSize(len(body)))
+        self.assertEqual(os.path.getsize(bodyPath), bodyFileSize(len(body)))
         self.assertTrue(os.path.exists(metaPath))
 
     def test_emptyBody(self) -> None:

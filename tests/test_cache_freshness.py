@@ -1,7 +1,7 @@
 """
 Tests for freshness (RFC 9111 4.2): HTTP-date parsing (RFC 9110 5.6.7), the
 freshness lifetime (4.2.1), heuristic freshness (4.2.2) and age (4.2.3), in
-L{twisted_proxy.proxy.cache.dates} and L{twisted_proxy.proxy.cache.rules},
+L{twisted_proxy.proxy.cache.dates} and L{twisted_proxy.proxy.cache.freshness},
 and as the cache applies them with a fake clock.
 """
 
@@ -23,7 +23,7 @@ from twisted_proxy.proxy.cache import (
 from twisted_proxy.proxy.cache.dates import formatHTTPDate, parseHTTPDate
 from twisted_proxy.proxy.cache.directives import DELTA_SECONDS_MAX, ResponseDirectives
 from twisted_proxy.proxy.cache.entry import StoredResponse
-from twisted_proxy.proxy.cache.rules import (
+from twisted_proxy.proxy.cache.freshness import (
     currentAge,
     dateValueOf,
     freshnessLifetime,

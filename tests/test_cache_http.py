@@ -23,7 +23,8 @@ from twisted_proxy.proxy.cache import (
     EntryUnavailable,
     MemoryStore,
 )
-from twisted_proxy.proxy.cache.rules import parseRange, primaryKey
+from twisted_proxy.proxy.cache.keys import primaryKey
+from twisted_proxy.proxy.cache.serving import parseRange
 from twisted_proxy.proxy.cache.status import cacheStatusValue, sfItem
 from twisted_proxy.proxy.cache.testing import CacheHarness
 

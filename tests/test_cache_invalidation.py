@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.http.framing import RequestHead, ResponseHead
 from twisted_proxy.http.target import parseTarget
-from twisted_proxy.proxy.cache.rules import invalidationKeys, isUnsafe
+from twisted_proxy.proxy.cache.keys import invalidationKeys, isUnsafe
 from twisted_proxy.proxy.cache.testing import CacheHarness
 
 

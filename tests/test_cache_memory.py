@@ -1,7 +1,8 @@
 """
-Tests for L{twisted_proxy.proxy.cache.store}: the in-memory store (LRU
+Tests for L{twisted_proxy.proxy.cache.memory}: the in-memory store (LRU
 within a byte budget, a maximum object size, bodies stored whole or not at
-all) and the body producer every local store uses.
+all) and, in L{twisted_proxy.proxy.cache.store}, the body producer every
+local store uses.
 """
 
 from __future__ import annotations
@@ -9,12 +10,8 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.proxy.cache.entry import StoredResponse
-from twisted_proxy.proxy.cache.store import (
-    CHUNK_SIZE,
-    EntryUnavailable,
-    MemoryStore,
-    readAll,
-)
+from twisted_proxy.proxy.cache.memory import MemoryStore
+from twisted_proxy.proxy.cache.store import CHUNK_SIZE, EntryUnavailable, readAll
 
 
 def meta(

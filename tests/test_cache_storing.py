@@ -1,6 +1,6 @@
 """
 Tests for storing responses (RFC 9111 3): what a shared cache may store, and
-which fields it stores (3.1), through L{twisted_proxy.proxy.cache.rules} and
+which fields it stores (3.1), through L{twisted_proxy.proxy.cache.storing} and
 the cache as a whole.
 """
 
@@ -10,11 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.http.framing import RequestHead, ResponseHead
 from twisted_proxy.proxy.cache.directives import RequestDirectives, ResponseDirectives
-from twisted_proxy.proxy.cache.rules import (
-    HEURISTIC_STATUSES,
-    storedHeaders,
-    unstorableReason,
-)
+from twisted_proxy.proxy.cache.freshness import HEURISTIC_STATUSES
+from twisted_proxy.proxy.cache.storing import storedHeaders, unstorableReason
 from twisted_proxy.proxy.cache.testing import CacheHarness
 
 URL = b"http://example.com/thing"

@@ -13,15 +13,15 @@ from twisted_proxy.http.framing import RequestHead, ResponseHead
 from twisted_proxy.proxy.cache import REVALIDATE
 from twisted_proxy.proxy.cache.directives import ResponseDirectives
 from twisted_proxy.proxy.cache.entry import StoredResponse
-from twisted_proxy.proxy.cache.rules import (
+from twisted_proxy.proxy.cache.storing import updateHeaders
+from twisted_proxy.proxy.cache.testing import CacheHarness
+from twisted_proxy.proxy.cache.validation import (
     ANY_ETAG,
     ETag,
     notModified,
     parseETagList,
     selectForUpdate,
-    updateHeaders,
 )
-from twisted_proxy.proxy.cache.testing import CacheHarness
 
 URL = b"http://example.com/doc"
 NOW = 1700000000.0

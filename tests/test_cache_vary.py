@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.proxy.cache import MISS, CacheConfig
-from twisted_proxy.proxy.cache.rules import VARY_STAR, secondaryKey, varyNames
+from twisted_proxy.proxy.cache.keys import VARY_STAR, secondaryKey, varyNames
 from twisted_proxy.proxy.cache.testing import CacheHarness
 
 URL = b"http://example.com/v"

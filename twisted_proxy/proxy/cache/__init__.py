@@ -7,7 +7,13 @@ the L{HTTPCache} the exchange consults.  See C{docs/cache.rst}.
 Nothing in this package imports C{twisted.internet}.
 """
 
-from .cache import (
+from .cache import HTTPCache
+from .collapse import FORWARD, STORED
+from .config import CacheConfig, CacheStats
+from .disk import CacheDirectoryError, DiskStore
+from .entry import StoredResponse
+from .memory import MemoryStore
+from .outcomes import (
     BYPASS,
     COLLAPSED,
     FRESH_HIT,
@@ -16,25 +22,18 @@ from .cache import (
     ONLY_IF_CACHED_MISS,
     REVALIDATE,
     STALE_WHILE_REVALIDATE,
-    CacheConfig,
     CacheLookup,
-    CacheStats,
-    CacheWriter,
-    HTTPCache,
     StoreDecision,
 )
-from .collapse import FORWARD, STORED
-from .disk import CacheDirectoryError, DiskStore
-from .entry import StoredResponse
 from .store import (
     BodyConsumer,
     CachedBody,
     EntryUnavailable,
-    MemoryStore,
     Store,
     StoreWriter,
     readAll,
 )
+from .storing import CacheWriter
 
 __all__ = [
     "HTTPCache",

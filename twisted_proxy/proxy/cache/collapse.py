@@ -6,7 +6,7 @@ wait for its response instead of each sending their own.
 
 The registry is pure bookkeeping: in-flight primary keys, and the waiters of
 each with a plain callback.  The exchange does the waiting, with its own
-timer (L{twisted_proxy.proxy.cache.cache.CacheConfig.collapseTimeout}):
+timer (L{twisted_proxy.proxy.cache.config.CacheConfig.collapseTimeout}):
 
   - a waiter's callback is called once, with L{STORED} (the leader's
     response was stored: look up again, it is a hit) or L{FORWARD} (the

@@ -83,6 +83,11 @@ _WS = b" \t"
 # Marker for "the directive is present but its argument is unusable".
 _INVALID = -1
 
+# The field names of an unqualified or absent no-cache / private: one shared
+# object, since every stored response keeps its directives (an empty
+# frozenset is not a singleton in CPython 3.11: 216 bytes each).
+_NO_FIELDS: frozenset[bytes] = frozenset()
+
 
 def parseDirectives(values: list[bytes]) -> list[tuple[bytes, bytes | None]]:
     """
@@ -217,7 +222,7 @@ def parseFieldNames(arg: bytes | None) -> frozenset[bytes]:
     argument (a comma-separated list of tokens), lower-cased.
     """
     if not arg:
-        return frozenset()
+        return _NO_FIELDS
     return frozenset(
         t
         for t in (p.strip().lower() for p in arg.split(b","))
@@ -457,10 +462,10 @@ def _qualified(
         present = True
         listed = parseFieldNames(arg)
         if not listed:
-            return True, frozenset()
+            return True, _NO_FIELDS
         fields |= listed
     if not present:
-        return False, frozenset()
+        return False, _NO_FIELDS
     return False, frozenset(fields)
 
 

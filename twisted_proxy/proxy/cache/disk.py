@@ -1,28 +1,9 @@
 # -*- test-case-name: tests.test_cache_disk -*-
 """
-L{DiskStore}: stored responses in a directory, surviving restarts.
-
-Layout (format version 1)::
-
-    DIR/lock                      held (flock) while a process uses DIR
-    DIR/tmp/                      bodies and metadata being written
-    DIR/v1/XY/ID.body             body, block checksums, footer
-    DIR/v1/XY/ID.meta             metadata (JSON), with its own checksum
-
-C{ID} is 32 random hex digits, new for every stored response (never
-reused: a replaced response gets a new ID, and its old files are unlinked);
-C{XY} is its first two digits (256 directories keep each one small).
-
-C{ID.body}::
-
-    body (bodyLength bytes)
-    CRC-32 of each 64 KiB block of the body, 4 bytes big-endian each
-    footer, 32 bytes: b"TPCB0001", bodyLength (8), blockSize (4),
-        blockCount (4), CRC-32 of the table (4), CRC-32 of the footer's
-        first 28 bytes (4)
-
-C{ID.meta}: one line C{TPCM0001 <length> <crc32 hex>\\n} then C{length}
-bytes of JSON (L{StoredResponse.toJSON}).
+L{DiskStore}: stored responses in a directory, surviving restarts.  The
+format of its files, their checksums and the checked reading and writing of
+bodies are in L{twisted_proxy.proxy.cache.diskfiles}; this module keeps the
+index, the budget and the directory.
 
 What is guaranteed:
 
@@ -69,29 +50,30 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
-import struct
 import uuid
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import BinaryIO
 
 from twisted.logger import Logger
 
+from .diskfiles import (
+    FORMAT_VERSION,
+    MAX_META,
+    BodyFileWriter,
+    CheckedBody,
+    bodyFileSize,
+    decodeMeta,
+    encodeMeta,
+    footerBlockSize,
+    readTable,
+    roundUp,
+    unlink,
+)
 from .entry import StoredResponse
-from .store import CHUNK_SIZE, EntryUnavailable, LocalBody
+from .store import CHUNK_SIZE, EntryUnavailable
 
 __all__ = ["DiskStore", "CacheDirectoryError", "FORMAT_VERSION"]
-
-FORMAT_VERSION = 1
-_BODY_MAGIC = b"TPCB0001"
-_META_MAGIC = b"TPCM0001"
-_FOOTER = struct.Struct(">8sQIII")  # magic, length, block size, blocks, table CRC
-_FOOTER_SIZE = _FOOTER.size + 4  # + CRC of the rest of the footer
-_MAX_META = 1024 * 1024
-_FS_BLOCK = 4096
 
 
 class CacheDirectoryError(Exception):
@@ -99,36 +81,6 @@ class CacheDirectoryError(Exception):
     The cache directory cannot be used (one line for the user: what and what
     to do).
     """
-
-
-def _roundUp(size: int) -> int:
-    return max(_FS_BLOCK, (size + _FS_BLOCK - 1) // _FS_BLOCK * _FS_BLOCK)
-
-
-def _blockCount(length: int, blockSize: int) -> int:
-    return (length + blockSize - 1) // blockSize
-
-
-def _bodyFileSize(length: int, blockSize: int = CHUNK_SIZE) -> int:
-    return length + 4 * _blockCount(length, blockSize) + _FOOTER_SIZE
-
-
-def _encodeMeta(entry: StoredResponse) -> bytes:
-    data = json.dumps(entry.toJSON(), separators=(",", ":"), ensure_ascii=True).encode("ascii")
-    return b"%s %d %08x\n" % (_META_MAGIC, len(data), zlib.crc32(data)) + data
-
-
-def _decodeMeta(raw: bytes) -> StoredResponse:
-    """
-    @raise ValueError: if C{raw} is not an intact metadata file.
-    """
-    line, sep, data = raw.partition(b"\n")
-    parts = line.split(b" ")
-    if not sep or len(parts) != 3 or parts[0] != _META_MAGIC:
-        raise ValueError("bad metadata header")
-    if int(parts[1]) != len(data) or int(parts[2], 16) != zlib.crc32(data):
-        raise ValueError("metadata checksum or length mismatch")
-    return StoredResponse.fromJSON(json.loads(data))
 
 
 class _DiskEntry:
@@ -139,73 +91,9 @@ class _DiskEntry:
         self.cost = cost
 
 
-class _DiskBody(LocalBody):
-    """
-    A stored body read block by block, each block checked against its
-    CRC-32 before any of it is delivered.
-    """
-
-    def __init__(
-        self,
-        store: DiskStore,
-        entry: StoredResponse,
-        f: BinaryIO,
-        table: list[int],
-        blockSize: int,
-        offset: int,
-        length: int,
-    ) -> None:
-        super().__init__(length)
-        self._store = store
-        self._entry = entry
-        self._file: BinaryIO | None = f
-        self._table = table
-        self._blockSize = blockSize
-        self._block = offset // blockSize
-        self._buffer = b""
-        self._skip = offset - self._block * blockSize
-        if length > 0:
-            # Check the first block now, before the head goes out.
-            self._fill()
-
-    def _fill(self) -> None:
-        f = self._file
-        total = self._entry.bodyLength
-        start = self._block * self._blockSize
-        size = min(self._blockSize, total - start)
-        try:
-            assert f is not None
-            f.seek(start)
-            data = f.read(size)
-        except OSError as e:
-            self._store._corrupt(self._entry, "read error: {}".format(e))
-            raise EntryUnavailable("the stored body could not be read") from None
-        if len(data) != size or zlib.crc32(data) != self._table[self._block]:
-            self._store._corrupt(self._entry, "block {} fails its checksum".format(self._block))
-            raise EntryUnavailable("the stored body is corrupt")
-        self._block += 1
-        self._buffer = data[self._skip :]
-        self._skip = 0
-
-    def _read(self, size: int) -> bytes:
-        if not self._buffer:
-            self._fill()
-        data = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        return data
-
-    def _close(self) -> None:
-        f = self._file
-        if f is not None:
-            self._file = None
-            self._buffer = b""
-            f.close()
-
-
 class _DiskWriter:
     """
-    A body being written to C{tmp/}, with the CRC-32 of each block computed
-    as it streams.
+    A body being written to C{tmp/} within the store's budget.
 
     @ivar _reserved: bytes reserved from the store's budget so far.
     """
@@ -221,24 +109,21 @@ class _DiskWriter:
         self._id = entryId
         self._reserved = reserved
         self._path = os.path.join(store._tmp, entryId + ".body")
-        self._file = open(self._path, "wb")
-        self._size = 0
-        self._table: list[int] = []
-        self._crc = 0
-        self._fill = 0
+        self._file = BodyFileWriter(self._path, store.blockSize)
 
     def write(self, data: bytes) -> bool:
         if self.failed is not None or self._committed:
             return False
         if not data:
             return True
-        newSize = self._size + len(data)
+        size = self._file.size
+        newSize = size + len(data)
         if newSize > self._store.maxObjectSize:
             self._giveUp("too-large")
             return False
         # Reserve for the body bytes and their share of the checksum table,
         # so that the file as committed fits in what was reserved.
-        need = _roundUp(_bodyFileSize(newSize)) - _roundUp(_bodyFileSize(self._size))
+        need = roundUp(bodyFileSize(newSize)) - roundUp(bodyFileSize(size))
         if need > 0:
             if not self._store._reserve(need):
                 self._giveUp("budget")
@@ -250,40 +135,21 @@ class _DiskWriter:
             self._store._ioError("writing a cache entry", e)
             self._giveUp("io-error")
             return False
-        self._size = newSize
-        view = memoryview(data)
-        block = self._store.blockSize
-        while view:
-            take = min(block - self._fill, len(view))
-            self._crc = zlib.crc32(view[:take], self._crc)
-            self._fill += take
-            view = view[take:]
-            if self._fill == block:
-                self._table.append(self._crc)
-                self._crc = 0
-                self._fill = 0
         return True
 
     def commit(self) -> StoredResponse | None:
         if self.failed is not None or self._committed:
             return None
-        if self._fill:
-            self._table.append(self._crc)
-        table = b"".join(struct.pack(">I", c) for c in self._table)
-        footer = _FOOTER.pack(
-            _BODY_MAGIC, self._size, self._store.blockSize, len(self._table), zlib.crc32(table)
-        )
-        footer += struct.pack(">I", zlib.crc32(footer))
         try:
-            self._file.write(table)
-            self._file.write(footer)
-            self._file.close()
+            self._file.finish()
         except OSError as e:
             self._store._ioError("writing a cache entry", e)
             self._giveUp("io-error")
             return None
         self._committed = True
-        entry = self._store._commit(self._entry, self._id, self._path, self._size, self._reserved)
+        entry = self._store._commit(
+            self._entry, self._id, self._path, self._file.size, self._reserved
+        )
         if entry is None:
             self.failed = "io-error"
         return entry
@@ -294,22 +160,10 @@ class _DiskWriter:
 
     def _giveUp(self, reason: str) -> None:
         self.failed = reason
-        try:
-            self._file.close()
-        except OSError:
-            pass
-        _unlink(self._path)
+        self._file.close()
+        unlink(self._path)
         self._store._release(self._reserved)
         self._reserved = 0
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        pass
 
 
 class DiskStore:
@@ -363,7 +217,7 @@ class DiskStore:
             os.makedirs(self._tmp, exist_ok=True)
             self._lock()
             for name in os.listdir(self._tmp):
-                _unlink(os.path.join(self._tmp, name))
+                unlink(os.path.join(self._tmp, name))
         except CacheDirectoryError:
             raise
         except OSError as e:
@@ -463,9 +317,9 @@ class DiskStore:
             metas = {n[:-5] for n in names if n.endswith(".meta")}
             bodies = {n[:-5] for n in names if n.endswith(".body")}
             for orphan in bodies - metas:
-                _unlink(os.path.join(directory, orphan + ".body"))
+                unlink(os.path.join(directory, orphan + ".body"))
             for orphan in metas - bodies:
-                _unlink(os.path.join(directory, orphan + ".meta"))
+                unlink(os.path.join(directory, orphan + ".meta"))
             for entryId in sorted(metas & bodies):
                 if entryId in self._lru:
                     continue
@@ -487,43 +341,26 @@ class DiskStore:
         bodyPath = self._bodyPath(entryId)
         try:
             st = os.stat(metaPath)
-            if st.st_size > _MAX_META:
+            if st.st_size > MAX_META:
                 raise ValueError("metadata file too large")
             with open(metaPath, "rb") as f:
-                raw = f.read(_MAX_META + 1)
-            meta = _decodeMeta(raw)
+                raw = f.read(MAX_META + 1)
+            meta = decodeMeta(raw)
             if meta.entryId != entryId:
                 raise ValueError("metadata names another entry")
             bodySize = os.stat(bodyPath).st_size
-            if bodySize != _bodyFileSize(
-                meta.bodyLength, self._footerBlockSize(bodyPath, bodySize)
-            ):
+            if bodySize != bodyFileSize(meta.bodyLength, footerBlockSize(bodyPath, bodySize)):
                 raise ValueError("body file has the wrong size")
         except (OSError, ValueError) as e:
             self._discard(entryId, "unreadable at start: {}".format(e))
             return None
-        if self._used + _roundUp(bodySize) + _roundUp(len(raw)) > self.capacity:
+        if self._used + roundUp(bodySize) + roundUp(len(raw)) > self.capacity:
             # Over budget (the budget shrank): drop rather than load.
             self._removeFiles(entryId)
             self._evictions += 1
             return None
-        self._insert(meta, _roundUp(bodySize) + _roundUp(len(raw)))
+        self._insert(meta, roundUp(bodySize) + roundUp(len(raw)))
         return st.st_mtime
-
-    def _footerBlockSize(self, bodyPath: str, bodySize: int) -> int:
-        """
-        The block size a body file's footer records (checked fully when it
-        is opened).
-        """
-        if bodySize < _FOOTER_SIZE:
-            raise ValueError("body file too short")
-        with open(bodyPath, "rb") as f:
-            f.seek(bodySize - _FOOTER_SIZE)
-            footer = f.read(_FOOTER_SIZE)
-        magic, _, blockSize, _, _ = _FOOTER.unpack(footer[: _FOOTER.size])
-        if magic != _BODY_MAGIC or blockSize <= 0:
-            raise ValueError("bad body footer")
-        return int(blockSize)
 
     # The Store interface.
 
@@ -541,9 +378,7 @@ class DiskStore:
         if expectedLength is not None and expectedLength > self.maxObjectSize:
             return None
         entryId = uuid.uuid4().hex
-        overhead = _roundUp(len(_encodeMeta(entry.copy(entryId=entryId)))) + _roundUp(
-            _bodyFileSize(0)
-        )
+        overhead = roundUp(len(encodeMeta(entry.copy(entryId=entryId)))) + roundUp(bodyFileSize(0))
         if not self._reserve(overhead):
             return None
         try:
@@ -555,7 +390,7 @@ class DiskStore:
 
     def openBody(
         self, entry: StoredResponse, offset: int = 0, length: int | None = None
-    ) -> _DiskBody:
+    ) -> CheckedBody:
         stored = self._lru.get(entry.entryId)
         if stored is None:
             raise EntryUnavailable("the entry is no longer stored")
@@ -571,50 +406,33 @@ class DiskStore:
             self._corrupt(meta, "cannot open body: {}".format(e))
             raise EntryUnavailable("the stored body is missing") from None
         try:
-            table, blockSize = self._readTable(f, meta)
+            table, blockSize = readTable(f, meta.bodyLength)
         except (OSError, ValueError) as e:
             f.close()
             self._corrupt(meta, str(e))
             raise EntryUnavailable("the stored body is corrupt") from None
         try:
-            return _DiskBody(self, meta, f, table, blockSize, offset, length)
+            return CheckedBody(
+                f,
+                meta.bodyLength,
+                table,
+                blockSize,
+                offset,
+                length,
+                lambda why: self._corrupt(meta, why),
+            )
         except EntryUnavailable:
             f.close()
             raise
-
-    def _readTable(self, f: BinaryIO, meta: StoredResponse) -> tuple[list[int], int]:
-        """
-        Check a body file's size and footer and read its checksum table.
-
-        @raise ValueError: if they do not check out.
-        """
-        size = os.fstat(f.fileno()).st_size
-        if size < _FOOTER_SIZE:
-            raise ValueError("body file truncated")
-        f.seek(size - _FOOTER_SIZE)
-        footer = f.read(_FOOTER_SIZE)
-        (footerCrc,) = struct.unpack(">I", footer[_FOOTER.size :])
-        if zlib.crc32(footer[: _FOOTER.size]) != footerCrc:
-            raise ValueError("body footer fails its checksum")
-        magic, length, blockSize, blocks, tableCrc = _FOOTER.unpack(footer[: _FOOTER.size])
-        if magic != _BODY_MAGIC or length != meta.bodyLength or blockSize <= 0:
-            raise ValueError("body footer does not match the metadata")
-        if blocks != _blockCount(length, blockSize) or size != _bodyFileSize(length, blockSize):
-            raise ValueError("body file has the wrong size")
-        f.seek(length)
-        raw = f.read(4 * blocks)
-        if len(raw) != 4 * blocks or zlib.crc32(raw) != tableCrc:
-            raise ValueError("checksum table is corrupt")
-        return list(struct.unpack(">%dI" % (blocks,), raw)), int(blockSize)
 
     def update(self, entry: StoredResponse, replacement: StoredResponse) -> StoredResponse | None:
         stored = self._lru.get(entry.entryId)
         if stored is None:
             return None
         new = replacement.copy(entryId=entry.entryId, bodyLength=stored.meta.bodyLength)
-        raw = _encodeMeta(new)
-        bodyCost = _roundUp(_bodyFileSize(new.bodyLength))
-        cost = bodyCost + _roundUp(len(raw))
+        raw = encodeMeta(new)
+        bodyCost = roundUp(bodyFileSize(new.bodyLength))
+        cost = bodyCost + roundUp(len(raw))
         growth = cost - stored.cost
         self._lru.move_to_end(entry.entryId)
         if growth > 0:
@@ -641,7 +459,7 @@ class DiskStore:
             self._ensureDir(entryId)
             os.replace(tmp, self._metaPath(entryId))
         except OSError:
-            _unlink(tmp)
+            unlink(tmp)
             raise
 
     def touch(self, entry: StoredResponse) -> None:
@@ -673,16 +491,16 @@ class DiskStore:
         self, entry: StoredResponse, entryId: str, tmpPath: str, size: int, reserved: int
     ) -> StoredResponse | None:
         meta = entry.copy(entryId=entryId, bodyLength=size)
-        raw = _encodeMeta(meta)
-        cost = _roundUp(_bodyFileSize(size)) + _roundUp(len(raw))
+        raw = encodeMeta(meta)
+        cost = roundUp(bodyFileSize(size)) + roundUp(len(raw))
         try:
             self._ensureDir(entryId)
             os.replace(tmpPath, self._bodyPath(entryId))
             self._writeMeta(entryId, raw)
         except OSError as e:
             self._ioError("committing a cache entry", e)
-            _unlink(tmpPath)
-            _unlink(self._bodyPath(entryId))
+            unlink(tmpPath)
+            unlink(self._bodyPath(entryId))
             self._release(reserved)
             return None
         self._reserved -= reserved
@@ -719,8 +537,8 @@ class DiskStore:
 
     def _removeFiles(self, entryId: str) -> None:
         # Metadata first: without it the entry no longer exists for a scan.
-        _unlink(self._metaPath(entryId))
-        _unlink(self._bodyPath(entryId))
+        unlink(self._metaPath(entryId))
+        unlink(self._bodyPath(entryId))
 
     def _discard(self, entryId: str, why: str) -> None:
         self.corruptions += 1

@@ -22,7 +22,11 @@ from collections.abc import Callable
 from twisted_proxy.http.framing import RequestHead, ResponseHead
 from twisted_proxy.http.target import Target, parseTarget
 
-from .cache import (
+from .cache import HTTPCache
+from .config import CacheConfig
+from .dates import formatHTTPDate
+from .memory import MemoryStore
+from .outcomes import (
     BYPASS,
     COLLAPSED,
     FRESH_HIT,
@@ -31,13 +35,10 @@ from .cache import (
     ONLY_IF_CACHED_MISS,
     REVALIDATE,
     STALE_WHILE_REVALIDATE,
-    CacheConfig,
     CacheLookup,
-    HTTPCache,
     StoreDecision,
 )
-from .dates import formatHTTPDate
-from .store import CachedBody, MemoryStore, Store
+from .store import CachedBody, Store
 
 __all__ = ["CacheHarness", "Result", "OriginAnswer"]
 
