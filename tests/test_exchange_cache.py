@@ -16,6 +16,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ProxyAgent, readBody
 from twisted.web.resource import Resource
@@ -163,7 +164,7 @@ class HitTests(SynchronousTestCase):
         proto.dataReceived(GET)
         up, upTransport = h.connect()
         up.dataReceived(CACHEABLE[:-2])
-        up.connectionLost(ierror.ConnectionLost())
+        up.connectionLost(Failure(ierror.ConnectionLost()))
         self.assertTrue(client.disconnected)
         second, opened = h.fetch()
         self.assertEqual(opened, 1)
@@ -348,7 +349,7 @@ class CollapsedForwardingTests(SynchronousTestCase):
         p1.dataReceived(GET)
         p2, c2 = h.client()
         p2.dataReceived(GET)
-        p2.connectionLost(ierror.ConnectionDone())
+        p2.connectionLost(Failure(ierror.ConnectionDone()))
         up, upTransport = h.connect()
         up.dataReceived(CACHEABLE)
         h.clock.advance(1)

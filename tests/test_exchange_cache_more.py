@@ -14,19 +14,17 @@ background revalidation, no store reservation (an open writer).
 
 from __future__ import annotations
 
-import functools
 import glob
 import os
 import shutil
 import tempfile
-import unittest
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import error as ierror
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.proxy.cache import DiskStore, HTTPCache, MemoryStore
@@ -37,30 +35,6 @@ CACHEABLE = (
     b'HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nETag: "v1"\r\n'
     b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Length: 5\r\n\r\nhello"
 )
-
-
-def knownBug(reason: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """
-    A test of behaviour a bug outside this test's code breaks today: while
-    the test fails it is reported as skipped with C{reason} (trial and
-    pytest both honour C{SkipTest}; neither honours trial's C{todo} or
-    C{unittest.expectedFailure} the same way); once it passes it fails,
-    saying that the bug is fixed and this marker must go -- a strict
-    expected failure.
-    """
-
-    def decorate(f: Callable[..., None]) -> Callable[..., None]:
-        @functools.wraps(f)
-        def wrapper(self: SynchronousTestCase) -> None:
-            try:
-                f(self)
-            except self.failureException as e:
-                raise unittest.SkipTest("known bug: {} ({})".format(reason, e)) from None
-            self.fail("the known bug is fixed ({}): remove @knownBug".format(reason))
-
-        return wrapper
-
-    return decorate
 
 
 def splitResponse(data: bytes) -> tuple[list[bytes], bytes]:
@@ -267,7 +241,7 @@ class FinishedTests(ProtocolTestCase):
         up.dataReceived(CACHEABLE[:-3])
         self.assertEqual(h.cache.inFlight, 1)
         self.assertGreater(h.store.reserved, 0)
-        proto.connectionLost(ierror.ConnectionLost())
+        proto.connectionLost(Failure(ierror.ConnectionLost()))
         self.assertEqual(h.store.count, 0)
         self.assertSettled(h)
 
@@ -288,10 +262,6 @@ class FinishedTests(ProtocolTestCase):
         again, opened = h.fetch()
         self.assertEqual(opened, 1)
 
-    @knownBug(
-        "UpstreamProtocol.connectionLost feeds EOF to the parser whatever the reason, so a "
-        "close-delimited body cut by a reset ends as if complete"
-    )
     def test_closeDelimitedCutIsNotStored(self) -> None:
         """
         RFC 9112 8: a response without Content-Length or chunked coding
@@ -308,7 +278,7 @@ class FinishedTests(ProtocolTestCase):
         up.dataReceived(
             b'HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nETag: "c"\r\n\r\nthe first hal'
         )
-        up.connectionLost(ierror.ConnectionLost("reset by peer"))
+        up.connectionLost(Failure(ierror.ConnectionLost("reset by peer")))
         self.assertEqual(h.store.count, 0)
         self.assertTrue(client.disconnected)
         self.assertSettled(h)
@@ -322,7 +292,7 @@ class FinishedTests(ProtocolTestCase):
         proto.dataReceived(GET)
         up, upTransport = h.connect()
         up.dataReceived(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\r\nall of it")
-        up.connectionLost(ierror.ConnectionDone())
+        up.connectionLost(Failure(ierror.ConnectionDone()))
         self.assertEqual(h.store.count, 1)
         again, opened = h.fetch(answer=None)
         self.assertEqual(opened, 0)
@@ -349,7 +319,7 @@ class CollapsedTests(ProtocolTestCase):
         p2.dataReceived(GET)
         up, upTransport = h.connect()
         up.dataReceived(CACHEABLE[:-3])
-        p1.connectionLost(ierror.ConnectionLost())
+        p1.connectionLost(Failure(ierror.ConnectionLost()))
         self.assertEqual(h.attempts, [])
         self.assertEqual(c2.value(), b"")
         h.clock.advance(0)
@@ -478,7 +448,7 @@ class BackgroundRevalidationTests(ProtocolTestCase):
             b"Content-Length: 5\r\n\r\nwor"
         )
         self.assertEqual(h.cache.revalidating, 1)
-        up.connectionLost(ierror.ConnectionLost())
+        up.connectionLost(Failure(ierror.ConnectionLost()))
         self.assertSettled(h)
         data, opened = h.fetch(answer=None)
         self.assertTrue(data.endswith(b"hello"))

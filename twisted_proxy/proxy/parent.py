@@ -9,12 +9,11 @@ from __future__ import annotations
 import base64
 
 
-from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
 )
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -150,7 +149,7 @@ class ParentConnectProtocol(Protocol):
     def writeConnectionLost(self) -> None:
         pass
 
-    def connectionLost(self, reason: Failure = ierror.ConnectionDone) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         state = self._state
         self._state = "CLOSED"
         if state == "RELAY":

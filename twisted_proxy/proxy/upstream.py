@@ -35,7 +35,7 @@ from twisted.internet.interfaces import (
     IPushProducer,
     IReactorTime,
 )
-from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -259,7 +259,7 @@ class UpstreamProtocol(Protocol):
     def writeConnectionLost(self) -> None:
         pass
 
-    def connectionLost(self, reason: Failure = ierror.ConnectionDone) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         state = self._state
         self._state = "CLOSED"
         if self.expiry is not None:
@@ -289,6 +289,19 @@ class UpstreamProtocol(Protocol):
             )
             return
         if state == "RECEIVING":
+            if reason is not None and not reason.check(ierror.ConnectionDone):
+                # A close-delimited body ends at a clean close only; "unless
+                # an error was indicated by the underlying connection" (RFC
+                # 9112 8), a reset means it was cut short.
+                receiver.responseFailed(
+                    BadGateway(
+                        "The destination's connection failed before the response was "
+                        "complete ({}).".format(reason.getErrorMessage().rstrip(".")),
+                        proxyStatus="http_response_incomplete",
+                    ),
+                    True,
+                )
+                return
             try:
                 events = self._parser.feedEOF()
             except ProxyError as e:
