@@ -598,6 +598,43 @@ class ProxyServerProtocol(Protocol):
             )
         )
 
+    # stopping gracefully (used by the application's services)
+
+    def isIdle(self) -> bool:
+        """
+        Whether the connection waits for a request and has received nothing
+        of one: closing it loses nothing.
+        """
+        return (
+            self._state == READING
+            and self._exchange is None
+            and not self._queue
+            and self._timerKind == "idle"
+        )
+
+    def isTunnel(self) -> bool:
+        """
+        Whether the connection is a byte tunnel (CONNECT or an upgrade).
+        """
+        return self._state == TUNNEL
+
+    def isClosing(self) -> bool:
+        """
+        Whether the connection is closing (or closed).
+        """
+        return self._state in (LINGERING, CLOSING, CLOSED)
+
+    def closeIfIdle(self) -> bool:
+        """
+        Close the connection if L{isIdle}.
+
+        @return: whether it was closed.
+        """
+        if not self.isIdle():
+            return False
+        self._closeConnection()
+        return True
+
 
 # The stand-in head of a transaction whose request could not be read.
 _NO_REQUEST = RequestHead(b"-", b"-", b"1.1", [], keepAlive=False)
@@ -767,6 +804,30 @@ class ProxyFactory(Factory):
             redact=self.config.redactHistory,
             detail=self.transactionDetail,
         )
+
+    # stopping gracefully (used by the application's services)
+
+    def closeIdleConnections(self) -> int:
+        """
+        Close the client connections that wait for a request (idle
+        keep-alive connections); the others close after their current
+        response once C{stopping} is set.
+
+        @return: how many were closed.
+        """
+        return sum(proto.closeIfIdle() for proto in list(self.connections))
+
+    def abortConnections(self) -> int:
+        """
+        Cut every client connection now (tunnels included): the end of a
+        graceful stop that ran out of time.
+
+        @return: how many were cut.
+        """
+        connections = list(self.connections)
+        for proto in connections:
+            proto.transport.abortConnection()
+        return len(connections)
 
 
 @implementer(IHalfCloseableProtocol)
