@@ -104,7 +104,8 @@ class ProxyConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.type in ("float", "float | None") and value is not None:
-                if not value > 0:
+                # A DNS cache TTL of 0 turns the cache off.
+                if not value > 0 and not (f.name == "dnsCacheTtl" and value == 0):
                     self._invalid(f.name, "must be a positive number of seconds")
             elif f.type in ("int", "int | None") and value is not None:
                 if not isinstance(value, int) or value < 0:
