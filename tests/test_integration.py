@@ -525,21 +525,3 @@ class ReloadIntegrationTests(ProxyTestMixin, TestCase):
                 break
             await sleep(0.01)
         self.assertEqual(await asBob(), 200)
-
-
-class StartupTests(TestCase):
-    def test_portInUse(self) -> None:
-        """
-        A port that cannot be opened stops the start with a clear message
-        (twistd then exits 1) instead of a logged traceback and a proxy that
-        listens nowhere.
-        """
-        taken = reactor.listenTCP(0, origin(), interface="127.0.0.1")
-        self.addCleanup(taken.stopListening)
-        config = Options()
-        config.parseOptions(["--listen", "tcp:%d:interface=127.0.0.1" % (taken.getHost().port,)])
-        service = makeService(config, reactor)
-        with self.assertRaises(SystemExit) as caught:
-            service.privilegedStartService()
-        self.assertIn("cannot listen on 127.0.0.1:%d" % (taken.getHost().port,), str(caught.exception))
-        self.assertIn("Address already in use", str(caught.exception))

@@ -10,58 +10,80 @@ import shutil
 import signal
 import tempfile
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.logger import globalLogPublisher
 from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests.test_integration import origin, sleep
+from tests.test_integration import sleep
+from tests.test_startup import slowOrigin
 from twisted_proxy.app.tap import Options, makeService
+from twisted_proxy.app.workers import WorkerSupervisor
 
 
 class WorkersTests(TestCase):
     timeout = 60
 
-    async def startWorkers(self, *args: str):
-        originPort = reactor.listenTCP(0, origin(), interface="127.0.0.1")
+    async def startWorkers(self, *args: str, count: int = 2) -> WorkerSupervisor:
+        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
         self.addCleanup(originPort.stopListening)
         self.origin = "http://127.0.0.1:%d" % (originPort.getHost().port,)
-        d = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, d)
-        self.history = os.path.join(d, "history.jsonl")
+        self.dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.dir)
+        self.history = os.path.join(self.dir, "history.jsonl")
         config = Options()
         config.parseOptions(
-            ["--listen", "tcp:0:interface=127.0.0.1", "--workers", "2", "--history", self.history,
-             *args]
+            ["--listen", "tcp:0:interface=127.0.0.1", "--workers", str(count),
+             "--history", self.history, *args]
         )
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         service = makeService(config, reactor)
+        self.assertIsInstance(service, WorkerSupervisor)
         service.privilegedStartService()
         service.startService()
-        self.addCleanup(service.stopService)
-        for _ in range(1000):
-            if service.ports and len(service.workers) == 2:
-                break
-            await sleep(0.01)
+        self.addCleanup(self.stopWorkers, service)
         self.service = service
-        self.port = service.ports[0].getHost().port
+        self.port = service.listeners[0].socket.getsockname()[1]
         return service
 
-    async def request(self) -> bytes:
+    async def stopWorkers(self, service: WorkerSupervisor) -> None:
+        if service.running:
+            await service.stopService()
+
+    def logged(self, text: str) -> bool:
+        return any(text in (e.get("log_format") or "") for e in self.events)
+
+    async def waitFor(self, condition, timeout: float = 20.0) -> None:
+        for _ in range(int(timeout / 0.01)):
+            if condition():
+                return
+            await sleep(0.01)
+
+    async def request(self, path: str = "/small") -> bytes:
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
-        response = await agent.request(b"GET", (self.origin + "/small").encode("ascii"))
+        response = await agent.request(b"GET", (self.origin + path).encode("ascii"))
         return await readBody(response)
+
+    async def requestUntilServed(self, path: str = "/small") -> bytes:
+        """
+        Workers start asynchronously: retry a refused connection for a while.
+        """
+        from twisted.internet.error import ConnectionRefusedError
+
+        for _ in range(200):
+            try:
+                return await self.request(path)
+            except ConnectionRefusedError:
+                await sleep(0.05)
+        return await self.request(path)
 
     def transactions(self) -> list[dict]:
         return [e["transaction"] for e in self.events if "transaction" in e]
 
     async def waitForTransactions(self, n: int) -> None:
-        for _ in range(1000):
-            if len(self.transactions()) >= n:
-                return
-            await sleep(0.01)
+        await self.waitFor(lambda: len(self.transactions()) >= n)
 
     async def test_bothWorkersServe(self) -> None:
         """
@@ -72,7 +94,7 @@ class WorkersTests(TestCase):
         seen: set[str] = set()
         count = 0
         for count in range(1, 201):
-            self.assertEqual(await self.request(), b"hello from the origin\n")
+            self.assertEqual(await self.requestUntilServed(), b"hello from the origin\n")
             await self.waitForTransactions(count)
             seen = {t["connectionId"].split("-")[0] for t in self.transactions()}
             if seen == {"w1", "w2"}:
@@ -88,13 +110,59 @@ class WorkersTests(TestCase):
         victim = service.workers[1]
         os.kill(victim.transport.pid, signal.SIGKILL)
         await victim.ended
-        for _ in range(500):
-            if 1 in service.workers and service.workers[1] is not victim:
-                break
-            await sleep(0.01)
+        await self.waitFor(lambda: 1 in service.workers and service.workers[1] is not victim)
         self.assertIsNot(service.workers.get(1, victim), victim)
-        self.assertTrue(
-            any("exited unexpectedly" in e.get("log_format", "") for e in self.events)
-        )
+        self.assertTrue(self.logged("exited unexpectedly"))
         for _ in range(5):
+            self.assertEqual(await self.requestUntilServed(), b"hello from the origin\n")
+
+    async def test_workersIgnoreTerminalSignals(self) -> None:
+        """
+        SIGINT and SIGHUP sent to a worker (as a terminal's Ctrl-C or a
+        closing terminal sends them to the whole process group) leave it
+        running: the parent decides, and tells the workers.
+        """
+        service = await self.startWorkers()
+        await self.requestUntilServed()
+        workers = dict(service.workers)
+        for worker in workers.values():
+            os.kill(worker.transport.pid, signal.SIGINT)
+            os.kill(worker.transport.pid, signal.SIGHUP)
+        await sleep(0.3)
+        self.assertEqual(service.workers, workers)
+        self.assertFalse(any(worker.ended.called for worker in workers.values()))
+        for _ in range(4):
             self.assertEqual(await self.request(), b"hello from the origin\n")
+
+    async def test_gracefulStop(self) -> None:
+        """
+        Stopping the supervisor stops accepting at once, lets a transfer in
+        progress in a worker finish, and waits for the workers to exit.
+        """
+        service = await self.startWorkers()
+        await self.requestUntilServed()
+        agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
+        response = await agent.request(b"GET", (self.origin + "/slow").encode("ascii"))
+        body = defer.ensureDeferred(_read(response))
+        workers = list(service.workers.values())
+        stopped = service.stopService()
+        self.assertFalse(any(worker.ended.called for worker in workers))
+        self.assertEqual(await body, b"slow" * 10)
+        await stopped
+        self.assertTrue(all(worker.ended.called for worker in workers))
+        self.assertTrue(self.logged("All connections finished"))
+
+    async def test_stopWithoutRequests(self) -> None:
+        """
+        Workers that serve nothing stop at once.
+        """
+        service = await self.startWorkers()
+        await self.requestUntilServed()
+        workers = list(service.workers.values())
+        await service.stopService()
+        self.assertTrue(all(w.ended.called for w in workers))
+        self.assertTrue(self.logged("twisted-proxy stopped."))
+
+
+async def _read(response) -> bytes:
+    return await readBody(response)

@@ -1,78 +1,158 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_startup -*-
 """
-The services that run the proxy in one process: L{ProxyService} (the
-listening services, the upstream pool, the log files) and what it is built
-from (L{buildProxy}); signal handling shared with the worker processes.
+The proxy as a service: L{ProxyService} runs it in one process; the parts
+it is made of are shared with the worker processes (C{workers.py}).
+
+  - L{ProxyRuntime}: the factory, the upstream pool and the name cache,
+    built from the settings and changed in place when they change.
+  - L{RecordFiles}: the history and access-log files, reopened on SIGUSR1,
+    replaced when their settings change.
+  - L{Draining}: a graceful stop: no new connections, idle ones closed at
+    once, the others given C{--shutdown-timeout} seconds, then cut.
+  - L{Signals}: the process's signal handlers.  SIGHUP reloads, SIGUSR1
+    reopens the log files, SIGTERM and SIGINT stop gracefully (a second
+    one cuts what is left).  The proxy installs its own SIGTERM and SIGINT
+    handlers instead of the reactor's, so that a second signal does not
+    raise C{ReactorNotRunning}, and so that a stop on a signal exits 0, as
+    a stop that went as planned.
+
+Start-up: C{makeService} calls L{ProxyService.bind} before twistd
+daemonizes, so a port that cannot be opened is reported on the terminal.
 """
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet import defer
-from twisted.internet.error import CannotListenError
-from twisted.logger import Logger
-from twisted.python import usage
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger, globalLogPublisher
 
 from .. import __version__
+from .listening import Listener, ListenError, listenBacklog
+from .settings import SETTINGS, BY_NAME, Built, SettingError, Settings
 
 if TYPE_CHECKING:
     from ..proxy.config import ProxyConfig
     from ..proxy.server import ProxyFactory
     from ..proxy.upstream import UpstreamPool
+    from .console import Console
+    from .settings import CommandLine
 
 __all__ = [
+    "Draining",
+    "ProxyRuntime",
     "ProxyService",
-    "LogFilesService",
-    "buildProxy",
-    "logObservers",
-    "onSignal",
+    "RecordFiles",
+    "Signals",
+    "StartupError",
+    "describeChanges",
     "raiseFileLimit",
-    "reloadPolicy",
 ]
 
 _log = Logger()
 
 
-class _ListeningService(StreamServerEndpointService):
+class StartupError(Exception):
     """
-    A listening service that tells the factory where it listens, for loop
-    detection.
+    The proxy cannot start; the message is one line.
+
+    @ivar exitCode: 2 for a setting that cannot work (as a usage error), 1
+        for a condition of the machine (a port in use).
     """
 
-    # As strports.service does: a port that cannot be opened fails the start
-    # (twistd exits) instead of being logged while the process runs on deaf.
-    _raiseSynchronously = True
+    def __init__(self, message: str, exitCode: int = 1) -> None:
+        super().__init__(message)
+        self.exitCode = exitCode
 
-    def privilegedStartService(self) -> None:
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            raise SystemExit(
-                "twisted-proxy: cannot listen on {}:{}: {}.  Is another proxy running there? "
-                "Choose another port with --listen.".format(
-                    e.interface or "*", e.port, e.socketError
-                )
-            ) from None
-        self._waitingForPort.addCallback(self._listening)
 
-    def _listening(self, port):
-        address = port.getHost()
-        host = getattr(address, "host", None)
-        if host is not None:
-            self.factory.addListeningAddress(host, address.port)
-        _log.info(
-            "twisted-proxy {version} listening on {address}",
-            version=__version__,
-            address=address,
+# -- the proxy's parts ----------------------------------------------------------
+
+
+class _EndpointFactory:
+    """
+    The pool's endpoint factory, with a connect timeout that a reload can
+    change.
+    """
+
+    def __init__(self, reactor: Any, connectTimeout: float, resolver: Any) -> None:
+        from ..proxy.upstream import hostnameEndpointFactory
+
+        self._reactor = reactor
+        self._resolver = resolver
+        self._make = hostnameEndpointFactory
+        self.reconfigure(connectTimeout)
+
+    def reconfigure(self, connectTimeout: float) -> None:
+        self.connectTimeout = connectTimeout
+        self._factory = self._make(self._reactor, connectTimeout, self._resolver)
+
+    def __call__(self, host: str, port: int) -> Any:
+        return self._factory(host, port)
+
+
+class ProxyRuntime:
+    """
+    The proxy's factory and upstream pool, built from a L{ProxyConfig}, and
+    changed in place by L{apply} (new connections and requests see the new
+    configuration; none is dropped).
+
+    @ivar factory: the L{ProxyFactory}.
+    @ivar pool: the L{UpstreamPool}.
+    """
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        reactor: Any,
+        *,
+        transactionDetail: bool = False,
+        connectionIdPrefix: str = "",
+    ) -> None:
+        from ..proxy.server import ProxyFactory
+        from ..proxy.upstream import CachingResolver, UpstreamPool
+
+        ttl = config.dnsCacheTtl
+        self.resolver = (
+            CachingResolver(reactor.nameResolver, reactor, ttl=ttl, negativeTtl=min(5.0, ttl))
+            if hasattr(reactor, "nameResolver") else None
         )
-        return port
+        self._endpoints = _EndpointFactory(reactor, config.connectTimeout, self.resolver)
+        self.pool: UpstreamPool = UpstreamPool(
+            reactor,
+            self._endpoints,
+            minIdlePerHost=config.poolMinIdlePerHost,
+            idleTimeout=config.poolIdleTimeout,
+        )
+        self.pool.maxResponseHeaderBytes = config.maxResponseHeaderBytes
+        self.factory: ProxyFactory = ProxyFactory(
+            config,
+            reactor,
+            self.pool,
+            transactionDetail=transactionDetail,
+            connectionIdPrefix=connectionIdPrefix,
+        )
+
+    def apply(self, config: ProxyConfig) -> None:
+        """
+        Use C{config} from now on.
+        """
+        self.factory.reconfigure(config)
+        pool = self.pool
+        pool.minIdlePerHost = config.poolMinIdlePerHost
+        pool.idleTimeout = config.poolIdleTimeout
+        pool.maxResponseHeaderBytes = config.maxResponseHeaderBytes
+        if self.resolver is not None:
+            self.resolver.ttl = config.dnsCacheTtl
+            self.resolver.negativeTtl = min(5.0, config.dnsCacheTtl)
+        if self._endpoints.connectTimeout != config.connectTimeout:
+            self._endpoints.reconfigure(config.connectTimeout)
 
 
-def raiseFileLimit(factory: ProxyFactory) -> None:
+def raiseFileLimit(runtime: ProxyRuntime) -> None:
     """
     Make sure the process may open a file descriptor for every connection
     it is configured to serve (two per proxied connection, plus logs and
@@ -84,6 +164,7 @@ def raiseFileLimit(factory: ProxyFactory) -> None:
         import resource
     except ImportError:  # pragma: no cover (not POSIX)
         return
+    factory = runtime.factory
     config = factory.config
     needed = 2 * config.maxConnections + 128
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -104,184 +185,609 @@ def raiseFileLimit(factory: ProxyFactory) -> None:
             wanted=config.maxConnections,
             fitting=fitting,
         )
-        config = config.replace(maxConnections=fitting)
-        factory.reconfigure(config)
-    _log.info(
-        "Limits: {maxConnections} connections ({perClient} per client), file descriptors "
-        "{limit}",
-        maxConnections=config.maxConnections,
-        perClient=config.maxConnectionsPerClient or "no limit",
-        limit="unlimited" if soft == resource.RLIM_INFINITY else soft,
-    )
+        factory.reconfigure(config.replace(maxConnections=fitting))
 
 
-class LogFilesService(MultiService):
+class RecordFiles:
     """
-    A service that writes the history and access-log files (its
-    C{observers}), reopening them on SIGUSR1 so that logrotate can move
-    them, and closing them once its children have stopped.
+    The history and access-log files: log observers on the global log
+    publisher while started.
     """
 
-    def __init__(self, observers=(), reactor=None) -> None:
-        super().__init__()
-        self.observers = list(observers)
-        self._reactor = reactor
-        self._previousHandler = None
+    def __init__(self, settings: Settings) -> None:
+        """
+        Open the files C{settings} name.
 
-    def startService(self) -> None:
-        from twisted.logger import globalLogPublisher
+        @raise SettingError: naming the option, if a file cannot be opened.
+        """
+        self.settings = settings
+        self.observers = _openRecordFiles(settings)
+        self._started = False
 
+    def __bool__(self) -> bool:
+        return bool(self.observers)
+
+    def start(self) -> None:
         for observer in self.observers:
             globalLogPublisher.addObserver(observer)
-        if self.observers and self._reactor is not None and hasattr(signal, "SIGUSR1"):
-            reactor = self._reactor
-            # twistd rotates its own log file (-l) on SIGUSR1: onSignal keeps
-            # its handler running.
-            self._previousHandler = onSignal(signal.SIGUSR1, reactor, self.reopenLogs)
-        super().startService()
+        self._started = True
 
-    def reopenLogs(self) -> None:
+    def reopen(self) -> None:
         """
-        Reopen the history and access-log files by name (SIGUSR1).
+        Reopen the files by name (SIGUSR1, after logrotate moved them).
         """
         for observer in self.observers:
             try:
                 observer.reopen()
             except OSError as e:
-                _log.error("Could not reopen a log file ({error}); still writing to the old one.",
-                           error=e)
-        _log.info("Log files reopened.")
+                _log.error(
+                    "Could not reopen {path} ({error}); still writing to the old file.",
+                    path=observer.path,
+                    error=e.strerror or e,
+                )
 
-    def stopService(self):
-        from twisted.logger import globalLogPublisher
+    def replace(self, settings: Settings) -> RecordFiles | None:
+        """
+        The files C{settings} name, if they differ from these: opened (not
+        started); else L{None}.
 
-        d = defer.maybeDeferred(super().stopService)
-        if self._previousHandler is not None:
-            signal.signal(signal.SIGUSR1, self._previousHandler)
-            self._previousHandler = None
+        @raise SettingError: if a file cannot be opened.
+        """
+        if _recordKey(settings) == _recordKey(self.settings):
+            return None
+        return RecordFiles(settings)
 
-        def closeObservers(result):
-            for observer in self.observers:
+    def close(self) -> None:
+        for observer in self.observers:
+            if self._started:
                 globalLogPublisher.removeObserver(observer)
-                observer.close()
-            return result
-
-        return d.addBoth(closeObservers)
-
-
-def reloadPolicy(policy) -> None:
-    """
-    Re-read the htpasswd file (SIGHUP); if it is now unusable, say so and
-    keep the users loaded before.
-    """
-    from ..proxy.policy import ConfigurationError
-
-    try:
-        policy.reload()
-    except (ConfigurationError, OSError) as e:
-        _log.error("Could not reload the password file ({error}); the previous users stay "
-                   "in force.", error=e)
-    else:
-        _log.info("Password file reloaded.")
+            observer.close()
+        self.observers = []
+        self._started = False
 
 
-def onSignal(signum: int, reactor, action) -> object:
-    """
-    Run C{action} in the reactor thread on signal C{signum}, after whatever
-    handler was installed before (which keeps running too).
-
-    @return: the previous handler, to restore.
-    """
-    previous = signal.getsignal(signum)
-
-    def handler(number, frame):
-        reactor.callFromThread(action)
-        if callable(previous):
-            previous(number, frame)
-
-    return signal.signal(signum, handler)
+_RECORD_SETTINGS = (
+    "history", "history-rotate-size", "history-keep", "access-log", "access-log-format"
+)
 
 
-class ProxyService(LogFilesService):
-    """
-    The proxy in one process: its listening services, the upstream pool to
-    close at shutdown, and the log files.  With an htpasswd file, SIGHUP
-    reloads it.
-    """
-
-    _previousHUP = None
-
-    def __init__(self, factory, pool, observers=(), reactor=None) -> None:
-        super().__init__(observers, reactor)
-        self.factory = factory
-        self.pool = pool
-
-    def startService(self) -> None:
-        raiseFileLimit(self.factory)
-        policy = self.factory.config.policy
-        if policy.authenticating and self._reactor is not None and hasattr(signal, "SIGHUP"):
-            self._previousHUP = onSignal(
-                signal.SIGHUP, self._reactor, lambda: reloadPolicy(policy)
-            )
-        super().startService()
-
-    def stopService(self):
-        self.factory.stopping = True
-        if self._previousHUP is not None:
-            signal.signal(signal.SIGHUP, self._previousHUP)
-            self._previousHUP = None
-        d = super().stopService()
-        self.pool.closeIdle()
-        return d
+def _recordKey(settings: Settings) -> tuple[Any, ...]:
+    return tuple(settings[name] for name in _RECORD_SETTINGS)
 
 
-def buildProxy(
-    config: ProxyConfig,
-    reactor: Any,
-    *,
-    transactionDetail: bool = False,
-    connectionIdPrefix: str = "",
-) -> tuple[ProxyFactory, UpstreamPool]:
-    """
-    The proxy's factory and upstream pool, as C{config} says.
-
-    @return: C{(factory, pool)}.
-    """
-    from ..proxy.server import ProxyFactory
-    from ..proxy.upstream import CachingResolver, UpstreamPool, hostnameEndpointFactory
-
-    ttl = config.dnsCacheTtl
-    resolver = CachingResolver(
-        reactor.nameResolver, reactor, ttl=ttl, negativeTtl=min(5.0, ttl)
-    ) if hasattr(reactor, "nameResolver") else None
-    pool = UpstreamPool(
-        reactor,
-        hostnameEndpointFactory(reactor, config.connectTimeout, resolver),
-        minIdlePerHost=config.poolMinIdlePerHost,
-        idleTimeout=config.poolIdleTimeout,
-    )
-    pool.maxResponseHeaderBytes = config.maxResponseHeaderBytes
-    factory = ProxyFactory(
-        config,
-        reactor,
-        pool,
-        transactionDetail=transactionDetail,
-        connectionIdPrefix=connectionIdPrefix,
-    )
-    return factory, pool
-
-
-def logObservers(config) -> list:
+def _openRecordFiles(settings: Settings) -> list[Any]:
     from ..records.history import accessLogObserver, historyObserver
 
-    observers = []
+    observers: list[Any] = []
     try:
-        if config["history"]:
+        if settings["history"]:
             observers.append(
-                historyObserver(config["history"], config["history-rotate-size"], config["history-keep"])
+                historyObserver(
+                    settings["history"], settings["history-rotate-size"], settings["history-keep"]
+                )
             )
-        if config["access-log"]:
-            observers.append(accessLogObserver(config["access-log"], config["access-log-format"]))
+        if settings["access-log"]:
+            try:
+                observers.append(
+                    accessLogObserver(settings["access-log"], settings["access-log-format"])
+                )
+            except OSError as e:
+                raise _CannotOpen("access-log", e) from None
+    except _CannotOpen as e:
+        for observer in observers:
+            observer.close()
+        raise settings.error(e.name, f"cannot open it ({e.error.strerror or e.error})") from None
     except OSError as e:
-        raise usage.UsageError("cannot open log file: {}".format(e)) from None
+        for observer in observers:
+            observer.close()
+        raise settings.error("history", f"cannot open it ({e.strerror or e})") from None
     return observers
+
+
+class _CannotOpen(Exception):
+    def __init__(self, name: str, error: OSError) -> None:
+        self.name = name
+        self.error = error
+
+
+class ListeningPort(Service):
+    """
+    One listening socket (a bound L{Listener}), served by the reactor with
+    the proxy's factory while the service runs.
+
+    @ivar port: the reactor's listening port, while running.
+    @ivar _waitingForPort: fires with L{port} once the service started (the
+        name L{StreamServerEndpointService} gives it, which tests use).
+    """
+
+    port: Any = None
+
+    def __init__(self, listener: Listener, reactor: Any, factory: Any) -> None:
+        self.listener = listener
+        self.reactor = reactor
+        self.factory = factory
+        self._waitingForPort: defer.Deferred[Any] = defer.Deferred()
+
+    def startService(self) -> None:
+        super().startService()
+        listener = self.listener
+        address = listener.describe()
+        port = self.port = listener.adopt(self.reactor, self.factory)
+        host = getattr(port.getHost(), "host", None)
+        if host is not None:
+            self.factory.addListeningAddress(host, port.getHost().port)
+        _log.info(
+            "twisted-proxy {version} listening on {address}{backlog}",
+            version=__version__,
+            address=address,
+            backlog="" if listener.effectiveBacklog is None
+            else f" (listen backlog {listener.effectiveBacklog})",
+        )
+        self._waitingForPort.callback(port)
+
+    def stopService(self) -> defer.Deferred[Any] | None:
+        super().stopService()
+        self.listener.close()
+        port, self.port = self.port, None
+        if port is None:
+            return None
+        return defer.maybeDeferred(port.stopListening)
+
+
+def bindAll(listeners: list[Listener], maxConnections: int) -> list[Listener]:
+    """
+    Open every socket of C{listeners}; an optional one (the IPv6 half of a
+    bare port) that cannot be opened is left out with a warning.
+
+    @return: the listeners bound.
+    @raise ListenError: if one cannot be opened; the others are closed again.
+    """
+    backlog = listenBacklog(maxConnections)
+    bound = []
+    for listener in listeners:
+        try:
+            listener.bind(backlog)
+        except ListenError as e:
+            if listener.optional:
+                _log.warn(
+                    "Not listening on {address}: {reason}  Listening on IPv4 only.",
+                    address=listener.describe(),
+                    reason=str(e).split(": ", 1)[-1],
+                )
+                continue
+            for other in bound:
+                other.close()
+            raise
+        bound.append(listener)
+    return bound
+
+
+def listenerChanges(
+    old: list[Listener], new: list[Listener]
+) -> tuple[list[Listener], list[Listener]]:
+    """
+    The listeners to open and to close to go from C{old} to C{new}
+    (compared by their C{--listen} value).
+
+    @return: C{(added, removed)}; C{added} are from C{new}.
+    """
+    before = {listener.description for listener in old}
+    after = {listener.description for listener in new}
+    added = [listener for listener in new if listener.description not in before]
+    removed = [listener for listener in old if listener.description not in after]
+    return added, removed
+
+
+# -- stopping ------------------------------------------------------------------
+
+
+class Draining:
+    """
+    A graceful stop of a L{ProxyFactory}'s connections: from L{start},
+    connections waiting for a request are closed at once and the others
+    after their current response (the factory is C{stopping}); tunnels run
+    on.  What is still open after C{timeout} seconds (or at L{abortNow}) is
+    cut.
+
+    @cvar pollInterval: how often idle connections are looked for.
+    """
+
+    pollInterval = 0.1
+
+    def __init__(self, factory: ProxyFactory, clock: Any, timeout: float) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.timeout = timeout
+        self._done: defer.Deferred[None] = defer.Deferred()
+        self._timer: Any = None
+        self._loop: LoopingCall | None = None
+        self._aborted = False
+
+    def start(self) -> defer.Deferred[None]:
+        """
+        @return: a L{Deferred} that fires when no client connection is left.
+        """
+        factory = self.factory
+        factory.stopping = True
+        factory.closeIdleConnections()
+        busy = [proto for proto in factory.connections if not proto.isClosing()]
+        if not busy:
+            self._done.callback(None)
+            return self._done
+        tunnels = sum(1 for proto in busy if proto.isTunnel())
+        _log.info(
+            "Stopping: no new connections; waiting up to {timeout} s for {count} "
+            "connection(s) in progress ({tunnels} tunnel(s)).  Send the signal again to "
+            "cut them now.",
+            timeout=_seconds(self.timeout),
+            count=len(busy),
+            tunnels=tunnels,
+        )
+        self._started = self.clock.seconds()
+        self._timer = self.clock.callLater(self.timeout, self._timedOut)
+        loop = self._loop = LoopingCall(self._check)
+        loop.clock = self.clock
+        loop.start(self.pollInterval, now=False)
+        return self._done
+
+    def _check(self) -> None:
+        factory = self.factory
+        factory.closeIdleConnections()
+        if not factory.connections:
+            self._finish()
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        self._cut("Shutdown timeout ({timeout} s)")
+
+    def abortNow(self) -> None:
+        """
+        Cut every connection now (a second signal).
+        """
+        if not self._done.called:
+            self._cut("Stopping now")
+
+    def _cut(self, why: str) -> None:
+        if self._aborted:
+            return
+        self._aborted = True
+        left = list(self.factory.connections)
+        _log.warn(
+            why + ": cutting {count} connection(s) still in progress.",
+            timeout=_seconds(self.timeout),
+            count=len(left),
+        )
+        self.factory.abortConnections()
+
+    def _finish(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if not self._aborted:
+            _log.info(
+                "All connections finished after {seconds} s.",
+                seconds=_seconds(self.clock.seconds() - self._started),
+            )
+        if not self._done.called:
+            self._done.callback(None)
+
+
+def _seconds(value: float) -> str:
+    """
+    A duration for a person: C{30}, C{2.5}, C{0.05}.
+    """
+    if value >= 10 or float(value).is_integer():
+        return str(round(value))
+    return f"{value:.2g}" if value < 1 else f"{value:.1f}"
+
+
+class Signals:
+    """
+    The process's signal handlers: installed by L{install}, the previous
+    ones put back by L{restore}.  Each handler runs its action in the
+    reactor thread.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self._previous: dict[int, Any] = {}
+
+    def install(self, signum: int, action: Callable[[], None], chain: bool = False) -> None:
+        """
+        Run C{action} on signal C{signum}.
+
+        @param chain: also run the handler installed before, first (for
+            SIGUSR1: twistd's own, if it logs to a file, rotates it; run
+            first, "Log files reopened." lands in the new file).
+        """
+        previous = signal.getsignal(signum)
+        chained = previous if chain and callable(previous) else None
+
+        def handler(number: int, frame: Any) -> None:
+            if chained is not None:
+                chained(number, frame)
+            self.reactor.callFromThread(action)
+
+        signal.signal(signum, handler)
+        self._previous.setdefault(signum, previous)
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+
+def describeChanges(old: Settings, new: Settings) -> list[str]:
+    """
+    The settings that differ, in words: C{connect-timeout 10 -> 5}.
+    """
+    changes = []
+    for name in old.changed(new):
+        setting = BY_NAME[name]
+        if setting.kind.repeatable:
+            before, after = old.itemsOf(name), new.itemsOf(name)
+            if len(before) + len(after) <= 6:
+                changes.append(f"{name} {_show(setting, before)} -> {_show(setting, after)}")
+            else:
+                changes.append(f"{name} ({len(before)} -> {len(after)} items)")
+        else:
+            changes.append(
+                f"{name} {_show(setting, old[name])} -> {_show(setting, new[name])}"
+            )
+    return changes
+
+
+def _show(setting: Any, value: Any) -> str:
+    if value is None:
+        return "(not set)"
+    return setting.kind.toToml(value)
+
+
+# -- one process ----------------------------------------------------------------
+
+
+class ProxyService(MultiService):
+    """
+    The proxy in one process: a L{ListeningPort} child per socket, the
+    factory and pool (L{ProxyRuntime}), the record files, the console, and
+    the signals.
+
+    @ivar built: the settings in force and what they built.
+    @ivar source: where the settings come from (re-read by L{reload}), or
+        L{None} if they cannot be re-read.
+    @ivar console: the console to buffer, rotate and set the level of:
+        twistd's, if it is ours (found when the service starts, since
+        twistd starts logging after making the service).
+    """
+
+    console: Console | None = None
+
+    def __init__(
+        self,
+        built: Built,
+        reactor: Any,
+        source: CommandLine | None = None,
+        twistdConsole: bool = False,
+    ) -> None:
+        super().__init__()
+        self.built = built
+        self.reactor = reactor
+        self.source = source
+        self._twistdConsole = twistdConsole
+        self.records = RecordFiles(built.settings)
+        self.runtime = ProxyRuntime(built.config, reactor, transactionDetail=bool(self.records))
+        self.signals = Signals(reactor)
+        self._draining: Draining | None = None
+        self._bound = False
+        self.listeners = list(built.listeners)
+
+    @property
+    def factory(self) -> ProxyFactory:
+        return self.runtime.factory
+
+    @property
+    def pool(self) -> UpstreamPool:
+        return self.runtime.pool
+
+    def bind(self) -> None:
+        """
+        Open the listening sockets now (C{makeService} calls this before
+        twistd daemonizes; otherwise the service does when it starts).
+
+        @raise StartupError: if one cannot be opened.
+        """
+        if self._bound:
+            return
+        try:
+            self.listeners = bindAll(self.listeners, self.built.config.maxConnections)
+        except ListenError as e:
+            self.records.close()
+            raise StartupError(str(e)) from None
+        self._bound = True
+        for listener in self.listeners:
+            ListeningPort(listener, self.reactor, self.runtime.factory).setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        self.bind()
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        self.bind()
+        if self._twistdConsole:
+            from .console import current
+
+            self.console = current()
+        raiseFileLimit(self.runtime)
+        _logStart(self.built)
+        self.records.start()
+        if self.console is not None:
+            self.console.startBuffering(self.reactor)
+        self._installSignals()
+        super().startService()
+
+    def _installSignals(self) -> None:
+        signals = self.signals
+        if hasattr(signal, "SIGHUP"):
+            signals.install(signal.SIGHUP, self.reload)
+            signals.install(signal.SIGUSR1, self.reopenLogs, chain=True)
+        # The reactor installs its own SIGTERM and SIGINT handlers when it
+        # starts running: replace them after that.
+        self.reactor.callWhenRunning(self._installStopSignals)
+
+    def _installStopSignals(self) -> None:
+        if not self.running:
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.signals.install(signum, lambda signum=signum: self.stopSignal(signum))
+
+    def stopSignal(self, signum: int) -> None:
+        """
+        SIGTERM or SIGINT: stop gracefully; again: cut what is left.
+        """
+        if self._draining is not None:
+            self._draining.abortNow()
+            return
+        if not self.running:
+            return
+        _log.info("{signal}: stopping.", signal=signal.Signals(signum).name)
+        self.reactor.stop()
+
+    def reopenLogs(self) -> None:
+        """
+        SIGUSR1: rotate twistd's log file, reopen the records' files.
+        """
+        rotated = self.console.rotate() if self.console is not None else False
+        self.records.reopen()
+        _log.info(
+            "Log files reopened{what}.",
+            what="" if rotated or self.records else " (none are open)",
+        )
+
+    def reload(self) -> None:
+        """
+        SIGHUP: re-read the configuration file and the password file, and
+        apply them to new connections and requests.
+        """
+        reloadInto(self)
+
+    def applyBuilt(self, new: Built) -> list[str]:
+        """
+        Apply C{new}: what can fail (opening sockets and files) first, and
+        if it does, nothing changes; then the rest.
+
+        @return: what was done beyond changing settings, in words.
+        @raise StartupError: if a new socket or file cannot be opened.
+        """
+        notes = []
+        added, removed = listenerChanges(self.listeners, new.listeners)
+        try:
+            added = bindAll(added, new.config.maxConnections)
+            records = self.records.replace(new.settings)
+        except (ListenError, SettingError) as e:
+            for listener in added:
+                listener.close()
+            raise StartupError(str(e)) from None
+        self.runtime.apply(new.config)
+        if new.settings["workers"] != self.built.settings["workers"]:
+            notes.append("workers takes a restart to change")
+        for child in list(self):
+            if isinstance(child, ListeningPort) and child.listener in removed:
+                child.disownServiceParent()
+                self.listeners.remove(child.listener)
+                notes.append(f"stopped listening on {child.listener.describe()}")
+        for listener in added:
+            self.listeners.append(listener)
+            ListeningPort(listener, self.reactor, self.runtime.factory).setServiceParent(self)
+        if records is not None:
+            self.records.close()
+            self.records = records
+            records.start()
+            self.runtime.factory.transactionDetail = bool(records)
+        if self.console is not None:
+            from .console import LEVELS
+
+            self.console.setLevel(LEVELS[new.settings["log-level"]])
+        self.built = new
+        return notes
+
+    def stopService(self) -> defer.Deferred[None]:
+        """
+        Stop accepting, let what is in progress finish (see L{Draining}),
+        close the pool and the files.
+        """
+        self.signals.restore()
+        # The listening ports stop first: no new connections.
+        d = defer.maybeDeferred(super().stopService)
+        timeout = self.built.settings["shutdown-timeout"]
+        draining = self._draining = Draining(self.runtime.factory, self.reactor, timeout)
+        d.addBoth(lambda _: draining.start())
+
+        def stopped(result: object) -> None:
+            self.runtime.pool.closeIdle()
+            self.records.close()
+            _log.info("twisted-proxy stopped.")
+            if self.console is not None:
+                self.console.stopBuffering()
+
+        return d.addBoth(stopped)
+
+
+def _logStart(built: Built) -> None:
+    config = built.config
+    if config.parent is not None:
+        _log.info("Parent proxy: {parent}", parent=config.parent.describe())
+    _log.info("Access policy: {policy}", policy=config.policy.describe())
+    if built.settings.configFile is not None:
+        _log.info("Configuration file: {path}", path=built.settings.configFile)
+
+
+def reloadInto(service: Any) -> None:
+    """
+    Re-read the settings of C{service} (a L{ProxyService} or a worker
+    supervisor) and apply them, saying what changed; an invalid new
+    configuration is refused and the previous one kept.
+    """
+    old: Built = service.built
+    settings = old.settings
+    if service.source is None or (
+        settings.configFile is None
+        and settings["auth-file"] is None
+        and not any(
+            item.startswith("@")
+            for s in SETTINGS if s.kind.repeatable
+            for item in settings[s.name]
+        )
+    ):
+        _log.info(
+            "SIGHUP: nothing to reload (no --config file, no --auth-file, no included "
+            "files); the proxy carries on as it is."
+        )
+        return
+    try:
+        new = service.source.read()
+    except SettingError as e:
+        _log.error(
+            "Configuration not reloaded: {error}.  The previous configuration stays in force.",
+            error=str(e).rstrip("."),
+        )
+        return
+    try:
+        changes = service.applyBuilt(new)
+    except (SettingError, StartupError) as e:
+        _log.error(
+            "Configuration not reloaded: {error}.  The previous configuration stays in force.",
+            error=str(e).rstrip("."),
+        )
+        return
+    words = describeChanges(old.settings, new.settings) + changes
+    if new.settings["auth-file"] is not None:
+        words.append(f"password file {new.settings['auth-file']} re-read")
+    _log.info(
+        "Configuration reloaded{source}: {changes}.",
+        source="" if new.settings.configFile is None else f" from {new.settings.configFile}",
+        changes="; ".join(words) if words else "nothing changed",
+    )
+
+
