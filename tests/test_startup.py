@@ -158,6 +158,32 @@ class ListenerTests(SynchronousTestCase):
         )
         self.assertEqual(v6.describe(), "[::]:%d" % (v6.port,))
 
+    def test_ipv6IsOptionalForABarePort(self) -> None:
+        """
+        The IPv6 half of a bare port that cannot be opened is left out with
+        a warning; the IPv4 half serves.
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        from twisted_proxy.app.service import bindAll
+
+        if not hasIPv6():
+            raise SkipTest("no IPv6 here")
+        blocker = socket.socket(socket.AF_INET6)
+        blocker.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        blocker.bind(("::", 0))
+        blocker.listen()
+        self.addCleanup(blocker.close)
+        v4, v6 = Listener.parse("0")
+        v6.port = blocker.getsockname()[1]
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        bound = bindAll([v4, v6], 100)
+        self.addCleanup(v4.close)
+        self.assertEqual(bound, [v4])
+        [warning] = [e for e in events if "IPv6 is not available" in e["log_format"]]
+        self.assertEqual(warning["reason"], "Address already in use")
+
     def test_addressInUse(self) -> None:
         taken = self.bound("tcp:0:interface=127.0.0.1")
         port = taken.socket.getsockname()[1]

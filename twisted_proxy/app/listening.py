@@ -50,7 +50,14 @@ class ListenError(Exception):
     """
     A socket could not be opened; the message is one line saying which
     address, why, and what to do.
+
+    @ivar reason: the system's reason alone ("Address family not supported
+        by protocol").
     """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def somaxconn() -> int | None:
@@ -183,7 +190,8 @@ class Listener:
         socket the process inherited, e.g. from systemd).
     @ivar family: the socket's address family.
     @ivar host: the address to bind (TCP), or L{None}.
-    @ivar port: the port to bind (TCP; 0 for any), or L{None}.
+    @ivar port: the port to bind (TCP; 0 for any), the port bound once
+        bound, or L{None}.
     @ivar path: the socket file (unix), or L{None}.
     @ivar backlog: the backlog the endpoint string sets, or L{None} for the
         proxy's choice.
@@ -194,6 +202,7 @@ class Listener:
 
     socket: socket.socket | None = None
     effectiveBacklog: int | None = None
+    _address: str | None = None
 
     def __init__(
         self,
@@ -305,6 +314,7 @@ class Listener:
             assert self._fd is not None
             self.socket = socket.socket(fileno=os.dup(self._fd))
             self.effectiveBacklog = None
+            self._address = _addressText(self.socket.getsockname(), self.family)
             return
         sock = socket.socket(self.family, socket.SOCK_STREAM)
         try:
@@ -322,8 +332,10 @@ class Listener:
             sock.setblocking(False)
         except OSError as e:
             sock.close()
-            raise ListenError(self._why(e)) from None
+            raise ListenError(self._why(e), e.strerror or str(e)) from None
         self.socket = sock
+        if self.kind == "tcp":
+            self.port = sock.getsockname()[1]
 
     def _why(self, e: OSError) -> str:
         where = self.describe()
@@ -354,15 +366,10 @@ class Listener:
         if self.kind == "unix":
             return f"unix:{self.path}"
         if self.kind == "adopted":
-            if self.socket is not None:
-                return _addressText(self.socket.getsockname(), self.family)
-            return f"an inherited socket (fd {self._fd})"
-        port = self.port
-        if self.socket is not None:
-            port = self.socket.getsockname()[1]
+            return self._address or f"an inherited socket (fd {self._fd})"
         if self.family == socket.AF_INET6:
-            return f"[{self.host}]:{port}"
-        return f"{self.host}:{port}"
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def adopt(self, reactor: Any, factory: Any) -> Any:
         """

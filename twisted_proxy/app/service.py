@@ -350,9 +350,10 @@ def bindAll(listeners: list[Listener], maxConnections: int) -> list[Listener]:
         except ListenError as e:
             if listener.optional:
                 _log.warn(
-                    "Not listening on {address}: {reason}  Listening on IPv4 only.",
+                    "Not listening on {address}: IPv6 is not available here ({reason}); "
+                    "listening on IPv4 only.",
                     address=listener.describe(),
-                    reason=str(e).split(": ", 1)[-1],
+                    reason=e.reason,
                 )
                 continue
             for other in bound:
