@@ -23,7 +23,11 @@ from twisted_proxy.app.tap import Options, makeService
 from twisted_proxy.app.workers import WorkerSupervisor
 
 
-class WorkersTests(TestCase):
+class WorkersMixin:
+    """
+    Start a supervisor of real workers on loopback, and talk to them.
+    """
+
     timeout = 60
 
     async def startWorkers(self, *args: str, count: int = 2) -> WorkerSupervisor:
@@ -85,6 +89,9 @@ class WorkersTests(TestCase):
     async def waitForTransactions(self, n: int) -> None:
         await self.waitFor(lambda: len(self.transactions()) >= n)
 
+
+
+class WorkersTests(WorkersMixin, TestCase):
     async def test_bothWorkersServe(self) -> None:
         """
         Connections are served by both workers; each worker's transactions
@@ -166,3 +173,60 @@ class WorkersTests(TestCase):
 
 async def _read(response) -> bytes:
     return await readBody(response)
+
+
+class WorkerRollingTests(WorkersMixin, TestCase):
+    """
+    A reload that changes the listening sockets replaces the workers one by
+    one: the old ones finish what they serve, the new ones serve the new
+    sockets.
+    """
+
+    async def test_newSocketNewWorkers(self) -> None:
+        config = os.path.join(tempfile.mkdtemp(), "proxy.toml")
+        self.addCleanup(shutil.rmtree, os.path.dirname(config))
+        with open(config, "w") as f:
+            f.write('listen = ["tcp:0:interface=127.0.0.1"]\n')
+        service = await self.startWorkers("--config", config)
+        await self.requestUntilServed()
+        agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
+        response = await agent.request(b"GET", (self.origin + "/slow").encode("ascii"))
+        body = defer.ensureDeferred(_read(response))
+        old = set(service.workers.values())
+        service.source = _Source(service.source, ["tcp:0:interface=127.0.0.1",
+                                                  "tcp:0:interface=127.0.0.2"])
+        service.reload()
+        self.assertTrue(self.logged("Configuration reloaded"))
+        self.assertEqual(len(service.listeners), 2)
+        self.assertFalse(set(service.workers.values()) & old)
+        self.assertEqual(service.retiring, old)
+        self.assertEqual(await body, b"slow" * 10)
+        await self.waitFor(lambda: not service.retiring)
+        self.assertEqual(service.retiring, set())
+        second = service.listeners[1].socket.getsockname()[1]
+        agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.2", second), reactor)
+        for _ in range(200):
+            try:
+                response = await agent.request(b"GET", (self.origin + "/small").encode("ascii"))
+                break
+            except Exception:
+                await sleep(0.05)
+        self.assertEqual(await readBody(response), b"hello from the origin\n")
+
+
+class _Source:
+    """
+    The service's settings source, with other --listen values (the tests
+    listen on port 0, which a file cannot name twice).
+    """
+
+    def __init__(self, source, listen: list[str]) -> None:
+        self.source = source
+        self.listen = listen
+
+    def read(self):
+        from twisted_proxy.app.settings import CommandLine
+
+        values = dict(self.source.values)
+        values["listen"] = self.listen
+        return CommandLine(values, self.source.clientOrder).read()

@@ -303,14 +303,22 @@ class Path(Kind):
 
     def __init__(self, writable: bool = False) -> None:
         self.writable = writable
-        self.expected = "a file that can be written" if writable else "a file name"
+        self.expected = "a file name"
 
     def check(self, value: str) -> str:
         if not value:
-            raise Expected("a file name")
+            raise Expected(self.expected)
+        return value
+
+    def checkFile(self, value: str) -> None:
+        """
+        Check the file the (absolute, or relative to the current directory)
+        name C{value} names, once it is known where the name was written.
+
+        @raise ValueError: if the proxy could not write it.
+        """
         if self.writable:
             _checkWritable(value)
-        return value
 
 
 def _checkWritable(path: str) -> None:
@@ -637,7 +645,8 @@ SETTINGS: tuple[Setting, ...] = (
             Repeated("host patterns", _hostPatternItem("no-upstream-proxy-for"),
                      includes=True),
             "Go direct, not through --upstream-proxy, for destinations matching this "
-            "pattern (repeatable; same patterns as --allow-host).", [], _UPSTREAM),
+            "pattern (repeatable; same patterns as --allow-host).", [], _UPSTREAM,
+            defaultText="none: every destination through the parent"),
     # Access rules.
     Setting("allow",
             Repeated("networks (10.0.0.0/8, fd00::/8, 192.0.2.7)", _networkItem("allow"), includes=True),
@@ -647,7 +656,8 @@ SETTINGS: tuple[Setting, ...] = (
             defaultText="loopback and private networks only"),
     Setting("deny",
             Repeated("networks (10.0.0.0/8, fd00::/8, 192.0.2.7)", _networkItem("deny"), includes=True),
-            "Clients from this network may not use the proxy (repeatable).", [], _ACCESS),
+            "Clients from this network may not use the proxy (repeatable).", [], _ACCESS,
+            defaultText="none"),
     Setting("allow-host",
             Repeated("host patterns (example.com, *.example.com, .example.com, re:REGEX)",
                      _hostPatternItem("allow-host"), includes=True),
@@ -657,7 +667,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("deny-host",
             Repeated("host patterns (example.com, *.example.com, .example.com, re:REGEX)",
                      _hostPatternItem("deny-host"), includes=True),
-            "Destinations matching this pattern are refused (repeatable).", [], _ACCESS),
+            "Destinations matching this pattern are refused (repeatable).", [], _ACCESS,
+            defaultText="none"),
     Setting("connect-ports",
             Text("port numbers separated by commas (443,8443), or * for any", _connectPorts),
             "Ports CONNECT may reach: a list like 443,8443, or *.", "443", _ACCESS),
@@ -688,9 +699,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("access-log-format", Choice("squid", "common", "combined"),
             "Access log format: squid, common or combined.", "squid", _RECORDS),
     Setting("log-level", Choice("debug", "info", "warn", "error"),
-            "The least important events the console (twistd's log) shows: debug shows "
-            "everything, info the brief's lines and what an operator should know, warn and "
-            "error only problems.", "info", _RECORDS),
+            "What the console (twistd's log) shows: debug, everything; info, each "
+            "connection and request and what an operator should know; warn or error, "
+            "problems only.", "info", _RECORDS),
     # Operations.
     Setting("shutdown-timeout", Seconds(zero=True),
             "On SIGTERM or SIGINT, seconds to let transactions and tunnels in progress "
@@ -1051,7 +1062,7 @@ def resolve(
         value = values[name]
         if isinstance(setting.kind, Path) and value is not None:
             try:
-                setting.kind.check(value)
+                setting.kind.checkFile(value)
             except ValueError as e:
                 raise _error(setting, value, sources[name], e) from None
     return Settings(values, sources, expanded, rules, configFile)
