@@ -30,7 +30,7 @@ class WorkersMixin:
 
     timeout = 60
 
-    async def startWorkers(self, *args: str, count: int = 2) -> WorkerSupervisor:
+    async def startWorkers(self, *args: str, count: int = 2, history: bool = True) -> WorkerSupervisor:
         originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
         self.addCleanup(originPort.stopListening)
         self.origin = "http://127.0.0.1:%d" % (originPort.getHost().port,)
@@ -40,7 +40,7 @@ class WorkersMixin:
         config = Options()
         config.parseOptions(
             ["--listen", "tcp:0:interface=127.0.0.1", "--workers", str(count),
-             "--history", self.history, *args]
+             *(["--history", self.history] if history else []), *args]
         )
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         service = makeService(config, reactor)
@@ -212,6 +212,43 @@ class WorkerRollingTests(WorkersMixin, TestCase):
             except Exception:
                 await sleep(0.05)
         self.assertEqual(await readBody(response), b"hello from the origin\n")
+
+
+class WorkerRecordsTests(WorkersMixin, TestCase):
+    async def test_historyStartedByReload(self) -> None:
+        """
+        A history file named by a reload gets the workers' transactions
+        (the workers start sending their records).
+        """
+        config = os.path.join(tempfile.mkdtemp(), "proxy.toml")
+        self.addCleanup(shutil.rmtree, os.path.dirname(config))
+        with open(config, "w") as f:
+            f.write("log-level = \"info\"\n")
+        service = await self.startWorkers("--config", config, history=False)
+        await self.requestUntilServed()
+        with open(config, "w") as f:
+            f.write(f"history = {json.dumps(self.history)}\n")
+        service.reload()
+        self.assertTrue(self.logged("Configuration reloaded"))
+
+        def records() -> int:
+            if not os.path.exists(self.history):
+                return 0
+            with open(self.history) as f:
+                return len(f.read().splitlines())
+
+        # The workers get the reload through their pipes, a moment later.
+        for _ in range(100):
+            await self.request()
+            await self.waitFor(lambda: records() > 0, timeout=0.1)
+            if records():
+                break
+        before = records()
+        self.assertGreater(before, 0)
+        for _ in range(4):
+            self.assertEqual(await self.request(), b"hello from the origin\n")
+        await self.waitFor(lambda: records() >= before + 4)
+        self.assertEqual(records(), before + 4)
 
 
 class _Source:

@@ -691,6 +691,7 @@ class ProxyService(MultiService):
                 listener.close()
             raise StartupError(str(e)) from None
         self.runtime.apply(new.config)
+        raiseFileLimit(self.runtime)
         if new.settings["workers"] != self.built.settings["workers"]:
             notes.append("workers takes a restart to change")
         for child in list(self):

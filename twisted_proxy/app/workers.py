@@ -469,6 +469,7 @@ class _Worker:
         self.ports: list[Any] = []
         self.adopted = [(fd, family, description) for fd, family, description in start["listeners"]]
         self._draining: Draining | None = None
+        self.relay: _JSONRelay | None = None
 
     def start(self) -> None:
         raiseFileLimit(self.runtime)
@@ -499,6 +500,15 @@ class _Worker:
                            worker=self.workerId, error=e)
                 return
             self.runtime.apply(new.config)
+            raiseFileLimit(self.runtime)
+            settings = new.settings
+            records = bool(settings["history"] or settings["access-log"])
+            self.runtime.factory.transactionDetail = records
+            if self.relay is not None:
+                from .console import LEVELS
+
+                self.relay.level = LEVELS[settings["log-level"]]
+                self.relay.records = records
             self.built = new
         elif "stop" in message:
             self.stop(message["stop"].get("timeout"))
@@ -601,6 +611,7 @@ def main(argv: list[str] | None = None) -> None:
     relay = _JSONRelay(LEVELS[settings["log-level"]], bool(settings["history"] or settings["access-log"]))
     globalLogBeginner.beginLoggingTo([relay], redirectStandardIO=False, discardBuffer=True)
     worker = _Worker(reactor, workerId, start)
+    worker.relay = relay
     commands = _Commands(worker)
     os.set_blocking(0, False)
 
