@@ -371,6 +371,8 @@ class StartupErrorTests(SynchronousTestCase):
             ["--pidfile", pidfile, "-l", os.path.join(self.dir, "twistd.log"), "proxyserver",
              "--listen", listen],
             ["-n", "--pidfile", pidfile, "proxyserver", "--listen", listen, "--workers", "2"],
+            ["--pidfile", pidfile, "-l", os.path.join(self.dir, "twistd.log"), "proxyserver",
+             "--listen", listen, "--workers", "2"],
         ):
             with self.subTest(args=args):
                 result = self.twistd(*args)
@@ -657,25 +659,45 @@ async def _readBody(response) -> bytes:
 
 class SigtermTests(TestCase):
     """
-    SIGTERM to a real twistd with a transfer in progress: the transfer
-    completes, then twistd exits 0.
+    SIGTERM to a real twistd with a transfer and a tunnel in progress: both
+    carry on, new connections are refused, and twistd exits 0 once they are
+    done.
     """
 
     timeout = 60
 
-    async def test_sigtermLetsTransferFinish(self) -> None:
+    async def test_sigtermLetsWorkFinish(self) -> None:
         originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
         self.addCleanup(originPort.stopListening)
-        target = "http://127.0.0.1:%d/slow" % (originPort.getHost().port,)
+        port = originPort.getHost().port
         twistd = startTwistd(
             self, "-n", "--pidfile=", "proxyserver", "--listen", "tcp:0:interface=127.0.0.1",
+            "--connect-ports", str(port),
         )
         await twistd.waitFor("listening on 127.0.0.1:")
-        agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", twistd.port()), reactor)
-        response = await agent.request(b"GET", target.encode())
+        proxy = TCP4ClientEndpoint(reactor, "127.0.0.1", twistd.port())
+        response = await ProxyAgent(proxy, reactor).request(
+            b"GET", b"http://127.0.0.1:%d/slow" % (port,)
+        )
         body = defer.ensureDeferred(_readBody(response))
+        tunnel = _Collect()
+        await connectProtocol(proxy, tunnel)
+        tunnel.transport.write(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (port,))
+        for _ in range(500):
+            if b"\r\n\r\n" in tunnel.data:
+                break
+            await sleep(0.01)
+        self.assertTrue(tunnel.data.startswith(b"HTTP/1.1 200"), tunnel.data)
         twistd.signal("TERM")
+        await twistd.waitFor("SIGTERM: stopping.")
+        from twisted.internet.error import ConnectionRefusedError
+
+        with self.assertRaises(ConnectionRefusedError):
+            await connectProtocol(proxy, Protocol())
+        tunnel.transport.write(b"GET /small HTTP/1.0\r\n\r\n")
+        self.assertIn(b"hello from the origin", await tunnel.closed)
         self.assertEqual(await body, b"slow" * 10)
         self.assertEqual(await twistd.ended, 0)
-        self.assertIn("SIGTERM: stopping.", twistd.output)
+        self.assertIn("waiting up to 30 s for 2 connections in progress (1 of them a tunnel)", twistd.output)
         self.assertIn("All connections finished after", twistd.output)
+        self.assertNotIn("cutting", twistd.output)

@@ -417,12 +417,13 @@ class Draining:
             return self._done
         tunnels = sum(1 for proto in busy if proto.isTunnel())
         _log.info(
-            "Stopping: no new connections; waiting up to {timeout} s for {count} "
-            "connection(s) in progress ({tunnels} tunnel(s)).  Send the signal again to "
-            "cut them now.",
+            "Stopping: no new connections; waiting up to {timeout} s for {busy} in "
+            "progress{tunnels}.  Send the signal again to cut them now.",
             timeout=_seconds(self.timeout),
+            busy=_plural(len(busy), "connection"),
+            tunnels=f" ({tunnels} of them {'a tunnel' if tunnels == 1 else 'tunnels'})"
+            if tunnels else "",
             count=len(busy),
-            tunnels=tunnels,
         )
         self._started = self.clock.seconds()
         self._timer = self.clock.callLater(self.timeout, self._timedOut)
@@ -454,8 +455,9 @@ class Draining:
         self._aborted = True
         left = list(self.factory.connections)
         _log.warn(
-            why + ": cutting {count} connection(s) still in progress.",
+            why + ": cutting {left} still in progress.",
             timeout=_seconds(self.timeout),
+            left=_plural(len(left), "connection"),
             count=len(left),
         )
         self.factory.abortConnections()
@@ -473,6 +475,10 @@ class Draining:
             )
         if not self._done.called:
             self._done.callback(None)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _seconds(value: float) -> str:
