@@ -256,38 +256,32 @@ def _recordKey(settings: Settings) -> tuple[Any, ...]:
 
 
 def _openRecordFiles(settings: Settings) -> list[Any]:
+    """
+    The observers writing the files C{settings} name.
+
+    @raise SettingError: naming the option, if a file cannot be opened (the
+        others are closed again).
+    """
     from ..records.history import accessLogObserver, historyObserver
 
+    opening = []
+    if settings["history"]:
+        opening.append(("history", lambda: historyObserver(
+            settings["history"], settings["history-rotate-size"], settings["history-keep"]
+        )))
+    if settings["access-log"]:
+        opening.append(("access-log", lambda: accessLogObserver(
+            settings["access-log"], settings["access-log-format"]
+        )))
     observers: list[Any] = []
-    try:
-        if settings["history"]:
-            observers.append(
-                historyObserver(
-                    settings["history"], settings["history-rotate-size"], settings["history-keep"]
-                )
-            )
-        if settings["access-log"]:
-            try:
-                observers.append(
-                    accessLogObserver(settings["access-log"], settings["access-log-format"])
-                )
-            except OSError as e:
-                raise _CannotOpen("access-log", e) from None
-    except _CannotOpen as e:
-        for observer in observers:
-            observer.close()
-        raise settings.error(e.name, f"cannot open it ({e.error.strerror or e.error})") from None
-    except OSError as e:
-        for observer in observers:
-            observer.close()
-        raise settings.error("history", f"cannot open it ({e.strerror or e})") from None
+    for name, open_ in opening:
+        try:
+            observers.append(open_())
+        except OSError as e:
+            for observer in observers:
+                observer.close()
+            raise settings.error(name, f"cannot open it ({e.strerror or e})") from None
     return observers
-
-
-class _CannotOpen(Exception):
-    def __init__(self, name: str, error: OSError) -> None:
-        self.name = name
-        self.error = error
 
 
 class ListeningPort(Service):
@@ -627,7 +621,7 @@ class ProxyService(MultiService):
 
             self.console = current()
         raiseFileLimit(self.runtime)
-        _logStart(self.built)
+        logStart(self.built)
         self.records.start()
         if self.console is not None:
             self.console.startBuffering(self.reactor)
@@ -742,7 +736,7 @@ class ProxyService(MultiService):
         return d.addBoth(stopped)
 
 
-def _logStart(built: Built) -> None:
+def logStart(built: Built) -> None:
     config = built.config
     if config.parent is not None:
         _log.info("Parent proxy: {parent}", parent=config.parent.describe())

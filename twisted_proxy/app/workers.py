@@ -57,6 +57,7 @@ from .service import (
     StartupError,
     bindAll,
     listenerChanges,
+    logStart,
     raiseFileLimit,
     reloadInto,
 )
@@ -199,9 +200,7 @@ class WorkerSupervisor(MultiService):
 
             self.console = current()
         super().startService()
-        from .service import _logStart
-
-        _logStart(self.built)
+        logStart(self.built)
         for listener in self.listeners:
             _log.info(
                 "twisted-proxy listening on {address}{backlog} for {count} workers",
