@@ -541,6 +541,50 @@ class SignalTests(TestCase):
             self.assertIn("Worker 2 stopped.", twistd.output)
 
 
+class SecondSignalTests(TestCase):
+    """
+    A second Ctrl-C while the proxy waits for a tunnel cuts it at once, and
+    the proxy exits 0 without a traceback, with and without workers.
+    """
+
+    timeout = 120
+
+    async def test_secondCtrlC(self) -> None:
+        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        self.addCleanup(originPort.stopListening)
+        port = originPort.getHost().port
+        for extra, cut in (
+            ([], "Stopping now: cutting 1 connection still in progress."),
+            (["--workers", "2"], "Stopping now: the workers cut what they still serve."),
+        ):
+            twistd = startTwistd(
+                self, "-n", "--pidfile=", "proxyserver", "--listen",
+                "tcp:0:interface=127.0.0.1", "--connect-ports", str(port), *extra,
+            )
+            await twistd.waitFor("listening on 127.0.0.1:")
+            proxy = TCP4ClientEndpoint(reactor, "127.0.0.1", twistd.port())
+            tunnel = _Collect()
+            for _ in range(200):
+                try:
+                    await connectProtocol(proxy, tunnel)
+                    break
+                except Exception:
+                    await sleep(0.05)
+            tunnel.transport.write(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (port,))
+            for _ in range(500):
+                if b"\r\n\r\n" in tunnel.data:
+                    break
+                await sleep(0.01)
+            twistd.signal("INT")
+            await twistd.waitFor("SIGINT: stopping.")
+            twistd.signal("INT")
+            await tunnel.closed
+            self.assertEqual(await twistd.ended, 0, twistd.output)
+            self.assertIn(cut, twistd.output)
+            self.assertNotIn("Traceback", twistd.output)
+            self.assertNotIn("ReactorNotRunning", twistd.output)
+
+
 class GracefulStopTests(TestCase):
     """
     Stopping with work in progress: nothing new is accepted, idle

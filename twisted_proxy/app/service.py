@@ -514,10 +514,20 @@ class Signals:
         signal.signal(signum, handler)
         self._previous.setdefault(signum, previous)
 
-    def restore(self) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-        self._previous.clear()
+    def installed(self) -> list[int]:
+        return list(self._previous)
+
+    def restore(self, *signums: int) -> None:
+        """
+        Put back the handlers installed before: for C{signums}, or all.
+        """
+        for signum in signums or list(self._previous):
+            if signum in self._previous:
+                previous = self._previous.pop(signum)
+                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def describeChanges(old: Settings, new: Settings) -> list[str]:
@@ -640,7 +650,7 @@ class ProxyService(MultiService):
     def _installStopSignals(self) -> None:
         if not self.running:
             return
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             self.signals.install(signum, lambda signum=signum: self.stopSignal(signum))
 
     def stopSignal(self, signum: int) -> None:
@@ -650,10 +660,18 @@ class ProxyService(MultiService):
         if self._draining is not None:
             self._draining.abortNow()
             return
+        if self._exiting:
+            # The reactor has not called stopService yet.
+            self._cutAtOnce = True
+            return
         if not self.running:
             return
         _log.info("{signal}: stopping.", signal=signal.Signals(signum).name)
+        self._exiting = True
         self.reactor.stop()
+
+    _exiting = False
+    _cutAtOnce = False
 
     def reopenLogs(self) -> None:
         """
@@ -719,12 +737,21 @@ class ProxyService(MultiService):
         Stop accepting, let what is in progress finish (see L{Draining}),
         close the pool and the files.
         """
-        self.signals.restore()
+        # SIGTERM and SIGINT stay ours while what is in progress finishes:
+        # again, they cut it.
+        self.signals.restore(*[n for n in self.signals.installed() if n not in STOP_SIGNALS])
         # The listening ports stop first: no new connections.
         d = defer.maybeDeferred(super().stopService)
         timeout = self.built.settings["shutdown-timeout"]
         draining = self._draining = Draining(self.runtime.factory, self.reactor, timeout)
-        d.addBoth(lambda _: draining.start())
+
+        def drain(result: object) -> defer.Deferred[None]:
+            done = draining.start()
+            if self._cutAtOnce:
+                draining.abortNow()
+            return done
+
+        d.addBoth(drain)
 
         def stopped(result: object) -> None:
             self.runtime.pool.closeIdle()
@@ -732,6 +759,12 @@ class ProxyService(MultiService):
             _log.info("twisted-proxy stopped.")
             if self.console is not None:
                 self.console.stopBuffering()
+            if not self._exiting:
+                # Stopped by a caller, not by a signal that ends the
+                # process: the handlers from before come back.  (Put back
+                # while the reactor stops, a second Ctrl-C would reach the
+                # reactor's own handler, which raises ReactorNotRunning.)
+                self.signals.restore()
 
         return d.addBoth(stopped)
 

@@ -50,6 +50,7 @@ from twisted.python.failure import Failure
 
 from .listening import Listener, ListenError
 from .service import (
+    STOP_SIGNALS,
     Draining,
     ProxyRuntime,
     RecordFiles,
@@ -222,7 +223,7 @@ class WorkerSupervisor(MultiService):
     def _installStopSignals(self) -> None:
         if not self.running:
             return
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             self.signals.install(signum, lambda signum=signum: self.stopSignal(signum))
 
     def stopSignal(self, signum: int) -> None:
@@ -230,14 +231,25 @@ class WorkerSupervisor(MultiService):
         SIGTERM or SIGINT: stop gracefully; again: tell the workers to cut
         what is left.
         """
-        if self._stopping:
-            _log.warn("Stopping now: the workers cut what they still serve.")
-            for process in self._processes():
-                process.send({"abort": True})
+        if self._stopping or self._exiting:
+            self._abortWorkers()
             return
         if self.running:
             _log.info("{signal}: stopping.", signal=signal.Signals(signum).name)
+            self._exiting = True
             self.reactor.stop()
+
+    _exiting = False
+    _cutAtOnce = False
+
+    def _abortWorkers(self) -> None:
+        if not self._stopping:
+            # The reactor has not called stopService yet.
+            self._cutAtOnce = True
+            return
+        _log.warn("Stopping now: the workers cut what they still serve.")
+        for process in self._processes():
+            process.send({"abort": True})
 
     def _processes(self) -> list[_WorkerProcess]:
         return list(self.workers.values()) + list(self.retiring)
@@ -370,7 +382,9 @@ class WorkerSupervisor(MultiService):
 
     def stopService(self) -> Deferred[None]:
         self._stopping = True
-        self.signals.restore()
+        # SIGTERM and SIGINT stay ours until the workers are gone: again,
+        # they tell the workers to cut what they serve.
+        self.signals.restore(*[n for n in self.signals.installed() if n not in STOP_SIGNALS])
         super().stopService()
         for call in self._restartCalls.values():
             if call.active():
@@ -384,6 +398,8 @@ class WorkerSupervisor(MultiService):
         for process in self._processes():
             process.send({"stop": {"timeout": timeout}})
             ended.append(process.ended)
+        if self._cutAtOnce:
+            self._abortWorkers()
         killer = self.reactor.callLater(timeout + self.killAfter, self._kill)
         d: Deferred[Any] = DeferredList(ended) if ended else succeed(None)
 
@@ -394,6 +410,8 @@ class WorkerSupervisor(MultiService):
             _log.info("twisted-proxy stopped.")
             if self.console is not None:
                 self.console.stopBuffering()
+            if not self._exiting:
+                self.signals.restore()
 
         return d.addBoth(stopped)
 
