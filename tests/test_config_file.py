@@ -322,6 +322,25 @@ class CheckConfigTests(ConfigDirMixin, SynchronousTestCase):
                 self.assertEqual(again[setting.name], original[setting.name], setting.name)
         self.assertEqual(again["proxyConfig"].pseudonym, original["proxyConfig"].pseudonym)
 
+    def test_passwordsHidden(self) -> None:
+        """
+        A parent proxy's password is not printed (--check-config output
+        goes to logs, e.g. systemd's journal on reload), nor in errors.
+        """
+        self.write('upstream-proxy = "http://alice:s3cret@127.0.0.1:3128"\n')
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit):
+            Options().parseOptions(["--config", self.path, "--check-config"])
+        self.assertIn(
+            'upstream-proxy = "http://alice:***@127.0.0.1:3128"  # from the file; password hidden',
+            out.getvalue(),
+        )
+        self.assertNotIn("s3cret", out.getvalue())
+        message = self.error('upstream-proxy = "https://alice:s3cret@127.0.0.1:3128"\n')
+        self.assertNotIn("s3cret", message)
+        self.assertIn("https://alice:***@127.0.0.1:3128", message)
+
     def test_throughTwistd(self) -> None:
         self.write('connect-timeout = 5\n')
         result = subprocess.run(
@@ -424,6 +443,12 @@ class ReloadTests(ConfigDirMixin, TestCase):
             f"Configuration reloaded from {self.path}: connect-timeout 10 -> 3; "
             'deny-host [] -> ["127.0.0.1"].',
         )
+        self.write(
+            'listen = ["tcp:0:interface=127.0.0.1"]\nconnect-timeout = 3\n'
+            'deny-host = ["127.0.0.1"]\nupstream-proxy = "http://u:pw@127.0.0.1:9"\n'
+        )
+        await self.sighup()
+        self.assertIn('upstream-proxy (not set) -> "http://u:***@127.0.0.1:9"', self.logged()[-1])
         code, _ = await self.get(port)
         self.assertEqual(code, 403)
         self.assertEqual(await body, b"slow" * 10)

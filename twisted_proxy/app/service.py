@@ -540,20 +540,12 @@ def describeChanges(old: Settings, new: Settings) -> list[str]:
         if setting.kind.repeatable:
             before, after = old.itemsOf(name), new.itemsOf(name)
             if len(before) + len(after) <= 6:
-                changes.append(f"{name} {_show(setting, before)} -> {_show(setting, after)}")
+                changes.append(f"{name} {setting.shown(before)} -> {setting.shown(after)}")
             else:
                 changes.append(f"{name} ({len(before)} -> {len(after)} items)")
         else:
-            changes.append(
-                f"{name} {_show(setting, old[name])} -> {_show(setting, new[name])}"
-            )
+            changes.append(f"{name} {setting.shown(old[name])} -> {setting.shown(new[name])}")
     return changes
-
-
-def _show(setting: Any, value: Any) -> str:
-    if value is None:
-        return "(not set)"
-    return setting.kind.toToml(value)
 
 
 # -- one process ----------------------------------------------------------------

@@ -514,6 +514,8 @@ class Setting:
         default that is computed or absent.
     @ivar restart: a change takes a restart to apply (the rest apply on
         SIGHUP).
+    @ivar secret: its value may hold a password, hidden when the value is
+        shown (L{shown}).
     """
 
     name: str
@@ -524,6 +526,25 @@ class Setting:
     inFile: bool = True
     defaultText: str | None = None
     restart: bool = False
+    secret: bool = False
+
+    def shown(self, value: Any) -> str:
+        """
+        C{value} as TOML, for a person: a password in a URL is replaced by
+        C{***}.
+        """
+        if value is None:
+            return "(not set)"
+        return self.kind.toToml(self.hidden(value))
+
+    def hidden(self, value: Any) -> Any:
+        """
+        C{value}, with a password in a URL replaced by C{***} if the setting
+        is secret.
+        """
+        if self.secret and isinstance(value, str):
+            return re.sub(r"^([a-z][a-z0-9+.-]*://[^:@/]*):[^@/]*@", r"\1:***@", value)
+        return value
 
 
 _LISTEN = "Listening and processes"
@@ -640,7 +661,7 @@ SETTINGS: tuple[Setting, ...] = (
             Text("an http:// URL such as http://proxy.example:3128", _parentURL),
             "Send requests through this parent proxy: http://[user:password@]host:port "
             "(plain requests in absolute-form, tunnels with CONNECT).", None,
-            _UPSTREAM, defaultText="connect directly"),
+            _UPSTREAM, defaultText="connect directly", secret=True),
     Setting("no-upstream-proxy-for",
             Repeated("host patterns", _hostPatternItem("no-upstream-proxy-for"),
                      includes=True),
@@ -775,7 +796,7 @@ def _where(setting: Setting, value: Any, source: str, item: bool = False) -> str
     C{proxy.toml: connect-timeout = -5} (for one item of a list in a file,
     C{proxy.toml: allow-host item "x y"}).
     """
-    text = _valueText(setting, value, source)
+    text = _valueText(setting, setting.hidden(value), source)
     if source in (COMMAND_LINE, DEFAULT):
         return f"--{setting.name} {text}".rstrip()
     if item:
@@ -1256,11 +1277,13 @@ def formatSettings(built: Built) -> str:
             )
         elif value == [] and setting.defaultText:
             notes.append("empty: " + setting.defaultText)
+        if setting.secret and value is not None and setting.shown(value) != setting.kind.toToml(value):
+            notes.append("password hidden")
         note = ("  # " + "; ".join(notes)) if notes else ""
         if value is None:
             lines.append(f"# {name} is not set: {setting.defaultText or 'none'}{note}")
         else:
-            lines.append(f"{name} = {setting.kind.toToml(value)}{note}")
+            lines.append(f"{name} = {setting.shown(value)}{note}")
     return "\n".join(lines) + "\n"
 
 
