@@ -169,6 +169,27 @@ def waitForQuietCpus(cpus, limit=10.0, timeout=60.0, probe=0.5, say=print):
         time.sleep(1.0)
 
 
+def addQuietArgument(parser, default=20.0):
+    """--quiet-wait S, for scripts that call L{waitQuiet} before timed runs."""
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=default,
+        metavar="S",
+        help="before each timed run, wait up to S seconds until other processes use less "
+        f"than 10%% of each CPU (default {default:g}; 0 disables)",
+    )
+
+
+def waitQuiet(args, say=print):
+    """Wait as --quiet-wait says (all CPUs this process may use); returns
+    the percent of each CPU other processes used, or None if disabled."""
+    if not args.quiet_wait or args.quiet_wait <= 0:
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return waitForQuietCpus(cpus, timeout=args.quiet_wait, say=say)
+
+
 def resetPeak(pid):
     """Reset VmHWM of pid's tree to the current RSS (root, Linux >= 4.0).
 
@@ -402,8 +423,12 @@ def twistedProxyStatus(timeout=60):
     return True, "", text
 
 
-def twistedProxyArgv(port, logFile, helpText=None):
-    """The documented way to start twisted-proxy on 127.0.0.1:port."""
+def twistedProxyArgv(port, logFile, helpText=None, roomPerClient=True, extra=()):
+    """The documented way to start twisted-proxy on 127.0.0.1:port.
+
+    With C{roomPerClient} (what run_bench.py wants) the per-client connection
+    cap is raised, because every benchmark client is 127.0.0.1; without it the
+    proxy runs with its defaults.  C{extra} is appended (proxyserver options)."""
     argv = [
         shutil.which("twistd") or "twistd",
         "-n",
@@ -416,13 +441,312 @@ def twistedProxyArgv(port, logFile, helpText=None):
     ]
     if helpText and "--workers" in helpText:
         argv += ["--workers", "1"]
-    if helpText and "--max-connections-per-client" in helpText:
+    if roomPerClient and helpText and "--max-connections-per-client" in helpText:
         # Every benchmark client is 127.0.0.1; the default per-client cap
         # (256) would refuse most of figure (e)'s 1000 connections.  The
         # peers get the same room (tinyproxy MaxClients, squid descriptors).
         argv += ["--max-connections-per-client", "4096"]
-    return argv
+    return argv + list(extra)
 
 
 def formatArgv(argv):
     return " ".join(shlex.quote(a) for a in argv)
+
+
+# --- statistics ------------------------------------------------------------
+
+
+def percentile(values, pct):
+    """Nearest-rank percentile: the ceil(pct/100 * n)-th smallest value
+    (so p99 of 200 values is the 198th).  None for no values."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    rank = max(1, -(-len(values) * pct // 100))
+    return values[int(rank) - 1]
+
+
+def median(values):
+    """The median (mean of the two middle values for an even count), or None."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    n = len(values)
+    mid = n // 2
+    return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def summarize(values):
+    """{'n', 'mean', 'p50', 'p99', 'max'} of a list of numbers (None if empty)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"n": 0, "mean": None, "p50": None, "p99": None, "max": None}
+    return {
+        "n": len(values),
+        "mean": sum(values) / len(values),
+        "p50": median(values),
+        "p99": percentile(values, 99),
+        "max": max(values),
+    }
+
+
+def textTable(headers, rows, left=1):
+    """A plain-text table; the first C{left} columns left-aligned, the rest
+    right-aligned."""
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+
+    def line(cells):
+        return "  ".join(
+            str(c).ljust(w) if i < left else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+# --- addresses -------------------------------------------------------------
+
+
+def loopbackHostPort(text):
+    """argparse type: 'HOST:PORT' where HOST is a loopback address or
+    'localhost' (taken as 127.0.0.1; never resolved).  Returns (host, port)."""
+    import argparse
+    import ipaddress
+
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if host == "localhost":
+        host = LOOPBACK
+    try:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError
+        portNumber = int(port)
+        if not 0 < portNumber < 65536:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a loopback HOST:PORT, e.g. 127.0.0.1:3128"
+        ) from None
+    return host, portNumber
+
+
+# --- HTTP over blocking sockets --------------------------------------------
+
+
+class Response:
+    """What L{readResponse} read: C{status}, C{headers} (lower-case name ->
+    value, bytes), C{bodyLength}, C{close} (the connection ends after it)."""
+
+    def __init__(self, status, headers, bodyLength, close):
+        self.status = status
+        self.headers = headers
+        self.bodyLength = bodyLength
+        self.close = close
+
+
+def readResponse(sock, deadline, head=False):
+    """Read one HTTP/1.x response from a blocking socket, body included
+    (Content-Length, chunked, or up to the close).  Interim 1xx responses
+    are skipped.  Raises OSError (including socket.timeout at C{deadline},
+    a time.monotonic() value) or ValueError (malformed or cut short)."""
+    buf = bytearray()
+
+    def more():
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        data = sock.recv(65536)
+        if not data:
+            raise ValueError("the connection closed before the response was complete")
+        buf.extend(data)
+
+    while True:
+        while b"\r\n\r\n" not in buf:
+            if len(buf) > 262144:
+                raise ValueError("response head larger than 256 KiB")
+            more()
+        end = buf.index(b"\r\n\r\n")
+        lines = bytes(buf[:end]).split(b"\r\n")
+        del buf[: end + 4]
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise ValueError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
+        status = int(parts[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            value = value.strip()
+            headers[name] = headers[name] + b", " + value if name in headers else value
+        if 100 <= status < 200 and status != 101:
+            continue
+        break
+    close = b"close" in headers.get(b"connection", b"").lower() or parts[0] == b"HTTP/1.0"
+    if head or status in (204, 304) or status == 101:
+        return Response(status, headers, 0, close)
+    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+        total = 0
+        while True:
+            while b"\r\n" not in buf:
+                more()
+            end = buf.index(b"\r\n")
+            size = int(bytes(buf[:end]).split(b";")[0], 16)
+            del buf[: end + 2]
+            if size == 0:
+                while b"\r\n" not in buf:
+                    more()
+                while not buf.startswith(b"\r\n"):  # trailer fields
+                    end = buf.index(b"\r\n")
+                    del buf[: end + 2]
+                    while b"\r\n" not in buf:
+                        more()
+                return Response(status, headers, total, close)
+            while len(buf) < size + 2:
+                more()
+            del buf[: size + 2]
+            total += size
+    if b"content-length" in headers:
+        length = int(headers[b"content-length"])
+        got = len(buf)
+        while got < length:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            data = sock.recv(min(1 << 20, length - got))
+            if not data:
+                raise ValueError(f"the connection closed after {got} of {length} body bytes")
+            got += len(data)
+        return Response(status, headers, length, close)
+    got = len(buf)
+    while True:
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        data = sock.recv(1 << 20)
+        if not data:
+            return Response(status, headers, got, True)
+        got += len(data)
+
+
+def getRequest(target, host, extra=()):
+    """A GET request head: target as given (absolute-form through a proxy)."""
+    lines = [f"GET {target} HTTP/1.1", f"Host: {host}", "User-Agent: twisted-proxy-bench"]
+    lines += list(extra)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+# --- the benchmark origin (bench/origin.py) --------------------------------
+
+
+def startOrigin(procs, workdir, name="origin"):
+    """Start bench/origin.py on a free port; returns (port, Managed)."""
+    port = freePort()
+    argv = [sys.executable, os.path.join(HERE, "origin.py"), "--port", str(port)]
+    m = procs.start(name, argv, os.path.join(workdir, f"{name}.log"))
+    if not waitForPort(port, 15, m):
+        raise SystemExit(f"bench/origin.py did not start: {m.logTail()}")
+    return port, m
+
+
+# --- the proxy under test --------------------------------------------------
+
+
+def addProxyArguments(parser):
+    """--proxy HOST:PORT | --proxy-cmd CMD, shared by the scripts that
+    measure one proxy (latency.py, burst.py)."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument(
+        "--proxy",
+        type=loopbackHostPort,
+        metavar="HOST:PORT",
+        help="measure an already running proxy on loopback (e.g. Squid) as it is",
+    )
+    g.add_argument(
+        "--proxy-cmd",
+        metavar="CMD",
+        help="start the proxy on a free port: 'default' (twisted-proxy from this checkout "
+        "with its default options: twistd -n proxyserver --listen "
+        "tcp:PORT:interface=127.0.0.1), 'squid' (Squid with bench/run_bench.py's "
+        "configuration), or a command line in which {port} and {log} are replaced. "
+        "Default: 'default'",
+    )
+
+
+class ProxyUnderTest:
+    """Where the proxy listens, and (if we started it) its process."""
+
+    def __init__(self, host, port, desc, proc=None, logFile=None):
+        self.host = host
+        self.port = port
+        self.desc = desc
+        self.proc = proc
+        self.logFile = logFile
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def address(self):
+        return (self.host, self.port)
+
+
+def startProxy(args, procs, workdir, extra=()):
+    """Start (or adopt, with --proxy) the proxy that args name.
+
+    C{extra}: proxyserver options added to the 'default' command.  Raises
+    SystemExit with a one-line reason if it cannot be started."""
+    if args.proxy is not None:
+        host, port = args.proxy
+        if not waitForPort(port, 2):
+            raise SystemExit(f"nothing accepts connections on {host}:{port}; start the proxy first")
+        return ProxyUnderTest(host, port, f"{host}:{port} (already running)")
+    cmd = args.proxy_cmd or "default"
+    port = freePort()
+    logFile = os.path.join(workdir, "proxy.log")
+    env, cwd = None, workdir
+    if cmd == "default":
+        ok, reason, helpText = twistedProxyStatus()
+        if not ok:
+            raise SystemExit(f"twisted-proxy is not available: {reason}")
+        argv = twistedProxyArgv(port, logFile, helpText, roomPerClient=False, extra=extra)
+        env = proxyEnv()
+    elif cmd == "squid":
+        if shutil.which("squid") is None:
+            raise SystemExit("squid is not installed: apt-get install -y squid")
+        from run_bench import SQUID_CONF
+
+        prefix = os.path.join(workdir, "squid")
+        os.makedirs(prefix, exist_ok=True)
+        # squid drops privileges (to "proxy") and logs here: it must be able
+        # to reach the prefix through the (mkdtemp, 0700) work directory.
+        os.chmod(workdir, 0o755)
+        os.chmod(prefix, 0o777)
+        conf = os.path.join(prefix, "squid.conf")
+        with open(conf, "w") as f:
+            f.write(SQUID_CONF.format(port=port, host=LOOPBACK, prefix=prefix))
+        argv = ["squid", "-N", "-f", conf]
+        logFile = os.path.join(prefix, "cache.log")
+    else:
+        argv = [a.format(port=port, log=logFile) for a in shlex.split(cmd)]
+    m = procs.start("proxy", argv, os.path.join(workdir, "proxy-stdout.log"), env=env, cwd=cwd)
+    if not waitForPort(port, 30, m):
+        code = m.proc.poll()
+        tail = m.logTail(5).replace("\n", " | ") or "no output"
+        procs.stop(m)
+        how = f"it exited with status {code}" if code is not None else "it did not listen within 30 s"
+        raise SystemExit(f"the proxy did not start on port {port} ({how}): {formatArgv(argv)}: {tail}")
+    m.remember()
+    return ProxyUnderTest(LOOPBACK, port, f"{formatArgv(argv)} (pid {m.pid})", m, logFile)
+
+
+def listenBacklog(port):
+    """The backlog of the socket listening on TCP port (Send-Q of its
+    `ss -ltn` line), or None if ss is missing or shows no such socket."""
+    if shutil.which("ss") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[0] == "LISTEN":
+            return int(fields[2])
+    return None

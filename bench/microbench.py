@@ -31,7 +31,7 @@ from twisted.logger import globalLogBeginner
 sys.path.insert(0, ".")
 
 from twisted_proxy.proxy.config import ProxyConfig  # noqa: E402
-from twisted_proxy.proxy.server import ProxyFactory  # noqa: E402
+from twisted_proxy.proxy.factory import ProxyFactory  # noqa: E402
 from twisted_proxy.proxy.upstream import UpstreamPool  # noqa: E402
 
 
@@ -100,23 +100,31 @@ RESPONSE = (
     b"Last-Modified: Thu, 26 Nov 2026 02:00:00 GMT\r\nConnection: keep-alive\r\n"
     b"ETag: \"abc-400\"\r\nAccept-Ranges: bytes\r\n\r\n" + b"x" * 1024
 )
+# The same response, which a cache must not store.
+UNCACHEABLE = RESPONSE.replace(b"Accept-Ranges: bytes\r\n", b"Cache-Control: no-store\r\n")
 
 
-def run(n: int) -> float:
+def run(n: int, cache: str = "off") -> float:
     clock = Clock()
     box: list = []
     pool = UpstreamPool(clock, lambda host, port: _Endpoint(box))
-    factory = ProxyFactory(ProxyConfig(pseudonym="bench"), clock, pool)
+    config = ProxyConfig(pseudonym="bench")
+    factory = ProxyFactory(
+        config, clock, pool, cache=None if cache == "off" else config.newCache(clock.seconds)
+    )
+    response = RESPONSE if cache != "miss" else UNCACHEABLE
     proto = factory.buildProtocol(None)
     proto.makeConnection(_Transport(("127.0.0.1", 50000)))
     # Warm up: open the upstream connection.
     proto.dataReceived(REQUEST)
-    box[0].dataReceived(RESPONSE)
+    box[0].dataReceived(response)
     upstream = box[0]
+    hit = cache == "hit"
     start = time.perf_counter()
     for _ in range(n):
         proto.dataReceived(REQUEST)
-        upstream.dataReceived(RESPONSE)
+        if not hit:
+            upstream.dataReceived(response)
     elapsed = time.perf_counter() - start
     assert len(box) == 1, "the upstream connection was not reused"
     return elapsed / n
@@ -133,10 +141,15 @@ def main() -> None:
         "--console", action="store_true",
         help="format every event as twistd's text log would (to /dev/null)",
     )
+    parser.add_argument(
+        "--cache", choices=("off", "miss", "hit"), default="off",
+        help="no cache (default); a cache and responses it must not store; a cache that "
+        "answers every request after the first",
+    )
     args = parser.parse_args()
     observers = []
     if args.history:
-        from twisted_proxy.records.history import historyObserver
+        from twisted_proxy.records.logfiles import historyObserver
 
         observers.append(historyObserver(args.history, 0, 1))
     if args.console:
@@ -144,18 +157,18 @@ def main() -> None:
 
         observers.append(textFileLogObserver(open("/dev/null", "w")))
     globalLogBeginner.beginLoggingTo(observers, redirectStandardIO=False, discardBuffer=True)
-    run(1000)
+    run(1000, args.cache)
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        per = run(args.n)
+        per = run(args.n, args.cache)
         profiler.disable()
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(25)
     else:
-        per = min(run(args.n) for _ in range(3))
-    print("{:.1f} us per proxied transaction ({} transactions, observers: {})".format(
-        per * 1e6, args.n, ", ".join(
+        per = min(run(args.n, args.cache) for _ in range(3))
+    print("{:.1f} us per proxied transaction ({} transactions, cache: {}, observers: {})".format(
+        per * 1e6, args.n, args.cache, ", ".join(
             name for name, on in (("history", args.history), ("console", args.console)) if on
         ) or "none"))
 

@@ -24,7 +24,6 @@ Python 3.11 stdlib only.
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import os
 import re
@@ -309,19 +308,6 @@ def report(r, proxyDesc):
 # --- main ------------------------------------------------------------------------
 
 
-def loopbackHostPort(text):
-    host, _, port = text.rpartition(":")
-    host = host.strip("[]")
-    if host == "localhost":
-        host = LOOPBACK
-    try:
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError("--target-proxy must be a loopback address, e.g. 127.0.0.1:8080")
-    return host, int(port)
-
-
 def parseArgs(argv):
     p = argparse.ArgumentParser(
         description="Relay a large download and upload through a proxy between a fast and a "
@@ -336,7 +322,7 @@ def parseArgs(argv):
                    "replaced (default: twisted-proxy via twistd, as in bench/README.rst)")
     p.add_argument("--baseline", action="store_true",
                    help="start bench/baseline_twisted_web_proxy.py instead of twisted-proxy")
-    p.add_argument("--target-proxy", type=loopbackHostPort, metavar="HOST:PORT",
+    p.add_argument("--target-proxy", type=benchlib.loopbackHostPort, metavar="HOST:PORT",
                    help="measure an already running proxy (loopback) instead of starting one")
     p.add_argument("--pid", type=int, help="PID of the --target-proxy, for RSS")
     p.add_argument("--interval", type=float, default=0.5, help="RSS sampling interval, seconds (default 0.5)")

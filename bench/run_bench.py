@@ -481,7 +481,7 @@ class TwistedProxyRow(Row):
         if not ok:
             raise RowUnavailable(
                 f"not available: {reason} (install with `pip install -e {REPO}` "
-                "once twisted_proxy/tap.py exists)"
+                "from a checkout with twisted_proxy/app/tap.py)"
             )
         self.helpText = helpText
         try:

@@ -239,6 +239,174 @@ class ReadTests(ConfigDirMixin, SynchronousTestCase):
         )
 
 
+class CacheReverseMetricsTests(ConfigDirMixin, SynchronousTestCase):
+    """
+    The cache, reverse-proxy and C{--metrics} settings: in a file and on the
+    command line, with the checks and messages they had as plain options.
+    """
+
+    def test_fromTheFile(self) -> None:
+        config = self.parse(
+            """
+            cache-size = "128M"
+            cache-max-object = 1048576
+            cache-dir = "cache"
+            cache-disk-size = "2G"
+            cache-heuristic-max = 3600
+            cache-collapse-timeout = 2.5
+            reverse = "http://127.0.0.1:8000/"
+            reverse-host = ["WWW.Example.COM.=http://127.0.0.1:8001", "api.example.com=http://[::1]"]
+            reverse-rewrite-host = true
+            metrics = 9100
+            """
+        )
+        proxyConfig = config["proxyConfig"]
+        self.assertEqual(proxyConfig.cacheSize, 128 << 20)
+        self.assertEqual(proxyConfig.cacheMaxObject, 1 << 20)
+        # Relative to the file's directory, as every file name in it.
+        self.assertEqual(proxyConfig.cacheDir, os.path.join(self.dir, "cache"))
+        self.assertEqual(proxyConfig.cacheDiskSize, 2 << 30)
+        self.assertEqual(proxyConfig.cacheHeuristicMax, 3600.0)
+        self.assertEqual(proxyConfig.cacheCollapseTimeout, 2.5)
+        self.assertEqual((proxyConfig.reverse.host, proxyConfig.reverse.port), ("127.0.0.1", 8000))
+        self.assertEqual(
+            [(name, origin.host, origin.port) for name, origin in proxyConfig.reverseHosts],
+            [("www.example.com", "127.0.0.1", 8001), ("api.example.com", "::1", 80)],
+        )
+        self.assertTrue(proxyConfig.reverseRewriteHost)
+        self.assertTrue(proxyConfig.reversing)
+        # A bare port listens on loopback only.
+        self.assertEqual(config["metrics"], "tcp:9100:interface=127.0.0.1")
+
+    def test_defaults(self) -> None:
+        config = Options()
+        config.parseOptions([])
+        proxyConfig = config["proxyConfig"]
+        self.assertEqual(
+            (proxyConfig.cacheSize, proxyConfig.cacheMaxObject, proxyConfig.cacheDir,
+             proxyConfig.cacheDiskSize, proxyConfig.cacheHeuristicMax,
+             proxyConfig.cacheCollapseTimeout),
+            (64 << 20, 8 << 20, None, 1 << 30, 86400.0, 10.0),
+        )
+        self.assertEqual((proxyConfig.reverse, proxyConfig.reverseHosts), (None, ()))
+        self.assertFalse(proxyConfig.reverseRewriteHost)
+        self.assertIsNone(config["metrics"])
+        self.assertEqual(config["history-rotate-size"], 0)
+
+    def test_commandLine(self) -> None:
+        config = Options()
+        config.parseOptions([
+            "--cache-size", "0", "--reverse-host", "a.example=http://127.0.0.1:81",
+            "--reverse-host", "b.example=http://127.0.0.1:82", "--reverse-rewrite-host",
+            "--metrics", "unix:" + os.path.join(self.dir, "metrics.sock"),
+        ])
+        proxyConfig = config["proxyConfig"]
+        self.assertEqual(proxyConfig.cacheSize, 0)
+        self.assertIsNone(proxyConfig.newCache(lambda: 0.0))
+        self.assertEqual([name for name, _ in proxyConfig.reverseHosts], ["a.example", "b.example"])
+        self.assertTrue(proxyConfig.reverseRewriteHost)
+        self.assertEqual(config["metrics"], "unix:" + os.path.join(self.dir, "metrics.sock"))
+
+    def test_errors(self) -> None:
+        """
+        One line each, naming the option (or the file and key), the value
+        and what is expected.
+        """
+        nowhere = os.path.join(self.dir, "no", "such")
+        for args, expected in [
+            (["--cache-dir", nowhere],
+             f"--cache-dir {nowhere}: cannot create or write it (is {self.dir}/no an existing, "
+             "writable directory?)"),
+            (["--cache-size", "lots"],
+             "--cache-size lots: expected a size in bytes, optionally followed by k, M or G"),
+            (["--cache-heuristic-max", "0"],
+             "--cache-heuristic-max 0: expected a positive number of seconds"),
+            (["--reverse", "ftp://x"],
+             "--reverse ftp://x: must be an http:// URL, e.g. http://127.0.0.1:8000"),
+            (["--reverse", "http://h/path"],
+             "--reverse http://h/path: must be an origin without a path"),
+            (["--reverse-host", "nourl"],
+             "--reverse-host nourl: expected NAME=http://host[:port], e.g. "
+             "www.example.com=http://127.0.0.1:8000"),
+            (["--reverse-host", "a=https://x"], "--reverse-host a=https://x: must be an http:// URL"),
+            (["--metrics", "nosuch:1"], "--metrics nosuch:1: not a valid endpoint ("),
+            (["--metrics", "tcp:70000"], "--metrics tcp:70000: not a valid endpoint ("),
+        ]:
+            with self.subTest(args=args):
+                with self.assertRaises(OptionError) as caught:
+                    Options().parseOptions(args)
+                message = str(caught.exception)
+                self.assertNotIn("\n", message)
+                self.assertTrue(message.startswith(expected), message)
+        p = self.path
+        for text, expected in [
+            ('cache-dir = "no/such"',
+             f'{p}: cache-dir = "{self.dir}/no/such": cannot create or write it'),
+            ("metrics = true", f"{p}: metrics = true: expected an endpoint such as 9100"),
+            ('metrics = "tcp:x"', f'{p}: metrics = "tcp:x": not a valid endpoint'),
+            ("reverse-host = \"a=http://x\"", None),
+            ('reverse-host = ["a"]', f'{p}: reverse-host item "a": expected NAME=http://host'),
+            ("reverse-rewrite-host = 1", f"{p}: reverse-rewrite-host = 1: expected true or false"),
+        ]:
+            with self.subTest(text=text):
+                if expected is None:
+                    self.parse(text)
+                    continue
+                message = self.error(text)
+                self.assertTrue(message.startswith(expected), message)
+
+    def test_checkConfig(self) -> None:
+        """
+        C{--check-config} shows the new settings, as a file would set them.
+        """
+        self.write('cache-size = "32M"\nmetrics = 9100\n')
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit):
+            Options().parseOptions(["--config", self.path, "--check-config"])
+        text = out.getvalue()
+        self.assertIn('cache-size = "32M"  # from the file', text)
+        self.assertIn('metrics = "tcp:9100:interface=127.0.0.1"  # from the file', text)
+        self.assertIn("# cache-dir is not set: the cache is in memory", text)
+        # What it printed is a valid file with the same settings.
+        self.write(text, "effective.toml")
+        again = Options()
+        again.parseOptions(["--config", os.path.join(self.dir, "effective.toml")])
+        self.assertEqual(again["cache-size"], 32 << 20)
+        self.assertEqual(again["metrics"], "tcp:9100:interface=127.0.0.1")
+
+
+class MetricsReloadTests(ConfigDirMixin, SynchronousTestCase):
+    """
+    A reload and the C{--metrics} endpoint: the status page shows the new
+    configuration; the endpoint stays where it is, as the log says.
+    """
+
+    def test_statusPageFollows(self) -> None:
+        from twisted.internet.testing import MemoryReactorClock
+
+        self.write('metrics = "tcp:0:interface=127.0.0.1"\nhistory-headers = "redacted"\n')
+        config = Options()
+        config.parseOptions(["--config", self.path, "--listen", "tcp:0:interface=127.0.0.1"])
+        service = makeService(config, MemoryReactorClock())
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.addCleanup(service.metrics.listener.close)
+        summary = dict(service.metrics.monitor.summary())
+        self.assertEqual(summary["Header values in logs"], "redacted")
+        self.write('metrics = "tcp:9999:interface=127.0.0.1"\nhistory-headers = "all"\n')
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        service.reload()
+        [reloaded] = [e for e in events if "changes" in e]
+        self.assertIn(
+            'metrics takes a restart to change (still "tcp:0:interface=127.0.0.1")',
+            reloaded["changes"],
+        )
+        summary = dict(service.metrics.monitor.summary())
+        self.assertEqual(summary["Header values in logs"], "all")
+        self.assertEqual(summary["Metrics endpoint"], "tcp:0:interface=127.0.0.1")
+
+
 class ExampleFileTests(SynchronousTestCase):
     """
     proxyserver.example.toml documents every key, with its real default.
@@ -536,6 +704,9 @@ class ReloadTests(ConfigDirMixin, TestCase):
             if self.service.factory.connections == set():
                 break
             await sleep(0.01)
+        # The history writer buffers for up to 50 ms.
+        for observer in self.service.records.observers:
+            observer.flush()
         with open(os.path.join(self.dir, "history.jsonl")) as f:
             records = [json.loads(line) for line in f]
         self.assertEqual(len(records), 1)

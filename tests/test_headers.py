@@ -9,9 +9,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_proxy.http.errors import BadRequest
 from twisted_proxy.http.fields import (
     HOP_BY_HOP,
+    REDACTED,
+    SECRET_HEADERS,
     forwardRequestHeaders,
     forwardResponseHeaders,
     redactHeaders,
+    redactValue,
     viaHasPseudonym,
 )
 from twisted_proxy.http.target import Target, parseTarget
@@ -382,7 +385,17 @@ class ViaTests(SynchronousTestCase):
 
 
 class RedactTests(SynchronousTestCase):
+    """
+    L{redactHeaders} and L{redactValue}: the one rule for what logs,
+    history records and TRACE echoes never show.
+    """
+
     def test_redact(self) -> None:
+        """
+        Credentials keep a known scheme; cookies lose their whole value;
+        names keep their case; other fields are decoded as ISO-8859-1 and
+        untouched.
+        """
         self.assertEqual(
             redactHeaders(
                 [
@@ -394,10 +407,68 @@ class RedactTests(SynchronousTestCase):
                 ]
             ),
             [
-                ("Authorization", "<redacted>"),
-                ("PROXY-AUTHORIZATION", "<redacted>"),
+                ("Authorization", "Basic <redacted>"),
+                ("PROXY-AUTHORIZATION", "Basic <redacted>"),
                 ("Cookie", "<redacted>"),
                 ("set-cookie", "<redacted>"),
                 ("Accept", "caf\xe9"),
             ],
         )
+
+    def test_text(self) -> None:
+        """
+        Text pairs (a record built from text) get the same rule.
+        """
+        self.assertEqual(
+            redactHeaders([("cookie", "a=1"), ("Proxy-Authorization", "Bearer x.y.z")]),
+            [("cookie", REDACTED), ("Proxy-Authorization", "Bearer " + REDACTED)],
+        )
+
+    def test_schemes(self) -> None:
+        """
+        The scheme stays visible only when it is a known one, in the case it
+        was sent; an unknown first word might be the secret itself, and a
+        value without credentials after the scheme shows nothing.
+        """
+        for value, expected in [
+            ("Basic YWxpY2U6c2VjcmV0", "Basic <redacted>"),
+            ("bearer eyJhbGciOi", "bearer <redacted>"),
+            ('Digest username="alice", response="6629fae4"', "Digest <redacted>"),
+            ("Negotiate YIIB", "Negotiate <redacted>"),
+            ("NTLM TlRMTVNT", "NTLM <redacted>"),
+            ("AWS4-HMAC-SHA256 Credential=AKIA/x, Signature=ab", "AWS4-HMAC-SHA256 <redacted>"),
+            ("  Basic   YWxp  ", "Basic <redacted>"),
+            ("sometoken", REDACTED),
+            ("s3cr3t-token trailing", REDACTED),
+            ("Basic", REDACTED),
+            ("", REDACTED),
+        ]:
+            self.assertEqual(redactValue("Authorization", value), expected, value)
+            self.assertEqual(redactValue("proxy-authorization", value), expected, value)
+
+    def test_whatIsSecret(self) -> None:
+        """
+        Exactly Authorization, Proxy-Authorization, Cookie and Set-Cookie
+        are secret; challenges (WWW-Authenticate, Proxy-Authenticate), whose
+        realm an operator needs to see, are not.
+        """
+        self.assertEqual(
+            SECRET_HEADERS,
+            {b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"},
+        )
+        for name in ("WWW-Authenticate", "Proxy-Authenticate", "Authentication-Info",
+                     "X-Cookie-Like", "Cookies"):
+            self.assertEqual(redactValue(name, 'Basic realm="proxy"'), 'Basic realm="proxy"')
+        for name in ("Cookie", "SET-COOKIE"):
+            self.assertEqual(redactValue(name, "Basic abc"), REDACTED)
+
+    def test_noSecretSurvives(self) -> None:
+        """
+        Whatever the value, no octet of a secret field's credentials reaches
+        the output.
+        """
+        for value in ["Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==", "Bearer a b c", "x y", "a=1; b=2"]:
+            for name in ("Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie"):
+                shown = redactValue(name, value)
+                secret = value.split(" ", 1)[-1]
+                self.assertNotIn(secret, shown.replace(REDACTED, ""), (name, value))

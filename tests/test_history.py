@@ -1,119 +1,34 @@
 # -*- test-case-name: tests.test_history -*-
 """
-Tests for L{twisted_proxy.records.history}.
+Tests for L{twisted_proxy.records.record} (the transaction record) and
+L{twisted_proxy.records.emit} (its event).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import re
-import shutil
-import stat
 import subprocess
 import sys
-import tempfile
+from datetime import datetime, timezone
 from typing import Any, cast
 
-from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.records.history import (
+from tests._records import T0, FakeClocks, successfulRecord
+from twisted_proxy.http.fields import REDACTED, redactHeaders
+from twisted_proxy.records.emit import emitTransaction
+from twisted_proxy.records.record import (
     DURATIONS,
     PHASES,
-    REDACTED,
     TransactionRecord,
-    accessLogObserver,
-    emitTransaction,
-    formatAccessLine,
     formatTimestamp,
-    historyObserver,
-    parseSize,
     parseTimestamp,
     timestampMicroseconds,
 )
-
-# 2023-11-14T22:13:20Z
-T0 = 1700000000.0
-
-
-class FakeClocks:
-    """
-    A wall clock and a monotonic clock that advance together, unless told
-    otherwise.
-    """
-
-    def __init__(self, wall: float = T0, mono: float = 5000.0) -> None:
-        self.wall = Clock()
-        self.wall.advance(wall)
-        self.mono = Clock()
-        self.mono.advance(mono)
-
-    def advance(self, seconds: float) -> None:
-        self.wall.advance(seconds)
-        self.mono.advance(seconds)
-
-    def record(self, **kwargs: Any) -> TransactionRecord:
-        arguments: dict[str, Any] = dict(
-            wallClock=self.wall.seconds,
-            monoClock=self.mono.seconds,
-            connectionId="c1",
-            sequence=1,
-            clientHost="127.0.0.1",
-            clientPort=50312,
-            acceptedWall=self.wall.seconds(),
-            acceptedMono=self.mono.seconds(),
-        )
-        arguments.update(kwargs)
-        return TransactionRecord(**arguments)
-
-
-def successfulRecord(clocks: FakeClocks) -> TransactionRecord:
-    """
-    A plain GET through a new upstream connection: accepted at T0, then
-    1 ms, 10 ms, 2 ms, 50 ms and 5 ms between the phases.
-    """
-    record = clocks.record()
-    clocks.advance(0.001)
-    record.mark("requestHead")
-    record.method = "GET"
-    record.target = "http://example.com/a?x=1"
-    record.requestVersion = "HTTP/1.1"
-    record.requestHeaders = [
-        ("Host", "example.com"),
-        ("User-Agent", "curl/8.5"),
-        ("Proxy-Authorization", "Basic YWxpY2U6c2VjcmV0"),
-        ("Cookie", "session=abc"),
-    ]
-    record.user = "alice"
-    record.destHost = "example.com"
-    record.destPort = 80
-    clocks.advance(0.010)
-    record.mark("upstreamReady")
-    record.peerHost = "127.0.0.2"
-    record.peerPort = 80
-    record.connectionReused = False
-    clocks.advance(0.002)
-    record.mark("requestSent")
-    clocks.advance(0.050)
-    record.mark("responseHead")
-    record.status = 200
-    record.reason = "OK"
-    record.responseVersion = "HTTP/1.1"
-    record.responseHeaders = [
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Set-Cookie", "id=7; Path=/"),
-        ("Content-Length", "100"),
-    ]
-    clocks.advance(0.005)
-    record.mark("responseComplete")
-    record.bytesFromClient = 140
-    record.bytesToUpstream = 120
-    record.bytesFromUpstream = 190
-    record.bytesToClient = 205
-    record.cacheStatus = "miss"
-    return record
 
 
 class TransactionRecordTests(SynchronousTestCase):
@@ -259,9 +174,9 @@ class TransactionRecordTests(SynchronousTestCase):
         The key table in the module docstring lists exactly the record's
         keys, in order.
         """
-        import twisted_proxy.records.history
+        import twisted_proxy.records.record
 
-        doc = twisted_proxy.records.history.__doc__ or ""
+        doc = twisted_proxy.records.record.__doc__ or ""
         table = doc.split("the order they are written::", 1)[1].split("\n\n")[1]
         documented = re.findall(r"^  (\w+) ", table, re.MULTILINE)
         record = successfulRecord(FakeClocks())
@@ -533,18 +448,6 @@ class TransactionRecordTests(SynchronousTestCase):
         self.assertEqual(record.asDict()["durations"]["total"], 1000.0)
         self.assertEqual(record.asDict()["times"]["end"], "2023-11-14T22:13:22.000000Z")
 
-    def test_measuredHeadSizes(self) -> None:
-        """
-        Head sizes the server measured win over the computed ones.
-        """
-        record = successfulRecord(FakeClocks())
-        record.requestHeadSize = 999
-        record.responseHeadSize = 111
-        data = record.asDict()
-        self.assertEqual(
-            (data["requestHeadSize"], data["responseHeadSize"]), (999, 111)
-        )
-
     def test_headSizeLatin1(self) -> None:
         """
         Header text counts one octet per ISO-8859-1 character.
@@ -555,6 +458,32 @@ class TransactionRecordTests(SynchronousTestCase):
         record.responseHeaders = [("X-Name", "caf\xe9")]
         # "HTTP/1.1 200 OK\r\n" + "X-Name: caf\xe9\r\n" + "\r\n"
         self.assertEqual(record.asDict()["responseHeadSize"], 17 + 14 + 2)
+
+    def test_headSizesFromBytes(self) -> None:
+        """
+        Header fields as the parser's bytes (as the server hands them over)
+        are measured and decoded the same as the same fields as text.
+        """
+        asText = successfulRecord(FakeClocks())
+        asBytes = successfulRecord(FakeClocks())
+        asBytes.requestHeaders = [
+            (n.encode("latin-1"), v.encode("latin-1")) for n, v in asText.requestHeaders
+        ]
+        asBytes.responseHeaders = [
+            (n.encode("latin-1"), v.encode("latin-1")) for n, v in asText.responseHeaders
+        ]
+        asBytes.responseHeaders.append((b"X-Name", b"caf\xe9"))
+        asText.responseHeaders = [*asText.responseHeaders, ("X-Name", "caf\xe9")]
+        for redact in (True, False):
+            self.assertEqual(asBytes.asDict(redact), asText.asDict(redact))
+
+    def test_markEmitted(self) -> None:
+        """
+        A record is claimed for emission once.
+        """
+        record = FakeClocks().record()
+        self.assertTrue(record.markEmitted())
+        self.assertFalse(record.markEmitted())
 
 
 class RedactionTests(SynchronousTestCase):
@@ -605,6 +534,21 @@ class RedactionTests(SynchronousTestCase):
         text = json.dumps(data)
         for secret in ("eyJhbGciOi", "YWxpY2U6c2VjcmV0", "sometoken", "a=1", "id=1"):
             self.assertNotIn(secret, text)
+
+    def test_oneRule(self) -> None:
+        """
+        The record redacts by the proxy's one rule, the one its log lines
+        use (L{twisted_proxy.http.fields.redactHeaders}).
+        """
+        record = self.record()
+        data = record.asDict()
+        self.assertEqual(
+            data["requestHeaders"], [list(pair) for pair in redactHeaders(record.requestHeaders)]
+        )
+        self.assertEqual(
+            data["responseHeaders"],
+            [list(pair) for pair in redactHeaders(record.responseHeaders)],
+        )
 
     def test_notRedacted(self) -> None:
         """
@@ -696,479 +640,6 @@ class EmitTransactionTests(SynchronousTestCase):
         self.assertIn(["Cookie", REDACTED], second["requestHeaders"])
 
 
-class TempDirMixin:
-    """
-    A temporary directory removed after the test.
-    """
-
-    def makeDir(self) -> str:
-        directory = tempfile.mkdtemp(prefix="twisted-proxy-test-")
-        self.addCleanup(shutil.rmtree, directory)  # type: ignore[attr-defined]
-        return directory
-
-
-def readLines(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        return f.read().splitlines()
-
-
-def numberedEvent(number: int, padding: int = 0) -> dict[str, Any]:
-    """
-    A log event carrying a record whose C{sequence} is C{number}.
-    """
-    clocks = FakeClocks()
-    record = clocks.record(sequence=number)
-    clocks.advance(0.001)
-    record.mark("requestHead")
-    record.method = "GET"
-    record.target = "http://example.com/" + "x" * padding
-    record.finish()
-    return {"log_format": "", "transaction": record.asDict()}
-
-
-class HistoryObserverTests(TempDirMixin, SynchronousTestCase):
-    """
-    Tests for L{historyObserver}.
-    """
-
-    def observer(self, path: str, rotateSize: int = 0, keep: int = 10) -> Any:
-        observer = historyObserver(path, rotateSize, keep)
-        self.addCleanup(observer.close)
-        return observer
-
-    def allRecords(self, path: str) -> list[dict[str, Any]]:
-        """
-        Every record in C{path} and its rotated files, oldest first; fails
-        the test if a line does not parse.
-        """
-        directory, name = os.path.split(path)
-        rotated = sorted(
-            (
-                int(entry.rsplit(".", 1)[1])
-                for entry in os.listdir(directory)
-                if entry.startswith(name + ".")
-            ),
-            reverse=True,
-        )
-        records = []
-        for suffix in [*("." + str(n) for n in rotated), ""]:
-            for line in readLines(path + suffix):
-                records.append(json.loads(line))
-        return records
-
-    def test_writesJSONLines(self) -> None:
-        """
-        Each record is one line of JSON, flushed before the observer returns.
-        """
-        path = os.path.join(self.makeDir(), "history.jsonl")
-        observer = self.observer(path)
-        events = [numberedEvent(1), numberedEvent(2)]
-        observer(events[0])
-        # Flushed per record: another reader sees it before any close.
-        self.assertEqual(
-            [json.loads(line) for line in readLines(path)], [events[0]["transaction"]]
-        )
-        observer(events[1])
-        with open(path, "rb") as f:
-            content = f.read()
-        self.assertTrue(content.endswith(b"\n"))
-        self.assertEqual(content.count(b"\n"), 2)
-        self.assertEqual(
-            [json.loads(line) for line in content.splitlines()],
-            [event["transaction"] for event in events],
-        )
-
-    def test_ignoresOtherEvents(self) -> None:
-        """
-        Events without a C{transaction} dict write nothing.
-        """
-        path = os.path.join(self.makeDir(), "history.jsonl")
-        observer = self.observer(path)
-        observer({"log_format": "hello"})
-        observer({"log_format": "", "transaction": "not a dict"})
-        self.assertEqual(readLines(path), [])
-
-    def test_fromLogger(self) -> None:
-        """
-        Events from L{emitTransaction} reach the file through a logger.
-        """
-        path = os.path.join(self.makeDir(), "history.jsonl")
-        observer = self.observer(path)
-        record = successfulRecord(FakeClocks())
-        emitTransaction(Logger(observer=observer), record)
-        [line] = readLines(path)
-        self.assertEqual(json.loads(line), record.asDict())
-
-    def test_rotationUnderLoad(self) -> None:
-        """
-        Rotating every few kilobytes while 5,000 records are written loses
-        none: every line of every file parses, and each record is there once.
-        """
-        directory = self.makeDir()
-        path = os.path.join(directory, "history.jsonl")
-        observer = self.observer(path, rotateSize=32 * 1024, keep=1000)
-        count = 5000
-        for number in range(count):
-            observer(numberedEvent(number, padding=number % 97))
-        records = self.allRecords(path)
-        self.assertEqual(len(records), count)
-        self.assertEqual([record["sequence"] for record in records], list(range(count)))
-        rotated = [name for name in os.listdir(directory) if name != "history.jsonl"]
-        self.assertGreater(len(rotated), 50)
-        for name in rotated:
-            self.assertLess(os.path.getsize(os.path.join(directory, name)), 34 * 1024)
-
-    def test_keep(self) -> None:
-        """
-        Only C{keep} rotated files are kept; what remains are the newest
-        records, without a gap.
-        """
-        directory = self.makeDir()
-        path = os.path.join(directory, "history.jsonl")
-        observer = self.observer(path, rotateSize=2000, keep=3)
-        for number in range(200):
-            observer(numberedEvent(number))
-        self.assertEqual(
-            sorted(os.listdir(directory)),
-            ["history.jsonl", "history.jsonl.1", "history.jsonl.2", "history.jsonl.3"],
-        )
-        sequences = [record["sequence"] for record in self.allRecords(path)]
-        self.assertEqual(sequences, list(range(sequences[0], 200)))
-        self.assertGreater(sequences[0], 0)
-
-    def test_noRotation(self) -> None:
-        """
-        A rotate size of 0 never rotates.
-        """
-        directory = self.makeDir()
-        path = os.path.join(directory, "history.jsonl")
-        observer = self.observer(path, rotateSize=0, keep=1)
-        for number in range(100):
-            observer(numberedEvent(number))
-        self.assertEqual(os.listdir(directory), ["history.jsonl"])
-        self.assertEqual(len(readLines(path)), 100)
-
-    def test_reopenAfterRename(self) -> None:
-        """
-        After logrotate renamed the file away, C{reopen()} continues in a new
-        file at the same path; the renamed file keeps what it had.
-        """
-        directory = self.makeDir()
-        path = os.path.join(directory, "history.jsonl")
-        observer = self.observer(path)
-        observer(numberedEvent(1))
-        os.rename(path, path + "-20250102")
-        observer(numberedEvent(2))  # still the open (renamed) file
-        observer.reopen()
-        observer(numberedEvent(3))
-        self.assertEqual(
-            [json.loads(line)["sequence"] for line in readLines(path + "-20250102")],
-            [1, 2],
-        )
-        self.assertEqual(
-            [json.loads(line)["sequence"] for line in readLines(path)], [3]
-        )
-
-    def test_rotationWhileRenamedAway(self) -> None:
-        """
-        While the file is renamed away (logrotate ran, C{SIGUSR1} not yet
-        handled), size rotation is skipped and records go on to the renamed
-        file; after C{reopen()} rotation resumes at the path.
-        """
-        directory = self.makeDir()
-        path = os.path.join(directory, "history.jsonl")
-        observer = self.observer(path, rotateSize=1, keep=5)
-        observer(numberedEvent(1))
-        os.rename(path, path + "-old")
-        observer(numberedEvent(2))
-        observer(numberedEvent(3))
-        self.assertEqual(os.listdir(directory), ["history.jsonl-old"])
-        observer.reopen()
-        observer(numberedEvent(4))
-        observer(numberedEvent(5))
-        self.assertEqual(
-            [json.loads(line)["sequence"] for line in readLines(path + "-old")],
-            [1, 2, 3],
-        )
-        self.assertEqual(
-            [json.loads(line)["sequence"] for line in readLines(path + ".1")], [4]
-        )
-        self.assertEqual(
-            [json.loads(line)["sequence"] for line in readLines(path)], [5]
-        )
-
-    def test_failedReopenKeepsWriting(self) -> None:
-        """
-        If the path cannot be opened again, C{reopen()} raises and records go
-        on to the file that was open.
-        """
-        directory = self.makeDir()
-        path = os.path.join(directory, "history.jsonl")
-        observer = self.observer(path)
-        observer(numberedEvent(1))
-        os.rename(path, path + ".old")
-        os.mkdir(path)
-        self.assertRaises(OSError, observer.reopen)
-        observer(numberedEvent(2))
-        self.assertEqual(
-            [json.loads(line)["sequence"] for line in readLines(path + ".old")],
-            [1, 2],
-        )
-
-    def test_crashMidRecord(self) -> None:
-        """
-        After a crash that left half a record at the end of the file, the
-        restarted observer starts on a new line: only the half record is lost,
-        and rotated files are untouched.
-        """
-        directory = self.makeDir()
-        path = os.path.join(directory, "history.jsonl")
-        first = historyObserver(path, 1500, 10)
-        for number in range(20):
-            first(numberedEvent(number))
-        first.close()
-        rotatedBefore = self.rotatedContents(directory)
-        self.assertTrue(rotatedBefore)
-        line = json.dumps(numberedEvent(20)["transaction"])
-        with open(path, "ab") as f:
-            f.write(line[: len(line) // 2].encode("ascii"))
-        # Restarted with a larger rotate size, so the next record lands
-        # right after the fragment.
-        second = self.observer(path, 1024 * 1024, 10)
-        second(numberedEvent(21))
-        self.assertEqual(readLines(path)[-2], line[: len(line) // 2])
-        self.assertLessEqual(rotatedBefore, self.rotatedContents(directory))
-        sequences = []
-        fragments = 0
-        for name in os.listdir(directory):
-            for text in readLines(os.path.join(directory, name)):
-                if text == line[: len(line) // 2]:
-                    fragments += 1
-                else:
-                    sequences.append(json.loads(text)["sequence"])
-        self.assertEqual(fragments, 1)
-        self.assertEqual(sorted(sequences), [*range(20), 21])
-
-    def rotatedContents(self, directory: str) -> set[bytes]:
-        """
-        The contents of the rotated files in C{directory}.
-        """
-        contents = set()
-        for name in os.listdir(directory):
-            if name != "history.jsonl":
-                with open(os.path.join(directory, name), "rb") as f:
-                    contents.add(f.read())
-        return contents
-
-    def test_closeStopsWriting(self) -> None:
-        """
-        After C{close()}, events are ignored; closing twice is harmless.
-        """
-        path = os.path.join(self.makeDir(), "history.jsonl")
-        observer = historyObserver(path, 0, 1)
-        observer(numberedEvent(1))
-        observer.close()
-        observer(numberedEvent(2))
-        observer.close()
-        observer.reopen()
-        self.assertEqual(len(readLines(path)), 1)
-
-    def test_fileMode(self) -> None:
-        """
-        A new file is created readable by owner and group only; an existing
-        file keeps its mode.
-        """
-        directory = self.makeDir()
-        path = os.path.join(directory, "history.jsonl")
-        self.observer(path)
-        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o640)
-        other = os.path.join(directory, "other.jsonl")
-        with open(other, "w"):
-            pass
-        os.chmod(other, 0o600)
-        self.observer(other)
-        self.assertEqual(stat.S_IMODE(os.stat(other).st_mode), 0o600)
-
-    def test_invalidArguments(self) -> None:
-        """
-        A negative rotate size or keeping fewer than one file is refused.
-        """
-        path = os.path.join(self.makeDir(), "history.jsonl")
-        self.assertRaises(ValueError, historyObserver, path, -1, 10)
-        self.assertRaises(ValueError, historyObserver, path, 1024, 0)
-        self.assertFalse(os.path.exists(path))
-
-    def test_missingDirectory(self) -> None:
-        """
-        A path in a directory that does not exist is an L{OSError}.
-        """
-        path = os.path.join(self.makeDir(), "nowhere", "history.jsonl")
-        self.assertRaises(OSError, historyObserver, path, 0, 1)
-
-
-class AccessLogTests(TempDirMixin, SynchronousTestCase):
-    """
-    Tests for L{accessLogObserver} and L{formatAccessLine}.
-    """
-
-    def test_squid(self) -> None:
-        """
-        Squid's native format: end time with milliseconds, elapsed, client,
-        code/status, bytes, method, URL, user, hierarchy/peer, type.
-        """
-        record = successfulRecord(FakeClocks())
-        record.finish()
-        self.assertEqual(
-            formatAccessLine(record.asDict(), "squid"),
-            "1700000000.068     67 127.0.0.1 TCP_MISS/200 205 GET "
-            "http://example.com/a?x=1 alice HIER_DIRECT/127.0.0.2 text/html",
-        )
-
-    def test_squidCodes(self) -> None:
-        """
-        Refusals, tunnels, cache hits and aborts get Squid's result codes.
-        """
-        clocks = FakeClocks()
-
-        def line(**attributes: Any) -> str:
-            record = clocks.record()
-            clocks.advance(0.001)
-            record.mark("requestHead")
-            for name, value in attributes.items():
-                setattr(record, name, value)
-            record.finish()
-            return formatAccessLine(record.asDict(), "squid").split()[3]
-
-        self.assertEqual(line(kind="refused", status=407), "TCP_DENIED/407")
-        self.assertEqual(line(kind="refused", status=400), "NONE_NONE/400")
-        self.assertEqual(line(kind="tunnel", status=200), "TCP_TUNNEL/200")
-        self.assertEqual(line(cacheStatus="hit", status=200), "TCP_HIT/200")
-        self.assertEqual(
-            line(cacheStatus="revalidated", status=200), "TCP_REFRESH_UNMODIFIED/200"
-        )
-        self.assertEqual(line(status=200, aborted=True), "TCP_MISS_ABORTED/200")
-        self.assertEqual(line(aborted=True), "TCP_MISS_ABORTED/000")
-
-    def test_squidFieldsHaveNoSpaces(self) -> None:
-        """
-        A value with spaces cannot shift the fields: it is percent-encoded.
-        """
-        clocks = FakeClocks()
-        record = clocks.record()
-        record.user = "alice smith"
-        record.target = "http://example.com/a b"
-        record.method = "GET"
-        record.finish()
-        fields = formatAccessLine(record.asDict(), "squid").split(" ")
-        fields = [field for field in fields if field]
-        self.assertEqual(len(fields), 10)
-        self.assertEqual(fields[6], "http://example.com/a%20b")
-        self.assertEqual(fields[7], "alice%20smith")
-        self.assertEqual(fields[8], "HIER_NONE/-")
-        self.assertEqual(fields[9], "-")
-
-    def test_common(self) -> None:
-        """
-        Apache's common log format, time of the request head, in UTC.
-        """
-        record = successfulRecord(FakeClocks())
-        record.finish()
-        self.assertEqual(
-            formatAccessLine(record.asDict(), "common"),
-            "127.0.0.1 - alice [14/Nov/2023:22:13:20 +0000] "
-            '"GET http://example.com/a?x=1 HTTP/1.1" 200 205',
-        )
-
-    def test_combined(self) -> None:
-        """
-        The combined format adds the referer and user agent, quoted with
-        escapes.
-        """
-        record = successfulRecord(FakeClocks())
-        record.requestHeaders.append(("Referer", 'http://r.example/"x"\\'))
-        record.finish()
-        self.assertEqual(
-            formatAccessLine(record.asDict(), "combined"),
-            "127.0.0.1 - alice [14/Nov/2023:22:13:20 +0000] "
-            '"GET http://example.com/a?x=1 HTTP/1.1" 200 205 '
-            '"http://r.example/\\"x\\"\\\\" "curl/8.5"',
-        )
-
-    def test_commonWithoutRequest(self) -> None:
-        """
-        Nothing known but the connection: dashes.
-        """
-        record = FakeClocks().record()
-        record.finish()
-        self.assertEqual(
-            formatAccessLine(record.asDict(), "combined"),
-            '127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "-" - - "-" "-"',
-        )
-
-    def test_unknownFormat(self) -> None:
-        """
-        An unknown format name is a L{ValueError} naming the choices.
-        """
-        path = os.path.join(self.makeDir(), "access.log")
-        error = self.assertRaises(ValueError, accessLogObserver, path, "apache")
-        self.assertIn("squid, common, combined", str(error))
-
-    def test_observer(self) -> None:
-        """
-        The observer writes one line per transaction event, ignores other
-        events, and continues in a new file after C{reopen()}.
-        """
-        directory = self.makeDir()
-        path = os.path.join(directory, "access.log")
-        observer = accessLogObserver(path, "common")
-        self.addCleanup(observer.close)
-        log = Logger(observer=observer)
-        emitTransaction(log, successfulRecord(FakeClocks()))
-        log.info("not a transaction")
-        os.rename(path, path + ".1")
-        observer.reopen()
-        emitTransaction(log, successfulRecord(FakeClocks(wall=T0 + 86400)))
-        [first] = readLines(path + ".1")
-        [second] = readLines(path)
-        self.assertIn("[14/Nov/2023:22:13:20 +0000]", first)
-        self.assertIn("[15/Nov/2023:22:13:20 +0000]", second)
-
-
-class ParseSizeTests(SynchronousTestCase):
-    """
-    Tests for L{parseSize}.
-    """
-
-    def test_sizes(self) -> None:
-        """
-        Plain bytes and binary multiples, any case, optional B or iB.
-        """
-        for text, expected in [
-            ("10M", 10485760),
-            ("512k", 524288),
-            ("512K", 524288),
-            ("1G", 1073741824),
-            ("2T", 2 << 40),
-            ("1048576", 1048576),
-            ("0", 0),
-            ("1.5G", 1610612736),
-            ("10MB", 10485760),
-            ("10MiB", 10485760),
-            ("100b", 100),
-            (" 3 k ", 3072),
-        ]:
-            self.assertEqual(parseSize(text), expected, text)
-
-    def test_invalid(self) -> None:
-        """
-        Anything else is a L{ValueError} that says what is expected.
-        """
-        for text in ["", "M", "-1", "1e3", "1_000", "10X", "1.", "ten", "10 MB B"]:
-            error = self.assertRaises(ValueError, parseSize, text)
-            self.assertIn(repr(text), str(error))
-            self.assertIn("e.g. 10M", str(error))
-
-
 class TimestampTests(SynchronousTestCase):
     """
     Tests for the timestamp helpers.
@@ -1180,6 +651,29 @@ class TimestampTests(SynchronousTestCase):
         """
         self.assertEqual(formatTimestamp(T0 + 0.123456), "2023-11-14T22:13:20.123456Z")
         self.assertEqual(formatTimestamp(0), "1970-01-01T00:00:00.000000Z")
+
+    def test_formatLikeDatetime(self) -> None:
+        """
+        The formatter gives exactly what C{datetime} gives, rounding the
+        fraction half to even to the microsecond and carrying into the
+        seconds (and the date), for instants spread over years and for
+        those next to a second's edge.
+        """
+        def reference(when: float) -> str:
+            text = datetime.fromtimestamp(when, timezone.utc).isoformat(
+                timespec="microseconds"
+            )
+            return text.replace("+00:00", "Z")
+
+        generator = random.Random(12)
+        instants = [generator.uniform(0, 4e9) for _ in range(2000)]
+        for second in (0, 59, 86399, 951782399, 1700000000, 4102444799):
+            for fraction in (0.0, 0.4999995, 0.5000005, 0.9999994, 0.9999995, 0.9999996,
+                             0.9999999999, 1e-7, 5e-7):
+                instants.append(second + fraction)
+        instants.append(-1.5)
+        for when in instants:
+            self.assertEqual(formatTimestamp(when), reference(when), repr(when))
 
     def test_parse(self) -> None:
         """
@@ -1198,20 +692,23 @@ class TimestampTests(SynchronousTestCase):
 
 class PurityTests(SynchronousTestCase):
     """
-    The history module stays out of the reactor's way.
+    The records layer stays out of the reactor's way.
     """
 
     def test_noTwistedInternet(self) -> None:
         """
-        Importing L{twisted_proxy.records.history} imports nothing from
-        C{twisted.internet}.
+        Importing every module of L{twisted_proxy.records} imports nothing
+        from C{twisted.internet}: the clock that drives buffered writes is
+        passed in.
         """
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         output = subprocess.check_output(
             [
                 sys.executable,
                 "-c",
-                "import sys, twisted_proxy.records.history; "
+                "import sys, twisted_proxy.records.record, twisted_proxy.records.emit, "
+                "twisted_proxy.records.logfiles, twisted_proxy.records.accesslog, "
+                "twisted_proxy.records.stats, twisted_proxy.records.units; "
                 "print(sorted(m for m in sys.modules "
                 "if m.startswith('twisted.internet')))",
             ],

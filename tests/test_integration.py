@@ -243,27 +243,42 @@ class IntegrationTests(ProxyTestMixin, TestCase):
         self.assertEqual(await readBody(response), b"hello from the origin\n")
 
 
-class _RawClient(Protocol):
+class RawClient(Protocol):
     """
     Sends C{request}; collects everything until the connection closes.
+    L{waitFor} fires once the bytes received contain a marker.
     """
 
     def __init__(self, request: bytes) -> None:
         self.request = request
         self.received = b""
         self.done: defer.Deferred[bytes] = defer.Deferred()
+        self._waiting: list[tuple[bytes, defer.Deferred[None]]] = []
 
     def connectionMade(self) -> None:
         self.transport.write(self.request)
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
+        self._check()
+
+    def _check(self) -> None:
+        for marker, d in list(self._waiting):
+            if marker in self.received:
+                self._waiting.remove((marker, d))
+                d.callback(None)
+
+    def waitFor(self, marker: bytes) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append((marker, d))
+        self._check()
+        return d
 
     def connectionLost(self, reason) -> None:
         self.done.callback(self.received)
 
 
-class _HTTPSThroughConnect(_RawClient):
+class _HTTPSThroughConnect(RawClient):
     """
     CONNECT, then TLS (verified) on the same connection, then one GET.
     """
@@ -345,7 +360,7 @@ class TunnelIntegrationTests(ProxyTestMixin, TestCase):
         from twisted.internet.endpoints import connectProtocol
 
         await self.setUpProxy()
-        client = _RawClient(b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n")
+        client = RawClient(b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n")
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), client)
         client.transport.loseWriteConnection()
         data = await client.done
@@ -360,20 +375,14 @@ class TunnelIntegrationTests(ProxyTestMixin, TestCase):
         self.addCleanup(echoPort.stopListening)
         await self.setUpProxy()
         port = echoPort.getHost().port
-        client = _RawClient(
+        client = RawClient(
             b"GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: echo\r\n"
             b"Connection: Upgrade\r\n\r\nping" % (port, port)
         )
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), client)
-        for _ in range(500):
-            if client.received.endswith(b"ping"):
-                break
-            await sleep(0.01)
+        await client.waitFor(b"\r\n\r\nping")
         client.transport.write(b"pong")
-        for _ in range(500):
-            if client.received.endswith(b"pong"):
-                break
-            await sleep(0.01)
+        await client.waitFor(b"pingpong")
         client.transport.loseConnection()
         data = await client.done
         self.assertTrue(data.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), data)
@@ -457,6 +466,9 @@ class HistoryIntegrationTests(ProxyTestMixin, TestCase):
         await self.setUpProxy("--history", history, "--access-log", access)
         response, content = await self.get("/small")
         self.assertEqual(response.code, 200)
+        # The writers buffer for up to 50 ms; write what they hold now.
+        for observer in self.service.records.observers:
+            observer.flush()
         with open(history) as f:
             [record] = [json.loads(line) for line in f]
         self.assertEqual(record["status"], 200)
@@ -474,6 +486,8 @@ class HistoryIntegrationTests(ProxyTestMixin, TestCase):
                 break
             await sleep(0.01)
         await self.get("/small")
+        for observer in self.service.records.observers:
+            observer.flush()
         with open(history) as f:
             self.assertEqual(len(f.read().splitlines()), 1)
         with open(access) as f:

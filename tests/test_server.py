@@ -7,9 +7,8 @@ exact and no socket is opened.
 from __future__ import annotations
 
 from twisted.internet import error as ierror
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -520,7 +519,7 @@ class LoggingTests(SynchronousTestCase):
         self.assertEqual(len(request), 1)
         self.assertIn(
             "GET / HTTP/1.1\\r\\nHost: 93.184.216.34\\r\\nCookie: <redacted>\\r\\n"
-            "Proxy-Authorization: <redacted>\\r\\n\\r\\n",
+            "Proxy-Authorization: Basic <redacted>\\r\\n\\r\\n",
             request[0],
         )
         self.assertNotIn("sid=42", "".join(texts))
@@ -739,7 +738,7 @@ class TunnelTests(SynchronousTestCase):
 class ParentProxyTests(SynchronousTestCase):
     def harness(self, bypass=()):
         from twisted_proxy.proxy.policy import HostPatterns
-        from twisted_proxy.proxy.upstream import ParentProxy
+        from twisted_proxy.proxy.parent import ParentProxy
 
         return Harness(
             parent=ParentProxy.fromURL("http://user:pa%3Ass@parent.test:3128"),
@@ -802,7 +801,7 @@ class ParentProxyTests(SynchronousTestCase):
         self.assertIn(b"Parent proxy: The destination parent.test:3128 refused", client.value())
 
     def test_badURL(self) -> None:
-        from twisted_proxy.proxy.upstream import ParentProxy
+        from twisted_proxy.proxy.parent import ParentProxy
 
         for url in ("https://p:1", "p:3128", "http://p:99999", "http://p:1/path"):
             self.assertRaises(ValueError, ParentProxy.fromURL, url)
@@ -1036,7 +1035,7 @@ class MaxForwardsTests(SynchronousTestCase):
 
     def test_optionsAsteriskToParent(self) -> None:
         from twisted_proxy.proxy.policy import HostPatterns
-        from twisted_proxy.proxy.upstream import ParentProxy
+        from twisted_proxy.proxy.parent import ParentProxy
 
         h = Harness(
             parent=ParentProxy.fromURL("http://parent.test:3128"),

@@ -379,6 +379,41 @@ class StartupErrorTests(SynchronousTestCase):
                 self.assertOneLine(result, 1, expected)
                 self.assertFalse(os.path.exists(pidfile))
 
+    def test_metricsOrCacheUnusable(self) -> None:
+        """
+        A C{--metrics} port in use, or a cache directory another process
+        holds: one line and exit 1 too, as a daemon (no pid file left) and
+        with workers.
+        """
+        port = self.takenPort()
+        metrics = "tcp:%d:interface=127.0.0.1" % (port,)
+        cache = os.path.join(self.dir, "cache")
+        from twisted_proxy.proxy.cache import DiskStore
+
+        holder = DiskStore(cache)
+        self.addCleanup(holder.close)
+        os.makedirs(os.path.join(cache, "worker-1"))
+        workerHolder = DiskStore(os.path.join(cache, "worker-1"))
+        self.addCleanup(workerHolder.close)
+        pidfile = os.path.join(self.dir, "twistd.pid")
+        daemon = ["--pidfile", pidfile, "-l", os.path.join(self.dir, "twistd.log"), "proxyserver",
+                  "--listen", "tcp:0:interface=127.0.0.1"]
+        inUse = "twistd proxyserver: cannot listen on 127.0.0.1:%d for --metrics: the address " \
+            "is already in use." % (port,)
+        for args, expected in [
+            (daemon + ["--metrics", metrics], inUse),
+            (daemon + ["--metrics", metrics, "--workers", "2"], inUse),
+            (daemon + ["--cache-dir", cache],
+             f"twistd proxyserver: Cache directory {cache} is in use by another process"),
+            (daemon + ["--cache-dir", cache, "--workers", "2"],
+             f"twistd proxyserver: Cache directory {cache}/worker-1 is in use by another "
+             "process"),
+        ]:
+            with self.subTest(args=args):
+                result = self.twistd(*args)
+                self.assertOneLine(result, 1, expected)
+                self.assertFalse(os.path.exists(pidfile))
+
     def test_badOptions(self) -> None:
         """
         An invalid option: one line naming it, what was given and what is
@@ -393,6 +428,9 @@ class StartupErrorTests(SynchronousTestCase):
             (["--listen", "tcp:80000"], "twistd proxyserver: --listen tcp:80000: a port is 0-65535"),
             (["--listen", "unix:/nonexistent/p.sock"],
              "twistd proxyserver: --listen unix:/nonexistent/p.sock: cannot make a socket there"),
+            (["--metrics", "tcp:x"], "twistd proxyserver: --metrics tcp:x: not a valid endpoint"),
+            (["--cache-dir", "/proc/nope/cache"],
+             "twistd proxyserver: --cache-dir /proc/nope/cache: cannot create or write it"),
         ]:
             with self.subTest(args=args):
                 result = self.twistd("-n", "--pidfile=", "proxyserver", *args)
@@ -670,6 +708,38 @@ class GracefulStopTests(TestCase):
         await stopped
         self.assertTrue(self.logged("All connections finished after"))
         self.assertFalse(self.logged("cutting"))
+
+    async def test_metricsSayDraining(self) -> None:
+        """
+        With C{--metrics}: C{/healthz} answers 503 while what is in progress
+        finishes; the endpoint stays up, live, meanwhile, and closes once
+        the service has stopped.
+        """
+        from twisted.internet.error import ConnectionRefusedError
+        from twisted.web.client import Agent
+
+        service = await self.startProxy("--metrics", "tcp:0:interface=127.0.0.1")
+        metricsPort = (await service.metrics._waitingForPort).getHost().port
+
+        async def fetch(path: bytes) -> tuple[int, bytes]:
+            response = await Agent(reactor).request(
+                b"GET", b"http://127.0.0.1:%d%s" % (metricsPort, path)
+            )
+            return response.code, await readBody(response)
+
+        self.assertEqual(await fetch(b"/healthz"), (200, b"ok\n"))
+        agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
+        response = await agent.request(b"GET", (self.origin + "/slow").encode())
+        body = defer.ensureDeferred(_readBody(response))
+        stopped = service.stopService()
+        self.assertEqual(await fetch(b"/healthz"), (503, b"draining\n"))
+        code, metrics = await fetch(b"/metrics")
+        self.assertEqual(code, 200)
+        self.assertIn(b"\ntwisted_proxy_client_connections 1.0\n", metrics)
+        self.assertEqual(await body, b"slow" * 10)
+        await stopped
+        with self.assertRaises(ConnectionRefusedError):
+            await fetch(b"/healthz")
 
     async def test_timeoutCutsTheRest(self) -> None:
         """

@@ -12,7 +12,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.testing import Harness
-from twisted_proxy.proxy.upstream import CachingResolver, ParentProxy
+from twisted_proxy.proxy.dns import CachingResolver
+from twisted_proxy.proxy.parent import ParentProxy
 
 
 class FakeResolver:

@@ -108,6 +108,9 @@ class WorkersTests(WorkersMixin, TestCase):
                 break
         self.assertEqual(seen, {"w1", "w2"})
         self.assertEqual({e.get("worker") for e in self.events if "transaction" in e}, {1, 2})
+        # The parent's history writer buffers for up to 50 ms.
+        for observer in self.service.records.observers:
+            observer.flush()
         with open(self.history) as f:
             records = [json.loads(line) for line in f]
         self.assertEqual(len(records), count)
@@ -212,6 +215,61 @@ class WorkerRollingTests(WorkersMixin, TestCase):
             except Exception:
                 await sleep(0.05)
         self.assertEqual(await readBody(response), b"hello from the origin\n")
+
+
+class WorkerRollingCacheTests(WorkersMixin, TestCase):
+    """
+    With a disk cache, a worker's directory has one process: on a reload
+    that changes the sockets, each new worker starts once the one it
+    replaces has ended, one at a time, the others serving meanwhile.
+    """
+
+    async def test_oneAtATime(self) -> None:
+        config = os.path.join(tempfile.mkdtemp(), "proxy.toml")
+        self.addCleanup(shutil.rmtree, os.path.dirname(config))
+        with open(config, "w") as f:
+            f.write('listen = ["tcp:0:interface=127.0.0.1"]\n')
+        cache = os.path.join(os.path.dirname(config), "cache")
+        service = await self.startWorkers("--config", config, "--cache-dir", cache,
+                                          history=False)
+        await self.requestUntilServed()
+        self.assertEqual(sorted(os.listdir(cache)), ["worker-1", "worker-2"])
+        agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
+        response = await agent.request(b"GET", (self.origin + "/slow").encode("ascii"))
+        body = defer.ensureDeferred(_read(response))
+        old = dict(service.workers)
+        service.source = _Source(service.source, ["tcp:0:interface=127.0.0.1",
+                                                  "tcp:0:interface=127.0.0.2"])
+        service.reload()
+        self.assertTrue(self.logged("Configuration reloaded"))
+        # Worker 1 is retiring, worker 2 still serves; no new worker yet.
+        self.assertEqual(service.retiring, {old[1]})
+        self.assertEqual(service.workers, {2: old[2]})
+        self.assertEqual(await body, b"slow" * 10)
+        await self.waitFor(lambda: len(service.workers) == 2 and not service.retiring)
+        self.assertFalse(set(service.workers.values()) & set(old.values()))
+        self.assertFalse(self.logged("exited unexpectedly"))
+        self.assertFalse(any("in use" in str(e.get("line", "")) for e in self.events))
+        self.assertEqual(await self.requestUntilServed(), b"hello from the origin\n")
+
+
+class WorkerMetricsTests(WorkersMixin, TestCase):
+    async def test_recordsReachTheParentForMetrics(self) -> None:
+        """
+        With C{--metrics} alone (no history, no access log), the workers
+        still send their transactions to the parent, which counts them.
+        """
+        from twisted_proxy.app.metrics import MetricsService
+
+        service = await self.startWorkers("--metrics", "tcp:0:interface=127.0.0.1",
+                                          history=False)
+        self.assertIsInstance(service.metrics, MetricsService)
+        for _ in range(3):
+            self.assertEqual(await self.requestUntilServed(), b"hello from the origin\n")
+        await self.waitForTransactions(3)
+        await self.waitFor(lambda: service.metrics.monitor.stats.total >= 3)
+        self.assertEqual(service.metrics.monitor.stats.total, 3)
+        self.assertTrue(all("record" not in e for e in self.events if "transaction" in e))
 
 
 class WorkerRecordsTests(WorkersMixin, TestCase):

@@ -22,7 +22,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from .proxy.config import ProxyConfig
-from .proxy.server import ProxyFactory
+from .proxy.factory import ProxyFactory
 from .proxy.upstream import UpstreamPool
 
 __all__ = ["FakeEndpoint", "Harness"]
@@ -50,23 +50,31 @@ class Harness:
     A proxy factory wired to a fake clock and fake endpoints, configured
     with C{ProxyConfig(pseudonym="test-proxy", **settings)}, listening (for
     loop detection) on 127.0.0.1:8080.  With C{transactionDetail}, every
-    transaction event carries its full record.
+    transaction event carries its full record; with C{cache}, the factory
+    has the cache the settings describe (none otherwise).
 
     @ivar clock: the L{MemoryReactorClock} (clock and wall clock).
     @ivar attempts: pending connection attempts, oldest first:
         C{(host, port, factory, deferred)}.
-    @ivar pool: the L{UpstreamPool} (at least 4 idle connections per key).
+    @ivar pool: the L{UpstreamPool} (at least 4 idle connections per key
+        unless C{poolMinIdlePerHost} says otherwise).
     @ivar factory: the L{ProxyFactory}.
     """
 
-    def __init__(self, transactionDetail: bool = False, **settings: Any) -> None:
+    def __init__(
+        self, transactionDetail: bool = False, cache: bool = False, **settings: Any
+    ) -> None:
         self.clock = MemoryReactorClock()
         self.attempts: list[tuple[str, int, Any, Deferred[Any]]] = []
-        self.pool = UpstreamPool(
-            self.clock, lambda host, port: FakeEndpoint(self, host, port), minIdlePerHost=4
-        )
         settings.setdefault("pseudonym", "test-proxy")
+        settings.setdefault("poolMinIdlePerHost", 4)
         self.config = ProxyConfig(**settings)
+        self.pool = UpstreamPool(
+            self.clock,
+            lambda host, port: FakeEndpoint(self, host, port),
+            minIdlePerHost=self.config.poolMinIdlePerHost,
+            idleTimeout=self.config.poolIdleTimeout,
+        )
         self.factory = ProxyFactory(
             self.config,
             self.clock,
@@ -74,6 +82,7 @@ class Harness:
             wallClock=self.clock.seconds,
             monoClock=self.clock.seconds,
             transactionDetail=transactionDetail,
+            cache=self.config.newCache(self.clock.seconds) if cache else None,
         )
         self.factory.addListeningAddress("127.0.0.1", 8080)
 

@@ -198,9 +198,12 @@ class Listener:
     @ivar optional: failing to open it is a warning, not an error (the
         IPv6 half of a bare port, on a host without IPv6).
     @ivar socket: the open socket once bound.
+    @ivar option: the option it comes from, for messages (C{listen}, or
+        C{metrics} for the metrics endpoint).
     """
 
     socket: socket.socket | None = None
+    option = "listen"
     effectiveBacklog: int | None = None
     _address: str | None = None
 
@@ -339,15 +342,19 @@ class Listener:
 
     def _why(self, e: OSError) -> str:
         where = self.describe()
+        option = self.option
+        if option != "listen":
+            where += f" for --{option}"
         if e.errno == errno.EADDRINUSE:
             return (
                 f"cannot listen on {where}: the address is already in use.  Is another "
-                "proxy running there?  Stop it, or choose another port with --listen."
+                f"{'proxy' if option == 'listen' else 'process'} running there?  Stop it, "
+                f"or choose another port with --{option}."
             )
         if e.errno in (errno.EACCES, errno.EPERM) and self.kind == "tcp":
             return (
                 f"cannot listen on {where}: permission denied.  Ports below 1024 need root "
-                "or CAP_NET_BIND_SERVICE; choose a port of 1024 or more with --listen."
+                f"or CAP_NET_BIND_SERVICE; choose a port of 1024 or more with --{option}."
             )
         if e.errno == errno.EADDRNOTAVAIL:
             return (

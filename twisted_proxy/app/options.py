@@ -96,6 +96,7 @@ class Options(usage.Options):
             "history": usage.CompleteFiles(),
             "access-log": usage.CompleteFiles(),
             "auth-file": usage.CompleteFiles(),
+            "cache-dir": usage.CompleteDirs(),
             "config": usage.CompleteFiles("*.toml"),
         }
     )

@@ -22,13 +22,15 @@ daemonizes, so a port that cannot be opened is reported on the terminal.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import Cooperator, LoopingCall, TaskDone
 from twisted.logger import Logger, globalLogPublisher
 
 from .. import __version__
@@ -36,10 +38,12 @@ from .listening import Listener, ListenError, listenBacklog
 from .settings import SETTINGS, BY_NAME, Built, SettingError, Settings
 
 if TYPE_CHECKING:
+    from ..proxy.cache import HTTPCache
     from ..proxy.config import ProxyConfig
-    from ..proxy.server import ProxyFactory
+    from ..proxy.factory import ProxyFactory
     from ..proxy.upstream import UpstreamPool
     from .console import Console
+    from .metrics import MetricsService
     from .settings import CommandLine
 
 __all__ = [
@@ -79,7 +83,7 @@ class _EndpointFactory:
     """
 
     def __init__(self, reactor: Any, connectTimeout: float, resolver: Any) -> None:
-        from ..proxy.upstream import hostnameEndpointFactory
+        from ..proxy.dns import hostnameEndpointFactory
 
         self._reactor = reactor
         self._resolver = resolver
@@ -96,9 +100,15 @@ class _EndpointFactory:
 
 class ProxyRuntime:
     """
-    The proxy's factory and upstream pool, built from a L{ProxyConfig}, and
-    changed in place by L{apply} (new connections and requests see the new
-    configuration; none is dropped).
+    The proxy's factory, upstream pool and cache, built from a
+    L{ProxyConfig}, and changed in place by L{apply} (new connections and
+    requests see the new configuration; none is dropped).
+
+    The cache lives as long as the runtime: L{start} rebuilds a disk
+    cache's index (in bounded steps, between requests), L{stop} closes its
+    store.  A reload changes the cache's limits in place but never replaces
+    it (an exchange in flight keeps using the cache it looked up in): see
+    L{_reconfigureCache}.
 
     @ivar factory: the L{ProxyFactory}.
     @ivar pool: the L{UpstreamPool}.
@@ -112,9 +122,17 @@ class ProxyRuntime:
         transactionDetail: bool = False,
         connectionIdPrefix: str = "",
     ) -> None:
-        from ..proxy.server import ProxyFactory
-        from ..proxy.upstream import CachingResolver, UpstreamPool
+        from ..proxy.cache import CacheDirectoryError
+        from ..proxy.dns import CachingResolver
+        from ..proxy.factory import ProxyFactory
+        from ..proxy.upstream import UpstreamPool
 
+        self.reactor = reactor
+        try:
+            cache = config.newCache(reactor.seconds)
+        except CacheDirectoryError as e:
+            raise StartupError(str(e)) from None
+        self._rebuild: Any = None
         ttl = config.dnsCacheTtl
         self.resolver = (
             CachingResolver(reactor.nameResolver, reactor, ttl=ttl, negativeTtl=min(5.0, ttl))
@@ -134,12 +152,50 @@ class ProxyRuntime:
             self.pool,
             transactionDetail=transactionDetail,
             connectionIdPrefix=connectionIdPrefix,
+            cache=cache,
         )
 
-    def apply(self, config: ProxyConfig) -> None:
+    @property
+    def cache(self) -> HTTPCache | None:
+        return self.factory.cache
+
+    def start(self) -> None:
+        """
+        Start rebuilding a disk cache's index: entries become usable as
+        they are found.
+        """
+        cache = self.factory.cache
+        rebuildSteps = getattr(cache.store, "rebuildSteps", None) if cache is not None else None
+        if rebuildSteps is None or self._rebuild is not None:
+            return
+        reactor = self.reactor
+        cooperator = Cooperator(scheduler=lambda work: reactor.callLater(0, work))
+        self._rebuild = cooperator.cooperate(rebuildSteps())
+
+    def stop(self) -> None:
+        """
+        Close the idle upstream connections and the cache's store (once no
+        transaction uses them).
+        """
+        self.pool.closeIdle()
+        if self._rebuild is not None:
+            try:
+                self._rebuild.stop()
+            except TaskDone:
+                pass  # the index was rebuilt already
+            self._rebuild = None
+        cache = self.factory.cache
+        if cache is not None:
+            cache.store.close()
+
+    def apply(self, config: ProxyConfig) -> list[str]:
         """
         Use C{config} from now on.
+
+        @return: what could not be changed, or was changed in a way worth
+            saying, in words.
         """
+        old = self.factory.config
         self.factory.reconfigure(config)
         pool = self.pool
         pool.minIdlePerHost = config.poolMinIdlePerHost
@@ -150,6 +206,49 @@ class ProxyRuntime:
             self.resolver.negativeTtl = min(5.0, config.dnsCacheTtl)
         if self._endpoints.connectTimeout != config.connectTimeout:
             self._endpoints.reconfigure(config.connectTimeout)
+        return self._reconfigureCache(old, config)
+
+    def _reconfigureCache(self, old: ProxyConfig, new: ProxyConfig) -> list[str]:
+        """
+        Apply C{new}'s cache settings to the cache in use, in place: its
+        byte budget and largest object (a smaller budget is reached by
+        evicting the least recently used entries as new responses are
+        stored), its heuristic freshness cap and collapse timeout.  What
+        would need another cache takes a restart: turning it on or off, or
+        moving it (C{cache-dir}, which names one process's directory).
+
+        @return: notes for the reload's log line.
+        """
+        cache = self.factory.cache
+        capacity = new.cacheDiskSize if new.cacheDir is not None else new.cacheSize
+        if cache is None:
+            return ["turning the cache on takes a restart"] if capacity > 0 else []
+        directory = None if new.cacheDir is None else os.path.abspath(new.cacheDir)
+        if directory != getattr(cache.store, "path", None):
+            return []  # cache-dir takes a restart; the reload says so
+        if capacity <= 0:
+            return ["turning the cache off takes a restart; it stays on with its old size"]
+        notes = []
+        store = cache.store
+        if (store.capacity, store.maxObjectSize) != (capacity, min(new.cacheMaxObject, capacity)):
+            store.capacity = capacity
+            store.maxObjectSize = min(new.cacheMaxObject, capacity)
+            if store.size > capacity:
+                notes.append(
+                    "the cache holds more than its new size until new responses evict "
+                    "the least recently used"
+                )
+        if (cache.config.heuristicMax, cache.config.collapseTimeout) != (
+            new.cacheHeuristicMax, new.cacheCollapseTimeout
+        ):
+            cache.config = dataclasses.replace(
+                cache.config,
+                heuristicMax=new.cacheHeuristicMax,
+                collapseTimeout=new.cacheCollapseTimeout,
+            )
+        if new.pseudonym != old.pseudonym:
+            notes.append("the cache keeps its old name in Cache-Status until a restart")
+        return notes
 
 
 def raiseFileLimit(runtime: ProxyRuntime) -> None:
@@ -194,14 +293,17 @@ class RecordFiles:
     publisher while started.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Any = None) -> None:
         """
         Open the files C{settings} name.
 
+        @param clock: the writers' timer (they write within 50 ms, in
+            batches), or L{None} to write every record at once.
         @raise SettingError: naming the option, if a file cannot be opened.
         """
         self.settings = settings
-        self.observers = _openRecordFiles(settings)
+        self.clock = clock
+        self.observers = _openRecordFiles(settings, clock)
         self._started = False
 
     def __bool__(self) -> bool:
@@ -235,7 +337,7 @@ class RecordFiles:
         """
         if _recordKey(settings) == _recordKey(self.settings):
             return None
-        return RecordFiles(settings)
+        return RecordFiles(settings, self.clock)
 
     def close(self) -> None:
         for observer in self.observers:
@@ -255,23 +357,24 @@ def _recordKey(settings: Settings) -> tuple[Any, ...]:
     return tuple(settings[name] for name in _RECORD_SETTINGS)
 
 
-def _openRecordFiles(settings: Settings) -> list[Any]:
+def _openRecordFiles(settings: Settings, clock: Any) -> list[Any]:
     """
     The observers writing the files C{settings} name.
 
     @raise SettingError: naming the option, if a file cannot be opened (the
         others are closed again).
     """
-    from ..records.history import accessLogObserver, historyObserver
+    from ..records.logfiles import accessLogObserver, historyObserver
 
     opening = []
     if settings["history"]:
         opening.append(("history", lambda: historyObserver(
-            settings["history"], settings["history-rotate-size"], settings["history-keep"]
+            settings["history"], settings["history-rotate-size"], settings["history-keep"],
+            clock,
         )))
     if settings["access-log"]:
         opening.append(("access-log", lambda: accessLogObserver(
-            settings["access-log"], settings["access-log-format"]
+            settings["access-log"], settings["access-log-format"], clock
         )))
     observers: list[Any] = []
     for name, open_ in opening:
@@ -548,6 +651,18 @@ def describeChanges(old: Settings, new: Settings) -> list[str]:
     return changes
 
 
+def restartNotes(initial: Settings, new: Settings) -> list[str]:
+    """
+    The settings of C{new} that a reload cannot apply (L{Setting.restart})
+    and that differ from what the process started with, in words.
+    """
+    return [
+        f"{s.name} takes a restart to change (still {s.shown(initial[s.name])})"
+        for s in SETTINGS
+        if s.restart and s.inFile and initial[s.name] != new[s.name]
+    ]
+
+
 # -- one process ----------------------------------------------------------------
 
 
@@ -558,14 +673,19 @@ class ProxyService(MultiService):
     the signals.
 
     @ivar built: the settings in force and what they built.
+    @ivar initial: the settings the service started with (those a reload
+        cannot change stay as they were).
     @ivar source: where the settings come from (re-read by L{reload}), or
         L{None} if they cannot be re-read.
     @ivar console: the console to buffer, rotate and set the level of:
         twistd's, if it is ours (found when the service starts, since
         twistd starts logging after making the service).
+    @ivar metrics: the C{--metrics} endpoint (a child service), or
+        L{None}.
     """
 
     console: Console | None = None
+    metrics: MetricsService | None = None
 
     def __init__(
         self,
@@ -576,15 +696,29 @@ class ProxyService(MultiService):
     ) -> None:
         super().__init__()
         self.built = built
+        self.initial = built.settings
         self.reactor = reactor
         self.source = source
         self._twistdConsole = twistdConsole
-        self.records = RecordFiles(built.settings)
-        self.runtime = ProxyRuntime(built.config, reactor, transactionDetail=bool(self.records))
+        self.records = RecordFiles(built.settings, reactor)
+        try:
+            self.runtime = ProxyRuntime(
+                built.config, reactor, transactionDetail=bool(self.records)
+            )
+        except StartupError:
+            self.records.close()
+            raise
         self.signals = Signals(reactor)
         self._draining: Draining | None = None
         self._bound = False
         self.listeners = list(built.listeners)
+        if built.settings["metrics"] is not None:
+            from .metrics import MetricsService
+
+            self.metrics = MetricsService.forProxy(
+                reactor, built.settings.values, self.factory, self.pool
+            )
+            self.metrics.setServiceParent(self)
 
     @property
     def factory(self) -> ProxyFactory:
@@ -606,11 +740,38 @@ class ProxyService(MultiService):
         try:
             self.listeners = bindAll(self.listeners, self.built.config.maxConnections)
         except ListenError as e:
-            self.records.close()
+            self._closeAll()
             raise StartupError(str(e)) from None
+        if self.metrics is not None:
+            try:
+                self.metrics.bind()
+            except ListenError as e:
+                for listener in self.listeners:
+                    listener.close()
+                self._closeAll()
+                raise StartupError(str(e)) from None
         self._bound = True
         for listener in self.listeners:
-            ListeningPort(listener, self.reactor, self.runtime.factory).setServiceParent(self)
+            self._addPort(listener)
+
+    def _addPort(self, listener: Listener) -> None:
+        """
+        Serve C{listener}: a L{ListeningPort} child, before the metrics
+        endpoint (children start in order: the proxy's ports first).
+        """
+        port = ListeningPort(listener, self.reactor, self.runtime.factory)
+        port.setServiceParent(self)
+        if self.metrics is not None:
+            self.services.remove(port)
+            self.services.insert(self.services.index(self.metrics), port)
+
+    def _closeAll(self) -> None:
+        """
+        Close what the service opened when it was made (a start that
+        failed).
+        """
+        self.records.close()
+        self.runtime.stop()
 
     def privilegedStartService(self) -> None:
         self.bind()
@@ -625,6 +786,7 @@ class ProxyService(MultiService):
         raiseFileLimit(self.runtime)
         logStart(self.built)
         self.records.start()
+        self.runtime.start()
         if self.console is not None:
             self.console.startBuffering(self.reactor)
         self._installSignals()
@@ -700,10 +862,11 @@ class ProxyService(MultiService):
             for listener in added:
                 listener.close()
             raise StartupError(str(e)) from None
-        self.runtime.apply(new.config)
+        notes += restartNotes(self.initial, new.settings)
+        notes += self.runtime.apply(new.config)
         raiseFileLimit(self.runtime)
-        if new.settings["workers"] != self.built.settings["workers"]:
-            notes.append("workers takes a restart to change")
+        if self.metrics is not None:
+            self.metrics.reconfigure(new.settings.values)
         for child in list(self):
             if isinstance(child, ListeningPort) and child.listener in removed:
                 child.disownServiceParent()
@@ -711,7 +874,7 @@ class ProxyService(MultiService):
                 notes.append(f"stopped listening on {child.listener.describe()}")
         for listener in added:
             self.listeners.append(listener)
-            ListeningPort(listener, self.reactor, self.runtime.factory).setServiceParent(self)
+            self._addPort(listener)
         if records is not None:
             self.records.close()
             self.records = records
@@ -727,13 +890,24 @@ class ProxyService(MultiService):
     def stopService(self) -> defer.Deferred[None]:
         """
         Stop accepting, let what is in progress finish (see L{Draining}),
-        close the pool and the files.
+        then stop the metrics endpoint (which says "draining" meanwhile),
+        close the pool, the cache and the files.
         """
         # SIGTERM and SIGINT stay ours while what is in progress finishes:
         # again, they cut it.
         self.signals.restore(*[n for n in self.signals.installed() if n not in STOP_SIGNALS])
+        metrics = self.metrics
+        drained: defer.Deferred[None] = defer.Deferred()
+        if metrics is not None:
+            # /healthz answers 503 from now on; the endpoint stays up, live,
+            # until the connections are done.
+            metrics.monitor.health.drain(until=drained)
         # The listening ports stop first: no new connections.
-        d = defer.maybeDeferred(super().stopService)
+        Service.stopService(self)
+        d: defer.Deferred[Any] = defer.DeferredList(
+            [defer.maybeDeferred(child.stopService) for child in reversed(list(self))
+             if child is not metrics]
+        )
         timeout = self.built.settings["shutdown-timeout"]
         draining = self._draining = Draining(self.runtime.factory, self.reactor, timeout)
 
@@ -745,8 +919,16 @@ class ProxyService(MultiService):
 
         d.addBoth(drain)
 
+        def stopMetrics(result: object) -> defer.Deferred[Any] | None:
+            drained.callback(None)
+            if metrics is None:
+                return None
+            return defer.maybeDeferred(metrics.stopService)
+
+        d.addBoth(stopMetrics)
+
         def stopped(result: object) -> None:
-            self.runtime.pool.closeIdle()
+            self.runtime.stop()
             self.records.close()
             _log.info("twisted-proxy stopped.")
             if self.console is not None:

@@ -44,7 +44,7 @@ from .. import __version__
 if TYPE_CHECKING:
     from ..proxy.config import ProxyConfig
     from ..proxy.policy import HostPatterns, Policy
-    from ..proxy.upstream import ParentProxy
+    from ..proxy.parent import ParentProxy
     from .listening import Listener
 
 __all__ = [
@@ -231,7 +231,7 @@ class Size(Kind):
         )
 
     def fromText(self, text: str) -> int:
-        from ..records.history import parseSize
+        from ..records.units import parseSize
 
         try:
             value = parseSize(text)
@@ -285,10 +285,24 @@ class Text(Kind):
         self.expected = expected
         self._validate = validate
 
-    def check(self, value: str) -> str:
+    def check(self, value: str) -> Any:
         if self._validate is not None:
-            self._validate(value)
+            made = self._validate(value)
+            if made is not None:
+                return made
         return value
+
+
+class Endpoint(Text):
+    """
+    A listening endpoint given as a string, or in a file also as a bare port
+    number (C{metrics = 9100}).
+    """
+
+    def fromToml(self, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        return super().fromToml(value)
 
 
 class Path(Kind):
@@ -319,6 +333,25 @@ class Path(Kind):
         """
         if self.writable:
             _checkWritable(value)
+
+
+class Directory(Path):
+    """
+    A directory the proxy creates if need be and writes in: it, or the
+    directory it would be made in, must exist and be writable.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(writable=True)
+        self.expected = "a directory name"
+
+    def checkFile(self, value: str) -> None:
+        directory = os.path.abspath(value)
+        parent = directory if os.path.isdir(directory) else os.path.dirname(directory)
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+            raise ValueError(
+                f"cannot create or write it (is {parent} an existing, writable directory?)"
+            )
 
 
 def _checkWritable(path: str) -> None:
@@ -487,8 +520,52 @@ def _realm(text: str) -> None:
         raise Expected("printable ASCII characters only")
 
 
+def _reverseURL(text: str) -> None:
+    from ..proxy.config import ReverseOrigin
+
+    ReverseOrigin.fromURL(text)
+
+
+def _reverseHost(item: str) -> None:
+    from ..proxy.config import ReverseOrigin
+
+    name, sep, url = item.partition("=")
+    if not sep or not name.strip():
+        raise Expected("NAME=http://host[:port], e.g. www.example.com=http://127.0.0.1:8000")
+    ReverseOrigin.fromURL(url.strip())
+
+
+def reverseHosts(items: Iterable[str]) -> tuple[tuple[str, Any], ...]:
+    """
+    The C{--reverse-host} items (C{NAME=URL}, checked) as L{ProxyConfig}
+    wants them: C{(name, ReverseOrigin)}, the name lower-cased and without
+    a trailing dot.
+    """
+    from ..proxy.config import ReverseOrigin
+
+    pairs = []
+    for item in items:
+        name, _, url = item.partition("=")
+        pairs.append((name.strip().lower().rstrip("."), ReverseOrigin.fromURL(url.strip())))
+    return tuple(pairs)
+
+
+def _metricsEndpoint(text: str) -> str:
+    from .listening import Listener
+    from .metrics import metricsEndpoint
+
+    try:
+        endpoint = metricsEndpoint(text)
+        Listener.parse(endpoint)
+    except ValueError as e:
+        raise ValueError(
+            f"not a valid endpoint ({e}); e.g. 9100 or tcp:9100:interface=127.0.0.1"
+        ) from None
+    return endpoint
+
+
 def _parentURL(text: str) -> None:
-    from ..proxy.upstream import ParentProxy
+    from ..proxy.parent import ParentProxy
 
     ParentProxy.fromURL(text)
 
@@ -551,6 +628,8 @@ _LISTEN = "Listening and processes"
 _CLIENTS = "Clients"
 _UPSTREAM = "Upstream"
 _ACCESS = "Access rules"
+_CACHE = "Cache"
+_REVERSE = "Reverse proxy"
 _RECORDS = "Records and logs"
 _OPERATIONS = "Operations"
 
@@ -623,8 +702,9 @@ SETTINGS: tuple[Setting, ...] = (
             "most this much of the rest to keep the connection (k, M, G); a longer rest "
             "closes it after a lingering close.", FROM_CONFIG, _CLIENTS),
     Setting("linger-timeout", Seconds(),
-            "Seconds a lingering close reads and drops what a client still sends before "
-            "the connection is closed.", FROM_CONFIG, _CLIENTS),
+            "Seconds a lingering close keeps reading and dropping what a client still sends "
+            "after its last response, so that it reads the response instead of a reset.",
+            FROM_CONFIG, _CLIENTS),
     Setting("max-target-length", Count(1), "Longest request-target (then 414).",
             FROM_CONFIG, _CLIENTS),
     Setting("max-header-size", Count(1),
@@ -703,14 +783,47 @@ SETTINGS: tuple[Setting, ...] = (
             defaultText="no authentication"),
     Setting("auth-realm", Text("printable ASCII characters", _realm),
             "The realm of the Proxy-Authenticate challenge.", "twisted-proxy", _ACCESS),
+    # Cache.
+    Setting("cache-size", Size(),
+            "Memory for the HTTP cache (RFC 9111; k, M, G); 0 turns the cache off.",
+            FROM_CONFIG, _CACHE),
+    Setting("cache-max-object", Size(), "Largest response body the cache stores (k, M, G).",
+            FROM_CONFIG, _CACHE),
+    Setting("cache-dir", Directory(),
+            "Keep the cache on disk in this directory instead of in memory (it survives "
+            "restarts; one process per directory: workers use DIR/worker-N).", FROM_CONFIG,
+            _CACHE, defaultText="the cache is in memory", restart=True),
+    Setting("cache-disk-size", Size(), "Disk space for --cache-dir (k, M, G).", FROM_CONFIG,
+            _CACHE),
+    Setting("cache-heuristic-max", Seconds(),
+            "Longest heuristic freshness, in seconds, for responses with Last-Modified but no "
+            "explicit lifetime (10% of their age, at most this).", FROM_CONFIG, _CACHE),
+    Setting("cache-collapse-timeout", Seconds(),
+            "Seconds a request waits for an identical one in flight before it goes to the "
+            "origin itself.", FROM_CONFIG, _CACHE),
+    # Reverse proxy.
+    Setting("reverse", Text("an http:// URL such as http://127.0.0.1:8000", _reverseURL),
+            "Reverse-proxy (accelerator) mode: send origin-form requests to this origin, "
+            "http://host[:port]; the client's Host is kept.", None, _REVERSE,
+            defaultText="off: a forward proxy"),
+    Setting("reverse-host",
+            Repeated("NAME=http://host[:port] mappings", _reverseHost),
+            "Reverse-proxy mode for one site (repeatable): NAME=http://host[:port] sends "
+            "origin-form requests whose Host is NAME to that origin.", [], _REVERSE,
+            defaultText="none"),
+    Setting("reverse-rewrite-host", Flag(),
+            "In reverse-proxy mode, send the origin's own host:port as Host instead of the "
+            "client's.", FROM_CONFIG, _REVERSE),
     # Records and logs.
     Setting("history", Path(writable=True),
-            "Write one JSON record per transaction to this file (JSON Lines).", None,
-            _RECORDS, defaultText="none"),
+            "Write one JSON record per transaction to this file (JSON Lines, written within "
+            "50 ms, and at every clean stop).", None, _RECORDS, defaultText="none"),
     Setting("history-rotate-size", Size(),
-            "Rotate the history file at this size (k, M, G; 0 disables rotation).", "10M",
+            "Also rotate the history file at this size (k, M, G), deleting the oldest beyond "
+            "--history-keep; 0: never (rotate it with logrotate and SIGUSR1).", "0",
             _RECORDS),
-    Setting("history-keep", Count(1), "Rotated history files to keep.", 10, _RECORDS),
+    Setting("history-keep", Count(1),
+            "Rotated history files to keep with --history-rotate-size.", 10, _RECORDS),
     Setting("history-headers", Choice("redacted", "all"),
             "Header values in history and logs: redacted (Authorization, "
             "Proxy-Authorization, Cookie, Set-Cookie hidden) or all.", "redacted", _RECORDS),
@@ -724,6 +837,13 @@ SETTINGS: tuple[Setting, ...] = (
             "connection and request and what an operator should know; warn or error, "
             "problems only.", "info", _RECORDS),
     # Operations.
+    Setting("metrics",
+            Endpoint("an endpoint such as 9100 or tcp:9100:interface=127.0.0.1",
+                     _metricsEndpoint),
+            "Serve Prometheus metrics (/metrics), a status page (/) and a health check "
+            "(/healthz) on this endpoint, e.g. tcp:9100:interface=127.0.0.1; a bare port "
+            "listens on 127.0.0.1 only.", None, _OPERATIONS, defaultText="off",
+            restart=True),
     Setting("shutdown-timeout", Seconds(zero=True),
             "On SIGTERM or SIGINT, seconds to let transactions and tunnels in progress "
             "finish before they are cut (a second signal cuts them at once).", 30.0,
@@ -740,7 +860,9 @@ SETTINGS: tuple[Setting, ...] = (
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 # ProxyConfig fields that are not one setting each.
-_DERIVED_FIELDS = {"policy", "redactHistory", "parent", "parentBypass", "abortTimeout"}
+_DERIVED_FIELDS = {
+    "policy", "redactHistory", "parent", "parentBypass", "abortTimeout", "reverse", "reverseHosts",
+}
 
 
 def _configFields() -> dict[str, dataclasses.Field[Any]]:
@@ -1148,9 +1270,9 @@ def build(settings: Settings) -> Built:
 
     @raise SettingError: naming the option, or the file and key.
     """
-    from ..proxy.config import ConfigError, ProxyConfig
+    from ..proxy.config import ConfigError, ProxyConfig, ReverseOrigin
+    from ..proxy.parent import ParentProxy
     from ..proxy.policy import ConfigurationError, HostPatterns, HtpasswdError, Policy
-    from ..proxy.upstream import ParentProxy
     from .listening import Listener
 
     listeners: list[Listener] = []
@@ -1192,6 +1314,12 @@ def build(settings: Settings) -> Built:
         field.name: settings[name] for name, field in _configFields().items()
         if name != "pseudonym"
     }
+    reverse = None
+    if settings["reverse"] is not None:
+        try:
+            reverse = ReverseOrigin.fromURL(settings["reverse"])
+        except ValueError as e:
+            raise settings.error("reverse", e) from None
     try:
         config = ProxyConfig(
             pseudonym=pseudonym,
@@ -1199,6 +1327,8 @@ def build(settings: Settings) -> Built:
             parentBypass=bypass,
             policy=policy,
             redactHistory=settings["history-headers"] != "all",
+            reverse=reverse,
+            reverseHosts=reverseHosts(settings.itemsOf("reverse-host")),
             **fields,
         )
     except ConfigError as e:
@@ -1300,8 +1430,11 @@ def exampleFile() -> str:
         "# Every key is a command-line option of the same name (twistd proxyserver --help);",
         "# an option given on the command line wins over the file.  Relative file names are",
         "# relative to this file's directory.  SIGHUP re-reads this file (and the auth file)",
-        "# and applies every change except workers to new requests, without dropping a",
-        "# connection; an invalid file is refused with the reason logged.  Check a file with",
+        "# and applies every change to new requests, without dropping a connection, except",
+        "# {} (they take a restart); an invalid file is refused with".format(
+            ", ".join(s.name for s in SETTINGS if s.restart and s.inFile)
+        ),
+        "# the reason logged.  Check a file with",
         "#     twistd -n proxyserver --check-config --config proxyserver.toml",
         "#",
         "# Lists of networks and host patterns may name files of them: an item \"@PATH\"",
@@ -1317,7 +1450,7 @@ def exampleFile() -> str:
             group = setting.group
             out += ["", "", "# " + "-" * 4 + " " + group + " " + "-" * (70 - len(group))]
         out.append("")
-        out += ["# " + line for line in textwrap.wrap(setting.help, 86)]
+        out += ["# " + line for line in textwrap.wrap(setting.help, 86, break_on_hyphens=False)]
         value = defaultOf(setting)
         if setting.defaultText is not None and (value is None or value == []):
             out.append(f"# Default: {'not set' if value is None else 'empty'} "
@@ -1343,6 +1476,10 @@ _EXAMPLES = {
     "auth-file": '"/etc/twisted-proxy/htpasswd"',
     "history": '"/var/log/twisted-proxy/history.jsonl"',
     "access-log": '"/var/log/twisted-proxy/access.log"',
+    "cache-dir": '"/var/cache/twisted-proxy"',
+    "reverse": '"http://127.0.0.1:8000"',
+    "reverse-host": '["www.example.com=http://127.0.0.1:8000"]',
+    "metrics": '"tcp:9100:interface=127.0.0.1"',
 }
 
 

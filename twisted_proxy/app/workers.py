@@ -20,7 +20,14 @@ Workers do not write log files: each worker's log events travel to the
 parent as JSON (on the worker's standard output, in batches), and the
 parent publishes them, tagged with the worker's id, to its own observers.
 So the console shows every worker, and the history and access-log files
-have exactly one writer.
+have exactly one writer.  The transaction records travel too while
+something in the parent reads them (the history, the access log, or the
+C{--metrics} endpoint, which the parent serves; each worker also sends it
+its gauges every second: L{twisted_proxy.app.metrics}).
+
+A disk cache (C{--cache-dir DIR}) has one process per directory: worker N
+keeps its cache in C{DIR/worker-N}, which the parent creates and checks
+before it starts the workers.
 
 The parent supervises: a worker that exits unexpectedly is logged and
 started again after a back-off delay (1 s, doubling up to 30 s, reset once
@@ -39,11 +46,11 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet import error as ierror
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, eventAsJSON, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
@@ -61,8 +68,13 @@ from .service import (
     logStart,
     raiseFileLimit,
     reloadInto,
+    restartNotes,
 )
 from .settings import Built, SettingError, Settings, build
+
+if TYPE_CHECKING:
+    from ..proxy.config import ProxyConfig
+    from .metrics import MetricsService
 
 __all__ = ["WorkerSupervisor", "main"]
 
@@ -137,10 +149,14 @@ class WorkerSupervisor(MultiService):
     Opens the listening sockets, starts the workers and supervises them.
 
     @ivar built: the settings in force and what they built.
+    @ivar initial: the settings the supervisor started with (those a
+        reload cannot change stay as they were).
     @ivar source: where the settings come from (re-read on SIGHUP).
     @ivar count: how many workers.
     @ivar workers: worker id to the process serving as that worker.
     @ivar retiring: processes told to stop, not yet ended.
+    @ivar metrics: the C{--metrics} endpoint (a child service), or
+        L{None}.
     @cvar killAfter: seconds past C{--shutdown-timeout} a worker is given
         to exit before it is killed.
     """
@@ -149,6 +165,7 @@ class WorkerSupervisor(MultiService):
     stableAfter = 60.0
     killAfter = 5.0
     console: Any = None
+    metrics: MetricsService | None = None
 
     def __init__(
         self,
@@ -160,12 +177,13 @@ class WorkerSupervisor(MultiService):
     ) -> None:
         super().__init__()
         self.built = built
+        self.initial = built.settings
         self.reactor = reactor
         self.source = source
         self._twistdConsole = twistdConsole
         self.count: int = built.settings["workers"]
         self.publish = publisher if publisher is not None else globalLogPublisher
-        self.records = RecordFiles(built.settings)
+        self.records = RecordFiles(built.settings, reactor)
         self.listeners = list(built.listeners)
         self.signals = Signals(reactor)
         self.workers: dict[int, _WorkerProcess] = {}
@@ -174,20 +192,43 @@ class WorkerSupervisor(MultiService):
         self._restartCalls: dict[int, Any] = {}
         self._stopping = False
         self._bound = False
+        if built.settings["metrics"] is not None:
+            from .metrics import MetricsService
+
+            self.metrics = MetricsService.forWorkers(reactor, built.settings.values, self)
+            self.metrics.setServiceParent(self)
+
+    @property
+    def stopping(self) -> bool:
+        """
+        Whether the proxy is stopping (the workers no longer accept).
+        """
+        return self._stopping
 
     def bind(self) -> None:
         """
-        Open the listening sockets now (before twistd daemonizes).
+        Open the listening sockets now (before twistd daemonizes), and
+        check the workers' cache directories.
 
-        @raise StartupError: if one cannot be opened.
+        @raise StartupError: if a socket cannot be opened, or a cache
+            directory used.
         """
         if self._bound:
             return
         try:
+            checkWorkerCaches(self.built.config, self.count)
             self.listeners = bindAll(self.listeners, self.built.config.maxConnections)
-        except ListenError as e:
+        except (ListenError, StartupError) as e:
             self.records.close()
             raise StartupError(str(e)) from None
+        if self.metrics is not None:
+            try:
+                self.metrics.bind()
+            except ListenError as e:
+                for listener in self.listeners:
+                    listener.close()
+                self.records.close()
+                raise StartupError(str(e)) from None
         self._bound = True
 
     def privilegedStartService(self) -> None:
@@ -265,6 +306,12 @@ class WorkerSupervisor(MultiService):
         args = [sys.executable, "-m", "twisted_proxy.app.workers", "--worker-id", str(workerId)]
         process = _WorkerProcess(self, workerId)
         self.workers[workerId] = process
+        own = []
+        if self.metrics is not None and self.metrics.port is not None:
+            # Requests to the parent's metrics endpoint are loops.
+            address = self.metrics.port.getHost()
+            if getattr(address, "host", None) is not None:
+                own.append([address.host, address.port])
         # The worker starts with these signals blocked (a signal mask is
         # inherited; a handler or SIG_IGN is reset by spawnProcess), and
         # ignores them once it can: a Ctrl-C that reaches the whole process
@@ -276,7 +323,13 @@ class WorkerSupervisor(MultiService):
             )
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        process.send({"start": {"settings": self.built.settings.toJSON(), "listeners": listeners}})
+        process.send({
+            "start": {
+                "settings": self.built.settings.toJSON(),
+                "listeners": listeners,
+                "ownAddresses": own,
+            }
+        })
         _log.info("Started worker {worker} (pid {pid})", worker=workerId, pid=process.transport.pid)
 
     def workerEnded(self, process: _WorkerProcess, reason: Failure) -> None:
@@ -341,8 +394,9 @@ class WorkerSupervisor(MultiService):
             for listener in added:
                 listener.close()
             raise StartupError(str(e)) from None
-        if new.settings["workers"] != self.count:
-            notes.append("workers takes a restart to change")
+        notes += restartNotes(self.initial, new.settings)
+        if self.metrics is not None:
+            self.metrics.reconfigure(new.settings.values)
         if records is not None:
             self.records.close()
             self.records = records
@@ -371,21 +425,62 @@ class WorkerSupervisor(MultiService):
         """
         Start a new worker for each running one, which is told to stop
         gracefully (it finishes what it serves, then exits).
+
+        With a disk cache, a new worker must wait for the one it replaces
+        to end (a cache directory has one process): workers are then
+        replaced one at a time, the others serving meanwhile.
         """
-        timeout = self.built.settings["shutdown-timeout"]
-        for workerId, process in list(self.workers.items()):
-            process.retiring = True
-            self.retiring.add(process)
-            process.send({"stop": {"timeout": timeout}})
-            del self.workers[workerId]
-            self._spawn(workerId)
+        self._generation += 1
+        if self.built.config.cacheDir is None:
+            for workerId, process in list(self.workers.items()):
+                self._retire(process)
+                self._spawn(workerId)
+            return
+        generation = self._generation
+        waiting = sorted(self.workers)
+
+        def replaceNext(result: object = None) -> None:
+            while waiting and not self._stopping and generation == self._generation:
+                workerId = waiting.pop(0)
+                process = self.workers.get(workerId)
+                if process is None:
+                    continue  # it crashed meanwhile: restarted as usual
+                self._retire(process)
+                process.ended.addCallback(spawn, workerId)
+                return
+
+        def spawn(result: object, workerId: int) -> None:
+            if not self._stopping and workerId not in self.workers:
+                self._spawn(workerId)
+            replaceNext()
+
+        replaceNext()
+
+    _generation = 0
+
+    def _retire(self, process: _WorkerProcess) -> None:
+        """
+        Tell C{process} to stop gracefully; it is not restarted when it
+        ends.
+        """
+        process.retiring = True
+        self.retiring.add(process)
+        process.send({"stop": {"timeout": self.built.settings["shutdown-timeout"]}})
+        if self.workers.get(process.workerId) is process:
+            del self.workers[process.workerId]
 
     def stopService(self) -> Deferred[None]:
         self._stopping = True
         # SIGTERM and SIGINT stay ours until the workers are gone: again,
         # they tell the workers to cut what they serve.
         self.signals.restore(*[n for n in self.signals.installed() if n not in STOP_SIGNALS])
-        super().stopService()
+        metrics = self.metrics
+        drained: Deferred[None] = Deferred()
+        if metrics is not None:
+            # /healthz answers 503 from now on; the endpoint stays up until
+            # the workers are gone.
+            metrics.monitor.health.drain(until=drained)
+        Service.stopService(self)
         for call in self._restartCalls.values():
             if call.active():
                 call.cancel()
@@ -402,6 +497,14 @@ class WorkerSupervisor(MultiService):
             self._abortWorkers()
         killer = self.reactor.callLater(timeout + self.killAfter, self._kill)
         d: Deferred[Any] = DeferredList(ended) if ended else succeed(None)
+
+        def stopMetrics(result: object) -> Deferred[Any] | None:
+            drained.callback(None)
+            if metrics is None:
+                return None
+            return maybeDeferred(metrics.stopService)
+
+        d.addBoth(stopMetrics)
 
         def stopped(result: object) -> None:
             if killer.active():
@@ -473,24 +576,41 @@ class _Worker:
     """
 
     def __init__(self, reactor: Any, workerId: int, start: dict[str, Any]) -> None:
+        """
+        @raise StartupError: if the worker cannot serve (its cache directory
+            is in use).
+        """
         self.reactor = reactor
         self.workerId = workerId
         settings = Settings.fromJSON(start["settings"])
         self.built = build(settings)
         self.runtime = ProxyRuntime(
-            self.built.config,
+            workerConfig(self.built.config, workerId),
             reactor,
-            transactionDetail=bool(settings["history"] or settings["access-log"]),
+            transactionDetail=parentReadsRecords(settings),
             connectionIdPrefix=f"w{workerId}-",
         )
         self.ports: list[Any] = []
         self.adopted = [(fd, family, description) for fd, family, description in start["listeners"]]
+        self.ownAddresses = [(host, port) for host, port in start.get("ownAddresses", [])]
         self._draining: Draining | None = None
         self.relay: _JSONRelay | None = None
+        self.service = MultiService()
+        if settings["metrics"] is not None:
+            # The parent serves the endpoint; this worker reports its
+            # gauges to it.
+            from .metrics import GaugeReporter, ProxyGauges
+
+            factory, pool = self.runtime.factory, self.runtime.pool
+            GaugeReporter(reactor, ProxyGauges(factory, pool).read).setServiceParent(self.service)
 
     def start(self) -> None:
         raiseFileLimit(self.runtime)
+        self.runtime.start()
+        self.service.startService()
         factory = self.runtime.factory
+        for host, port in self.ownAddresses:
+            factory.addListeningAddress(host, port)
         for fd, family, description in self.adopted:
             listener = next(
                 (x for x in Listener.parse(description) if x.family == family), None
@@ -516,10 +636,10 @@ class _Worker:
                 _log.error("Worker {worker} kept its configuration: {error}",
                            worker=self.workerId, error=e)
                 return
-            self.runtime.apply(new.config)
+            self.runtime.apply(workerConfig(new.config, self.workerId))
             raiseFileLimit(self.runtime)
             settings = new.settings
-            records = bool(settings["history"] or settings["access-log"])
+            records = parentReadsRecords(settings)
             self.runtime.factory.transactionDetail = records
             if self.relay is not None:
                 from .console import LEVELS
@@ -552,10 +672,51 @@ class _Worker:
         self._draining = Draining(self.runtime.factory, self.reactor, timeout)
 
         def stopped(result: object) -> None:
-            self.runtime.pool.closeIdle()
+            self.service.stopService()
+            self.runtime.stop()
             self.reactor.callLater(0, self.reactor.stop)
 
         self._draining.start().addBoth(stopped)
+
+
+def parentReadsRecords(settings: Settings) -> bool:
+    """
+    Whether the parent reads the workers' transaction records (to write the
+    history or the access log, or to count them for C{--metrics}).
+    """
+    return bool(settings["history"] or settings["access-log"] or settings["metrics"])
+
+
+def workerConfig(config: ProxyConfig, workerId: int) -> ProxyConfig:
+    """
+    C{config} as worker C{workerId} runs it: a disk cache in its own
+    directory, C{DIR/worker-N} (a cache directory has one process).
+    """
+    if config.cacheDir is None:
+        return config
+    return config.replace(cacheDir=os.path.join(config.cacheDir, f"worker-{workerId}"))
+
+
+def checkWorkerCaches(config: ProxyConfig, count: int) -> None:
+    """
+    Make the workers' cache directories and check that each can be used
+    (that no other process uses it), so that a problem is reported at
+    start rather than by workers that keep failing.
+
+    @raise StartupError: saying which directory and why.
+    """
+    if config.cacheDir is None or config.cacheDiskSize <= 0:
+        return
+    from ..proxy.cache import CacheDirectoryError, DiskStore
+
+    for workerId in range(1, count + 1):
+        own = workerConfig(config, workerId)
+        assert own.cacheDir is not None
+        try:
+            store = DiskStore(own.cacheDir, own.cacheDiskSize, own.cacheMaxObject)
+        except CacheDirectoryError as e:
+            raise StartupError(str(e)) from None
+        store.close()
 
 
 def _keepSocketFile(port: Any) -> None:
@@ -585,6 +746,11 @@ class _JSONRelay:
 
         if not (wanted(event, self.level) or (self.records and "transaction" in event)):
             return
+        if "record" in event:
+            # The record object itself is for observers in this process;
+            # its dict, in "transaction", is what travels.
+            event = dict(event)
+            del event["record"]
         self.writer.write(eventAsJSON(event) + _RS)
 
 
@@ -625,9 +791,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     start = json.loads(first)["start"]
     settings = start["settings"]["values"]
-    relay = _JSONRelay(LEVELS[settings["log-level"]], bool(settings["history"] or settings["access-log"]))
+    relay = _JSONRelay(
+        LEVELS[settings["log-level"]], parentReadsRecords(Settings.fromJSON(start["settings"]))
+    )
     globalLogBeginner.beginLoggingTo([relay], redirectStandardIO=False, discardBuffer=True)
-    worker = _Worker(reactor, workerId, start)
+    try:
+        worker = _Worker(reactor, workerId, start)
+    except StartupError as e:
+        _log.error("Worker {worker} cannot start: {error}", worker=workerId, error=str(e))
+        relay.writer.stopBuffering()
+        raise SystemExit(1) from None
     worker.relay = relay
     commands = _Commands(worker)
     os.set_blocking(0, False)

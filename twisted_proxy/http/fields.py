@@ -9,7 +9,8 @@ Header rules a forward proxy applies (RFC 9110, RFC 9112, RFC 7239).
     C{Host} from the target, append C{Via} (RFC 9110 7.6.3), and optionally
     C{X-Forwarded-For} or C{Forwarded}.
   - L{viaHasPseudonym}: loop detection on C{Via}.
-  - L{redactHeaders}: header values that must not reach a log.
+  - L{redactHeaders} / L{redactValue}: THE redaction rule, for every log
+    and record the proxy writes (see L{SECRET_HEADERS}).
 
 Pure: no I/O, no Twisted imports.
 """
@@ -17,6 +18,7 @@ Pure: no I/O, no Twisted imports.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from .target import Target
 
@@ -26,7 +28,10 @@ __all__ = [
     "forwardResponseHeaders",
     "viaHasPseudonym",
     "redactHeaders",
+    "redactValue",
+    "REDACTED",
     "SECRET_HEADERS",
+    "CREDENTIAL_HEADERS",
 ]
 
 # Fields that describe one connection, never the message (RFC 9110 7.6.1),
@@ -45,7 +50,62 @@ HOP_BY_HOP = frozenset(
     ]
 )
 
-SECRET_HEADERS = frozenset([b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"])
+REDACTED = "<redacted>"
+"""
+What a redacted value (or the credentials after a kept scheme) reads as.
+"""
+
+CREDENTIAL_HEADERS = frozenset([b"authorization", b"proxy-authorization"])
+"""
+Fields that carry credentials (RFC 9110 11.6.2, 11.7.2): their
+authentication scheme is kept (C{Basic <redacted>}) when it is a known one.
+"""
+
+SECRET_HEADERS = CREDENTIAL_HEADERS | frozenset([b"cookie", b"set-cookie"])
+"""
+Fields whose values are secrets, lower case: credentials, and the session
+state of cookies (RFC 6265).  This is the one rule for what the proxy keeps
+out of its logs, its history and its TRACE echoes.
+
+Not in it, deliberately: C{WWW-Authenticate} and C{Proxy-Authenticate} are
+challenges the server sends to anyone who asks (their realm is what an
+operator needs to see when debugging a 401 or 407), and
+C{Authentication-Info}/C{Proxy-Authentication-Info} (RFC 9110 11.6.3,
+11.7.3) carry a server's proof and next nonce, which cannot be replayed as
+credentials.  Site-specific token fields (C{X-Api-Key} and the like) are
+not standard and so not known here; C{--history-headers} governs them no
+differently from any other field.
+"""
+
+_SECRET_NAMES = frozenset(name.decode("ascii") for name in SECRET_HEADERS)
+_CREDENTIAL_NAMES = frozenset(name.decode("ascii") for name in CREDENTIAL_HEADERS)
+
+# Authentication schemes shown in front of redacted credentials: the IANA
+# HTTP Authentication Scheme Registry, plus common unregistered ones.  An
+# unknown first word might be the secret itself (a client that sends a bare
+# token followed by something), so it is redacted with the rest.
+_KNOWN_SCHEMES = frozenset(
+    [
+        "basic",
+        "bearer",
+        "concealed",
+        "digest",
+        "dpop",
+        "hoba",
+        "mutual",
+        "negotiate",
+        "oauth",
+        "privatetoken",
+        "scram-sha-1",
+        "scram-sha-256",
+        "vapid",
+        # Not registered, widely sent.
+        "ntlm",
+        "aws4-hmac-sha256",
+        "token",
+    ]
+)
+
 
 
 def _connectionTokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
@@ -241,15 +301,40 @@ def viaHasPseudonym(headers: list[tuple[bytes, bytes]], pseudonym: bytes) -> boo
     return False
 
 
-def redactHeaders(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+def redactValue(name: str, value: str) -> str:
     """
-    The fields as text, with the values of credentials and cookies
-    replaced (for logs and history).
+    The value of the field C{name} as a log may show it: L{REDACTED} for a
+    field in L{SECRET_HEADERS}, except that for credentials a known
+    authentication scheme stays visible (C{"Basic <redacted>"}); any other
+    value unchanged.
+
+    @param name: the field name, in any case.
     """
-    return [
-        (
-            n.decode("latin-1"),
-            "<redacted>" if n.lower() in SECRET_HEADERS else v.decode("latin-1"),
-        )
-        for n, v in headers
-    ]
+    lower = name.lower()
+    if lower not in _SECRET_NAMES:
+        return value
+    if lower in _CREDENTIAL_NAMES:
+        scheme, sep, _ = value.strip().partition(" ")
+        if sep and scheme.lower() in _KNOWN_SCHEMES:
+            return scheme + " " + REDACTED
+    return REDACTED
+
+
+def redactHeaders(
+    headers: Iterable[tuple[bytes, bytes]] | Iterable[tuple[str, str]],
+) -> list[tuple[str, str]]:
+    """
+    Header fields as text (bytes are decoded as ISO-8859-1, as on the
+    wire), their values redacted by L{redactValue}: what every log line and
+    history record shows unless C{--history-headers=all} was asked for.
+    """
+    out: list[tuple[str, str]] = []
+    for n, v in headers:
+        if isinstance(n, bytes):
+            n = n.decode("latin-1")
+        if isinstance(v, bytes):
+            v = v.decode("latin-1")
+        if n.lower() in _SECRET_NAMES:
+            v = redactValue(n, v)
+        out.append((n, v))
+    return out

@@ -15,13 +15,63 @@ spelled it: C{--connect-timeout -5: must be a positive number of seconds}.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..http.errors import ProxyError
+from ..http.target import parseAuthority
+from .cache import CacheConfig, DiskStore, HTTPCache, MemoryStore, Store
 from .policy import HostPatterns, Policy
-from .upstream import ParentProxy
+from .parent import ParentProxy
 
-__all__ = ["ProxyConfig", "ConfigError"]
+__all__ = ["ConfigError", "ProxyConfig", "ReverseOrigin"]
+
+
+class ReverseOrigin:
+    """
+    An origin a reverse proxy serves: C{http://host[:port]}.
+
+    @ivar host: its host name or address.
+    @ivar port: its port.
+    @ivar authority: C{host[:port]} as sent in C{Host}.
+    """
+
+    __slots__ = ("host", "port", "authority")
+
+    def __init__(self, host: str, port: int, authority: bytes) -> None:
+        self.host = host
+        self.port = port
+        self.authority = authority
+
+    @classmethod
+    def fromURL(cls, url: str) -> ReverseOrigin:
+        """
+        Parse C{http://host[:port]} (a trailing C{/} allowed).
+
+        @raise ValueError: with a message saying what is wrong.
+        """
+        if not url.lower().startswith("http://"):
+            raise ValueError("must be an http:// URL, e.g. http://127.0.0.1:8000")
+        rest = url[len("http://"):].rstrip("/")
+        if "/" in rest or "?" in rest or "#" in rest:
+            raise ValueError("must be an origin without a path, e.g. http://127.0.0.1:8000")
+        try:
+            host, port, authority = parseAuthority(rest.encode("ascii"), 80)
+        except (ProxyError, UnicodeEncodeError) as e:
+            raise ValueError("bad origin {!r}: {}".format(rest, e)) from None
+        return cls(host, port, authority)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ReverseOrigin):
+            return NotImplemented
+        return (self.host, self.port) == (other.host, other.port)
+
+    def __hash__(self) -> int:
+        return hash((self.host, self.port))
+
+    def __repr__(self) -> str:
+        return "http://" + self.authority.decode("ascii")
 
 
 class ConfigError(ValueError):
@@ -97,6 +147,20 @@ class ProxyConfig:
     # Access policy.
     policy: Policy = field(default_factory=Policy.fromOptions)
 
+    # The cache (RFC 9111): in memory, or on disk with cacheDir.
+    cacheSize: int = _option("cache-size", 64 << 20)
+    cacheMaxObject: int = _option("cache-max-object", 8 << 20)
+    cacheDir: str | None = _option("cache-dir", None)
+    cacheDiskSize: int = _option("cache-disk-size", 1 << 30)
+    cacheHeuristicMax: float = _option("cache-heuristic-max", 86400.0)
+    cacheCollapseTimeout: float = _option("cache-collapse-timeout", 10.0)
+
+    # Reverse-proxy (accelerator) mode: origin-form requests go to these
+    # origins, by Host (reverseHosts) or all to one (reverse).
+    reverse: ReverseOrigin | None = _option("reverse", None)
+    reverseHosts: tuple[tuple[str, ReverseOrigin], ...] = _option("reverse-host", ())
+    reverseRewriteHost: bool = _option("reverse-rewrite-host", False)
+
     # Records.
     redactHistory: bool = True
 
@@ -104,8 +168,10 @@ class ProxyConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.type in ("float", "float | None") and value is not None:
-                # A DNS cache TTL of 0 turns the cache off.
-                if not value > 0 and not (f.name == "dnsCacheTtl" and value == 0):
+                if f.name == "dnsCacheTtl":
+                    if not value >= 0:
+                        self._invalid(f.name, "must be a number of seconds, 0 or more")
+                elif not value > 0:
                     self._invalid(f.name, "must be a positive number of seconds")
             elif f.type in ("int", "int | None") and value is not None:
                 if not isinstance(value, int) or value < 0:
@@ -127,9 +193,39 @@ class ProxyConfig:
         )
         raise ConfigError("--" + option, getattr(self, name), expected)
 
+    def newCache(self, now: Callable[[], float]) -> HTTPCache | None:
+        """
+        The cache these settings describe (on disk with C{cacheDir}, whose
+        index the caller rebuilds; else in memory), or L{None} when its size
+        is 0.
+
+        @param now: the clock (POSIX seconds).
+        @raise CacheDirectoryError: if the cache directory is unusable.
+        """
+        if self.cacheDir is not None:
+            if self.cacheDiskSize <= 0:
+                return None
+            store: Store = DiskStore(self.cacheDir, self.cacheDiskSize, self.cacheMaxObject)
+        elif self.cacheSize <= 0:
+            return None
+        else:
+            store = MemoryStore(self.cacheSize, self.cacheMaxObject)
+        return HTTPCache(
+            store,
+            now,
+            CacheConfig(
+                name=self.pseudonym,
+                heuristicMax=self.cacheHeuristicMax,
+                collapseTimeout=self.cacheCollapseTimeout,
+            ),
+        )
+
     @property
-    def pseudonymBytes(self) -> bytes:
-        return self.pseudonym.encode("ascii")
+    def reversing(self) -> bool:
+        """
+        Whether the proxy is a reverse proxy (an accelerator for origins).
+        """
+        return self.reverse is not None or bool(self.reverseHosts)
 
     def replace(self, **changes: object) -> ProxyConfig:
         """

@@ -8,7 +8,9 @@ Its steps, in the order one request takes them, each a method below::
 
     start           check the head: refusal, loops, target, size, Max-Forwards
     _authorize      the policy's verdict (a password check may run in a thread)
-    _lookUpCache    the cache's turn: answer here, or go on to the origin
+    _lookUpCache    the cache's turn (L{twisted_proxy.proxy.cache}): serve a
+                    stored response, wait for one in flight, or go on to the
+                    origin (with validators, if a stored one is stale)
     _connect        an upstream connection: pooled, new, or via a parent proxy
     _sendHead       the request head goes upstream
     requestBody     request body events, from the connection, go upstream
@@ -24,10 +26,13 @@ C{responseSwitched}; both end in C{_startTunnel}.
 States (C{_state}):
   - C{CHECKING}: the head is being checked.
   - C{AUTHORIZING}: waiting for a password check.
+  - C{WAITING}: waiting for the response to an identical request already
+    in flight (the cache's collapsed forwarding).
   - C{CONNECTING}: waiting for an upstream connection.
   - C{FORWARDING}: the request is going upstream; no final response yet.
   - C{RELAYING}: the final response head went to the client; its body is
     being relayed.
+  - C{SERVING}: a stored response is being sent from the cache.
   - C{TUNNEL}: bytes are relayed unparsed (CONNECT, or a 101 upgrade).
   - C{DONE}: over (answered, refused, failed or abandoned).  Callbacks from
     an upstream connection that was given up can never reach a later
@@ -53,7 +58,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..http.errors import BadGateway, GatewayTimeout, LoopDetected, PayloadTooLarge, ProxyError
+from ..http.errors import (
+    BadGateway,
+    Forbidden,
+    GatewayTimeout,
+    LoopDetected,
+    PayloadTooLarge,
+    ProxyError,
+)
 from ..http.fields import forwardRequestHeaders, forwardResponseHeaders, viaHasPseudonym
 from ..http.framing import (
     LAST_CHUNK,
@@ -65,13 +77,27 @@ from ..http.framing import (
     serializeResponseHead,
 )
 from ..http.target import Target, parseTarget
-from ..records.history import TransactionRecord
+from ..records.record import TransactionRecord
+from .cache import (
+    COLLAPSED,
+    FRESH_HIT,
+    NOT_MODIFIED,
+    ONLY_IF_CACHED_MISS,
+    STALE_WHILE_REVALIDATE,
+    CachedBody,
+    CacheLookup,
+    CacheWriter,
+)
 from .generated import Generated, errorResponse, maxForwards, maxForwardsResponse
+from .revalidation import BackgroundRevalidation
+from .tcp import writeNow
 from .tunnel import Tunnel, TunnelUpstreamProtocol
-from .upstream import ParentConnectProtocol, ParentProxy, UpstreamProtocol, connectFailureToError
+from .parent import ParentConnectProtocol, ParentProxy
+from .upstream import UpstreamProtocol, connectFailureToError
 
 if TYPE_CHECKING:
-    from .server import ProxyFactory, ProxyServerProtocol
+    from .factory import ProxyFactory
+    from .server import ProxyServerProtocol
 
 __all__ = ["Exchange"]
 
@@ -85,18 +111,21 @@ _NO_TARGET = Target("http", "", 0, b"", b"")
 # Exchange._state values.
 CHECKING = "CHECKING"
 AUTHORIZING = "AUTHORIZING"
+WAITING = "WAITING"
 CONNECTING = "CONNECTING"
 FORWARDING = "FORWARDING"
 RELAYING = "RELAYING"
+SERVING = "SERVING"
 TUNNEL = "TUNNEL"
 DONE = "DONE"
 
 
 def _headSize(head: RequestHead) -> int:
     """
-    The size of a request head as serialised.
+    The size of a request head as serialised: C{METHOD SP TARGET SP
+    HTTP/1.1 CRLF}, C{name: value CRLF} per field, and the final CRLF.
     """
-    size = len(head.method) + len(head.target) + 15
+    size = len(head.method) + len(head.target) + 14
     for n, v in head.headers:
         size += len(n) + len(v) + 4
     return size
@@ -143,6 +172,12 @@ class Exchange:
     upstreamBytesAtStart = 0
     bodyBytes = 0
     lastProgress = 0.0
+    _lookup: CacheLookup | None = None
+    _forward: RequestHead | None = None
+    _writer: CacheWriter | None = None
+    _served: CachedBody | None = None
+    _serveAtEnd: tuple[ResponseHead, CachedBody | None] | None = None
+    _requestTime = 0.0
 
     def __init__(
         self,
@@ -161,6 +196,8 @@ class Exchange:
         self._transport = conn.transport
         self._clock = conn.factory.clock
         self._deadline = conn.deadline
+        # Response bytes of the current upstream read, not yet written.
+        self._held: list[bytes] = []
 
     @property
     def state(self) -> str:
@@ -175,7 +212,7 @@ class Exchange:
         """
         The final response head (or a CONNECT's 200) went to the client.
         """
-        return self._state in (RELAYING, TUNNEL) or self.status is not None
+        return self._state in (RELAYING, SERVING, TUNNEL) or self.status is not None
 
     # the request: check, authorize, connect, send
 
@@ -192,7 +229,7 @@ class Exchange:
                 raise refusal
             if viaHasPseudonym(head.headers, factory.pseudonym):
                 raise LoopDetected("This request has already been through this proxy (Via).")
-            target = parseTarget(head.method, head.target, head.get(b"host"), self.upgrade)
+            target = self._resolveTarget()
             if factory.isOwnAddress(target.host, target.port):
                 raise LoopDetected(
                     "The destination {}:{} is this proxy itself.".format(target.host, target.port)
@@ -228,6 +265,34 @@ class Exchange:
             return
         self._authorize(credentials)
 
+    def _resolveTarget(self) -> Target:
+        """
+        Where the request goes: its target, or, in reverse-proxy mode, the
+        origin configured for its C{Host}.
+
+        @raise ProxyError: if it has no usable target.
+        """
+        head = self.head
+        config = self.config
+        websocket = self.upgrade and b"websocket" in (head.get(b"upgrade") or b"").lower()
+        if not config.reversing:
+            return parseTarget(head.method, head.target, head.get(b"host"), websocket)
+        if head.method == b"CONNECT":
+            raise Forbidden("This server is a reverse proxy; it does not open tunnels.")
+        target = parseTarget(head.method, head.target, head.get(b"host") or b"-", websocket)
+        name = target.host
+        origin = dict(config.reverseHosts).get(name, config.reverse)
+        if origin is None:
+            raise ProxyError(
+                "This reverse proxy serves no site named {}.".format(name),
+                status=421,
+                proxyStatus="destination_not_found",
+            )
+        authority = origin.authority if config.reverseRewriteHost else target.authority
+        if head.get(b"host") is None:
+            authority = origin.authority
+        return Target("http", origin.host, origin.port, target.path, authority)
+
     def _verified(self, result: object, credentials: bytes) -> None:
         self.conn.resumeReading("auth")
         if self._state != AUTHORIZING:
@@ -258,10 +323,111 @@ class Exchange:
 
     def _lookUpCache(self) -> None:
         """
-        Where a cache answers requests it can (before any connection is
-        made); with no cache, every request goes on to the origin.
+        The cache's turn, before any connection is made: it answers what it
+        can, and says what goes on to the origin (and with which
+        validators).  With no cache, or for an upgrade, every request goes
+        on to the origin.
         """
-        self._connect()
+        cache = self.factory.cache
+        if cache is None or self.upgrade:
+            self._connect()
+            return
+        self._useLookup(cache.lookup(self.head, self.target))
+
+    def _useLookup(self, lookup: CacheLookup) -> None:
+        self._lookup = lookup
+        self.record.cacheStatus = lookup.verdict
+        outcome = lookup.outcome
+        if outcome == FRESH_HIT or outcome == NOT_MODIFIED:
+            self._serveFromCache(lookup.head, lookup.body)  # type: ignore[arg-type]
+        elif outcome == STALE_WHILE_REVALIDATE:
+            if lookup.background is not None:
+                BackgroundRevalidation(self.factory, lookup.background, self.parent).start()
+            self._serveFromCache(lookup.head, lookup.body)  # type: ignore[arg-type]
+        elif outcome == COLLAPSED:
+            # The same response is on its way for another request: wait
+            # for it (bounded), then look again.
+            self._state = WAITING
+            lookup.wait(self._collapseEnded)
+            self._deadline.set(self.factory.cache.config.collapseTimeout, self._collapseTimedOut)
+        elif outcome == ONLY_IF_CACHED_MISS:
+            self.fail(lookup.error)  # type: ignore[arg-type]
+        else:
+            self._forward = lookup.forward
+            self._connect()
+
+    def _collapseEnded(self, result: str) -> None:
+        # Called from inside the exchange that led: do the work later.
+        self._clock.callLater(0, self._lookUpAgain)
+
+    def _collapseTimedOut(self) -> None:
+        if self._lookup is not None:
+            self._lookup.cancelWait()
+        self._lookUpAgain()
+
+    def _lookUpAgain(self) -> None:
+        if self._state != WAITING or self._lookup is None:
+            return
+        self._deadline.clear()
+        self._useLookup(self.factory.cache.lookupAgain(self._lookup))
+
+    def _serveFromCache(self, head: ResponseHead, body: CachedBody | None) -> None:
+        """
+        Send a response from the cache: its head now, its body streamed
+        from the store (the client transport pausing it as needed).
+        """
+        self._deadline.clear()
+        self._state = SERVING
+        client = self.head
+        close = self.factory.stopping or self._mustClose()
+        self.closeAfter = close
+        self.status = head.status
+        self.conn.say(
+            "Response served from the cache: HTTP/"
+            + (head.version + b" %d " % (head.status,) + head.reason).decode("latin-1")
+            + " ...",
+            status=head.status,
+        )
+        headers = forwardResponseHeaders(
+            head.headers,
+            head.version,
+            self.factory.pseudonym,
+            contentLength=head.contentLength if body is not None else None,
+            close=close,
+            keepAlive10=client.version == b"1.0" and not close,
+        )
+        self._recordResponse(head.status, head.reason.decode("latin-1"), head.version, headers)
+        data = serializeResponseHead(head.status, head.reason, headers)
+        self.bytesToClient += len(data)
+        writeNow(self._transport, data)
+        if body is None:
+            self.record.mark("responseComplete")
+            self._finish(close)
+            return
+        self._served = body
+        self._transport.registerProducer(body, True)
+        self._armStall(self.config.responseBodyTimeout)
+        body.start(_ToClient(self))
+
+    def _cacheBodyDone(self) -> None:
+        if self._state != SERVING:
+            return
+        self._served = None
+        self._transport.unregisterProducer()
+        self.record.mark("responseComplete")
+        self._finish(self.closeAfter)
+
+    def _cacheBodyFailed(self, reason: str) -> None:
+        """
+        A stored body could not be read to its end (a block failed its
+        checksum): the client must not take what it got as whole.
+        """
+        if self._state != SERVING:
+            return
+        self._served = None
+        self.record.errorDetail = "cached body unreadable: " + reason
+        self.abandon(self.record.errorDetail)
+        self.conn.abort()
 
     def _connect(self) -> None:
         self._state = CONNECTING
@@ -289,7 +455,7 @@ class Exchange:
             error.detail = "Parent proxy: " + error.detail
         else:
             error = connectFailureToError(failure, self.target.host, self.target.port)
-        self.fail(error)
+        self._originFailed(error)
 
     def _checkConnected(self, transport: Any, reused: bool) -> ProxyError | None:
         """
@@ -330,6 +496,8 @@ class Exchange:
             # The client went away while we were connecting.
             self.factory.pool.release(proto)
             return
+        # Marked first: logging the destination is not part of connecting.
+        self.record.mark("upstreamReady")
         error = self._checkConnected(proto.transport, reused)
         if error is not None:
             proto.abort()
@@ -339,7 +507,6 @@ class Exchange:
         self.upstream = proto
         self.reused = reused
         self.upstreamBytesAtStart = proto.bytesReceived
-        self.record.mark("upstreamReady")
         self._sendHead()
         self.conn.processQueue()
 
@@ -348,8 +515,10 @@ class Exchange:
         assert proto is not None
         proto.startRequest(self, head.method)
         config = self.config
+        if self._lookup is not None:
+            self._requestTime = self._clock.seconds()
         headers = forwardRequestHeaders(
-            head.headers,
+            (self._forward or head).headers,
             self.target,
             head.version,
             self.factory.pseudonym,
@@ -395,7 +564,7 @@ class Exchange:
         if maxBody is not None:
             self.bodyBytes += len(data)
             if self.bodyBytes > maxBody:
-                self._upstreamFailed(self._tooLarge(), retry=False)
+                self._upstreamFailed(self._tooLarge(), retry=False, originFault=False)
                 return
         proto = self.upstream
         assert proto is not None
@@ -479,18 +648,41 @@ class Exchange:
             # clients only (RFC 9110 15.2).
             if client.version == b"1.1":
                 headers = forwardResponseHeaders(head.headers, head.version, factory.pseudonym)
-                transport.write(serializeResponseHead(head.status, head.reason, headers))
+                writeNow(transport, serializeResponseHead(head.status, head.reason, headers))
             if self.requestSent:
                 self._deadline.set(self.config.responseTimeout, self._responseTimedOut)
             else:
                 self._armStall(self.config.bodyTimeout)
             return
+        # Marked first: the log line and the rewriting are not the origin's.
+        self.record.mark("responseHead")
         self.conn.say(
             "Response received: HTTP/"
             + (head.version + b" %d " % (head.status,) + head.reason).decode("latin-1")
             + " ...",
             status=head.status,
         )
+        lookup = self._lookup
+        if lookup is not None:
+            decision = factory.cache.responseReceived(
+                lookup, head, self._requestTime, self._clock.seconds()
+            )
+            self.record.cacheStatus = decision.verdict
+            if decision.error is not None:
+                self.fail(decision.error)
+                return
+            if decision.fromCache:
+                # The stored response answers (a 304 validated it, or the
+                # origin failed and a stale one may be served).
+                if head.noBody:
+                    # The upstream response ends right here: serve at its end.
+                    self._serveAtEnd = (decision.head, decision.body)  # type: ignore[assignment]
+                else:
+                    self._dropUpstream()
+                    self._serveFromCache(decision.head, decision.body)  # type: ignore[arg-type]
+                return
+            head = decision.head  # type: ignore[assignment]
+            self._writer = decision.writer
         if head.noBody:
             mode = "none"
         elif head.contentLength is not None:
@@ -518,13 +710,20 @@ class Exchange:
             close=close,
             keepAlive10=client.version == b"1.0" and not close,
         )
-        self._recordResponse(head.status, head.reason.decode("latin-1"), head.version, headers)
+        self._recordResponse(
+            head.status, head.reason.decode("latin-1"), head.version, headers, mark=False
+        )
         data = serializeResponseHead(head.status, head.reason, headers)
         self.bytesToClient += len(data)
-        transport.write(data)
-        if mode != "none":
-            transport.registerProducer(self.upstream, True)
-            self._armStall(self.config.responseBodyTimeout)
+        if mode == "none":
+            writeNow(transport, data)
+            return
+        # What a read from the origin brings is sent at the end of that
+        # read (readDone, responseEnd), in one write: a head with the body
+        # bytes that came with it leaves in one segment.
+        self._held = [data]
+        transport.registerProducer(self.upstream, True)
+        self._armStall(self.config.responseBodyTimeout)
 
     def _switching(self, head: ResponseHead) -> None:
         """
@@ -546,9 +745,12 @@ class Exchange:
         self.bytesToClient += len(data)
         self._transport.write(data)
 
-    def _recordResponse(self, status: int, reason: str, version: bytes, headers: list) -> None:
+    def _recordResponse(
+        self, status: int, reason: str, version: bytes, headers: list, mark: bool = True
+    ) -> None:
         record = self.record
-        record.mark("responseHead")
+        if mark:
+            record.mark("responseHead")
         record.status = status
         record.reason = reason
         record.responseVersion = "HTTP/" + version.decode("ascii")
@@ -558,27 +760,62 @@ class Exchange:
         if self._state != RELAYING:
             return
         self.lastProgress = self._clock.seconds()
+        writer = self._writer
+        if writer is not None and not writer.write(data):
+            self._writer = None
         mode = self.mode
         if mode == "chunked":
             header = chunkHeader(len(data))
             self.bytesToClient += len(header) + len(data) + 2
-            self._transport.writeSequence([header, data, _CRLF])
+            self._held += (header, data, _CRLF)
         elif mode != "none":
             self.bytesToClient += len(data)
-            self._transport.write(data)
+            self._held.append(data)
+
+    def readDone(self) -> None:
+        """
+        The upstream connection delivered everything of one read: send
+        what it brought.
+        """
+        held = self._held
+        if held:
+            self._held = []
+            writeNow(self._transport, held[0] if len(held) == 1 else b"".join(held))
 
     def responseEnd(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        if self._state == FORWARDING and self._serveAtEnd is not None:
+            head, body = self._serveAtEnd
+            self._serveAtEnd = None
+            self._releaseUpstream()
+            self._serveFromCache(head, body)
+            return
         if self._state != RELAYING:
             return
+        writer = self._writer
+        if writer is not None:
+            self._writer = None
+            writer.finish()
         mode = self.mode
         transport = self._transport
+        held = self._held
         if mode == "chunked":
             data = lastChunk(trailers) if trailers else LAST_CHUNK
             self.bytesToClient += len(data)
-            transport.write(data)
+            held.append(data)
+        if held:
+            self._held = []
+            writeNow(transport, held[0] if len(held) == 1 else b"".join(held))
         if mode != "none":
             transport.unregisterProducer()
         self.record.mark("responseComplete")
+        self._releaseUpstream()
+        self._finish(self.closeAfter)
+
+    def _releaseUpstream(self) -> None:
+        """
+        The response is complete: the upstream connection goes back to the
+        pool, if it can carry another request.
+        """
         if self.requestSent:
             proto = self.upstream
             assert proto is not None
@@ -589,7 +826,6 @@ class Exchange:
             # Answered before the whole request went up: that connection
             # cannot carry another request.
             self._dropUpstream()
-        self._finish(self.closeAfter)
 
     def responseSwitched(self, trailingData: bytes) -> None:
         """
@@ -642,6 +878,7 @@ class Exchange:
         if self._state != CONNECTING:
             proto.transport.abortConnection()
             return
+        self.record.mark("upstreamReady")
         error = self._checkConnected(proto.transport, reused=False)
         if error is not None:
             proto.transport.abortConnection()
@@ -668,14 +905,13 @@ class Exchange:
             proto.transport.abortConnection()
             return
         record = self.record
-        record.mark("upstreamReady")
         record.mark("requestSent")
         record.mark("responseHead")
         record.status, record.reason, record.responseVersion = 200, "Connection Established", "HTTP/1.1"
         self.status = 200
         data = b"HTTP/1.1 200 Connection Established\r\n\r\n"
         self.bytesToClient += len(data)
-        self._transport.write(data)
+        writeNow(self._transport, data)
         target = self.target
         self.conn.say(
             "Tunnel established to {}:{}".format(target.host, target.port),
@@ -724,11 +960,17 @@ class Exchange:
         self._deadline.set(seconds, self._stallCheck, seconds)
 
     def _stallCheck(self, seconds: float) -> None:
-        if self._state not in (FORWARDING, RELAYING):
+        if self._state not in (FORWARDING, RELAYING, SERVING):
             return
         idle = self._clock.seconds() - self.lastProgress
         if idle < seconds:
             self._deadline.set(seconds - idle, self._stallCheck, seconds)
+            return
+        if self._state == SERVING:
+            self.abandon("No progress for {} seconds: the client stopped reading the response.".format(
+                seconds
+            ))
+            self.conn.abort()
             return
         if self._state == RELAYING:
             proto = self.upstream
@@ -753,6 +995,8 @@ class Exchange:
                 proxyStatus="http_request_error",
                 closeConnection=True,
             )
+            self._upstreamFailed(error, retry=False, originFault=False)
+            return
         self._upstreamFailed(error, retry=False)
 
     def _responseTimedOut(self) -> None:
@@ -769,10 +1013,15 @@ class Exchange:
 
     # ending
 
-    def _upstreamFailed(self, error: ProxyError, retry: bool = True) -> None:
+    def _upstreamFailed(
+        self, error: ProxyError, retry: bool = True, originFault: bool = True
+    ) -> None:
         """
         The upstream side failed (or timed out, or the request grew too
         large): retry, answer with an error, or cut the client off.
+
+        @param originFault: the origin failed (not the client): a stale
+            response may be served instead (RFC 5861 4).
         """
         self._deadline.clear()
         self._dropUpstream()
@@ -797,6 +1046,26 @@ class Exchange:
             self.bytesToUpstream = 0
             self._connect()
             return
+        if originFault:
+            self._originFailed(error)
+        else:
+            self.fail(error)
+
+    def _originFailed(self, error: ProxyError) -> None:
+        """
+        No response came from the origin: the cache may answer instead
+        (a stale response under C{stale-if-error}, or a 504 for one that
+        must be revalidated); else the client gets C{error}.
+        """
+        lookup = self._lookup
+        if lookup is not None:
+            decision = self.factory.cache.upstreamFailed(lookup)
+            if decision is not None:
+                self.record.cacheStatus = decision.verdict
+                if decision.error is None:
+                    self._serveFromCache(decision.head, decision.body)  # type: ignore[arg-type]
+                    return
+                error = decision.error
         self.fail(error)
 
     def fail(self, error: ProxyError, extraHeaders: tuple[tuple[str, str], ...] = ()) -> None:
@@ -841,15 +1110,25 @@ class Exchange:
         self.status = response.status
         data = response.bytes()
         self.bytesToClient += len(data)
-        self._transport.write(data)
+        writeNow(self._transport, data)
         self.record.mark("responseComplete")
         self._finish(response.close)
 
     def _finish(self, close: bool) -> None:
         self._state = DONE
         self._deadline.clear()
+        if self._lookup is not None:
+            self._endCacheLookup()
         self.factory.exchangeFinished(self)
         self.conn.exchangeDone(self, close)
+
+    def _endCacheLookup(self) -> None:
+        lookup = self._lookup
+        if lookup is not None:
+            self._lookup = None
+            self._writer = None
+            lookup.cancelWait()
+            self.factory.cache.finished(lookup)
 
     def abandon(self, why: str) -> None:
         """
@@ -860,7 +1139,12 @@ class Exchange:
             return
         self._deadline.clear()
         self._dropUpstream()
+        served = self._served
+        if served is not None:
+            self._served = None
+            served.stopProducing()
         self._state = DONE
+        self._endCacheLookup()
         record = self.record
         record.aborted = True
         if record.errorDetail is None:
@@ -873,3 +1157,28 @@ class Exchange:
                 self.config.maxBody
             )
         )
+
+
+class _ToClient:
+    """
+    Where a body served from the cache goes: the client transport.
+    """
+
+    __slots__ = ("_exchange",)
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+
+    def write(self, data: bytes) -> None:
+        ex = self._exchange
+        if ex._state != SERVING:
+            return
+        ex.bytesToClient += len(data)
+        ex.lastProgress = ex._clock.seconds()
+        writeNow(ex._transport, data)
+
+    def bodyDone(self) -> None:
+        self._exchange._cacheBodyDone()
+
+    def bodyFailed(self, reason: str) -> None:
+        self._exchange._cacheBodyFailed(reason)

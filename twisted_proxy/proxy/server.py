@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_server -*-
 """
-The proxy's client side: L{ProxyServerProtocol} (one client connection)
-and L{ProxyFactory}.
+The proxy's client side: L{ProxyServerProtocol}, one client connection
+(its factory is L{twisted_proxy.proxy.factory.ProxyFactory}).
 
 The connection frames the client's bytes into requests
 (L{twisted_proxy.http.framing.RequestParser}) and hands each to an
@@ -18,78 +18,30 @@ much it sends.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..http.errors import ProxyError, ServiceUnavailable
-from ..http.fields import redactHeaders
-from ..http.framing import EndOfMessage, RequestHead, RequestParser
-from ..records.history import TransactionRecord, emitEvent, emitTransaction
-from .config import ProxyConfig
+from ..http.errors import ProxyError
+from ..http.framing import EndOfMessage, RequestHead
+from ..records.record import TransactionRecord
+from .brief import headText, say
+from .deadline import Deadline
 from .exchange import Exchange
-from .generated import errorResponse
 from .tcp import setNoDelay
 from .tunnel import Tunnel
-from .upstream import Deadline, ParentProxy, UpstreamPool
 
-__all__ = ["ProxyFactory", "ProxyServerProtocol"]
+if TYPE_CHECKING:
+    from .factory import ProxyFactory
 
-
-class _ClockText:
-    """
-    Local time to the microsecond, as the brief prints it (C{12:34:56.123456});
-    the hours, minutes and seconds are formatted once per second.
-    """
-
-    __slots__ = ("_second", "_text")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
-
-    def __call__(self, when: float) -> str:
-        second = int(when)
-        if second != self._second:
-            self._second = second
-            self._text = time.strftime("%H:%M:%S", time.localtime(second))
-        return "%s.%06d" % (self._text, int((when - second) * 1000000))
-
-
-_clockText = _ClockText()
-
-# Module-level loggers: a Logger as a class attribute is a descriptor that
-# builds a new Logger on every access, which the hot path cannot afford.
-_briefLog = Logger(namespace="twisted_proxy.proxy.server.ProxyServerProtocol")
-_transactionLog = Logger(namespace="twisted_proxy.transaction")
-
-
-def _literal(text: str) -> str:
-    """
-    C{text} as a C{log_format} that formats to itself.
-    """
-    return text.replace("{", "{{").replace("}", "}}")
-
-
-def _headText(line: bytes, headers: list[tuple[bytes, bytes]]) -> str:
-    """
-    A message head as the brief prints it (C{\\r\\n} shown escaped),
-    credentials and cookies redacted.
-    """
-    parts = [line.decode("latin-1")]
-    parts.extend([n + ": " + v for n, v in redactHeaders(headers)])
-    return "\\r\\n".join(parts) + "\\r\\n\\r\\n"
-
+__all__ = ["ProxyServerProtocol", "fillRecordRequest"]
 
 # ProxyServerProtocol._state values.
 READING = "READING"
@@ -164,6 +116,13 @@ class ProxyServerProtocol(Protocol):
         self._queue: deque[Any] = deque()
         self._pauses: set[str] = set()
         self.deadline = Deadline(self._clock)
+
+    @property
+    def state(self) -> str:
+        """
+        The connection's state (see the class docstring).
+        """
+        return self._state
 
     # connection life
 
@@ -268,19 +227,10 @@ class ProxyServerProtocol(Protocol):
     def say(self, text: str, **fields: object) -> None:
         """
         Log one of the brief's lines, ending with the local time to the
-        microsecond.  The text is rendered here, once, so that formatting
-        the event (for the console or a log file) is nearly free; the
-        structured fields ride along for other observers.
+        microsecond (L{twisted_proxy.proxy.brief.say}), with C{fields} for
+        other observers.
         """
-        # log_system: twistd's text observer prints it as is, instead of
-        # formatting the namespace and level for every line.
-        fields["log_system"] = "proxy"
-        emitEvent(
-            _briefLog,
-            _literal(text) + "  [" + _clockText(self.factory.wallClock()) + "]",
-            fields,
-            self,
-        )
+        say(self, text, self.factory.wallClock(), fields)
 
     # the event queue
 
@@ -295,44 +245,41 @@ class ProxyServerProtocol(Protocol):
             return
         self._processing = True
         try:
-            self._processLoop()
+            queue = self._queue
+            while queue and self._state in _HANDLING:
+                event = queue[0]
+                t = type(event)
+                ex = self._exchange
+                if t is RequestHead:
+                    if ex is not None or self._state == DISCARDING:
+                        break
+                    queue.popleft()
+                    self._beginExchange(event)
+                    continue
+                if ex is None:
+                    # The rest of a request answered before it was read.
+                    queue.popleft()
+                    self._discard(event)
+                    continue
+                if ex.wantsBody:
+                    queue.popleft()
+                    if t is EndOfMessage:
+                        self._requestRead = True
+                        ex.requestEnd(event.trailers)
+                    else:
+                        ex.requestBody(event.data)
+                    continue
+                if ex.requestSent:
+                    # The end of a request without a body, or of a CONNECT.
+                    queue.popleft()
+                    if t is EndOfMessage:
+                        self._requestRead = True
+                    continue
+                # The exchange cannot take the body yet (authorizing,
+                # connecting): it waits here, and reading stops.
+                break
         finally:
             self._processing = False
-
-    def _processLoop(self) -> None:
-        queue = self._queue
-        while queue and self._state in _HANDLING:
-            event = queue[0]
-            t = type(event)
-            ex = self._exchange
-            if t is RequestHead:
-                if ex is not None or self._state == DISCARDING:
-                    break
-                queue.popleft()
-                self._beginExchange(event)
-                continue
-            if ex is None:
-                # The rest of a request answered before it was read.
-                queue.popleft()
-                self._discard(event)
-                continue
-            if ex.wantsBody:
-                queue.popleft()
-                if t is EndOfMessage:
-                    self._requestRead = True
-                    ex.requestEnd(event.trailers)
-                else:
-                    ex.requestBody(event.data)
-                continue
-            if ex.requestSent:
-                # The end of a request without a body, or of a CONNECT.
-                queue.popleft()
-                if t is EndOfMessage:
-                    self._requestRead = True
-                continue
-            # The exchange cannot take the body yet (authorizing,
-            # connecting): it waits here, and reading stops.
-            break
         if queue:
             self.pauseReading("queue")
             return
@@ -388,7 +335,7 @@ class ProxyServerProtocol(Protocol):
         record = self._newRecord(head)
         self.say(
             "Request has been received: "
-            + _headText(head.method + b" " + head.target + b" HTTP/" + head.version, head.headers),
+            + headText(head.method + b" " + head.target + b" HTTP/" + head.version, head.headers),
             peer=(self.peerHost, self.peerPort),
         )
         upgrade = self._parser.switched and head.method != b"CONNECT"
@@ -520,8 +467,10 @@ class ProxyServerProtocol(Protocol):
         self._state = CLOSING
         self._queue.clear()
         self._cancelTimer()
+        # The timer first: with the write side already shut down (a
+        # lingering close), loseConnection reports connectionLost at once.
+        self._setAbortTimer(self.config.abortTimeout)
         self.transport.loseConnection()
-        self._abortTimer = self._clock.callLater(self.config.abortTimeout, self._abortNow)
 
     def _lingeringClose(self) -> None:
         """
@@ -536,10 +485,15 @@ class ProxyServerProtocol(Protocol):
         self._state = LINGERING
         self._queue.clear()
         self._cancelTimer()
-        loseWrite(self.transport)
         self._pauses.clear()
+        self._setAbortTimer(self.config.lingerTimeout)
         self.transport.resumeProducing()
-        self._abortTimer = self._clock.callLater(self.config.lingerTimeout, self._abortNow)
+        loseWrite(self.transport)
+
+    def _setAbortTimer(self, seconds: float) -> None:
+        if self._abortTimer is not None and self._abortTimer.active():
+            self._abortTimer.cancel()
+        self._abortTimer = self._clock.callLater(seconds, self._abortNow)
 
     def _abortNow(self) -> None:
         self._abortTimer = None
@@ -598,6 +552,7 @@ class ProxyServerProtocol(Protocol):
             )
         )
 
+
     # stopping gracefully (used by the application's services)
 
     def isIdle(self) -> bool:
@@ -649,278 +604,3 @@ def fillRecordRequest(record: TransactionRecord, head: RequestHead) -> None:
     record.requestVersion = "HTTP/" + head.version.decode("ascii")
     # Decoded only if the record is read (TransactionRecord.asDict).
     record.requestHeaders = head.headers
-
-
-class ProxyFactory(Factory):
-    """
-    Builds L{ProxyServerProtocol}s and holds what they share: the
-    configuration, the upstream pool, the clocks, and what is known of the
-    running server (its listening addresses, its connections).
-
-    @ivar config: the L{ProxyConfig} in force.
-    @ivar pseudonym: this proxy's name in C{Via} and C{Proxy-Status}, as
-        bytes (C{pseudonymText} as text).
-    @ivar ownAddresses: C{(host, port)} pairs this proxy listens on; a
-        request to one of them is a loop.
-    @ivar stopping: the proxy is shutting down: no connection is kept open
-        after its current response.
-    @ivar requests: transactions finished so far.
-    """
-
-    _log = Logger()
-    noisy = False
-    stopping = False
-    requests = 0
-    _connectionCounter = 0
-
-    def __init__(
-        self,
-        config: ProxyConfig,
-        clock: IReactorTime,
-        pool: UpstreamPool,
-        *,
-        wallClock: Callable[[], float] = time.time,
-        monoClock: Callable[[], float] = time.monotonic,
-        transactionDetail: bool = False,
-        connectionIdPrefix: str = "",
-    ) -> None:
-        """
-        @param transactionDetail: attach the full record to transaction
-            events (when the history, the access log or workers consume
-            them; building it is not free).
-        @param connectionIdPrefix: prefixed to connection ids (a worker's).
-        """
-        self.reconfigure(config)
-        self.clock = clock
-        self.pool = pool
-        self.wallClock = wallClock
-        self.monoClock = monoClock
-        self.transactionDetail = transactionDetail
-        self.connectionIdPrefix = connectionIdPrefix
-        getThreadPool = getattr(clock, "getThreadPool", None)
-        if getThreadPool is not None:
-            self.runInThread: Callable[..., Deferred[Any]] = lambda f, *args: deferToThreadPool(
-                clock, getThreadPool(), f, *args  # type: ignore[arg-type]
-            )
-        else:
-            # A test clock has no threads: run it in place.
-            self.runInThread = lambda f, *args: maybeDeferred(f, *args)
-        self.ownAddresses: set[tuple[str, int]] = set()
-        self._wildcardPorts: set[int] = set()
-        self.connections: set[ProxyServerProtocol] = set()
-        self._perClient: dict[str, int] = {}
-
-    def reconfigure(self, config: ProxyConfig) -> None:
-        """
-        Use C{config} from now on: for new connections and new requests
-        (a connection keeps its own connection-level settings).
-        """
-        self.config = config
-        self.pseudonymText = config.pseudonym
-        self.pseudonym = config.pseudonym.encode("ascii")
-
-    def buildProtocol(self, addr: Any) -> Protocol:
-        config = self.config
-        if len(self.connections) >= config.maxConnections:
-            return _Refuser(
-                self, "the proxy is at its limit of {} connections".format(config.maxConnections)
-            )
-        perClient = config.maxConnectionsPerClient
-        if perClient is not None and self._perClient.get(getattr(addr, "host", ""), 0) >= perClient:
-            return _Refuser(self, "this client already has {} connections".format(perClient))
-        return ProxyServerProtocol(self)
-
-    def newRequestParser(self) -> RequestParser:
-        config = self.config
-        return RequestParser(config.maxTargetLength, config.maxHeaderBytes, config.maxHeaderCount)
-
-    def addListeningAddress(self, host: str, port: int) -> None:
-        """
-        Record an address this proxy listens on (for loop detection).  An
-        unspecified address (0.0.0.0, ::) means every local address.
-        """
-        if host in ("", "0.0.0.0", "::"):
-            self._wildcardPorts.add(port)
-            host = "127.0.0.1"
-        self.ownAddresses.add((host, port))
-        if host in ("127.0.0.1", "::1"):
-            self.ownAddresses.add(("localhost", port))
-
-    def parentFor(self, host: str) -> ParentProxy | None:
-        """
-        The parent proxy to reach C{host} through, or L{None} to go direct.
-        """
-        config = self.config
-        if config.parent is None:
-            return None
-        if config.parentBypass is not None and config.parentBypass.matchHost(host) is not None:
-            return None
-        return config.parent
-
-    def listensOnPort(self, port: int) -> bool:
-        return any(p == port for _, p in self.ownAddresses)
-
-    def isOwnAddress(self, host: str, port: int) -> bool:
-        if (host, port) in self.ownAddresses:
-            return True
-        if port in self._wildcardPorts:
-            return host.startswith("127.") or host in ("::1", "0.0.0.0", "::", "localhost")
-        return False
-
-    def connectionOpened(self, proto: ProxyServerProtocol) -> None:
-        self.connections.add(proto)
-        host = proto.peerHost
-        self._perClient[host] = self._perClient.get(host, 0) + 1
-
-    def connectionClosed(self, proto: ProxyServerProtocol) -> None:
-        if proto in self.connections:
-            self.connections.discard(proto)
-            host = proto.peerHost
-            left = self._perClient.get(host, 1) - 1
-            if left:
-                self._perClient[host] = left
-            else:
-                self._perClient.pop(host, None)
-
-    def nextConnectionId(self) -> str:
-        self._connectionCounter += 1
-        return "{}{}".format(self.connectionIdPrefix, self._connectionCounter)
-
-    def exchangeFinished(self, ex: Exchange) -> None:
-        """
-        A transaction is over: complete its record and emit it.
-        """
-        self.requests += 1
-        record = ex.record
-        record.bytesFromClient = max(record.bytesFromClient, ex.bytesFromClient)
-        record.bytesToUpstream = max(record.bytesToUpstream, ex.bytesToUpstream)
-        record.bytesToClient = ex.bytesToClient
-        self.emitRecord(record)
-
-    def emitRecord(self, record: TransactionRecord) -> None:
-        emitTransaction(
-            _transactionLog,
-            record,
-            redact=self.config.redactHistory,
-            detail=self.transactionDetail,
-        )
-
-    # stopping gracefully (used by the application's services)
-
-    def closeIdleConnections(self) -> int:
-        """
-        Close the client connections that wait for a request (idle
-        keep-alive connections); the others close after their current
-        response once C{stopping} is set.
-
-        @return: how many were closed.
-        """
-        return sum(proto.closeIfIdle() for proto in list(self.connections))
-
-    def abortConnections(self) -> int:
-        """
-        Cut every client connection now (tunnels included): the end of a
-        graceful stop that ran out of time.
-
-        @return: how many were cut.
-        """
-        connections = list(self.connections)
-        for proto in connections:
-            proto.transport.abortConnection()
-        return len(connections)
-
-
-@implementer(IHalfCloseableProtocol)
-class _Refuser(Protocol):
-    """
-    A connection over a connection limit: answer 503 to whatever request
-    head arrives within a second, then close; close if nothing arrives.
-    The existing connections carry on.  The 503 is a transaction record,
-    like every response the proxy sends.
-    """
-
-    _log = Logger()
-    waitForRequest = 1.0
-
-    _answered = False
-
-    def __init__(self, factory: ProxyFactory, why: str) -> None:
-        self.factory = factory
-        self.why = why
-        self._timer: Any = None
-
-    def connectionMade(self) -> None:
-        setNoDelay(self.transport)
-        peer = self.transport.getPeer()
-        self._peer = (getattr(peer, "host", "") or "", getattr(peer, "port", 0) or 0)
-        self._acceptedWall = self.factory.wallClock()
-        self._acceptedMono = self.factory.monoClock()
-        self._log.warn("Refusing a connection from {peer}: {why}.", peer=self._peer, why=self.why)
-        self._timer = self.factory.clock.callLater(self.waitForRequest, self._giveUp)
-
-    def dataReceived(self, received: bytes) -> None:
-        if self._answered:
-            return
-        self._answered = True
-        self._timer.cancel()
-        self._timer = None
-        factory = self.factory
-        error = ServiceUnavailable("Too many connections: {}; try again later.".format(self.why))
-        head: RequestHead | None = None
-        try:
-            events = factory.newRequestParser().feed(received)
-        except ProxyError:
-            events = []
-        if events and type(events[0]) is RequestHead:
-            head = events[0]
-        response = errorResponse(
-            error, factory.pseudonymText, head, close=True, extraHeaders=(("Retry-After", "5"),)
-        )
-        record = TransactionRecord(
-            wallClock=factory.wallClock,
-            monoClock=factory.monoClock,
-            connectionId=factory.nextConnectionId(),
-            sequence=1,
-            clientHost=self._peer[0],
-            clientPort=self._peer[1],
-            acceptedWall=self._acceptedWall,
-            acceptedMono=self._acceptedMono,
-        )
-        record.mark("requestHead")
-        if head is not None:
-            fillRecordRequest(record, head)
-        record.kind = "refused"
-        record.proxyError = error.proxyStatus
-        record.errorDetail = error.detail
-        record.status, record.reason, record.responseVersion = response.status, response.reason, "HTTP/1.1"
-        record.responseHeaders = response.headers
-        record.mark("responseHead")
-        data = response.bytes()
-        record.bytesFromClient = len(received)
-        record.bytesToClient = len(data)
-        self.transport.write(data)
-        record.mark("responseComplete")
-        factory.emitRecord(record)
-        # Shut down our side; whatever the client still sends is dropped.
-        loseWrite = getattr(type(self.transport), "loseWriteConnection", None)
-        if loseWrite is not None:
-            loseWrite(self.transport)
-            self._timer = factory.clock.callLater(factory.config.lingerTimeout, self._giveUp)
-        else:
-            self.transport.loseConnection()
-
-    def readConnectionLost(self) -> None:
-        self.transport.loseConnection()
-
-    def writeConnectionLost(self) -> None:
-        pass
-
-    def _giveUp(self) -> None:
-        self._timer = None
-        self.transport.loseConnection()
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None

@@ -1,13 +1,22 @@
-# -*- test-case-name: tests.test_integration -*-
+# -*- test-case-name: tests.test_tcp -*-
 """
-Socket options every connection the proxy owns gets.
+What every TCP connection the proxy owns gets: no Nagle delay
+(L{setNoDelay}), and writes that reach the kernel at once when nothing is
+queued before them (L{writeNow}).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["setNoDelay"]
+from twisted.internet import tcp
+
+__all__ = ["setNoDelay", "writeNow"]
+
+# Transports whose buffering writeNow knows: Twisted's TCP connections.  A
+# subclass may send differently (a unix socket passes descriptors with
+# sendmsg; TLS encrypts): it gets the ordinary write.
+_EAGER_TYPES = frozenset([tcp.Server, tcp.Client])
 
 
 def setNoDelay(transport: Any) -> None:
@@ -27,6 +36,46 @@ def setNoDelay(transport: Any) -> None:
     try:
         setTcpNoDelay(True)
     except OSError:
-        # A socket that is already gone, or not TCP after all (a unix
-        # socket wrapped in a TCP-looking transport).
+        # A socket that is already gone.
         pass
+
+
+def writeNow(transport: Any, data: bytes) -> bool:
+    """
+    Write C{data} to C{transport}, handing it to the kernel at once when
+    nothing is queued before it.
+
+    C{transport.write} queues the bytes and asks the reactor to watch the
+    socket for writability: two C{epoll_ctl} calls and a pass of the event
+    loop later the bytes are sent.  When the transport's buffer is empty
+    there is nothing to wait for: this sends them now, and queues only what
+    the kernel did not take (which the transport then sends, pausing its
+    producer as usual).  Order is kept: nothing is sent ahead of queued
+    bytes.
+
+    This reads the buffer state of Twisted's C{FileDescriptor}
+    (C{dataBuffer}, C{offset}, C{_tempDataLen}, the disconnecting flags),
+    for TCP transports only; C{tests/test_tcp.py} checks it against the
+    installed Twisted.
+
+    @return: whether every byte went to the kernel now.
+    """
+    if (
+        type(transport) in _EAGER_TYPES
+        and not transport._tempDataLen
+        and transport.offset == len(transport.dataBuffer)
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnecting
+        and not transport._writeDisconnected
+    ):
+        sent = transport.writeSomeData(data)
+        if type(sent) is int:
+            if sent == len(data):
+                return True
+            if sent:
+                data = data[sent:]
+        # A lost connection (an exception returned): the transport's own
+        # write path finds it out and reports it.
+    transport.write(data)
+    return False

@@ -14,6 +14,9 @@ Connections to origin servers.
   - L{connectFailureToError}: the C{ProxyError} a failed connection attempt
     becomes (RFC 9209 error types).
 
+Names are resolved by L{twisted_proxy.proxy.dns}; parent proxies are in
+L{twisted_proxy.proxy.parent}.
+
 The reactor and the endpoint factory are passed in: tests connect to
 loopback or to in-memory transports, and DNS failures are tested by
 injecting an endpoint factory, never by resolving a real name.
@@ -26,123 +29,24 @@ from typing import Protocol as TypingProtocol
 
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
-    IHostnameResolver,
-    IHostResolution,
     IProtocol,
     IPushProducer,
-    IReactorPluggableNameResolver,
-    IReactorTCP,
     IReactorTime,
-    IStreamClientEndpoint,
 )
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-import base64
-
 from ..http.errors import BadGateway, GatewayTimeout, ProxyError
-from ..http.framing import Body, EndOfMessage, ResponseHead, ResponseParser, serializeRequestHead
-from .tcp import setNoDelay
+from ..http.framing import Body, EndOfMessage, ResponseHead, ResponseParser
+from .deadline import Deadline
+from .dns import EndpointFactory
+from .tcp import setNoDelay, writeNow
 
-__all__ = [
-    "IResponseReceiver",
-    "UpstreamProtocol",
-    "UpstreamPool",
-    "connectFailureToError",
-    "hostnameEndpointFactory",
-    "ParentProxy",
-    "ParentConnectProtocol",
-    "CachingResolver",
-    "Deadline",
-]
-
-EndpointFactory = Callable[[str, int], IStreamClientEndpoint]
-
-
-class Deadline:
-    """
-    A timeout that is cheap to move: at most one pending C{DelayedCall},
-    which, when it fires early (the deadline moved later since it was
-    scheduled), schedules itself again for the new deadline.
-
-    Moving a deadline later, or clearing it, costs no reactor call at all,
-    so the per-request timeouts of a busy keep-alive connection (idle,
-    response, stalled body) do not create and cancel a timer each time.
-    Moving it earlier cancels the pending call and schedules a new one
-    (cheaper in Twisted's reactor than C{DelayedCall.reset} to an earlier
-    time, which searches the timer heap).
-
-    @ivar _when: the deadline (clock time), or L{None}.
-    @ivar _callback: what to call at the deadline, with C{_args}.
-    """
-
-    __slots__ = ("_clock", "_call", "_when", "_callback", "_args")
-
-    def __init__(self, clock: IReactorTime) -> None:
-        self._clock = clock
-        self._call = None
-        self._when: float | None = None
-        self._callback = None
-        self._args: tuple = ()
-
-    def set(self, seconds: float | None, callback: Callable[..., None], *args: object) -> None:
-        """
-        Call C{callback(*args)} C{seconds} from now, replacing any deadline
-        set before.  L{None} or 0 clears it instead.
-        """
-        if not seconds:
-            self.clear()
-            return
-        clock = self._clock
-        when = clock.seconds() + seconds
-        self._when = when
-        self._callback = callback
-        self._args = args
-        call = self._call
-        if call is None:
-            self._call = clock.callLater(seconds, self._fire)
-        elif call.getTime() > when:
-            call.cancel()
-            self._call = clock.callLater(seconds, self._fire)
-
-    def clear(self) -> None:
-        """
-        No deadline (the pending call, if any, will find nothing to do).
-        """
-        self._when = None
-        self._callback = None
-        self._args = ()
-
-    def cancel(self) -> None:
-        """
-        No deadline, and no pending call (when the connection is gone).
-        """
-        self.clear()
-        call = self._call
-        if call is not None:
-            self._call = None
-            if call.active():
-                call.cancel()
-
-    def _fire(self) -> None:
-        self._call = None
-        when = self._when
-        if when is None:
-            return
-        now = self._clock.seconds()
-        if now < when:
-            self._call = self._clock.callLater(when - now, self._fire)
-            return
-        callback, args = self._callback, self._args
-        self.clear()
-        callback(*args)
+__all__ = ["IResponseReceiver", "UpstreamPool", "UpstreamProtocol", "connectFailureToError"]
 
 
 class IResponseReceiver(TypingProtocol):
@@ -160,147 +64,11 @@ class IResponseReceiver(TypingProtocol):
 
     def responseFailed(self, error: ProxyError, responseStarted: bool) -> None: ...
 
-
-def hostnameEndpointFactory(
-    reactor: object, connectTimeout: float, resolver: IHostnameResolver | None = None
-) -> EndpointFactory:
-    """
-    The default endpoint factory: L{HostnameEndpoint} (dual stack, happy
-    eyeballs, connect timeout), resolving names with C{resolver} (e.g. a
-    L{CachingResolver}) instead of the reactor's own resolver if given.
-    """
-    resolving = reactor if resolver is None else _ResolvingReactor(reactor, resolver)
-
-    def factory(host: str, port: int) -> IStreamClientEndpoint:
-        # An IP literal needs neither a lookup nor happy eyeballs (whose
-        # attempt delay made a refused connection take 0.3 s to report).
-        if isIPAddress(host):
-            return TCP4ClientEndpoint(reactor, host, port, timeout=connectTimeout)
-        if isIPv6Address(host):
-            return TCP6ClientEndpoint(reactor, host, port, timeout=connectTimeout)
-        return HostnameEndpoint(resolving, host, port, timeout=connectTimeout)
-
-    return factory
-
-
-@implementer(IReactorTCP, IReactorTime, IReactorPluggableNameResolver)
-class _ResolvingReactor:
-    """
-    The reactor, with another name resolver: what L{HostnameEndpoint} asks
-    for names (it reads C{nameResolver} at connect time).
-    """
-
-    def __init__(self, reactor: object, resolver: IHostnameResolver) -> None:
-        self._reactor = reactor
-        self.nameResolver = resolver
-
-    def installNameResolver(self, resolver: IHostnameResolver) -> IHostnameResolver:
-        previous, self.nameResolver = self.nameResolver, resolver
-        return previous
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._reactor, name)
-
-
-@implementer(IHostResolution)
-class _Resolution:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def cancel(self) -> None:
-        pass
-
-
-class _Recorder:
-    """
-    Passes a resolution through to the real receiver, and remembers it.
-    """
-
-    def __init__(self, cache: CachingResolver, key: tuple, receiver: object) -> None:
-        self._cache = cache
-        self._key = key
-        self._receiver = receiver
-        self._addresses: list = []
-
-    def resolutionBegan(self, resolution: IHostResolution) -> None:
-        self._receiver.resolutionBegan(resolution)
-
-    def addressResolved(self, address: object) -> None:
-        self._addresses.append(address)
-        self._receiver.addressResolved(address)
-
-    def resolutionComplete(self) -> None:
-        self._cache._store(self._key, [(type(a), a.host) for a in self._addresses])
-        self._receiver.resolutionComplete()
-
-
-@implementer(IHostnameResolver)
-class CachingResolver:
-    """
-    A name resolver that remembers answers for C{ttl} seconds and failures
-    for C{negativeTtl} seconds (the system resolver gives no TTLs; this is
-    the same trade-off Squid's C{positive_dns_ttl} makes), and answers IP
-    literals at once without asking anyone.
-    """
-
-    def __init__(
-        self,
-        resolver: IHostnameResolver,
-        clock: IReactorTime,
-        ttl: float = 60.0,
-        negativeTtl: float = 5.0,
-        maxEntries: int = 10000,
-    ) -> None:
-        self._resolver = resolver
-        self._clock = clock
-        self.ttl = ttl
-        self.negativeTtl = negativeTtl
-        self.maxEntries = maxEntries
-        self._cache: dict[tuple, tuple[float, list]] = {}
-
-    def resolveHostName(
-        self,
-        resolutionReceiver: object,
-        hostName: str,
-        portNumber: int = 0,
-        addressTypes: object = None,
-        transportSemantics: str = "TCP",
-    ) -> IHostResolution:
-        resolution = _Resolution(hostName)
-        if isIPAddress(hostName) or isIPv6Address(hostName):
-            kind = IPv6Address if ":" in hostName else IPv4Address
-            self._deliver(resolution, resolutionReceiver, [(kind, hostName)], portNumber,
-                          transportSemantics)
-            return resolution
-        key = (hostName.lower(), transportSemantics,
-               None if addressTypes is None else frozenset(addressTypes))
-        entry = self._cache.get(key)
-        if entry is not None:
-            expires, addresses = entry
-            if expires > self._clock.seconds():
-                self._deliver(resolution, resolutionReceiver, addresses, portNumber,
-                              transportSemantics)
-                return resolution
-            del self._cache[key]
-        return self._resolver.resolveHostName(
-            _Recorder(self, key, resolutionReceiver), hostName, portNumber, addressTypes,
-            transportSemantics,
-        )
-
-    def _deliver(self, resolution, receiver, addresses, port, semantics) -> None:
-        receiver.resolutionBegan(resolution)
-        for kind, host in addresses:
-            receiver.addressResolved(kind(semantics, host, port))
-        receiver.resolutionComplete()
-
-    def _store(self, key: tuple, addresses: list) -> None:
-        ttl = self.ttl if addresses else self.negativeTtl
-        if ttl <= 0:
-            return
-        if len(self._cache) >= self.maxEntries:
-            # Drop the oldest entry (dicts keep insertion order).
-            del self._cache[next(iter(self._cache))]
-        self._cache[key] = (self._clock.seconds() + ttl, addresses)
+    def readDone(self) -> None:
+        """
+        Everything of one read from the origin has been delivered (a head
+        held back to leave with its body goes out now).
+        """
 
 
 class _UpstreamFactory(ClientFactory):
@@ -414,7 +182,7 @@ class UpstreamProtocol(Protocol):
         self._parser.expect(method)
 
     def write(self, data: bytes) -> None:
-        self.transport.write(data)
+        writeNow(self.transport, data)
 
     def writeSequence(self, data: list[bytes]) -> None:
         self.transport.writeSequence(data)
@@ -466,6 +234,8 @@ class UpstreamProtocol(Protocol):
             if self._state in ("CLOSED", "IDLE"):
                 # The receiver may have aborted us, or the response is over.
                 return
+        if events and self.receiver is receiver:
+            receiver.readDone()
 
     def _fail(self, error: ProxyError) -> None:
         receiver = self.receiver
@@ -728,144 +498,3 @@ class UpstreamPool:
                     proto.expiry.cancel()
                 proto.onIdleLost = None
                 proto.transport.loseConnection()
-
-
-class ParentProxy:
-    """
-    A parent (upstream) proxy: plain requests go to it in absolute-form,
-    CONNECT tunnels are chained through it with CONNECT.
-
-    @ivar host: its host name or address.
-    @ivar port: its port.
-    @ivar authorization: the C{Proxy-Authorization} value to send it, or
-        L{None}.
-    """
-
-    def __init__(self, host: str, port: int, authorization: bytes | None = None) -> None:
-        self.host = host
-        self.port = port
-        self.authorization = authorization
-
-    @classmethod
-    def fromURL(cls, url: str) -> ParentProxy:
-        """
-        Parse C{http://[user:password@]host:port}.
-
-        @raise ValueError: with a message saying what is wrong.
-        """
-        from urllib.parse import unquote
-
-        from ..http.target import parseAuthority
-
-        if not url.startswith("http://"):
-            raise ValueError("the parent proxy must be an http:// URL, e.g. http://proxy.example:3128")
-        rest = url[len("http://"):].rstrip("/")
-        if "/" in rest:
-            raise ValueError("the parent proxy URL must not have a path")
-        authorization = None
-        if "@" in rest:
-            userinfo, rest = rest.rsplit("@", 1)
-            user, _, password = userinfo.partition(":")
-            credentials = (unquote(user) + ":" + unquote(password)).encode("utf-8")
-            authorization = b"Basic " + base64.b64encode(credentials)
-        try:
-            host, port, _ = parseAuthority(rest.encode("ascii"), 80)
-        except (ProxyError, UnicodeEncodeError) as e:
-            raise ValueError("bad parent proxy address {!r}: {}".format(rest, e)) from None
-        return cls(host, port, authorization)
-
-    def describe(self) -> str:
-        return "http://{}{}:{}".format(
-            "<credentials>@" if self.authorization else "", self.host, self.port
-        )
-
-
-@implementer(IHalfCloseableProtocol)
-class ParentConnectProtocol(Protocol):
-    """
-    The upstream end of a tunnel chained through a parent proxy: sends
-    C{CONNECT host:port} to the parent, reads its answer, and once the
-    parent says 2xx becomes a plain relay to a L{Tunnel}
-    (L{twisted_proxy.proxy.tunnel.Tunnel}).
-
-    @ivar established: fires with the bytes the parent sent after its 2xx
-        head, or fails with a L{ProxyError} (the parent refused, or spoke
-        nonsense).
-    """
-
-    _state = "CONNECTING"
-
-    def __init__(self, tunnel, authority: bytes, authorization: bytes | None, via: bytes) -> None:
-        self.tunnel = tunnel
-        self._authority = authority
-        self._authorization = authorization
-        self._via = via
-        self._parser = ResponseParser()
-        self.established: Deferred[bytes] = Deferred()
-
-    def connectionMade(self) -> None:
-        setNoDelay(self.transport)
-        self._state = "WAITING"
-        headers = [(b"Host", self._authority), (b"Via", self._via)]
-        if self._authorization is not None:
-            headers.append((b"Proxy-Authorization", self._authorization))
-        self._parser.expect(b"CONNECT")
-        self.transport.write(serializeRequestHead(b"CONNECT", self._authority, headers))
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._state == "RELAY":
-            self.tunnel.dataFromUpstream(data)
-            return
-        if self._state != "WAITING":
-            return
-        try:
-            events = self._parser.feed(data)
-        except ProxyError as e:
-            self._refuse(e)
-            return
-        for event in events:
-            if type(event) is ResponseHead and not event.interim:
-                if not 200 <= event.status < 300:
-                    self._refuse(
-                        BadGateway(
-                            "The parent proxy refused the tunnel: {} {}.".format(
-                                event.status, event.reason.decode("latin-1")
-                            ),
-                            proxyStatus="http_request_denied" if event.status in (403, 407)
-                            else "destination_unavailable",
-                        )
-                    )
-                    return
-        if self._parser.switched:
-            self._state = "RELAY"
-            self.transport.pauseProducing()
-            self.established.callback(self._parser.trailingData)
-
-    def _refuse(self, error: ProxyError) -> None:
-        self._state = "CLOSED"
-        self.transport.abortConnection()
-        self.established.errback(Failure(error))
-
-    def readConnectionLost(self) -> None:
-        if self._state == "RELAY":
-            self.tunnel.upstreamReadClosed()
-        else:
-            self.transport.loseConnection()
-
-    def writeConnectionLost(self) -> None:
-        pass
-
-    def connectionLost(self, reason: Failure = ierror.ConnectionDone) -> None:
-        state = self._state
-        self._state = "CLOSED"
-        if state == "RELAY":
-            self.tunnel.upstreamConnectionLost(reason)
-        elif state == "WAITING":
-            self.established.errback(
-                Failure(
-                    BadGateway(
-                        "The parent proxy closed the connection before answering CONNECT.",
-                        proxyStatus="http_response_incomplete",
-                    )
-                )
-            )
