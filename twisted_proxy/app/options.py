@@ -28,7 +28,16 @@ from twisted.python import usage
 
 from .. import __version__
 from .console import prepare as prepareConsole
-from .settings import SETTINGS, CommandLine, Flag, SettingError, formatSettings
+from .settings import (
+    COMMAND_LINE,
+    SETTINGS,
+    CommandLine,
+    Flag,
+    SettingError,
+    defaultOf,
+    formatSettings,
+    settingError,
+)
 
 __all__ = ["Options", "OptionError", "reportError"]
 
@@ -54,8 +63,6 @@ def _help(setting: Any) -> str:
     """
     The help line of a setting, with its default.
     """
-    from .settings import defaultOf
-
     text = setting.help
     if setting.defaultText is not None:
         return f"{text} (default: {setting.defaultText})"
@@ -167,9 +174,7 @@ class Options(usage.Options):
             try:
                 commandLine[name] = setting.kind.fromText(raw)
             except ValueError as e:
-                from .settings import COMMAND_LINE, _error
-
-                raise OptionError(str(_error(setting, raw, COMMAND_LINE, e))) from None
+                raise OptionError(str(settingError(setting, raw, COMMAND_LINE, e))) from None
         source = CommandLine(commandLine, tuple(self._clientOrder))
         try:
             built = source.read()
