@@ -35,7 +35,8 @@ from tests._records import (
     readLines,
     successfulRecord,
 )
-from twisted_proxy.app.service import ProxyService, RecordFiles
+from twisted_proxy.app.recordfiles import RecordFiles
+from twisted_proxy.app.service import ProxyService
 from twisted_proxy.app.tap import Options
 from twisted_proxy.records.emit import emitTransaction
 from twisted_proxy.records.logfiles import RecordFileObserver, historyObserver

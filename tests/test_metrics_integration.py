@@ -23,7 +23,7 @@ from twisted.web.client import Agent, ProxyAgent, readBody
 
 from tests.test_integration import ProxyTestMixin, origin
 from twisted_proxy.app.metrics import MetricsService
-from twisted_proxy.app.service import StartupError
+from twisted_proxy.app.runtime import StartupError
 from twisted_proxy.app.tap import Options, makeService
 
 

@@ -28,7 +28,8 @@ from twisted.web.server import NOT_DONE_YET, Site
 from tests.test_integration import origin, sleep
 from twisted_proxy.app import listening
 from twisted_proxy.app.listening import Listener, ListenError, listenBacklog
-from twisted_proxy.app.service import ProxyService, StartupError
+from twisted_proxy.app.runtime import StartupError
+from twisted_proxy.app.service import ProxyService
 from twisted_proxy.app.tap import Options, makeService
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -166,7 +167,7 @@ class ListenerTests(SynchronousTestCase):
         from twisted.internet.testing import EventLoggingObserver
         from twisted.logger import globalLogPublisher
 
-        from twisted_proxy.app.service import bindAll
+        from twisted_proxy.app.ports import bindAll
 
         if not hasIPv6():
             raise SkipTest("no IPv6 here")

@@ -16,7 +16,8 @@ from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.app.service import ProxyService, StartupError
+from twisted_proxy.app.runtime import StartupError
+from twisted_proxy.app.service import ProxyService
 from twisted_proxy.app.tap import Options, makeService
 from twisted_proxy.app.workers import checkWorkerCaches, workerConfig
 from twisted_proxy.proxy.cache import CacheDirectoryError, DiskStore, MemoryStore

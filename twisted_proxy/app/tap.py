@@ -10,7 +10,8 @@ from typing import Any
 from twisted.application.service import MultiService
 
 from .options import Options, reportError
-from .service import ProxyService, StartupError
+from .runtime import StartupError
+from .service import ProxyService
 from .settings import SettingError
 
 __all__ = ["Options", "makeService"]

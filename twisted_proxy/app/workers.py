@@ -56,21 +56,13 @@ from twisted.logger import Logger, eventAsJSON, eventFromJSON, globalLogPublishe
 from twisted.python.failure import Failure
 
 from .listening import Listener, ListenError
-from .service import (
-    STOP_SIGNALS,
-    Draining,
-    ProxyRuntime,
-    RecordFiles,
-    Signals,
-    StartupError,
-    bindAll,
-    listenerChanges,
-    logStart,
-    raiseFileLimit,
-    reloadInto,
-    restartNotes,
-)
+from .ports import bindAll, listenerChanges
+from .recordfiles import RecordFiles
+from .reloading import reloadInto, restartNotes
+from .runtime import ProxyRuntime, StartupError, raiseFileLimit
+from .service import logStart
 from .settings import Built, SettingError, Settings, build
+from .stopping import STOP_SIGNALS, Draining, Signals
 
 if TYPE_CHECKING:
     from ..proxy.config import ProxyConfig
