@@ -43,7 +43,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
-__all__ = ["Listener", "ListenError", "listenBacklog"]
+__all__ = ["Listener", "ListenError", "listenBacklog", "metricsAddress", "metricsEndpoint"]
 
 
 class ListenError(Exception):
@@ -451,3 +451,66 @@ def _removeStaleSocket(path: str) -> None:
     finally:
         probe.close()
 
+
+# The --metrics endpoint.
+
+_SEPARATOR = re.compile(r"(?<!\\):")
+
+
+def _strportFields(description: str) -> tuple[str, list[str], dict[str, str]]:
+    """
+    Split an endpoint description into its type, positional and keyword
+    arguments (C{\\:} escapes a colon).
+    """
+    parts = [p.replace("\\:", ":") for p in _SEPARATOR.split(description)]
+    kind, args, kwargs = parts[0].lower(), [], {}
+    for part in parts[1:]:
+        name, sep, value = part.partition("=")
+        if sep:
+            kwargs[name] = value
+        else:
+            args.append(part)
+    return kind, args, kwargs
+
+
+def metricsEndpoint(description: str) -> str:
+    """
+    The endpoint description for C{--metrics}: a bare port number listens
+    on 127.0.0.1 only (the status page names clients and the URLs they
+    fetch), anything else is a Twisted endpoint string.
+
+    @raise ValueError: with a message saying what is wrong.
+    """
+    from twisted.internet.endpoints import serverFromString
+
+    text = description.strip()
+    if text.isdigit():
+        text = "tcp:{}:interface=127.0.0.1".format(text)
+    try:
+        # Parsing needs no reactor; listening happens at start.
+        serverFromString(None, text)
+    except Exception as e:
+        raise ValueError(str(e) or e.__class__.__name__) from None
+    kind, args, kwargs = _strportFields(text)
+    if kind in ("tcp", "tcp6", "ssl"):
+        port = kwargs.get("port", args[0] if args else "")
+        if not port.isdigit() or int(port) > 65535:
+            raise ValueError("the port must be a number from 0 to 65535")
+    return text
+
+
+def metricsAddress(description: str) -> tuple[str, int] | None:
+    """
+    The TCP address C{description} (see L{metricsEndpoint}) listens on,
+    C{(interface, port)} with C{""} for every interface, or L{None} if it
+    is not a TCP endpoint with a fixed port.  Workers use it to refuse
+    requests to the parent's metrics endpoint, as a loop.
+    """
+    kind, args, kwargs = _strportFields(description)
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return None
+    port = kwargs.get("port", args[0] if args else "")
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        return None
+    interface = kwargs.get("interface", "")
+    return interface, int(port)

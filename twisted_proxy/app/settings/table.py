@@ -133,8 +133,7 @@ def reverseHosts(items: Iterable[str]) -> tuple[tuple[str, Any], ...]:
 
 
 def _metricsEndpoint(text: str) -> str:
-    from ..listening import Listener
-    from ..metrics import metricsEndpoint
+    from ..listening import Listener, metricsEndpoint
 
     try:
         endpoint = metricsEndpoint(text)
