@@ -19,7 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_proxy.app.runtime import StartupError
 from twisted_proxy.app.service import ProxyService
 from twisted_proxy.app.tap import Options, makeService
-from twisted_proxy.app.workers import checkWorkerCaches, workerConfig
+from twisted_proxy.app.workerprocess import workerConfig
+from twisted_proxy.app.workers import checkWorkerCaches
 from twisted_proxy.proxy.cache import CacheDirectoryError, DiskStore, MemoryStore
 from twisted_proxy.proxy.cache.entry import StoredResponse
 

@@ -3,7 +3,7 @@
 Multi-core serving: C{--workers N}.
 
 The parent process (L{WorkerSupervisor}) opens the listening sockets, then
-starts N worker processes (C{python -m twisted_proxy.app.workers}) that
+starts N worker processes (C{python -m twisted_proxy.app.workerprocess}) that
 serve them (C{adoptStreamPort}); the kernel hands each new connection to
 whichever worker accepts it first.
 
@@ -44,7 +44,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -52,29 +51,26 @@ from twisted.application.service import MultiService, Service
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger, eventAsJSON, eventFromJSON, globalLogPublisher
+from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
-from .listening import Listener, ListenError
+from .listening import ListenError
 from .ports import bindAll, listenerChanges
 from .recordfiles import RecordFiles
 from .reloading import reloadInto, restartNotes
-from .runtime import ProxyRuntime, StartupError, raiseFileLimit
+from .runtime import StartupError
 from .service import logStart
-from .settings import Built, SettingError, Settings, build
-from .stopping import STOP_SIGNALS, Draining, Signals
+from .settings import Built, SettingError
+from .stopping import STOP_SIGNALS, Signals
+from .workerprocess import RS, WORKER_IGNORES, workerConfig
 
 if TYPE_CHECKING:
     from ..proxy.config import ProxyConfig
     from .metrics import MetricsService
 
-__all__ = ["WorkerSupervisor", "main"]
+__all__ = ["WorkerSupervisor", "checkWorkerCaches"]
 
-_RS = "\x1e"
 _log = Logger()
-
-# Signals a worker ignores: the parent decides what they mean.
-_WORKER_IGNORES = {signal.SIGINT, signal.SIGHUP, signal.SIGUSR1}
 
 
 class _WorkerProcess(ProcessProtocol):
@@ -105,7 +101,7 @@ class _WorkerProcess(ProcessProtocol):
 
     def outReceived(self, data: bytes) -> None:
         buffer = self._buffer + data
-        *records, self._buffer = buffer.split(_RS.encode())
+        *records, self._buffer = buffer.split(RS.encode())
         for record in records:
             record = record.strip()
             if not record:
@@ -295,7 +291,7 @@ class WorkerSupervisor(MultiService):
             fd = listener.fileno()
             childFDs[fd] = fd
             listeners.append([fd, int(listener.family), listener.description])
-        args = [sys.executable, "-m", "twisted_proxy.app.workers", "--worker-id", str(workerId)]
+        args = [sys.executable, "-m", "twisted_proxy.app.workerprocess", "--worker-id", str(workerId)]
         process = _WorkerProcess(self, workerId)
         self.workers[workerId] = process
         own = []
@@ -308,7 +304,7 @@ class WorkerSupervisor(MultiService):
         # inherited; a handler or SIG_IGN is reset by spawnProcess), and
         # ignores them once it can: a Ctrl-C that reaches the whole process
         # group while it starts must not end it with a KeyboardInterrupt.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _WORKER_IGNORES)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_IGNORES)
         try:
             self.reactor.spawnProcess(
                 process, sys.executable, args, env=os.environ, childFDs=childFDs
@@ -520,175 +516,6 @@ class WorkerSupervisor(MultiService):
                 pass
 
 
-# -- the worker process ----------------------------------------------------------
-
-
-class _Commands:
-    """
-    Reads the parent's commands from standard input (an C{IReadDescriptor}
-    on file descriptor 0); end of input means the parent is gone.
-    """
-
-    def __init__(self, worker: _Worker) -> None:
-        self.worker = worker
-        self._buffer = b""
-
-    def fileno(self) -> int:
-        return 0
-
-    def logPrefix(self) -> str:
-        return "parent"
-
-    def doRead(self) -> Any:
-        try:
-            data = os.read(0, 65536)
-        except BlockingIOError:
-            return None
-        except OSError:
-            data = b""
-        if not data:
-            return ierror.ConnectionDone()
-        self.feed(data)
-        return None
-
-    def feed(self, data: bytes) -> None:
-        *lines, self._buffer = (self._buffer + data).split(b"\n")
-        for line in lines:
-            if line.strip():
-                self.worker.command(json.loads(line))
-
-    def connectionLost(self, reason: Failure) -> None:
-        self.worker.stop(reason="the parent process is gone")
-
-
-class _Worker:
-    """
-    A worker process's service: the proxy on the sockets the parent opened,
-    driven by the parent's commands.
-    """
-
-    def __init__(self, reactor: Any, workerId: int, start: dict[str, Any]) -> None:
-        """
-        @raise StartupError: if the worker cannot serve (its cache directory
-            is in use).
-        """
-        self.reactor = reactor
-        self.workerId = workerId
-        settings = Settings.fromJSON(start["settings"])
-        self.built = build(settings)
-        self.runtime = ProxyRuntime(
-            workerConfig(self.built.config, workerId),
-            reactor,
-            transactionDetail=parentReadsRecords(settings),
-            connectionIdPrefix=f"w{workerId}-",
-        )
-        self.ports: list[Any] = []
-        self.adopted = [(fd, family, description) for fd, family, description in start["listeners"]]
-        self.ownAddresses = [(host, port) for host, port in start.get("ownAddresses", [])]
-        self._draining: Draining | None = None
-        self.relay: _JSONRelay | None = None
-        self.service = MultiService()
-        if settings["metrics"] is not None:
-            # The parent serves the endpoint; this worker reports its
-            # gauges to it.
-            from .metrics import GaugeReporter, ProxyGauges
-
-            factory, pool = self.runtime.factory, self.runtime.pool
-            GaugeReporter(reactor, ProxyGauges(factory, pool).read).setServiceParent(self.service)
-
-    def start(self) -> None:
-        raiseFileLimit(self.runtime)
-        self.runtime.start()
-        self.service.startService()
-        factory = self.runtime.factory
-        for host, port in self.ownAddresses:
-            factory.addListeningAddress(host, port)
-        for fd, family, description in self.adopted:
-            listener = next(
-                (x for x in Listener.parse(description) if x.family == family), None
-            )
-            wrapped = listener.wrap(factory) if listener is not None else factory
-            port = self.reactor.adoptStreamPort(fd, socket.AddressFamily(family), wrapped)
-            if family == socket.AF_UNIX:
-                # The parent owns the socket file: a worker that stops must
-                # not remove it (Twisted's unix port would).
-                _keepSocketFile(port)
-            os.close(fd)
-            address = port.getHost()
-            host = getattr(address, "host", None)
-            if host is not None:
-                factory.addListeningAddress(host, address.port)
-            self.ports.append(port)
-
-    def command(self, message: dict[str, Any]) -> None:
-        if "reload" in message:
-            try:
-                new = build(Settings.fromJSON(message["reload"]["settings"]))
-            except SettingError as e:
-                _log.error("Worker {worker} kept its configuration: {error}",
-                           worker=self.workerId, error=e)
-                return
-            self.runtime.apply(workerConfig(new.config, self.workerId))
-            raiseFileLimit(self.runtime)
-            settings = new.settings
-            records = parentReadsRecords(settings)
-            self.runtime.factory.transactionDetail = records
-            if self.relay is not None:
-                from .console import LEVELS
-
-                self.relay.level = LEVELS[settings["log-level"]]
-                self.relay.records = records
-            self.built = new
-        elif "stop" in message:
-            self.stop(message["stop"].get("timeout"))
-        elif "abort" in message:
-            if self._draining is not None:
-                self._draining.abortNow()
-            else:
-                self.stop(0.0)
-
-    def stop(self, timeout: float | None = None, reason: str = "") -> None:
-        """
-        Stop accepting, let what is in progress finish (at most C{timeout}
-        seconds), then exit.
-        """
-        if self._draining is not None:
-            return
-        if reason:
-            _log.info("Worker {worker} stopping: {reason}.", worker=self.workerId, reason=reason)
-        if timeout is None:
-            timeout = self.built.settings["shutdown-timeout"]
-        for port in self.ports:
-            port.stopListening()
-        self.ports = []
-        self._draining = Draining(self.runtime.factory, self.reactor, timeout)
-
-        def stopped(result: object) -> None:
-            self.service.stopService()
-            self.runtime.stop()
-            self.reactor.callLater(0, self.reactor.stop)
-
-        self._draining.start().addBoth(stopped)
-
-
-def parentReadsRecords(settings: Settings) -> bool:
-    """
-    Whether the parent reads the workers' transaction records (to write the
-    history or the access log, or to count them for C{--metrics}).
-    """
-    return bool(settings["history"] or settings["access-log"] or settings["metrics"])
-
-
-def workerConfig(config: ProxyConfig, workerId: int) -> ProxyConfig:
-    """
-    C{config} as worker C{workerId} runs it: a disk cache in its own
-    directory, C{DIR/worker-N} (a cache directory has one process).
-    """
-    if config.cacheDir is None:
-        return config
-    return config.replace(cacheDir=os.path.join(config.cacheDir, f"worker-{workerId}"))
-
-
 def checkWorkerCaches(config: ProxyConfig, count: int) -> None:
     """
     Make the workers' cache directories and check that each can be used
@@ -709,108 +536,3 @@ def checkWorkerCaches(config: ProxyConfig, count: int) -> None:
         except CacheDirectoryError as e:
             raise StartupError(str(e)) from None
         store.close()
-
-
-def _keepSocketFile(port: Any) -> None:
-    from twisted.internet import tcp
-
-    def connectionLost(reason: Failure) -> None:
-        tcp.Port.connectionLost(port, reason)
-
-    port.connectionLost = connectionLost
-
-
-class _JSONRelay:
-    """
-    The worker's log observer: events the parent shows or records, as JSON
-    records on standard output, in batches.
-    """
-
-    def __init__(self, level: Any, records: bool) -> None:
-        from .console import BufferedWriter
-
-        self.writer = BufferedWriter(os.fdopen(1, "w", encoding="utf-8", closefd=False))
-        self.level = level
-        self.records = records
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        from .console import wanted
-
-        if not (wanted(event, self.level) or (self.records and "transaction" in event)):
-            return
-        if "record" in event:
-            # The record object itself is for observers in this process;
-            # its dict, in "transaction", is what travels.
-            event = dict(event)
-            del event["record"]
-        self.writer.write(eventAsJSON(event) + _RS)
-
-
-def _readFirstLine() -> tuple[bytes, bytes]:
-    """
-    The first line on standard input (the start command), and what was
-    read after it, without Python's buffering (which would hide the rest
-    from the reactor).
-    """
-    data = b""
-    while b"\n" not in data:
-        chunk = os.read(0, 65536)
-        if not chunk:
-            return data, b""
-        data += chunk
-    line, _, rest = data.partition(b"\n")
-    return line, rest
-
-
-def main(argv: list[str] | None = None) -> None:
-    """
-    A worker process: C{python -m twisted_proxy.app.workers --worker-id N},
-    with its settings and commands on standard input (see the module
-    docstring).
-    """
-    from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner
-
-    from .console import LEVELS
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    workerId = int(argv[argv.index("--worker-id") + 1])
-    for signum in _WORKER_IGNORES:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _WORKER_IGNORES)
-    first, rest = _readFirstLine()
-    if not first:
-        return
-    start = json.loads(first)["start"]
-    settings = start["settings"]["values"]
-    relay = _JSONRelay(
-        LEVELS[settings["log-level"]], parentReadsRecords(Settings.fromJSON(start["settings"]))
-    )
-    globalLogBeginner.beginLoggingTo([relay], redirectStandardIO=False, discardBuffer=True)
-    try:
-        worker = _Worker(reactor, workerId, start)
-    except StartupError as e:
-        _log.error("Worker {worker} cannot start: {error}", worker=workerId, error=str(e))
-        relay.writer.stopBuffering()
-        raise SystemExit(1) from None
-    worker.relay = relay
-    commands = _Commands(worker)
-    os.set_blocking(0, False)
-
-    def running() -> None:
-        relay.writer.startBuffering(reactor)
-        worker.start()
-        commands.feed(rest)
-        reactor.addReader(commands)
-        signal.signal(
-            signal.SIGTERM,
-            lambda *a: reactor.callFromThread(worker.stop, None, "SIGTERM"),
-        )
-
-    reactor.callWhenRunning(running)
-    reactor.run(installSignalHandlers=False)
-    relay.writer.stopBuffering()
-
-
-if __name__ == "__main__":
-    main()
