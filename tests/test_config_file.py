@@ -24,8 +24,8 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests.test_integration import sleep
-from tests.test_startup import ROOT, slowOrigin, startTwistd, twistdArgv, twistdEnv
+from tests._loopback import sleep, slowOrigin
+from tests._twistd import ROOT, startTwistd, twistdArgv, twistdEnv
 from twisted_proxy.app.options import OptionError
 from twisted_proxy.app.settings import (
     SETTINGS,

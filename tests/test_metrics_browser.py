@@ -19,8 +19,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.test_integration import ProxyTestMixin
-from tests.test_metrics_integration import rawRequest
+from tests._loopback import ProxyTestMixin, rawRequest
 from twisted_proxy.app.metrics import MetricsService
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")

@@ -10,18 +10,16 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, ProxyAgent, readBody
 
-from tests.test_integration import ProxyTestMixin, origin
+from tests._loopback import ProxyTestMixin, origin, rawRequest
 from twisted_proxy.app.metrics import MetricsService
 from twisted_proxy.app.runtime import StartupError
 from twisted_proxy.app.tap import Options, makeService
@@ -59,32 +57,6 @@ def waitForEvents(test: TestCase, predicate: Callable[[list[LogEvent]], bool]) -
     globalLogPublisher.addObserver(observe)
     test.addCleanup(globalLogPublisher.removeObserver, observe)
     return d
-
-
-class RawClient(Protocol):
-    """
-    Sends exact bytes, collects the answer until the connection closes.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.received = b""
-        self.done: Deferred[bytes] = Deferred()
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.data)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason: Any) -> None:
-        self.done.callback(self.received)
-
-
-async def rawRequest(port: int, data: bytes) -> bytes:
-    client = RawClient(data)
-    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
-    return await client.done
 
 
 class SingleProcessTests(ProxyTestMixin, TestCase):

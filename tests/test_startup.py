@@ -11,72 +11,25 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
-from twisted.internet.protocol import ProcessProtocol, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.client import ProxyAgent, readBody
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
 
-from tests.test_integration import origin, sleep
+from tests._loopback import RawClient, origin, sleep, slowOrigin
+from tests._twistd import startTwistd, twistdArgv, twistdEnv
 from twisted_proxy.app import listening
 from twisted_proxy.app.listening import Listener, ListenError, listenBacklog
 from twisted_proxy.app.runtime import StartupError
 from twisted_proxy.app.service import ProxyService
 from twisted_proxy.app.tap import Options, makeService
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class Slow(Resource):
-    """
-    C{b"slow"} ten times, one every 0.1 s: a transfer that is in progress
-    for a second.
-    """
-
-    isLeaf = True
-    pieces = 10
-    interval = 0.1
-
-    def render_GET(self, request):
-        request.setHeader(b"content-length", b"%d" % (4 * self.pieces,))
-        left = [self.pieces]
-        calls = []
-
-        def write():
-            if request.finished or request._disconnected:
-                return
-            request.write(b"slow")
-            left[0] -= 1
-            if left[0]:
-                calls.append(reactor.callLater(self.interval, write))
-            else:
-                request.finish()
-
-        def cancel(_):
-            for call in calls:
-                if call.active():
-                    call.cancel()
-
-        request.notifyFinish().addErrback(cancel)
-        write()
-        return NOT_DONE_YET
-
-
-def slowOrigin() -> Site:
-    """
-    The integration tests' origin, with C{/slow} (L{Slow}).
-    """
-    site = origin()
-    site.resource.putChild(b"slow", Slow())
-    return site
 
 
 def hasIPv6() -> bool:
@@ -217,18 +170,6 @@ class ListenerTests(SynchronousTestCase):
         self.assertFalse(os.path.exists(path))
 
 
-class _Collect(Protocol):
-    def __init__(self) -> None:
-        self.data = b""
-        self.closed: defer.Deferred[bytes] = defer.Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.data += data
-
-    def connectionLost(self, reason) -> None:
-        self.closed.callback(self.data)
-
-
 class DualStackTests(TestCase):
     """
     A bare port listens on both families; the proxy sees each client by its
@@ -312,17 +253,6 @@ class ServiceStartTests(TestCase):
 
 
 # -- twistd in a subprocess -----------------------------------------------------
-
-
-def twistdArgv(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", *args]
-
-
-def twistdEnv() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
-    env.pop("COLUMNS", None)
-    return env
 
 
 class StartupErrorTests(SynchronousTestCase):
@@ -445,86 +375,6 @@ class StartupErrorTests(SynchronousTestCase):
             self.assertIn("--shutdown-timeout=", result.stdout)
 
 
-class TwistdProcess(ProcessProtocol):
-    """
-    C{twistd} in a subprocess: its output, line by line, and its end.
-    """
-
-    def __init__(self) -> None:
-        self.output = ""
-        self.ended: defer.Deferred[int | None] = defer.Deferred()
-        self._waiting: list[tuple[str, defer.Deferred[None]]] = []
-
-    def outReceived(self, data: bytes) -> None:
-        self.received(data)
-
-    def errReceived(self, data: bytes) -> None:
-        self.received(data)
-
-    def received(self, data: bytes) -> None:
-        self.output += data.decode("utf-8", "replace")
-        for text, d in list(self._waiting):
-            if text in self.output:
-                self._waiting.remove((text, d))
-                d.callback(None)
-
-    def processEnded(self, reason) -> None:
-        for text, d in self._waiting:
-            d.errback(AssertionError(f"twistd ended before printing {text!r}:\n{self.output}"))
-        self._waiting = []
-        self.ended.callback(reason.value.exitCode)
-
-    def waitFor(self, text: str, timeout: float = 30) -> defer.Deferred[None]:
-        """
-        Fire once C{text} was printed.
-        """
-        if text in self.output:
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append((text, d))
-        return d.addTimeout(timeout, reactor)
-
-    def signal(self, name: str) -> None:
-        import signal
-
-        os.kill(self.transport.pid, getattr(signal, "SIG" + name))
-
-    def port(self) -> int:
-        """
-        The port of the first "listening on 127.0.0.1:PORT" line.
-        """
-        marker = "listening on 127.0.0.1:"
-        rest = self.output[self.output.index(marker) + len(marker):]
-        return int(rest.split()[0])
-
-
-def startTwistd(
-    test: TestCase, *args: str, cwd: str | None = None, newSession: bool = False
-) -> TwistdProcess:
-    """
-    Start C{twistd -n --pidfile= [args]} (args after C{proxyserver} included),
-    stopped (killed) at the end of the test if still running.
-    """
-    if cwd is None:
-        cwd = tempfile.mkdtemp()
-        test.addCleanup(shutil.rmtree, cwd)
-    process = TwistdProcess()
-    argv = twistdArgv(*args)
-    if newSession:
-        # A process group of its own, as a terminal gives a command.
-        argv = [sys.executable, "-c",
-                "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])", *argv]
-    reactor.spawnProcess(process, argv[0], argv, env=twistdEnv(), path=cwd)
-
-    async def stop() -> None:
-        if not process.ended.called:
-            process.signal("KILL")
-            await process.ended
-
-    test.addCleanup(lambda: defer.ensureDeferred(stop()))
-    return process
-
-
 class SignalTests(TestCase):
     """
     The signals an operator sends, to a real twistd.
@@ -602,7 +452,7 @@ class SecondSignalTests(TestCase):
             )
             await twistd.waitFor("listening on 127.0.0.1:")
             proxy = TCP4ClientEndpoint(reactor, "127.0.0.1", twistd.port())
-            tunnel = _Collect()
+            tunnel = RawClient()
             for _ in range(200):
                 try:
                     await connectProtocol(proxy, tunnel)
@@ -610,14 +460,11 @@ class SecondSignalTests(TestCase):
                 except Exception:
                     await sleep(0.05)
             tunnel.transport.write(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (port,))
-            for _ in range(500):
-                if b"\r\n\r\n" in tunnel.data:
-                    break
-                await sleep(0.01)
+            await tunnel.waitFor(b"\r\n\r\n")
             twistd.signal("INT")
             await twistd.waitFor("SIGINT: stopping.")
             twistd.signal("INT")
-            await tunnel.closed
+            await tunnel.done
             self.assertEqual(await twistd.ended, 0, twistd.output)
             self.assertIn(cut, twistd.output)
             self.assertNotIn("Traceback", twistd.output)
@@ -659,23 +506,20 @@ class GracefulStopTests(TestCase):
     def logged(self, text: str) -> bool:
         return any(text in (e.get("log_format") or "") for e in self.events)
 
-    async def rawConnection(self) -> _Collect:
-        proto = _Collect()
+    async def rawConnection(self) -> RawClient:
+        proto = RawClient()
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), proto)
         return proto
 
-    async def openTunnel(self) -> _Collect:
+    async def openTunnel(self) -> RawClient:
         tunnel = await self.rawConnection()
         tunnel.transport.write(
             b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
             % (self.originPort, self.originPort)
         )
-        for _ in range(500):
-            if b"\r\n\r\n" in tunnel.data:
-                break
-            await sleep(0.01)
-        self.assertTrue(tunnel.data.startswith(b"HTTP/1.1 200"), tunnel.data)
-        tunnel.data = b""
+        await tunnel.waitFor(b"\r\n\r\n")
+        self.assertTrue(tunnel.received.startswith(b"HTTP/1.1 200"), tunnel.received)
+        tunnel.received = b""
         return tunnel
 
     async def test_inFlightWorkFinishes(self) -> None:
@@ -683,10 +527,7 @@ class GracefulStopTests(TestCase):
         # An idle keep-alive connection: one answered request, then nothing.
         idle = await self.rawConnection()
         idle.transport.write(b"GET %s/small HTTP/1.1\r\nHost: x\r\n\r\n" % (self.origin.encode(),))
-        for _ in range(500):
-            if idle.data.endswith(b"hello from the origin\n"):
-                break
-            await sleep(0.01)
+        await idle.waitFor(b"hello from the origin\n")
         # A slow transfer and a tunnel in progress.
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
         response = await agent.request(b"GET", (self.origin + "/slow").encode())
@@ -696,7 +537,7 @@ class GracefulStopTests(TestCase):
         done: list[bool] = []
         stopped = service.stopService().addBoth(lambda result: done.append(True) or result)
         # The idle connection is closed at once, and nothing new accepted.
-        await idle.closed
+        await idle.done
         self.assertEqual(done, [])
         from twisted.internet.error import ConnectionRefusedError
 
@@ -704,7 +545,7 @@ class GracefulStopTests(TestCase):
             await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), Protocol())
         # The tunnel still carries bytes, both ways.
         tunnel.transport.write(b"GET /small HTTP/1.0\r\n\r\n")
-        self.assertIn(b"hello from the origin", await tunnel.closed)
+        self.assertIn(b"hello from the origin", await tunnel.done)
         self.assertEqual(await body, b"slow" * 10)
         await stopped
         self.assertTrue(self.logged("All connections finished after"))
@@ -751,7 +592,7 @@ class GracefulStopTests(TestCase):
         tunnel = await self.openTunnel()
         start = time.monotonic()
         await service.stopService()
-        await tunnel.closed
+        await tunnel.done
         self.assertGreaterEqual(time.monotonic() - start, 0.25)
         self.assertTrue(self.logged("Shutdown timeout ({timeout} s): cutting"))
 
@@ -763,7 +604,7 @@ class GracefulStopTests(TestCase):
         self.patch(reactor, "stop", lambda: None)
         stopped = service.stopService()
         service.stopSignal(signal.SIGTERM)
-        await tunnel.closed
+        await tunnel.done
         await stopped
         self.assertTrue(self.logged("Stopping now: cutting"))
 
@@ -795,14 +636,11 @@ class SigtermTests(TestCase):
             b"GET", b"http://127.0.0.1:%d/slow" % (port,)
         )
         body = defer.ensureDeferred(_readBody(response))
-        tunnel = _Collect()
+        tunnel = RawClient()
         await connectProtocol(proxy, tunnel)
         tunnel.transport.write(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (port,))
-        for _ in range(500):
-            if b"\r\n\r\n" in tunnel.data:
-                break
-            await sleep(0.01)
-        self.assertTrue(tunnel.data.startswith(b"HTTP/1.1 200"), tunnel.data)
+        await tunnel.waitFor(b"\r\n\r\n")
+        self.assertTrue(tunnel.received.startswith(b"HTTP/1.1 200"), tunnel.received)
         twistd.signal("TERM")
         await twistd.waitFor("SIGTERM: stopping.")
         from twisted.internet.error import ConnectionRefusedError
@@ -810,7 +648,7 @@ class SigtermTests(TestCase):
         with self.assertRaises(ConnectionRefusedError):
             await connectProtocol(proxy, Protocol())
         tunnel.transport.write(b"GET /small HTTP/1.0\r\n\r\n")
-        self.assertIn(b"hello from the origin", await tunnel.closed)
+        self.assertIn(b"hello from the origin", await tunnel.done)
         self.assertEqual(await body, b"slow" * 10)
         self.assertEqual(await twistd.ended, 0)
         self.assertIn("waiting up to 30 s for 2 connections in progress (1 of them a tunnel)", twistd.output)

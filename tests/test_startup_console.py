@@ -18,8 +18,8 @@ from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests.test_integration import sleep
-from tests.test_startup import startTwistd
+from tests._loopback import sleep
+from tests._twistd import startTwistd
 from twisted_proxy.app import console
 from twisted_proxy.app.console import Console, formatLine, wanted
 

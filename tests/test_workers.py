@@ -17,8 +17,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests.test_integration import sleep
-from tests.test_startup import slowOrigin
+from tests._loopback import sleep, slowOrigin
 from twisted_proxy.app.tap import Options, makeService
 from twisted_proxy.app.workers import WorkerSupervisor
 
