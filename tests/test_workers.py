@@ -270,6 +270,36 @@ class WorkerMetricsTests(WorkersMixin, TestCase):
         self.assertEqual(service.metrics.monitor.stats.total, 3)
         self.assertTrue(all("record" not in e for e in self.events if "transaction" in e))
 
+    async def test_drainingWhileWorkersFinish(self) -> None:
+        """
+        Stopping the parent: C{/healthz} answers 503 while the workers
+        finish what they serve; the endpoint closes once they are gone.
+        """
+        from twisted.internet.error import ConnectionRefusedError
+        from twisted.web.client import Agent
+
+        service = await self.startWorkers("--metrics", "tcp:0:interface=127.0.0.1",
+                                          history=False)
+        metricsPort = (await service.metrics._waitingForPort).getHost().port
+
+        async def health() -> tuple[int, bytes]:
+            response = await Agent(reactor).request(
+                b"GET", b"http://127.0.0.1:%d/healthz" % (metricsPort,)
+            )
+            return response.code, await readBody(response)
+
+        await self.requestUntilServed()
+        self.assertEqual(await health(), (200, b"ok\n"))
+        agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
+        response = await agent.request(b"GET", (self.origin + "/slow").encode("ascii"))
+        body = defer.ensureDeferred(_read(response))
+        stopped = service.stopService()
+        self.assertEqual(await health(), (503, b"draining\n"))
+        self.assertEqual(await body, b"slow" * 10)
+        await stopped
+        with self.assertRaises(ConnectionRefusedError):
+            await health()
+
 
 class WorkerRecordsTests(WorkersMixin, TestCase):
     async def test_historyStartedByReload(self) -> None:

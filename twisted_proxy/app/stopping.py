@@ -161,9 +161,13 @@ class Signals:
         chained = previous if chain and callable(previous) else None
 
         def handler(number: int, frame: Any) -> None:
-            if chained is not None:
-                chained(number, frame)
-            self.reactor.callFromThread(action)
+            # The previous handler first, and ours whatever it does (main's
+            # onSignal did the same, with a try/finally).
+            try:
+                if chained is not None:
+                    chained(number, frame)
+            finally:
+                self.reactor.callFromThread(action)
 
         signal.signal(signum, handler)
         self._previous.setdefault(signum, previous)
