@@ -354,3 +354,27 @@ class _Source:
         values = dict(self.source.values)
         values["listen"] = self.listen
         return CommandLine(values, self.source.clientOrder).read()
+
+
+class ParentReadsRecordsTests(TestCase):
+    """
+    Whether workers send their transactions to the parent: while the parent
+    writes the history or the access log, or serves --metrics (the endpoint
+    it started with: a reload cannot add one).
+    """
+
+    def test_when(self) -> None:
+        from twisted_proxy.app.workerprocess import parentReadsRecords
+
+        def settings(*args: str):
+            config = Options()
+            config.parseOptions(list(args))
+            return config["settings"]
+
+        plain = settings()
+        metrics = settings("--metrics", "9100")
+        self.assertFalse(parentReadsRecords(plain))
+        self.assertTrue(parentReadsRecords(settings("--access-log", os.devnull)))
+        self.assertTrue(parentReadsRecords(metrics))
+        self.assertTrue(parentReadsRecords(plain, metrics))
+        self.assertFalse(parentReadsRecords(metrics, plain))

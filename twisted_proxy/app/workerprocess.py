@@ -85,6 +85,9 @@ class _Worker:
     """
     A worker process's service: the proxy on the sockets the parent opened,
     driven by the parent's commands.
+
+    @ivar initial: the settings it started with.
+    @ivar built: the settings in force and what they built.
     """
 
     def __init__(self, reactor: Any, workerId: int, start: dict[str, Any]) -> None:
@@ -94,7 +97,7 @@ class _Worker:
         """
         self.reactor = reactor
         self.workerId = workerId
-        settings = Settings.fromJSON(start["settings"])
+        settings = self.initial = Settings.fromJSON(start["settings"])
         self.built = build(settings)
         self.runtime = ProxyRuntime(
             workerConfig(self.built.config, workerId),
@@ -151,7 +154,7 @@ class _Worker:
             self.runtime.apply(workerConfig(new.config, self.workerId))
             raiseFileLimit(self.runtime)
             settings = new.settings
-            records = parentReadsRecords(settings)
+            records = parentReadsRecords(settings, self.initial)
             self.runtime.factory.transactionDetail = records
             if self.relay is not None:
                 from .console import LEVELS
@@ -191,12 +194,17 @@ class _Worker:
         self._draining.start().addBoth(stopped)
 
 
-def parentReadsRecords(settings: Settings) -> bool:
+def parentReadsRecords(settings: Settings, initial: Settings | None = None) -> bool:
     """
     Whether the parent reads the workers' transaction records (to write the
     history or the access log, or to count them for C{--metrics}).
+
+    @param initial: the settings the parent started with, if C{settings}
+        come from a reload: its C{--metrics} endpoint is the one it started
+        with (moving it takes a restart).
     """
-    return bool(settings["history"] or settings["access-log"] or settings["metrics"])
+    metrics = (initial if initial is not None else settings)["metrics"]
+    return bool(settings["history"] or settings["access-log"] or metrics)
 
 
 def workerConfig(config: ProxyConfig, workerId: int) -> ProxyConfig:
