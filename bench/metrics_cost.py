@@ -91,7 +91,7 @@ def transactions(n: int) -> float:
     the process's CPU time.
     """
     from twisted_proxy.proxy.config import ProxyConfig
-    from twisted_proxy.proxy.server import ProxyFactory
+    from twisted_proxy.proxy.factory import ProxyFactory
     from twisted_proxy.proxy.upstream import UpstreamPool
 
     clock = Clock()
@@ -163,7 +163,7 @@ def main() -> None:
 
     # 3. A scrape and a page.
     from twisted_proxy.proxy.config import ProxyConfig
-    from twisted_proxy.proxy.server import ProxyFactory
+    from twisted_proxy.proxy.factory import ProxyFactory
     from twisted_proxy.proxy.upstream import UpstreamPool
 
     clock = Clock()

@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_server import OK_RESPONSE
+from tests._server import OK_RESPONSE
 from twisted_proxy.testing import Harness
 
 

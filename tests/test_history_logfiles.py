@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import (
     Logger,
     LogLevel,
@@ -34,7 +35,9 @@ from tests._records import (
     readLines,
     successfulRecord,
 )
-from twisted_proxy.app.service import LogFilesService
+from twisted_proxy.app.recordfiles import RecordFiles
+from twisted_proxy.app.service import ProxyService
+from twisted_proxy.app.tap import Options
 from twisted_proxy.records.emit import emitTransaction
 from twisted_proxy.records.logfiles import RecordFileObserver, historyObserver
 
@@ -605,21 +608,22 @@ class BufferedWriterTests(TempDirMixin, SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
-class _ThreadCallReactor:
+class _ThreadCallReactor(MemoryReactorClock):
     """
-    Just enough of a reactor for signal handling: C{callFromThread} queues
-    the call, L{runCalls} runs the queue in order.
+    A memory reactor with just enough for signal handling:
+    C{callFromThread} queues the call, L{runCalls} runs the queue in order.
     """
 
     def __init__(self) -> None:
-        self.calls: list[Callable[[], object]] = []
+        super().__init__()
+        self.threadCalls: list[Callable[[], object]] = []
 
     def callFromThread(self, f: Callable[..., object], *args: object) -> None:
-        self.calls.append(lambda: f(*args))
+        self.threadCalls.append(lambda: f(*args))
 
     def runCalls(self) -> None:
-        while self.calls:
-            self.calls.pop(0)()
+        while self.threadCalls:
+            self.threadCalls.pop(0)()
 
 
 class LogFilesServiceTests(TempDirMixin, SynchronousTestCase):
@@ -635,13 +639,14 @@ class LogFilesServiceTests(TempDirMixin, SynchronousTestCase):
         """
         clock = Clock()
         path = os.path.join(self.makeDir(), "history.jsonl")
-        observer = historyObserver(path, 0, 1, clock)
-        service = LogFilesService([observer])
-        service.startService()
+        options = Options()
+        options.parseOptions(["--history", path])
+        records = RecordFiles(options["settings"], clock)
+        records.start()
         record = successfulRecord(FakeClocks())
         emitTransaction(Logger(namespace="tests.history"), record)
         self.assertEqual(readLines(path), [])
-        self.successResultOf(service.stopService())
+        records.close()
         [line] = readLines(path)
         self.assertEqual(json.loads(line), record.asDict())
         self.assertEqual(clock.getDelayedCalls(), [])
@@ -669,10 +674,12 @@ class LogFilesServiceTests(TempDirMixin, SynchronousTestCase):
         self.addCleanup(signal.signal, signal.SIGUSR1, original)
 
         path = os.path.join(directory, "history.jsonl")
-        history = historyObserver(path, 0, 1, Clock())
-        service = LogFilesService([history], reactor)
+        options = Options()
+        options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--history", path])
+        service = ProxyService(options["built"], reactor)
         service.startService()
         self.addCleanup(service.stopService)
+        [history] = service.records.observers
         log = Logger(namespace="tests.history")
         emitTransaction(log, successfulRecord(FakeClocks()))
         os.rename(path, path + "-old")

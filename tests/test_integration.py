@@ -5,7 +5,7 @@ proxy service built by L{twisted_proxy.app.tap.makeService}, and real clients.
 
 from __future__ import annotations
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.logger import globalLogPublisher
@@ -13,120 +13,9 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, ProxyAgent, readBody
 from twisted.web.http_headers import Headers
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
 
+from tests._loopback import Big, ProxyTestMixin, RawClient, origin, sleep
 from twisted_proxy.app.tap import Options, makeService
-
-
-def sleep(seconds: float) -> defer.Deferred[None]:
-    return task.deferLater(reactor, seconds, lambda: None)
-
-
-class Small(Resource):
-    isLeaf = True
-
-    def render_GET(self, request):
-        request.setHeader(b"content-type", b"text/plain")
-        return b"hello from the origin\n"
-
-
-class Big(Resource):
-    """
-    1 MiB, written in 16 KiB pieces as the transport asks for them.
-    """
-
-    isLeaf = True
-    size = 1024 * 1024
-
-    def render_GET(self, request):
-        request.setHeader(b"content-length", b"%d" % self.size)
-        chunk = b"z" * 16384
-        remaining = [self.size]
-
-        class Producer:
-            def resumeProducing(self):
-                if remaining[0] <= 0:
-                    return
-                remaining[0] -= len(chunk)
-                request.write(chunk)
-                if remaining[0] <= 0:
-                    request.unregisterProducer()
-                    request.finish()
-
-            def stopProducing(self):
-                remaining[0] = 0
-
-        request.registerProducer(Producer(), False)
-        return NOT_DONE_YET
-
-
-class Echo(Resource):
-    isLeaf = True
-
-    def render_POST(self, request):
-        body = request.content.read()
-        return b"got %d bytes: %s" % (len(body), body[:32])
-
-
-class Chunked(Resource):
-    """
-    A response without Content-Length: twisted.web sends it chunked.
-    """
-
-    isLeaf = True
-
-    def render_GET(self, request):
-        request.write(b"part one, ")
-        reactor.callLater(0, lambda: (request.write(b"part two"), request.finish()))
-        return NOT_DONE_YET
-
-
-def origin() -> Site:
-    root = Resource()
-    root.putChild(b"small", Small())
-    root.putChild(b"big", Big())
-    root.putChild(b"echo", Echo())
-    root.putChild(b"chunked", Chunked())
-    return Site(root)
-
-
-class ProxyTestMixin:
-    """
-    Start a loopback origin and the proxy service built by makeService.
-    """
-
-    async def setUpProxy(self, *args: str) -> None:
-        originPort = reactor.listenTCP(0, origin(), interface="127.0.0.1")
-        self.addCleanup(originPort.stopListening)
-        self.origin = "http://127.0.0.1:%d" % (originPort.getHost().port,)
-        config = Options()
-        config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", *args])
-        self.service = makeService(config, reactor)
-        self.service.startService()
-        self.addCleanup(self.service.stopService)
-        self.addCleanup(self.proxyConnectionsClosed)
-        listening = list(self.service)[0]
-        port = await listening._waitingForPort
-        self.proxyPort = port.getHost().port
-        self.agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), reactor)
-
-    async def proxyConnectionsClosed(self) -> None:
-        """
-        Wait (at most 5 s) until the proxy has closed its side of every
-        client connection, so no socket outlives the test.
-        """
-        for _ in range(500):
-            if not self.service.factory.connections:
-                return
-            await sleep(0.01)
-        self.fail("proxy connections still open: %r" % (self.service.factory.connections,))
-
-    async def get(self, path: str, method: bytes = b"GET", body=None):
-        response = await self.agent.request(method, (self.origin + path).encode("ascii"), Headers(), body)
-        content = await readBody(response)
-        return response, content
-
 
 
 class IntegrationTests(ProxyTestMixin, TestCase):
@@ -241,41 +130,6 @@ class IntegrationTests(ProxyTestMixin, TestCase):
         await self.setUpProxy()
         response = await Agent(reactor).request(b"GET", (self.origin + "/small").encode("ascii"))
         self.assertEqual(await readBody(response), b"hello from the origin\n")
-
-
-class RawClient(Protocol):
-    """
-    Sends C{request}; collects everything until the connection closes.
-    L{waitFor} fires once the bytes received contain a marker.
-    """
-
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.received = b""
-        self.done: defer.Deferred[bytes] = defer.Deferred()
-        self._waiting: list[tuple[bytes, defer.Deferred[None]]] = []
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.request)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-        self._check()
-
-    def _check(self) -> None:
-        for marker, d in list(self._waiting):
-            if marker in self.received:
-                self._waiting.remove((marker, d))
-                d.callback(None)
-
-    def waitFor(self, marker: bytes) -> defer.Deferred[None]:
-        d: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append((marker, d))
-        self._check()
-        return d
-
-    def connectionLost(self, reason) -> None:
-        self.done.callback(self.received)
 
 
 class _HTTPSThroughConnect(RawClient):
@@ -467,7 +321,7 @@ class HistoryIntegrationTests(ProxyTestMixin, TestCase):
         response, content = await self.get("/small")
         self.assertEqual(response.code, 200)
         # The writers buffer for up to 50 ms; write what they hold now.
-        for observer in self.service.observers:
+        for observer in self.service.records.observers:
             observer.flush()
         with open(history) as f:
             [record] = [json.loads(line) for line in f]
@@ -486,7 +340,7 @@ class HistoryIntegrationTests(ProxyTestMixin, TestCase):
                 break
             await sleep(0.01)
         await self.get("/small")
-        for observer in self.service.observers:
+        for observer in self.service.records.observers:
             observer.flush()
         with open(history) as f:
             self.assertEqual(len(f.read().splitlines()), 1)
@@ -539,21 +393,3 @@ class ReloadIntegrationTests(ProxyTestMixin, TestCase):
                 break
             await sleep(0.01)
         self.assertEqual(await asBob(), 200)
-
-
-class StartupTests(TestCase):
-    def test_portInUse(self) -> None:
-        """
-        A port that cannot be opened stops the start with a clear message
-        (twistd then exits 1) instead of a logged traceback and a proxy that
-        listens nowhere.
-        """
-        taken = reactor.listenTCP(0, origin(), interface="127.0.0.1")
-        self.addCleanup(taken.stopListening)
-        config = Options()
-        config.parseOptions(["--listen", "tcp:%d:interface=127.0.0.1" % (taken.getHost().port,)])
-        service = makeService(config, reactor)
-        with self.assertRaises(SystemExit) as caught:
-            service.privilegedStartService()
-        self.assertIn("cannot listen on 127.0.0.1:%d" % (taken.getHost().port,), str(caught.exception))
-        self.assertIn("Address already in use", str(caught.exception))

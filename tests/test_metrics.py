@@ -661,23 +661,31 @@ class ServiceTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         h = Harness()
         config = Options()
-        config.parseOptions(["--listen", "tcp:0", "--metrics", "tcp:9100:interface=127.0.0.1"])
+        config.parseOptions(["--listen", "tcp:0", "--metrics", "tcp:0:interface=127.0.0.1"])
         publisher = LogPublisher()
         service = MetricsService.forProxy(reactor, config, h.factory, h.pool, publisher)
+        # The socket is real (bound to a port the system chose); the memory
+        # reactor serves it.
+        self.addCleanup(service.listener.close)
         return service, reactor, h, publisher
 
     def test_listensAndGuards(self) -> None:
         """
-        It listens on its endpoint; once listening, a proxied request to
-        that address is refused as a loop.
+        It listens on its endpoint (the socket it bound, served by the
+        reactor); once listening, a proxied request to that address is
+        refused as a loop.
         """
         service, reactor, h, publisher = self.service()
         service.privilegedStartService()
+        bound = service.listener.socket.getsockname()
+        self.assertEqual(bound[0], "127.0.0.1")
         service.startService()
-        [(port, factory, backlog, interface)] = reactor.tcpServers
-        self.assertEqual((port, interface), (9100, "127.0.0.1"))
-        self.assertTrue(h.factory.isOwnAddress("127.0.0.1", 9100))
-        service.stopService()
+        [(fileno, family, factory)] = reactor.adoptedPorts
+        self.assertIs(factory, service.site)
+        # The memory reactor's port says it is 0.0.0.0:1234.
+        self.assertTrue(h.factory.isOwnAddress("127.0.0.1", 1234))
+        self.successResultOf(service._waitingForPort)
+        self.successResultOf(service.stopService())
 
     def test_observesWhileRunning(self) -> None:
         service, reactor, h, publisher = self.service()
@@ -722,7 +730,9 @@ class OptionTests(SynchronousTestCase):
         config = Options()
         config.parseOptions([])
         self.assertIsNone(config["metrics"])
-        self.assertEqual(len(list(makeService(config, MemoryReactorClock()))), 1)
+        service = makeService(config, MemoryReactorClock())
+        self.assertIsNone(service.metrics)
+        self.assertEqual(list(service), [])
 
     def test_barePortIsLoopback(self) -> None:
         config = Options()
@@ -757,15 +767,21 @@ class OptionTests(SynchronousTestCase):
         listening ports; with workers, a child of the supervisor.
         """
         config = Options()
-        config.parseOptions(["--listen", "tcp:0", "--metrics", "tcp:0:interface=127.0.0.1"])
+        config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1",
+                             "--metrics", "tcp:0:interface=127.0.0.1"])
         service = makeService(config, MemoryReactorClock())
+        service.bind()
+        self.addCleanup(service.metrics.listener.close)
+        self.addCleanup(service.listeners[0].close)
         children = list(service)
         self.assertEqual(len(children), 2)
+        self.assertIs(children[1], service.metrics)
         self.assertIsInstance(children[1], MetricsService)
         self.assertIs(children[0].factory, service.factory)
         config = Options()
         config.parseOptions(["--workers", "2", "--metrics", "9100"])
         supervisor = makeService(config, MemoryReactorClock())
         [child] = list(supervisor)
+        self.assertIs(child, supervisor.metrics)
         self.assertIsInstance(child, MetricsService)
         self.assertIsNotNone(child.observer.workerGauges)

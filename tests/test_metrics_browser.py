@@ -19,8 +19,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.test_integration import ProxyTestMixin
-from tests.test_metrics_integration import rawRequest
+from tests._loopback import ProxyTestMixin, rawRequest
 from twisted_proxy.app.metrics import MetricsService
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
@@ -96,7 +95,7 @@ class BrowserTests(ProxyTestMixin, TestCase):
         await self.setUpProxy("--metrics", "tcp:0:interface=127.0.0.1",
                               "--deny-host", "*.blocked.test", "--pseudonym", "proxy.test-3128")
         [metrics] = [s for s in self.service if isinstance(s, MetricsService)]
-        port = (await list(metrics)[0]._waitingForPort).getHost().port
+        port = (await metrics._waitingForPort).getHost().port
         for path in ("/small", "/big", "/small", "/chunked", "/missing", "/small"):
             await self.get(path)
         answer = await rawRequest(

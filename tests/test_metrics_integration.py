@@ -10,19 +10,18 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, ProxyAgent, readBody
 
-from tests.test_integration import ProxyTestMixin, origin
+from tests._loopback import ProxyTestMixin, origin, rawRequest
 from twisted_proxy.app.metrics import MetricsService
+from twisted_proxy.app.runtime import StartupError
 from twisted_proxy.app.tap import Options, makeService
 
 
@@ -47,41 +46,17 @@ def waitForEvents(test: TestCase, predicate: Callable[[list[LogEvent]], bool]) -
     d: Deferred[None] = Deferred()
 
     def observe(event: LogEvent) -> None:
+        if d.called:
+            return
         events.append(event)
-        if not d.called and predicate(events):
-            globalLogPublisher.removeObserver(observe)
+        if predicate(events):
             d.callback(None)
 
+    # Not removed as soon as it fires: removing an observer while the
+    # publisher iterates over its observers makes it skip the next one.
     globalLogPublisher.addObserver(observe)
-    # Removing an observer that is gone already is fine.
     test.addCleanup(globalLogPublisher.removeObserver, observe)
     return d
-
-
-class RawClient(Protocol):
-    """
-    Sends exact bytes, collects the answer until the connection closes.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.received = b""
-        self.done: Deferred[bytes] = Deferred()
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.data)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason: Any) -> None:
-        self.done.callback(self.received)
-
-
-async def rawRequest(port: int, data: bytes) -> bytes:
-    client = RawClient(data)
-    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
-    return await client.done
 
 
 class SingleProcessTests(ProxyTestMixin, TestCase):
@@ -92,7 +67,7 @@ class SingleProcessTests(ProxyTestMixin, TestCase):
                               "--deny-host", "*.blocked.test", *args)
         [metrics] = [s for s in self.service if isinstance(s, MetricsService)]
         self.metrics = metrics
-        port = await list(metrics)[0]._waitingForPort
+        port = await metrics._waitingForPort
         self.metricsPort = port.getHost().port
         self.base = "http://127.0.0.1:%d" % (self.metricsPort,)
 
@@ -172,14 +147,12 @@ class SingleProcessTests(ProxyTestMixin, TestCase):
         config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1",
                              "--metrics", "tcp:%d:interface=127.0.0.1" % (self.metricsPort,)])
         service = makeService(config, reactor)
-        error = self.assertRaises(SystemExit, service.privilegedStartService)
+        error = self.assertRaises(StartupError, service.privilegedStartService)
         self.assertIn("cannot listen on 127.0.0.1:%d for --metrics" % (self.metricsPort,),
                       str(error))
         self.assertNotIn("\n", str(error))
-        for child in service:
-            port = getattr(child, "_waitingForPort", None)
-            if port is not None and port.called:
-                await child.stopService()
+        # Nothing is left open: the proxy's own port was closed again.
+        self.assertEqual([listener.socket for listener in service.listeners], [None])
 
 
 class WorkersTests(TestCase):
@@ -211,9 +184,9 @@ class WorkersTests(TestCase):
         service.startService()
         self.addCleanup(service.stopService)
         [metrics] = [s for s in service if isinstance(s, MetricsService)]
-        metricsPort = (await list(metrics)[0]._waitingForPort).getHost().port
+        metricsPort = (await metrics._waitingForPort).getHost().port
         await reported
-        proxyPort = service.ports[0].getHost().port
+        proxyPort = service.listeners[0].port
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", proxyPort), reactor)
         count = 20
         finished = waitForEvents(

@@ -72,7 +72,7 @@ class Fixture:
             stats=self.stats,
             gauges=gauges,
             health=self.health,
-            summary=lambda: configurationSummary(options, options["config"]),
+            summary=lambda: configurationSummary(options, options["proxyConfig"]),
             registry=buildRegistry(self.stats, gauges),
             clock=self.clock,
             wallClock=self.clock.seconds,
@@ -306,6 +306,20 @@ class RedactionTests(SynchronousTestCase):
         self.assertNotIn(b"s3cret", page)
         self.assertNotIn(b"abc123", page)
         self.assertIn(b"http://&lt;redacted&gt;@a.test/?token=&lt;redacted&gt;", page)
+
+    def test_cacheAndReverse(self) -> None:
+        """
+        The page says where the cache is and which origins a reverse proxy
+        serves.
+        """
+        rows = dict(Fixture().monitor.summary())
+        self.assertEqual(rows["Cache"], "in memory, 67108864 bytes (objects up to 8388608 bytes)")
+        self.assertNotIn("Reverse proxy", rows)
+        rows = dict(Fixture("--cache-size", "0", "--reverse", "http://127.0.0.1:8000",
+                            "--reverse-host", "a.test=http://127.0.0.1:8001").monitor.summary())
+        self.assertEqual(rows["Cache"], "off")
+        self.assertEqual(rows["Reverse proxy"],
+                         "a.test -> http://127.0.0.1:8001, others -> http://127.0.0.1:8000")
 
     def test_configurationHasNoSecrets(self) -> None:
         """

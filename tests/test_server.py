@@ -12,21 +12,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy import testing
+from tests._server import OK_RESPONSE, writeHtpasswd
 from twisted_proxy.testing import Harness
-
-
-def writeHtpasswd(test: SynchronousTestCase) -> str:
-    """
-    A temporary htpasswd file with the user alice, password s3cret (bcrypt,
-    cheap cost), removed after the test.
-    """
-    import shutil
-    import tempfile
-
-    d = tempfile.mkdtemp()
-    test.addCleanup(shutil.rmtree, d)
-    return testing.writeHtpasswd(d)
 
 
 GET_ABSOLUTE = (
@@ -40,7 +27,6 @@ GET_ABSOLUTE = (
     b"\r\n"
 )
 
-OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: timeout=5\r\n\r\nhello"
 
 
 def headLines(data: bytes) -> list[bytes]:

@@ -293,3 +293,37 @@ class HttptoolsConfinedTests(SynchronousTestCase):
             name for name, path in modules.items() if "httptools" in imports(name, path, modules)[1]
         )
         self.assertEqual(users, ["twisted_proxy.http.framing"])
+
+
+class TestHelpersTests(SynchronousTestCase):
+    """
+    Test files never import each other: what tests share lives in
+    C{tests/_*.py} helper modules (or, for test doubles others may use, in
+    L{twisted_proxy.testing}).
+    """
+
+    def test_noTestModuleImportsAnother(self) -> None:
+        testsDir = os.path.join(ROOT, "tests")
+        offenders = []
+        for name in sorted(os.listdir(testsDir)):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(testsDir, name)
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read(), path)
+            for node in ast.walk(tree):
+                targets: list[str] = []
+                if isinstance(node, ast.Import):
+                    targets = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    module = node.module or ""
+                    if node.level:
+                        targets = [module] if module else [a.name for a in node.names]
+                    elif module == "tests":
+                        targets = [a.name for a in node.names]
+                    elif module.startswith("tests."):
+                        targets = [module[len("tests."):]]
+                for target in targets:
+                    if target.split(".")[-1].startswith("test_"):
+                        offenders.append("{} imports {}".format(name, target))
+        self.assertEqual(offenders, [])

@@ -24,7 +24,7 @@ from twisted_proxy.http.fields import forwardRequestHeaders, forwardResponseHead
 from twisted_proxy.http.target import Target
 from twisted_proxy.testing import Harness
 
-from .test_integration import ProxyTestMixin, RawClient
+from ._loopback import ProxyTestMixin, RawClient
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 FOUND = b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n"
@@ -162,7 +162,7 @@ class EarlyResponseTests(SynchronousTestCase):
         """
         from twisted_proxy.proxy.policy import Policy
 
-        from .test_server import writeHtpasswd
+        from ._server import writeHtpasswd
 
         h = Harness(policy=Policy.fromOptions(authFile=writeHtpasswd(self)))
         proto, client = h.client()

@@ -1,8 +1,23 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_startup -*-
 """
-The services that run the proxy in one process: L{ProxyService} (the
-listening services, the upstream pool, the log files) and what it is built
-from (L{buildProxy}); signal handling shared with the worker processes.
+The proxy as a service in one process: L{ProxyService}.  Its parts are
+shared with the worker processes (C{workers.py}):
+
+  - L{ProxyRuntime <twisted_proxy.app.runtime.ProxyRuntime>}: the factory,
+    the upstream pool, the name cache and the HTTP cache;
+  - L{RecordFiles <twisted_proxy.app.recordfiles.RecordFiles>}: the
+    history and the access log;
+  - L{ListeningPort <twisted_proxy.app.ports.ListeningPort>}: a listening
+    socket served by the reactor;
+  - L{Draining <twisted_proxy.app.stopping.Draining>} and L{Signals
+    <twisted_proxy.app.stopping.Signals>}: a graceful stop, and the
+    signals;
+  - L{reloadInto <twisted_proxy.app.reloading.reloadInto>}: SIGHUP;
+  - the C{--metrics} endpoint (L{twisted_proxy.app.metrics}), a child
+    service.
+
+Start-up: C{makeService} calls L{ProxyService.bind} before twistd
+daemonizes, so a port that cannot be opened is reported on the terminal.
 """
 
 from __future__ import annotations
@@ -10,302 +25,311 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING, Any
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet import defer
-from twisted.internet.error import CannotListenError
-from twisted.internet.task import TaskFinished, cooperate
 from twisted.logger import Logger
-from twisted.python import usage
 
-from .. import __version__
+from .listening import Listener, ListenError
+from .ports import ListeningPort, bindAll, listenerChanges
+from .recordfiles import RecordFiles
+from .reloading import reloadInto, restartNotes
+from .runtime import ProxyRuntime, StartupError, raiseFileLimit
+from .settings import Built, SettingError
+from .stopping import STOP_SIGNALS, Draining, Signals
 
 if TYPE_CHECKING:
-    from ..proxy.config import ProxyConfig
     from ..proxy.factory import ProxyFactory
     from ..proxy.upstream import UpstreamPool
+    from .console import Console
+    from .metrics import MetricsService
+    from .settings import CommandLine
 
-__all__ = [
-    "ProxyService",
-    "LogFilesService",
-    "buildProxy",
-    "logObservers",
-    "onSignal",
-    "raiseFileLimit",
-    "reloadPolicy",
-]
+__all__ = ["ProxyService", "logStart"]
 
 _log = Logger()
 
 
-class _ListeningService(StreamServerEndpointService):
+class ProxyService(MultiService):
     """
-    A listening service that tells the factory where it listens, for loop
-    detection.
+    The proxy in one process: a L{ListeningPort} child per socket, the
+    factory and pool (L{ProxyRuntime}), the record files, the console, and
+    the signals.
+
+    @ivar built: the settings in force and what they built.
+    @ivar initial: the settings the service started with (those a reload
+        cannot change stay as they were).
+    @ivar source: where the settings come from (re-read by L{reload}), or
+        L{None} if they cannot be re-read.
+    @ivar console: the console to buffer, rotate and set the level of:
+        twistd's, if it is ours (found when the service starts, since
+        twistd starts logging after making the service).
+    @ivar metrics: the C{--metrics} endpoint (a child service), or
+        L{None}.
     """
 
-    # As strports.service does: a port that cannot be opened fails the start
-    # (twistd exits) instead of being logged while the process runs on deaf.
-    _raiseSynchronously = True
+    console: Console | None = None
+    metrics: MetricsService | None = None
+
+    def __init__(
+        self,
+        built: Built,
+        reactor: Any,
+        source: CommandLine | None = None,
+        twistdConsole: bool = False,
+    ) -> None:
+        super().__init__()
+        self.built = built
+        self.initial = built.settings
+        self.reactor = reactor
+        self.source = source
+        self._twistdConsole = twistdConsole
+        self.records = RecordFiles(built.settings, reactor)
+        try:
+            self.runtime = ProxyRuntime(
+                built.config, reactor, transactionDetail=bool(self.records)
+            )
+        except StartupError:
+            self.records.close()
+            raise
+        self.signals = Signals(reactor)
+        self._draining: Draining | None = None
+        self._bound = False
+        self.listeners = list(built.listeners)
+        if built.settings["metrics"] is not None:
+            from .metrics import MetricsService
+
+            self.metrics = MetricsService.forProxy(
+                reactor, built.settings.values, self.factory, self.pool
+            )
+            self.metrics.setServiceParent(self)
+
+    @property
+    def factory(self) -> ProxyFactory:
+        return self.runtime.factory
+
+    @property
+    def pool(self) -> UpstreamPool:
+        return self.runtime.pool
+
+    def bind(self) -> None:
+        """
+        Open the listening sockets now (C{makeService} calls this before
+        twistd daemonizes; otherwise the service does when it starts).
+
+        @raise StartupError: if one cannot be opened.
+        """
+        if self._bound:
+            return
+        try:
+            self.listeners = bindAll(self.listeners, self.built.config.maxConnections)
+        except ListenError as e:
+            self._closeAll()
+            raise StartupError(str(e)) from None
+        if self.metrics is not None:
+            try:
+                self.metrics.bind()
+            except ListenError as e:
+                for listener in self.listeners:
+                    listener.close()
+                self._closeAll()
+                raise StartupError(str(e)) from None
+        self._bound = True
+        for listener in self.listeners:
+            self._addPort(listener)
+
+    def _addPort(self, listener: Listener) -> None:
+        """
+        Serve C{listener}: a L{ListeningPort} child, before the metrics
+        endpoint (children start in order: the proxy's ports first).
+        """
+        port = ListeningPort(listener, self.reactor, self.runtime.factory)
+        port.setServiceParent(self)
+        if self.metrics is not None:
+            self.services.remove(port)
+            self.services.insert(self.services.index(self.metrics), port)
+
+    def _closeAll(self) -> None:
+        """
+        Close what the service opened when it was made (a start that
+        failed).
+        """
+        self.records.close()
+        self.runtime.stop()
 
     def privilegedStartService(self) -> None:
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            raise SystemExit(
-                "twisted-proxy: cannot listen on {}:{}: {}.  Is another proxy running there? "
-                "Choose another port with --listen.".format(
-                    e.interface or "*", e.port, e.socketError
-                )
-            ) from None
-        self._waitingForPort.addCallback(self._listening)
-
-    def _listening(self, port):
-        address = port.getHost()
-        host = getattr(address, "host", None)
-        if host is not None:
-            self.factory.addListeningAddress(host, address.port)
-        _log.info(
-            "twisted-proxy {version} listening on {address}",
-            version=__version__,
-            address=address,
-        )
-        return port
-
-
-def raiseFileLimit(factory: ProxyFactory) -> None:
-    """
-    Make sure the process may open a file descriptor for every connection
-    it is configured to serve (two per proxied connection, plus logs and
-    listening sockets): raise the soft RLIMIT_NOFILE as far as the hard
-    limit allows, and if that is not far enough, lower --max-connections to
-    fit, saying so, rather than fail later with EMFILE.
-    """
-    try:
-        import resource
-    except ImportError:  # pragma: no cover (not POSIX)
-        return
-    config = factory.config
-    needed = 2 * config.maxConnections + 128
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError) as e:
-            _log.warn("Could not raise the file descriptor limit: {error}", error=e)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        fitting = max(1, (soft - 128) // 2)
-        _log.warn(
-            "The file descriptor limit ({limit}) is too low for --max-connections "
-            "{wanted}; serving at most {fitting} connections.  Raise the hard limit "
-            "(ulimit -Hn, LimitNOFILE=) to serve more.",
-            limit=soft,
-            wanted=config.maxConnections,
-            fitting=fitting,
-        )
-        config = config.replace(maxConnections=fitting)
-        factory.reconfigure(config)
-    _log.info(
-        "Limits: {maxConnections} connections ({perClient} per client), file descriptors "
-        "{limit}",
-        maxConnections=config.maxConnections,
-        perClient=config.maxConnectionsPerClient or "no limit",
-        limit="unlimited" if soft == resource.RLIM_INFINITY else soft,
-    )
-
-
-class LogFilesService(MultiService):
-    """
-    A service that writes the history and access-log files (its
-    C{observers}), reopening them on SIGUSR1 so that logrotate can move
-    them, and closing them once its children have stopped.
-    """
-
-    def __init__(self, observers=(), reactor=None) -> None:
-        super().__init__()
-        self.observers = list(observers)
-        self._reactor = reactor
-        self._previousHandler = None
+        self.bind()
+        super().privilegedStartService()
 
     def startService(self) -> None:
-        from twisted.logger import globalLogPublisher
+        self.bind()
+        if self._twistdConsole:
+            from .console import current
 
-        for observer in self.observers:
-            globalLogPublisher.addObserver(observer)
-        if self.observers and self._reactor is not None and hasattr(signal, "SIGUSR1"):
-            reactor = self._reactor
-            # twistd rotates its own log file (-l) on SIGUSR1: onSignal keeps
-            # its handler running.
-            self._previousHandler = onSignal(signal.SIGUSR1, reactor, self.reopenLogs)
+            self.console = current()
+        raiseFileLimit(self.runtime)
+        logStart(self.built)
+        self.records.start()
+        self.runtime.start()
+        if self.console is not None:
+            self.console.startBuffering(self.reactor)
+        self._installSignals()
         super().startService()
+
+    def _installSignals(self) -> None:
+        signals = self.signals
+        if hasattr(signal, "SIGHUP"):
+            signals.install(signal.SIGHUP, self.reload)
+            signals.install(signal.SIGUSR1, self.reopenLogs, chain=True)
+        # The reactor installs its own SIGTERM and SIGINT handlers when it
+        # starts running: replace them after that.
+        self.reactor.callWhenRunning(self._installStopSignals)
+
+    def _installStopSignals(self) -> None:
+        if not self.running:
+            return
+        for signum in STOP_SIGNALS:
+            self.signals.install(signum, lambda signum=signum: self.stopSignal(signum))
+
+    def stopSignal(self, signum: int) -> None:
+        """
+        SIGTERM or SIGINT: stop gracefully; again: cut what is left.
+        """
+        if self._draining is not None:
+            self._draining.abortNow()
+            return
+        if self._exiting:
+            # The reactor has not called stopService yet.
+            self._cutAtOnce = True
+            return
+        if not self.running:
+            return
+        _log.info("{signal}: stopping.", signal=signal.Signals(signum).name)
+        self._exiting = True
+        self.reactor.stop()
+
+    _exiting = False
+    _cutAtOnce = False
 
     def reopenLogs(self) -> None:
         """
-        Reopen the history and access-log files by name (SIGUSR1).
+        SIGUSR1: rotate twistd's log file, reopen the records' files.
         """
-        for observer in self.observers:
-            try:
-                observer.reopen()
-            except OSError as e:
-                _log.error("Could not reopen a log file ({error}); still writing to the old one.",
-                           error=e)
-        _log.info("Log files reopened.")
+        rotated = self.console.rotate() if self.console is not None else False
+        self.records.reopen()
+        _log.info(
+            "Log files reopened{what}.",
+            what="" if rotated or self.records else " (none are open)",
+        )
 
-    def stopService(self):
-        from twisted.logger import globalLogPublisher
+    def reload(self) -> None:
+        """
+        SIGHUP: re-read the configuration file and the password file, and
+        apply them to new connections and requests.
+        """
+        reloadInto(self)
 
-        d = defer.maybeDeferred(super().stopService)
-        if self._previousHandler is not None:
-            signal.signal(signal.SIGUSR1, self._previousHandler)
-            self._previousHandler = None
+    def applyBuilt(self, new: Built) -> list[str]:
+        """
+        Apply C{new}: what can fail (opening sockets and files) first, and
+        if it does, nothing changes; then the rest.
 
-        def closeObservers(result):
-            for observer in self.observers:
-                globalLogPublisher.removeObserver(observer)
-                observer.close()
-            return result
-
-        return d.addBoth(closeObservers)
-
-
-def reloadPolicy(policy) -> None:
-    """
-    Re-read the htpasswd file (SIGHUP); if it is now unusable, say so and
-    keep the users loaded before.
-    """
-    from ..proxy.policy import ConfigurationError
-
-    try:
-        policy.reload()
-    except (ConfigurationError, OSError) as e:
-        _log.error("Could not reload the password file ({error}); the previous users stay "
-                   "in force.", error=e)
-    else:
-        _log.info("Password file reloaded.")
-
-
-def onSignal(signum: int, reactor, action) -> object:
-    """
-    Run C{action} in the reactor thread on signal C{signum}, after whatever
-    handler was installed before (which keeps running too, and whatever it
-    schedules in the reactor thread runs before C{action}).
-
-    @return: the previous handler, to restore.
-    """
-    previous = signal.getsignal(signum)
-
-    def handler(number, frame):
-        # The previous handler first: twistd's own SIGUSR1 handler schedules
-        # the rotation of its log file, and what action logs belongs in the
-        # new file.
+        @return: what was done beyond changing settings, in words.
+        @raise StartupError: if a new socket or file cannot be opened.
+        """
+        notes = []
+        added, removed = listenerChanges(self.listeners, new.listeners)
         try:
-            if callable(previous):
-                previous(number, frame)
-        finally:
-            reactor.callFromThread(action)
+            added = bindAll(added, new.config.maxConnections)
+            records = self.records.replace(new.settings)
+        except (ListenError, SettingError) as e:
+            for listener in added:
+                listener.close()
+            raise StartupError(str(e)) from None
+        notes += restartNotes(self.initial, new.settings)
+        notes += self.runtime.apply(new.config)
+        raiseFileLimit(self.runtime)
+        if self.metrics is not None:
+            self.metrics.reconfigure(new.settings.values)
+        for child in list(self):
+            if isinstance(child, ListeningPort) and child.listener in removed:
+                child.disownServiceParent()
+                self.listeners.remove(child.listener)
+                notes.append(f"stopped listening on {child.listener.describe()}")
+        for listener in added:
+            self.listeners.append(listener)
+            self._addPort(listener)
+        if records is not None:
+            self.records.close()
+            self.records = records
+            records.start()
+            self.runtime.factory.transactionDetail = bool(records)
+        if self.console is not None:
+            from .console import LEVELS
 
-    return signal.signal(signum, handler)
+            self.console.setLevel(LEVELS[new.settings["log-level"]])
+        self.built = new
+        return notes
 
+    def stopService(self) -> defer.Deferred[None]:
+        """
+        Stop accepting, let what is in progress finish (see L{Draining}),
+        then stop the metrics endpoint (which says "draining" meanwhile),
+        close the pool, the cache and the files.
+        """
+        # SIGTERM and SIGINT stay ours while what is in progress finishes:
+        # again, they cut it.
+        self.signals.restore(*[n for n in self.signals.installed() if n not in STOP_SIGNALS])
+        metrics = self.metrics
+        drained: defer.Deferred[None] = defer.Deferred()
+        if metrics is not None:
+            # /healthz answers 503 from now on; the endpoint stays up, live,
+            # until the connections are done.
+            metrics.monitor.health.drain(until=drained)
+        # The listening ports stop first: no new connections.
+        Service.stopService(self)
+        d: defer.Deferred[Any] = defer.DeferredList(
+            [defer.maybeDeferred(child.stopService) for child in reversed(list(self))
+             if child is not metrics]
+        )
+        timeout = self.built.settings["shutdown-timeout"]
+        draining = self._draining = Draining(self.runtime.factory, self.reactor, timeout)
 
-class ProxyService(LogFilesService):
-    """
-    The proxy in one process: its listening services, the upstream pool to
-    close at shutdown, and the log files.  With an htpasswd file, SIGHUP
-    reloads it.
-    """
+        def drain(result: object) -> defer.Deferred[None]:
+            done = draining.start()
+            if self._cutAtOnce:
+                draining.abortNow()
+            return done
 
-    _previousHUP = None
+        d.addBoth(drain)
 
-    def __init__(self, factory, pool, observers=(), reactor=None) -> None:
-        super().__init__(observers, reactor)
-        self.factory = factory
-        self.pool = pool
+        def stopMetrics(result: object) -> defer.Deferred[Any] | None:
+            drained.callback(None)
+            if metrics is None:
+                return None
+            return defer.maybeDeferred(metrics.stopService)
 
-    def startService(self) -> None:
-        raiseFileLimit(self.factory)
-        cache = self.factory.cache
-        if cache is not None and hasattr(cache.store, "rebuildSteps"):
-            # The disk cache's index is rebuilt in bounded steps, between
-            # requests; entries become usable as they are found.
-            self._rebuild = cooperate(cache.store.rebuildSteps())
-        policy = self.factory.config.policy
-        if policy.authenticating and self._reactor is not None and hasattr(signal, "SIGHUP"):
-            self._previousHUP = onSignal(
-                signal.SIGHUP, self._reactor, lambda: reloadPolicy(policy)
-            )
-        super().startService()
+        d.addBoth(stopMetrics)
 
-    def stopService(self):
-        self.factory.stopping = True
-        if self._previousHUP is not None:
-            signal.signal(signal.SIGHUP, self._previousHUP)
-            self._previousHUP = None
-        d = super().stopService()
-        self.pool.closeIdle()
-        cache = self.factory.cache
-        if cache is not None:
-            rebuild = getattr(self, "_rebuild", None)
-            if rebuild is not None:
-                try:
-                    rebuild.stop()
-                except TaskFinished:
-                    pass  # the index was rebuilt already
-            cache.store.close()
-        return d
+        def stopped(result: object) -> None:
+            self.runtime.stop()
+            self.records.close()
+            _log.info("twisted-proxy stopped.")
+            if self.console is not None:
+                self.console.stopBuffering()
+            if not self._exiting:
+                # Stopped by a caller, not by a signal that ends the
+                # process: the handlers from before come back.  (Put back
+                # while the reactor stops, a second Ctrl-C would reach the
+                # reactor's own handler, which raises ReactorNotRunning.)
+                self.signals.restore()
 
-
-def buildProxy(
-    config: ProxyConfig,
-    reactor: Any,
-    *,
-    transactionDetail: bool = False,
-    connectionIdPrefix: str = "",
-) -> tuple[ProxyFactory, UpstreamPool]:
-    """
-    The proxy's factory and upstream pool, as C{config} says.
-
-    @return: C{(factory, pool)}.
-    """
-    from ..proxy.factory import ProxyFactory
-    from ..proxy.dns import CachingResolver, hostnameEndpointFactory
-    from ..proxy.upstream import UpstreamPool
-
-    ttl = config.dnsCacheTtl
-    resolver = CachingResolver(
-        reactor.nameResolver, reactor, ttl=ttl, negativeTtl=min(5.0, ttl)
-    ) if hasattr(reactor, "nameResolver") else None
-    pool = UpstreamPool(
-        reactor,
-        hostnameEndpointFactory(reactor, config.connectTimeout, resolver),
-        minIdlePerHost=config.poolMinIdlePerHost,
-        idleTimeout=config.poolIdleTimeout,
-    )
-    pool.maxResponseHeaderBytes = config.maxResponseHeaderBytes
-    factory = ProxyFactory(
-        config,
-        reactor,
-        pool,
-        transactionDetail=transactionDetail,
-        connectionIdPrefix=connectionIdPrefix,
-        cache=config.newCache(reactor.seconds),
-    )
-    return factory, pool
+        return d.addBoth(stopped)
 
 
-def logObservers(config, clock=None) -> list:
-    from ..records.logfiles import accessLogObserver, historyObserver
-
-    observers = []
-    try:
-        if config["history"]:
-            observers.append(
-                historyObserver(config["history"], config["history-rotate-size"], config["history-keep"],
-                                clock)
-            )
-        if config["access-log"]:
-            observers.append(accessLogObserver(config["access-log"], config["access-log-format"], clock))
-    except OSError as e:
-        raise usage.UsageError("cannot open log file: {}".format(e)) from None
-    return observers
+def logStart(built: Built) -> None:
+    config = built.config
+    if config.parent is not None:
+        _log.info("Parent proxy: {parent}", parent=config.parent.describe())
+    _log.info("Access policy: {policy}", policy=config.policy.describe())
+    if built.settings.configFile is not None:
+        _log.info("Configuration file: {path}", path=built.settings.configFile)

@@ -513,12 +513,12 @@ def configurationSummary(options: Mapping[str, Any], config: Any) -> list[tuple[
     text)} pairs.  Secrets are left out: a parent proxy's credentials show
     as C{<credentials>}, password files by path only.
 
-    @param options: the parsed options (listening ports, workers, log
-        files, the metrics endpoint).
+    @param options: the settings in force, setting name to value
+        (listening endpoints, workers, log files, the metrics endpoint).
     @param config: the L{ProxyConfig} in force.
     """
     rows: list[tuple[str, str]] = []
-    ports = options.get("ports") or []
+    ports = options.get("listen") or []
     rows.append(("Listening on", ", ".join(str(p) for p in ports) or "\u2013"))
     workers = options.get("workers") or 1
     rows.append(("Processes", "this one" if workers == 1 else "{} workers".format(workers)))
@@ -556,6 +556,22 @@ def configurationSummary(options: Mapping[str, Any], config: Any) -> list[tuple[
         ),
     ))
     rows.append(("Forwarded header", config.forwarded))
+    if config.cacheDir is not None:
+        cache = "on disk in {}, {} bytes".format(config.cacheDir, config.cacheDiskSize)
+        if config.cacheDiskSize <= 0:
+            cache = "off"
+    elif config.cacheSize > 0:
+        cache = "in memory, {} bytes".format(config.cacheSize)
+    else:
+        cache = "off"
+    if cache != "off":
+        cache += " (objects up to {} bytes)".format(config.cacheMaxObject)
+    rows.append(("Cache", cache))
+    if config.reversing:
+        sites = ["{} -> {!r}".format(name, origin) for name, origin in config.reverseHosts]
+        if config.reverse is not None:
+            sites.append("others -> {!r}".format(config.reverse))
+        rows.append(("Reverse proxy", ", ".join(sites)))
     history = options.get("history")
     rows.append(("History", history if history else "off"))
     accessLog = options.get("access-log")

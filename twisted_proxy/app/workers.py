@@ -3,73 +3,105 @@
 Multi-core serving: C{--workers N}.
 
 The parent process (L{WorkerSupervisor}) opens the listening sockets, then
-starts N worker processes (C{python -m twisted_proxy.app.workers}) that adopt
-them with C{reactor.adoptStreamPort} and serve connections; the kernel hands
-each new connection to whichever worker accepts it first.
+starts N worker processes (C{python -m twisted_proxy.app.workerprocess}) that
+serve them (C{adoptStreamPort}); the kernel hands each new connection to
+whichever worker accepts it first.
 
-Workers do not write log files themselves: each worker's log events travel
-to the parent as JSON (one record per event, on the worker's stdout), and
-the parent publishes them, tagged with the worker's id, to its own log
-observers.  So the console shows every worker, and the history and access
-log files have exactly one writer: records never interleave, and rotation
-and SIGUSR1 reopening work as with one process.
+The parent is the only reader of the configuration.  It sends each worker
+its settings, and later commands, as JSON lines on the worker's standard
+input: C{{"start": ...}} first, then C{{"reload": ...}}, C{{"stop": ...}},
+C{{"abort": true}}.  A worker whose standard input closes (the parent is
+gone) stops as if told to.  Workers ignore SIGINT, SIGHUP and SIGUSR1,
+which a terminal or an init system may send the whole process group: the
+parent decides and tells them; a SIGTERM sent to a worker alone stops it
+gracefully, and the parent starts another.
+
+Workers do not write log files: each worker's log events travel to the
+parent as JSON (on the worker's standard output, in batches), and the
+parent publishes them, tagged with the worker's id, to its own observers.
+So the console shows every worker, and the history and access-log files
+have exactly one writer.  The transaction records travel too while
+something in the parent reads them (the history, the access log, or the
+C{--metrics} endpoint, which the parent serves; each worker also sends it
+its gauges every second: L{twisted_proxy.app.metrics}).
+
+A disk cache (C{--cache-dir DIR}) has one process per directory: worker N
+keeps its cache in C{DIR/worker-N}, which the parent creates and checks
+before it starts the workers.
 
 The parent supervises: a worker that exits unexpectedly is logged and
-restarted after a back-off delay (1 s, doubling up to 30 s, reset once a
-worker has run for a minute).  On shutdown (SIGTERM to twistd) the parent
-sends SIGTERM to every worker, which stops accepting, finishes what it can
-and exits; workers still running after C{stopTimeout} seconds are killed.
+started again after a back-off delay (1 s, doubling up to 30 s, reset once
+a worker has run for a minute).  A reload that changes the listening
+addresses replaces the workers one by one (each old one finishes what it
+serves), since a running worker cannot be handed a new socket.  On SIGTERM
+or SIGINT the parent closes its sockets, tells every worker to stop
+(gracefully, within C{--shutdown-timeout}; a second signal cuts), waits for
+them, and kills any still running a few seconds after that.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import socket
+import signal
 import sys
+from typing import TYPE_CHECKING, Any
 
-from twisted.application.service import MultiService
-
-from .service import LogFilesService
+from twisted.application.service import MultiService, Service
 from twisted.internet import error as ierror
-from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.protocol import Factory, Protocol, ProcessProtocol
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
-__all__ = ["WorkerSupervisor", "main"]
+from .listening import ListenError
+from .ports import bindAll, listenerChanges
+from .recordfiles import RecordFiles
+from .reloading import reloadInto, restartNotes
+from .runtime import StartupError
+from .service import logStart
+from .settings import Built, SettingError
+from .stopping import STOP_SIGNALS, Signals
+from .workerprocess import RS, WORKER_IGNORES, workerConfig
 
-_RS = b"\x1e"
+if TYPE_CHECKING:
+    from ..proxy.config import ProxyConfig
+    from .metrics import MetricsService
 
+__all__ = ["WorkerSupervisor", "checkWorkerCaches"]
 
-class _NoAccept(Factory):
-    """
-    The parent listens but never accepts (its port stops reading at once);
-    this factory is never asked for a protocol in practice.
-    """
-
-    noisy = False
-
-    def buildProtocol(self, addr: object) -> Protocol | None:
-        return None
+_log = Logger()
 
 
 class _WorkerProcess(ProcessProtocol):
     """
     One worker: relays its log events to the parent's log publisher.
-    """
 
-    _log = Logger()
+    @ivar retiring: the worker was told to stop (a rolling restart, or
+        the end): it is not restarted when it ends.
+    """
 
     def __init__(self, supervisor: WorkerSupervisor, workerId: int) -> None:
         self.supervisor = supervisor
         self.workerId = workerId
         self._buffer = b""
         self.ended: Deferred[None] = Deferred()
-        self.startedAt = supervisor.clock.seconds()
+        self.startedAt = supervisor.reactor.seconds()
+        self.retiring = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        """
+        Send the worker a command.
+        """
+        if self.transport is not None and not self.ended.called:
+            try:
+                self.transport.write(json.dumps(message).encode("utf-8") + b"\n")
+            except OSError:
+                pass
 
     def outReceived(self, data: bytes) -> None:
         buffer = self._buffer + data
-        *records, self._buffer = buffer.split(_RS)
+        *records, self._buffer = buffer.split(RS.encode())
         for record in records:
             record = record.strip()
             if not record:
@@ -77,8 +109,8 @@ class _WorkerProcess(ProcessProtocol):
             try:
                 event = eventFromJSON(record.decode("utf-8"))
             except ValueError:
-                self._log.warn(
-                    "worker {worker}: unreadable log record {record!r}",
+                _log.warn(
+                    "Worker {worker} sent an unreadable log record: {record!r}",
                     worker=self.workerId,
                     record=record[:200],
                 )
@@ -93,290 +125,414 @@ class _WorkerProcess(ProcessProtocol):
     def errReceived(self, data: bytes) -> None:
         for line in data.decode("utf-8", "replace").splitlines():
             if line.strip():
-                self._log.warn("worker {worker}: {line}", worker=self.workerId, line=line)
+                _log.warn("worker {worker}: {line}", worker=self.workerId, line=line)
 
     def processEnded(self, reason: Failure) -> None:
         self.supervisor.workerEnded(self, reason)
         self.ended.callback(None)
 
 
-class WorkerSupervisor(LogFilesService):
+class WorkerSupervisor(MultiService):
     """
-    Opens the listening sockets, starts and supervises the workers.
+    Opens the listening sockets, starts the workers and supervises them.
 
-    @ivar argv: the C{proxyserver} arguments, given to every worker.
-    @ivar descriptions: the endpoint descriptions to listen on.
+    @ivar built: the settings in force and what they built.
+    @ivar initial: the settings the supervisor started with (those a
+        reload cannot change stay as they were).
+    @ivar source: where the settings come from (re-read on SIGHUP).
     @ivar count: how many workers.
+    @ivar workers: worker id to the process serving as that worker.
+    @ivar retiring: processes told to stop, not yet ended.
+    @ivar metrics: the C{--metrics} endpoint (a child service), or
+        L{None}.
+    @cvar killAfter: seconds past C{--shutdown-timeout} a worker is given
+        to exit before it is killed.
     """
 
-    _log = Logger()
-    stopTimeout = 15.0
     maxBackoff = 30.0
     stableAfter = 60.0
+    killAfter = 5.0
+    console: Any = None
+    metrics: MetricsService | None = None
 
     def __init__(
         self,
-        reactor,
-        argv: list[str],
-        descriptions: list[str],
-        count: int,
-        observers=(),
-        publisher=None,
+        built: Built,
+        reactor: Any,
+        source: Any = None,
+        twistdConsole: bool = False,
+        publisher: Any = None,
     ) -> None:
-        super().__init__(observers, reactor)
+        super().__init__()
+        self.built = built
+        self.initial = built.settings
         self.reactor = reactor
-        self.clock = reactor
-        self.argv = argv
-        self.descriptions = descriptions
-        self.count = count
+        self.source = source
+        self._twistdConsole = twistdConsole
+        self.count: int = built.settings["workers"]
         self.publish = publisher if publisher is not None else globalLogPublisher
-        self.ports: list = []
+        self.records = RecordFiles(built.settings, reactor)
+        self.listeners = list(built.listeners)
+        self.signals = Signals(reactor)
         self.workers: dict[int, _WorkerProcess] = {}
+        self.retiring: set[_WorkerProcess] = set()
         self._backoff: dict[int, float] = {}
-        self._restartCalls: dict[int, object] = {}
+        self._restartCalls: dict[int, Any] = {}
         self._stopping = False
+        self._bound = False
+        if built.settings["metrics"] is not None:
+            from .metrics import MetricsService
+
+            self.metrics = MetricsService.forWorkers(reactor, built.settings.values, self)
+            self.metrics.setServiceParent(self)
+
+    @property
+    def stopping(self) -> bool:
+        """
+        Whether the proxy is stopping (the workers no longer accept).
+        """
+        return self._stopping
+
+    def bind(self) -> None:
+        """
+        Open the listening sockets now (before twistd daemonizes), and
+        check the workers' cache directories.
+
+        @raise StartupError: if a socket cannot be opened, or a cache
+            directory used.
+        """
+        if self._bound:
+            return
+        try:
+            checkWorkerCaches(self.built.config, self.count)
+            self.listeners = bindAll(self.listeners, self.built.config.maxConnections)
+        except (ListenError, StartupError) as e:
+            self.records.close()
+            raise StartupError(str(e)) from None
+        if self.metrics is not None:
+            try:
+                self.metrics.bind()
+            except ListenError as e:
+                for listener in self.listeners:
+                    listener.close()
+                self.records.close()
+                raise StartupError(str(e)) from None
+        self._bound = True
 
     def privilegedStartService(self) -> None:
-        from twisted.internet.endpoints import serverFromString
-
-        waiting = []
-        for description in self.descriptions:
-            d = serverFromString(self.reactor, description).listen(_NoAccept())
-            failed: list[Failure] = []
-            d.addErrback(lambda f, failed=failed: failed.append(f) or f)
-            if failed and failed[0].check(ierror.CannotListenError):
-                # TCP and unix ports are opened at once: fail the start, as
-                # the single-process service does, and twistd exits 1.
-                e = failed[0].value
-                d.addErrback(lambda f: None)
-                for other in waiting:
-                    other.addCallback(lambda port: port.stopListening())
-                raise SystemExit(
-                    "twisted-proxy: cannot listen on {}:{}: {}.  Is another proxy running "
-                    "there? Choose another port with --listen.".format(
-                        e.interface or "*", e.port, e.socketError
-                    )
-                )
-            waiting.append(d)
-        self._listening = DeferredList(waiting, fireOnOneErrback=True, consumeErrors=True)
-        self._listening.addCallback(self._gotPorts)
-        self._listening.addErrback(self._listenFailed)
+        self.bind()
         super().privilegedStartService()
 
-    def _listenFailed(self, failure: Failure) -> None:
-        error = failure.value.subFailure if hasattr(failure.value, "subFailure") else failure
-        self._log.failure("Could not listen; stopping.", error)
-        self.reactor.stop()
+    def startService(self) -> None:
+        self.bind()
+        if self._twistdConsole:
+            from .console import current
 
-    def _gotPorts(self, results) -> None:
-        for _, port in results:
-            port.stopReading()
-            self.ports.append(port)
-            self._log.info("twisted-proxy listening on {address} for {count} workers",
-                           address=port.getHost(), count=self.count)
+            self.console = current()
+        super().startService()
+        logStart(self.built)
+        for listener in self.listeners:
+            _log.info(
+                "twisted-proxy listening on {address}{backlog} for {count} workers",
+                address=listener.describe(),
+                backlog="" if listener.effectiveBacklog is None
+                else f" (listen backlog {listener.effectiveBacklog})",
+                count=self.count,
+            )
+        self.records.start()
+        if self.console is not None:
+            self.console.startBuffering(self.reactor)
+        if hasattr(signal, "SIGHUP"):
+            self.signals.install(signal.SIGHUP, self.reload)
+            self.signals.install(signal.SIGUSR1, self.reopenLogs, chain=True)
+        self.reactor.callWhenRunning(self._installStopSignals)
+        for workerId in range(1, self.count + 1):
+            self._spawn(workerId)
+
+    def _installStopSignals(self) -> None:
+        if not self.running:
+            return
+        for signum in STOP_SIGNALS:
+            self.signals.install(signum, lambda signum=signum: self.stopSignal(signum))
+
+    def stopSignal(self, signum: int) -> None:
+        """
+        SIGTERM or SIGINT: stop gracefully; again: tell the workers to cut
+        what is left.
+        """
+        if self._stopping or self._exiting:
+            self._abortWorkers()
+            return
+        if self.running:
+            _log.info("{signal}: stopping.", signal=signal.Signals(signum).name)
+            self._exiting = True
+            self.reactor.stop()
+
+    _exiting = False
+    _cutAtOnce = False
+
+    def _abortWorkers(self) -> None:
         if not self._stopping:
-            for workerId in range(1, self.count + 1):
-                self._spawn(workerId)
+            # The reactor has not called stopService yet.
+            self._cutAtOnce = True
+            return
+        _log.warn("Stopping now: the workers cut what they still serve.")
+        for process in self._processes():
+            process.send({"abort": True})
+
+    def _processes(self) -> list[_WorkerProcess]:
+        return list(self.workers.values()) + list(self.retiring)
 
     def _spawn(self, workerId: int) -> None:
         self._restartCalls.pop(workerId, None)
-        adopt = []
-        childFDs: dict[int, object] = {0: "w", 1: "r", 2: "r"}
-        for port in self.ports:
-            fd = port.fileno()
-            family = port.socket.family
-            adopt += ["--worker-adopt", "{}:{}".format(fd, int(family))]
+        childFDs: dict[int, Any] = {0: "w", 1: "r", 2: "r"}
+        listeners = []
+        for listener in self.listeners:
+            fd = listener.fileno()
             childFDs[fd] = fd
-        args = [
-            sys.executable, "-m", "twisted_proxy.app.workers",
-            "--worker-id", str(workerId), *adopt, "--", *self.argv,
-        ]
+            listeners.append([fd, int(listener.family), listener.description])
+        args = [sys.executable, "-m", "twisted_proxy.app.workerprocess", "--worker-id", str(workerId)]
         process = _WorkerProcess(self, workerId)
         self.workers[workerId] = process
-        self.reactor.spawnProcess(process, sys.executable, args, env=os.environ, childFDs=childFDs)
-        self._log.info("Started worker {worker} (pid {pid})", worker=workerId,
-                       pid=process.transport.pid)
+        own = []
+        if self.metrics is not None and self.metrics.port is not None:
+            # Requests to the parent's metrics endpoint are loops.
+            address = self.metrics.port.getHost()
+            if getattr(address, "host", None) is not None:
+                own.append([address.host, address.port])
+        # The worker starts with these signals blocked (a signal mask is
+        # inherited; a handler or SIG_IGN is reset by spawnProcess), and
+        # ignores them once it can: a Ctrl-C that reaches the whole process
+        # group while it starts must not end it with a KeyboardInterrupt.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_IGNORES)
+        try:
+            self.reactor.spawnProcess(
+                process, sys.executable, args, env=os.environ, childFDs=childFDs
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        process.send({
+            "start": {
+                "settings": self.built.settings.toJSON(),
+                "listeners": listeners,
+                "ownAddresses": own,
+            }
+        })
+        _log.info("Started worker {worker} (pid {pid})", worker=workerId, pid=process.transport.pid)
 
     def workerEnded(self, process: _WorkerProcess, reason: Failure) -> None:
         workerId = process.workerId
+        if process in self.retiring:
+            self.retiring.discard(process)
+            _log.info("Worker {worker} (pid {pid}) stopped.", worker=workerId,
+                      pid=process.transport.pid)
+            return
         if self.workers.get(workerId) is process:
             del self.workers[workerId]
         if self._stopping:
-            self._log.info("Worker {worker} stopped.", worker=workerId)
+            _log.info("Worker {worker} stopped.", worker=workerId)
             return
-        ranFor = self.clock.seconds() - process.startedAt
+        ranFor = self.reactor.seconds() - process.startedAt
         delay = 1.0 if ranFor >= self.stableAfter else min(
             self.maxBackoff, self._backoff.get(workerId, 0.5) * 2
         )
         self._backoff[workerId] = delay
-        self._log.error(
-            "Worker {worker} exited unexpectedly ({reason}) after {ranFor:.1f} s; "
-            "restarting it in {delay:.0f} s.",
+        _log.error(
+            "Worker {worker} exited unexpectedly ({reason}) after {ranFor} s; starting it "
+            "again in {delay} s.",
             worker=workerId,
             reason=reason.getErrorMessage(),
-            ranFor=ranFor,
-            delay=delay,
+            ranFor=round(ranFor, 1),
+            delay=round(delay),
         )
-        self._restartCalls[workerId] = self.clock.callLater(delay, self._spawn, workerId)
+        self._restartCalls[workerId] = self.reactor.callLater(delay, self._spawn, workerId)
 
-    _previousHUP = None
+    def reopenLogs(self) -> None:
+        """
+        SIGUSR1: rotate twistd's log file, reopen the records' files (the
+        parent writes them all).
+        """
+        rotated = self.console.rotate() if self.console is not None else False
+        self.records.reopen()
+        _log.info(
+            "Log files reopened{what}.",
+            what="" if rotated or self.records else " (none are open)",
+        )
 
-    def stopService(self) -> Deferred:
-        import signal
+    def reload(self) -> None:
+        """
+        SIGHUP: re-read the configuration and pass it on to the workers.
+        """
+        reloadInto(self)
 
+    def applyBuilt(self, new: Built) -> list[str]:
+        """
+        Apply C{new}: open new sockets and files first (if one fails,
+        nothing changes), then tell the workers; replace them one by one if
+        the sockets changed.
+
+        @raise StartupError: if a new socket or file cannot be opened.
+        """
+        notes = []
+        added, removed = listenerChanges(self.listeners, new.listeners)
+        try:
+            added = bindAll(added, new.config.maxConnections)
+            records = self.records.replace(new.settings)
+        except (ListenError, SettingError) as e:
+            for listener in added:
+                listener.close()
+            raise StartupError(str(e)) from None
+        notes += restartNotes(self.initial, new.settings)
+        if self.metrics is not None:
+            self.metrics.reconfigure(new.settings.values)
+        if records is not None:
+            self.records.close()
+            self.records = records
+            records.start()
+        if self.console is not None:
+            from .console import LEVELS
+
+            self.console.setLevel(LEVELS[new.settings["log-level"]])
+        self.built = new
+        if added or removed:
+            for listener in removed:
+                self.listeners.remove(listener)
+                notes.append(f"stopped listening on {listener.describe()}")
+                listener.close()
+            for listener in added:
+                self.listeners.append(listener)
+                notes.append(f"listening on {listener.describe()}")
+            self._replaceWorkers()
+            notes.append("workers replaced one by one for the new sockets")
+        else:
+            for process in list(self.workers.values()):
+                process.send({"reload": {"settings": new.settings.toJSON()}})
+        return notes
+
+    def _replaceWorkers(self) -> None:
+        """
+        Start a new worker for each running one, which is told to stop
+        gracefully (it finishes what it serves, then exits).
+
+        With a disk cache, a new worker must wait for the one it replaces
+        to end (a cache directory has one process): workers are then
+        replaced one at a time, the others serving meanwhile.
+        """
+        self._generation += 1
+        if self.built.config.cacheDir is None:
+            for workerId, process in list(self.workers.items()):
+                self._retire(process)
+                self._spawn(workerId)
+            return
+        generation = self._generation
+        waiting = sorted(self.workers)
+
+        def replaceNext(result: object = None) -> None:
+            while waiting and not self._stopping and generation == self._generation:
+                workerId = waiting.pop(0)
+                process = self.workers.get(workerId)
+                if process is None:
+                    continue  # it crashed meanwhile: restarted as usual
+                self._retire(process)
+                process.ended.addCallback(spawn, workerId)
+                return
+
+        def spawn(result: object, workerId: int) -> None:
+            if not self._stopping and workerId not in self.workers:
+                self._spawn(workerId)
+            replaceNext()
+
+        replaceNext()
+
+    _generation = 0
+
+    def _retire(self, process: _WorkerProcess) -> None:
+        """
+        Tell C{process} to stop gracefully; it is not restarted when it
+        ends.
+        """
+        process.retiring = True
+        self.retiring.add(process)
+        process.send({"stop": {"timeout": self.built.settings["shutdown-timeout"]}})
+        if self.workers.get(process.workerId) is process:
+            del self.workers[process.workerId]
+
+    def stopService(self) -> Deferred[None]:
         self._stopping = True
-        if self._previousHUP is not None:
-            signal.signal(signal.SIGHUP, self._previousHUP)
-            self._previousHUP = None
+        # SIGTERM and SIGINT stay ours until the workers are gone: again,
+        # they tell the workers to cut what they serve.
+        self.signals.restore(*[n for n in self.signals.installed() if n not in STOP_SIGNALS])
+        metrics = self.metrics
+        drained: Deferred[None] = Deferred()
+        if metrics is not None:
+            # /healthz answers 503 from now on; the endpoint stays up until
+            # the workers are gone.
+            metrics.monitor.health.drain(until=drained)
+        Service.stopService(self)
         for call in self._restartCalls.values():
             if call.active():
                 call.cancel()
         self._restartCalls.clear()
+        # Stop accepting: the workers close their copies too.
+        for listener in self.listeners:
+            listener.close()
+        timeout = self.built.settings["shutdown-timeout"]
         ended = []
-        for process in list(self.workers.values()):
-            try:
-                process.transport.signalProcess("TERM")
-            except ierror.ProcessExitedAlready:
-                continue
+        for process in self._processes():
+            process.send({"stop": {"timeout": timeout}})
             ended.append(process.ended)
-        killer = self.clock.callLater(self.stopTimeout, self._kill)
-        d = DeferredList(ended) if ended else succeed(None)
+        if self._cutAtOnce:
+            self._abortWorkers()
+        killer = self.reactor.callLater(timeout + self.killAfter, self._kill)
+        d: Deferred[Any] = DeferredList(ended) if ended else succeed(None)
 
-        def stopped(result):
+        def stopMetrics(result: object) -> Deferred[Any] | None:
+            drained.callback(None)
+            if metrics is None:
+                return None
+            return maybeDeferred(metrics.stopService)
+
+        d.addBoth(stopMetrics)
+
+        def stopped(result: object) -> None:
             if killer.active():
                 killer.cancel()
-            for port in self.ports:
-                port.stopListening()
-            self.ports = []
-            return LogFilesService.stopService(self)
+            self.records.close()
+            _log.info("twisted-proxy stopped.")
+            if self.console is not None:
+                self.console.stopBuffering()
+            if not self._exiting:
+                self.signals.restore()
 
         return d.addBoth(stopped)
 
-    def startService(self) -> None:
-        import signal
-
-        super().startService()
-        if hasattr(signal, "SIGHUP"):
-            # Each worker holds its own copy of the password file.
-            self._previousHUP = signal.signal(
-                signal.SIGHUP,
-                lambda signum, frame: self.reactor.callFromThread(self._signalWorkers, "HUP"),
-            )
-
-    def _signalWorkers(self, name: str) -> None:
-        for process in list(self.workers.values()):
-            try:
-                process.transport.signalProcess(name)
-            except ierror.ProcessExitedAlready:
-                pass
-
     def _kill(self) -> None:
-        for process in list(self.workers.values()):
-            self._log.warn("Worker {worker} did not stop in time; killing it.",
-                           worker=process.workerId)
+        for process in self._processes():
+            _log.warn("Worker {worker} did not stop in time; killing it.",
+                      worker=process.workerId)
             try:
                 process.transport.signalProcess("KILL")
             except ierror.ProcessExitedAlready:
                 pass
 
 
-class _AdoptedPorts(MultiService):
+def checkWorkerCaches(config: ProxyConfig, count: int) -> None:
     """
-    In a worker: serve connections on listening sockets the parent opened.
+    Make the workers' cache directories and check that each can be used
+    (that no other process uses it), so that a problem is reported at
+    start rather than by workers that keep failing.
+
+    @raise StartupError: saying which directory and why.
     """
+    if config.cacheDir is None or config.cacheDiskSize <= 0:
+        return
+    from ..proxy.cache import CacheDirectoryError, DiskStore
 
-    def __init__(self, reactor, factory, adopted: list[tuple[int, int]]) -> None:
-        super().__init__()
-        self.reactor = reactor
-        self.factory = factory
-        self.adopted = adopted
-        self.ports: list = []
-
-    def startService(self) -> None:
-        super().startService()
-        for fd, family in self.adopted:
-            port = self.reactor.adoptStreamPort(fd, socket.AddressFamily(family), self.factory)
-            address = port.getHost()
-            host = getattr(address, "host", None)
-            if host is not None:
-                self.factory.addListeningAddress(host, address.port)
-            self.ports.append(port)
-
-    def stopService(self):
-        super().stopService()
-        return DeferredList([d for d in (p.stopListening() for p in self.ports) if d is not None])
-
-
-def main(argv: list[str] | None = None) -> None:
-    """
-    A worker process: C{python -m twisted_proxy.app.workers --worker-id N
-    --worker-adopt FD:FAMILY ... -- PROXYSERVER-ARGS}.
-    """
-    import signal
-
-    from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, jsonFileLogObserver
-
-    from .options import Options
-    from .service import buildProxy, raiseFileLimit
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--")
-    own, proxyArgs = argv[:split], argv[split + 1:]
-    workerId = 0
-    adopted: list[tuple[int, int]] = []
-    while own:
-        flag = own.pop(0)
-        value = own.pop(0)
-        if flag == "--worker-id":
-            workerId = int(value)
-        elif flag == "--worker-adopt":
-            fd, family = value.split(":")
-            adopted.append((int(fd), int(family)))
-    config = Options()
-    config.parseOptions(proxyArgs)
-
-    globalLogBeginner.beginLoggingTo(
-        [jsonFileLogObserver(os.fdopen(1, "w", closefd=False), _RS.decode())],
-        redirectStandardIO=False,
-        discardBuffer=True,
-    )
-    proxyConfig = config["config"]
-    if proxyConfig.cacheDir is not None:
-        # A disk cache has one process per directory.
-        proxyConfig = proxyConfig.replace(
-            cacheDir=os.path.join(proxyConfig.cacheDir, "worker-{}".format(workerId))
-        )
-        os.makedirs(proxyConfig.cacheDir, exist_ok=True)
-    # The parent writes the history and access log from these records.
-    factory, pool = buildProxy(
-        proxyConfig,
-        reactor,
-        transactionDetail=True,
-        connectionIdPrefix="w{}-".format(workerId),
-    )
-    raiseFileLimit(factory)
-    service = MultiService()
-    _AdoptedPorts(reactor, factory, adopted).setServiceParent(service)
-    if config["metrics"] is not None:
-        # The parent serves the endpoint; this worker reports its gauges.
-        from .metrics import GaugeReporter, ProxyGauges, metricsAddress
-
-        GaugeReporter(reactor, ProxyGauges(factory, pool).read).setServiceParent(service)
-        address = metricsAddress(config["metrics"])
-        if address is not None:
-            factory.addListeningAddress(*address)
-    # The parent writes the log files; it reopens them on SIGUSR1.
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    if factory.config.policy.authenticating:
-        from .service import onSignal, reloadPolicy
-
-        onSignal(signal.SIGHUP, reactor, lambda: reloadPolicy(factory.config.policy))
-    reactor.callWhenRunning(service.startService)
-    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    reactor.addSystemEventTrigger("before", "shutdown", pool.closeIdle)
-    reactor.run()
-
-
-if __name__ == "__main__":
-    main()
+    for workerId in range(1, count + 1):
+        own = workerConfig(config, workerId)
+        assert own.cacheDir is not None
+        try:
+            store = DiskStore(own.cacheDir, own.cacheDiskSize, own.cacheMaxObject)
+        except CacheDirectoryError as e:
+            raise StartupError(str(e)) from None
+        store.close()
