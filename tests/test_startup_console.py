@@ -256,7 +256,7 @@ class ConsoleOfTwistdTests(TestCase):
         response = await agent.request(b"GET", b"http://127.0.0.1:1/")
         await readBody(response)
         self.assertEqual(response.code, 502)
-        await twistd.waitFor("Request refused: 502")
+        await twistd.waitFor("Request failed: 502")
         twistd.signal("TERM")
         await twistd.ended
         return twistd.output
