@@ -41,6 +41,8 @@ from twisted.internet.interfaces import (
     IReactorUNIX,
 )
 from twisted.internet.protocol import Factory
+
+from .haproxy import HAProxyWrappingFactory, PeerFirstHAProxyFactory
 from zope.interface import implementer
 
 __all__ = ["Listener", "ListenError", "listenBacklog", "metricsAddress", "metricsEndpoint"]
@@ -301,7 +303,10 @@ class Listener:
         """
         if _BARE_PORT.fullmatch(self.description.strip()):
             return factory
-        return _parse(self.description, factory).factory
+        wrapped = _parse(self.description, factory).factory
+        if isinstance(wrapped, HAProxyWrappingFactory):
+            return PeerFirstHAProxyFactory(factory)
+        return wrapped
 
     def bind(self, backlog: int) -> None:
         """
