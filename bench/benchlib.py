@@ -728,8 +728,12 @@ def startProxy(args, procs, workdir, extra=()):
         code = m.proc.poll()
         tail = m.logTail(5).replace("\n", " | ") or "no output"
         procs.stop(m)
-        how = f"it exited with status {code}" if code is not None else "it did not listen within 30 s"
-        raise SystemExit(f"the proxy did not start on port {port} ({how}): {formatArgv(argv)}: {tail}")
+        how = (
+            f"it exited with status {code}" if code is not None else "it did not listen within 30 s"
+        )
+        raise SystemExit(
+            f"the proxy did not start on port {port} ({how}): {formatArgv(argv)}: {tail}"
+        )
     m.remember()
     return ProxyUnderTest(LOOPBACK, port, f"{formatArgv(argv)} (pid {m.pid})", m, logFile)
 

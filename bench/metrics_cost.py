@@ -55,16 +55,26 @@ def sampleRecord() -> TransactionRecord:
         return now[0]
 
     record = TransactionRecord(
-        monoClock=clock, connectionId="1", sequence=1,
-        clientHost="127.0.0.1", clientPort=50000, acceptedWall=clock(), acceptedMono=clock(),
+        monoClock=clock,
+        connectionId="1",
+        sequence=1,
+        clientHost="127.0.0.1",
+        clientPort=50000,
+        acceptedWall=clock(),
+        acceptedMono=clock(),
     )
     record.method, record.target, record.status = "GET", "http://127.0.0.1:8000/1k", 200
     record.requestHeaders = [(b"Host", b"127.0.0.1:8000"), (b"Accept", b"*/*")]
     record.bytesFromClient, record.bytesToClient = 90, 1300
     record.bytesFromUpstream, record.bytesToUpstream = 1280, 110
     record.connectionReused = True
-    for phase in ("requestHead", "upstreamReady", "requestSent", "responseHead",
-                  "responseComplete"):
+    for phase in (
+        "requestHead",
+        "upstreamReady",
+        "requestSent",
+        "responseHead",
+        "responseComplete",
+    ):
         record.mark(phase)
     record.finish()
     return record
@@ -125,14 +135,23 @@ def main() -> None:
     stats = TransactionStats()
     observer = MetricsObserver(stats)
     recordEvent = {"record": record, "log_time": 1000.0, "status": 200}
-    dictEvent = {"record": {"unpersistable": True}, "transaction": record.asDict(),
-                 "log_time": 1000.0}
-    otherEvent = {"log_format": "Response received: ...", "log_time": 1000.0,
-                  "log_system": "proxy", "peer": ("127.0.0.1", 50000)}
+    dictEvent = {
+        "record": {"unpersistable": True},
+        "transaction": record.asDict(),
+        "log_time": 1000.0,
+    }
+    otherEvent = {
+        "log_format": "Response received: ...",
+        "log_time": 1000.0,
+        "log_system": "proxy",
+        "peer": ("127.0.0.1", 50000),
+    }
     print("observer, per event (median of {} x {}):".format(args.repeats, args.n))
-    for name, event in (("record (single process)", recordEvent),
-                        ("record dict (from a worker)", dictEvent),
-                        ("any other event", otherEvent)):
+    for name, event in (
+        ("record (single process)", recordEvent),
+        ("record dict (from a worker)", dictEvent),
+        ("any other event", otherEvent),
+    ):
         per = perCall(lambda event=event: observer(event), args.n, args.repeats)
         print("  {:<30} {:6.2f} us".format(name, per * 1e6))
 
@@ -152,14 +171,24 @@ def main() -> None:
         assert proxyStats.total >= args.n, proxyStats.total
     offMedian, onMedian = statistics.median(off), statistics.median(on)
     difference = statistics.median(b - a for a, b in zip(off, on, strict=True))
-    print("proxied transaction in process, CPU time (median of {} x {}):".format(
-        args.repeats, args.n))
-    print("  metrics off  {:6.1f} us   (runs: {})".format(
-        offMedian * 1e6, ", ".join("{:.1f}".format(x * 1e6) for x in off)))
-    print("  metrics on   {:6.1f} us   (runs: {})".format(
-        onMedian * 1e6, ", ".join("{:.1f}".format(x * 1e6) for x in on)))
-    print("  difference   {:+6.1f} us ({:+.1f}%); of the fastest runs: {:+.1f} us".format(
-        difference * 1e6, 100.0 * difference / offMedian, (min(on) - min(off)) * 1e6))
+    print(
+        "proxied transaction in process, CPU time (median of {} x {}):".format(args.repeats, args.n)
+    )
+    print(
+        "  metrics off  {:6.1f} us   (runs: {})".format(
+            offMedian * 1e6, ", ".join("{:.1f}".format(x * 1e6) for x in off)
+        )
+    )
+    print(
+        "  metrics on   {:6.1f} us   (runs: {})".format(
+            onMedian * 1e6, ", ".join("{:.1f}".format(x * 1e6) for x in on)
+        )
+    )
+    print(
+        "  difference   {:+6.1f} us ({:+.1f}%); of the fastest runs: {:+.1f} us".format(
+            difference * 1e6, 100.0 * difference / offMedian, (min(on) - min(off)) * 1e6
+        )
+    )
 
     # 3. A scrape and a page.
     from twisted_proxy.proxy.config import ProxyConfig
@@ -171,17 +200,25 @@ def main() -> None:
     factory = ProxyFactory(ProxyConfig(pseudonym="bench"), clock, pool)
     gauges = ProxyGauges(factory, pool).read
     registry = buildRegistry(stats, gauges)
-    monitor = Monitor(stats=stats, gauges=gauges, health=Health(), summary=lambda: [],
-                      registry=registry, clock=clock, wallClock=time.time, pseudonym="bench")
+    monitor = Monitor(
+        stats=stats,
+        gauges=gauges,
+        health=Health(),
+        summary=lambda: [],
+        registry=registry,
+        clock=clock,
+        wallClock=time.time,
+        pseudonym="bench",
+    )
     from prometheus_client.exposition import generate_latest
 
     scrape = perCall(lambda: generate_latest(registry), 200, args.repeats)
     page = perCall(lambda: renderStatusPage(monitor), 200, args.repeats)
     print("per request to the endpoint (median of {} x 200):".format(args.repeats))
-    print("  /metrics     {:6.2f} ms ({} bytes)".format(
-        scrape * 1e3, len(generate_latest(registry))))
-    print("  /            {:6.2f} ms ({} bytes)".format(
-        page * 1e3, len(renderStatusPage(monitor))))
+    print(
+        "  /metrics     {:6.2f} ms ({} bytes)".format(scrape * 1e3, len(generate_latest(registry)))
+    )
+    print("  /            {:6.2f} ms ({} bytes)".format(page * 1e3, len(renderStatusPage(monitor))))
 
 
 if __name__ == "__main__":

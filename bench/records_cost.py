@@ -190,9 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=100000, help="records per round (default 100000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per stage (default 3)")
-    parser.add_argument(
-        "--stage", choices=[kind for kind, _ in _KINDS], help="run only this stage"
-    )
+    parser.add_argument("--stage", choices=[kind for kind, _ in _KINDS], help="run only this stage")
     args = parser.parse_args()
     _round("both", 1000)  # warm up imports and caches
     print(f"{'stage':<22}{'us/record':>10}  (median of {args.rounds}; min..max)")

@@ -266,9 +266,7 @@ class FakeProxyFactory(Factory):
 
     protocol = FakeProxyProtocol
 
-    def __init__(
-        self, respond: Responder, tls: Any = None, refuse: bytes | None = None
-    ) -> None:
+    def __init__(self, respond: Responder, tls: Any = None, refuse: bytes | None = None) -> None:
         self.respond = respond
         self.tls = tls
         self.refuse = refuse
@@ -518,9 +516,7 @@ class NetworkTestsMixin:
 
     net: Network
 
-    def startProxy(
-        self, respond: Responder, **kwargs: Any
-    ) -> tuple[FakeProxyFactory, int]:
+    def startProxy(self, respond: Responder, **kwargs: Any) -> tuple[FakeProxyFactory, int]:
         factory = FakeProxyFactory(respond, **kwargs)
         self.net = Network(factory)
         return factory, PROXY_PORT

@@ -123,7 +123,9 @@ class ProxyTestMixin:
         self.fail("proxy connections still open: %r" % (self.service.factory.connections,))
 
     async def get(self, path: str, method: bytes = b"GET", body=None):
-        response = await self.agent.request(method, (self.origin + path).encode("ascii"), Headers(), body)
+        response = await self.agent.request(
+            method, (self.origin + path).encode("ascii"), Headers(), body
+        )
         content = await readBody(response)
         return response, content
 

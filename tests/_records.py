@@ -123,5 +123,3 @@ def numberedEvent(number: int, padding: int = 0) -> dict[str, Any]:
     record.target = "http://example.com/" + "x" * padding
     record.finish()
     return {"log_format": "", "transaction": record.asDict()}
-
-

@@ -79,7 +79,7 @@ class TwistdProcess(ProcessProtocol):
         The port of the first "listening on 127.0.0.1:PORT" line.
         """
         marker = "listening on 127.0.0.1:"
-        rest = self.output[self.output.index(marker) + len(marker):]
+        rest = self.output[self.output.index(marker) + len(marker) :]
         return int(rest.split()[0])
 
 
@@ -97,8 +97,12 @@ def startTwistd(
     argv = twistdArgv(*args)
     if newSession:
         # A process group of its own, as a terminal gives a command.
-        argv = [sys.executable, "-c",
-                "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])", *argv]
+        argv = [
+            sys.executable,
+            "-c",
+            "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])",
+            *argv,
+        ]
     reactor.spawnProcess(process, argv[0], argv, env=twistdEnv(), path=cwd)
 
     async def stop() -> None:

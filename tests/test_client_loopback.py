@@ -67,15 +67,11 @@ class DefaultEndpointTests(LoopbackTestsMixin, TestCase):
         A closed port: exit code 3 and one line saying what to do, through
         the default L{HostnameEndpoint}.
         """
-        port = reactor.listenTCP(
-            0, Factory.forProtocol(Protocol), interface="127.0.0.1"
-        )
+        port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
         number = port.getHost().port
         await port.stopListening()
         env, out, err = makeEnv(reactor=reactor, clock=reactor)
-        code = await runClient(
-            env, ["--proxy", "127.0.0.1:%d" % (number,), "example.com"]
-        )
+        code = await runClient(env, ["--proxy", "127.0.0.1:%d" % (number,), "example.com"])
         self.assertEqual(code, 3)
         self.assertEqual(
             err.getvalue(),
@@ -97,9 +93,7 @@ class RealProxyTests(LoopbackTestsMixin, TestCase):
 
         origin, originPort = self.startProxy(ok(b"from the origin\n", b"text/plain"))
         config = ProxyOptions()
-        config.parseOptions(
-            ["--listen", "tcp:0:interface=127.0.0.1", "--pseudonym", "e2e"]
-        )
+        config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--pseudonym", "e2e"])
         service = makeService(config, reactor)
         service.startService()
         self.addCleanup(service.stopService)
@@ -124,20 +118,14 @@ class RealProxyTests(LoopbackTestsMixin, TestCase):
 
         # Nothing listens on the origin's port any more: the proxy answers
         # 502 with Proxy-Status, which the client shows, with exit code 3.
-        closed = reactor.listenTCP(
-            0, Factory.forProtocol(Protocol), interface="127.0.0.1"
-        )
+        closed = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
         deadPort = closed.getHost().port
         await closed.stopListening()
-        code, out, err = await self.runAgainst(
-            port, "http://127.0.0.1:%d/" % (deadPort,)
-        )
+        code, out, err = await self.runAgainst(port, "http://127.0.0.1:%d/" % (deadPort,))
         self.assertEqual(code, 3)
         self.assertIn("\nProxy-Status: e2e; error=", out)
         self.assertTrue(
-            err.startswith(
-                "proxyclient: the proxy could not complete the request: 502"
-            ),
+            err.startswith("proxyclient: the proxy could not complete the request: 502"),
             err,
         )
 
@@ -151,9 +139,7 @@ class RealProxyTests(LoopbackTestsMixin, TestCase):
 
         caPEM, serverPEM = certificates()
         origin = FakeProxyFactory(ok(b"secret\n", b"text/plain"))
-        originPort = self.listen(
-            origin, tls=PrivateCertificate.loadPEM(serverPEM).options()
-        )
+        originPort = self.listen(origin, tls=PrivateCertificate.loadPEM(serverPEM).options())
         self.addCleanup(lambda: defer.ensureDeferred(origin.allClosed(reactor)))
         config = ProxyOptions()
         config.parseOptions(
@@ -262,7 +248,7 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
         self.assertEqual(code, 3)
         self.assertEqual(
             err,
-            "proxyclient: The proxy at %s requires credentials (Basic realm \"office\") and "
+            'proxyclient: The proxy at %s requires credentials (Basic realm "office") and '
             "none were sent (407). Give them with --proxy-user USER or --proxy "
             "http://USER:PASSWORD@HOST:PORT.\n" % (proxy,),
         )
@@ -272,13 +258,15 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
         self.assertEqual(
             err,
             "proxyclient: The proxy at %s refused the credentials of user 'alice' (Basic "
-            "realm \"office\") (407). Check the user name and password.\n" % (proxy,),
+            'realm "office") (407). Check the user name and password.\n' % (proxy,),
         )
         self.assertEqual(len(origin.requests), 2)
 
     async def test_connect(self) -> None:
         origin = FakeProxyFactory(ok(b"secret\n", b"text/plain"))
-        originPort = self.listen(origin, tls=PrivateCertificate.loadPEM(certificates()[1]).options())
+        originPort = self.listen(
+            origin, tls=PrivateCertificate.loadPEM(certificates()[1]).options()
+        )
         self.addCleanup(lambda: defer.ensureDeferred(origin.allClosed(reactor)))
         port = await self.startAuthProxy("--connect-ports", str(originPort))
         directory = tempfile.mkdtemp()
@@ -287,7 +275,9 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
         proxy = "127.0.0.1:%d" % (port,)
 
         code, out, err = await self.runClient(
-            "--cacert", writeCA(directory), url,
+            "--cacert",
+            writeCA(directory),
+            url,
             environ={"HTTPS_PROXY": "http://alice:s3cret@" + proxy},
         )
         self.assertEqual((code, err), (0, ""))
@@ -295,8 +285,11 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
         self.assertNotIn(b"proxy-authorization", origin.requests[0][0].lower())
 
         for argv, words in [
-            ([], "requires credentials (Basic realm \"office\") and none were sent (407)"),
-            (["-U", "alice:wrong"], "refused the credentials of user 'alice' (Basic realm \"office\")"),
+            ([], 'requires credentials (Basic realm "office") and none were sent (407)'),
+            (
+                ["-U", "alice:wrong"],
+                "refused the credentials of user 'alice' (Basic realm \"office\")",
+            ),
         ]:
             code, out, err = await self.runClient("-x", proxy, *argv, "-k", url)
             self.assertEqual(code, 3)

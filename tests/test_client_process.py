@@ -75,6 +75,7 @@ def environment() -> dict[str, str]:
 
 class ProcessTests(TestCase):
     timeout = 60
+
     def startProxy(self) -> tuple[FakeProxyFactory, list[FakeProxyProtocol], int]:
         """
         A fake proxy that holds each request until the test answers it;
@@ -193,5 +194,3 @@ class ProcessTests(TestCase):
         self.assertIsInstance(ended, ProcessDone, process.err)
         self.assertIn(b"Round-trip time: ", process.out)
         self.assertIn(b"Physical MAC Address: ", process.out)
-
-

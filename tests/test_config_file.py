@@ -120,7 +120,12 @@ class ReadTests(ConfigDirMixin, SynchronousTestCase):
         config = self.parse(
             'connect-timeout = 5\nidle-timeout = 7\ndeny-host = ["a.example"]\n'
             'allow = ["10.0.0.0/8"]\ndeny = ["10.66.0.0/16"]\n',
-            "--connect-timeout", "9", "--deny-host", "b.example", "--allow", "192.0.2.0/24",
+            "--connect-timeout",
+            "9",
+            "--deny-host",
+            "b.example",
+            "--allow",
+            "192.0.2.0/24",
         )
         settings = config["settings"]
         self.assertEqual(config["connect-timeout"], 9.0)
@@ -148,33 +153,74 @@ class ReadTests(ConfigDirMixin, SynchronousTestCase):
         """
         p = self.path
         for text, expected in [
-            ("conect-timeout = 5", f"{p}: unknown key 'conect-timeout' (did you mean connect-timeout?)"),
-            ("[proxy]\nlisten = [\"8080\"]", f"{p}: unknown key 'proxy' (write every key at the top level"),
-            ("check-config = true", f"{p}: unknown key 'check-config' (it is a command-line option only)"),
-            ("config = \"x.toml\"", f"{p}: unknown key 'config' (it is a command-line option only)"),
-            ("connect-timeout = \"10\"",
-             f'{p}: connect-timeout = "10": expected a positive number of seconds'),
-            ("connect-timeout = -5", f"{p}: connect-timeout = -5: expected a positive number of seconds"),
-            ("connect-timeout = true", f"{p}: connect-timeout = true: expected a positive number of seconds"),
-            ("max-connections = 2.5", f"{p}: max-connections = 2.5: expected a whole number, at least 1"),
-            ("max-body = \"lots\"",
-             f'{p}: max-body = "lots": expected a size in bytes, optionally followed by k, M or G'),
-            ("forwarded = \"maybe\"", f'{p}: forwarded = "maybe": expected one of off, xff, rfc7239'),
-            ("deny-private-destinations = \"yes\"",
-             f'{p}: deny-private-destinations = "yes": expected true or false'),
+            (
+                "conect-timeout = 5",
+                f"{p}: unknown key 'conect-timeout' (did you mean connect-timeout?)",
+            ),
+            (
+                '[proxy]\nlisten = ["8080"]',
+                f"{p}: unknown key 'proxy' (write every key at the top level",
+            ),
+            (
+                "check-config = true",
+                f"{p}: unknown key 'check-config' (it is a command-line option only)",
+            ),
+            ('config = "x.toml"', f"{p}: unknown key 'config' (it is a command-line option only)"),
+            (
+                'connect-timeout = "10"',
+                f'{p}: connect-timeout = "10": expected a positive number of seconds',
+            ),
+            (
+                "connect-timeout = -5",
+                f"{p}: connect-timeout = -5: expected a positive number of seconds",
+            ),
+            (
+                "connect-timeout = true",
+                f"{p}: connect-timeout = true: expected a positive number of seconds",
+            ),
+            (
+                "max-connections = 2.5",
+                f"{p}: max-connections = 2.5: expected a whole number, at least 1",
+            ),
+            (
+                'max-body = "lots"',
+                f'{p}: max-body = "lots": expected a size in bytes, optionally followed by k, M or G',
+            ),
+            ('forwarded = "maybe"', f'{p}: forwarded = "maybe": expected one of off, xff, rfc7239'),
+            (
+                'deny-private-destinations = "yes"',
+                f'{p}: deny-private-destinations = "yes": expected true or false',
+            ),
             ("workers = 0", f"{p}: workers = 0: expected a whole number, at least 1, or auto"),
             ("allow-host = 5", f"{p}: allow-host = 5: expected a list of host patterns"),
-            ("allow-host = [\"bad host\"]", f'{p}: allow-host item "bad host": expected a host (example.com'),
-            ("allow = [\"10.0.0.1/8\"]", f'{p}: allow item "10.0.0.1/8": host bits are set; did you mean 10.0.0.0/8?'),
-            ("listen = [\"tcp:80000\"]", f'{p}: listen item "tcp:80000": a port is 0-65535'),
+            (
+                'allow-host = ["bad host"]',
+                f'{p}: allow-host item "bad host": expected a host (example.com',
+            ),
+            (
+                'allow = ["10.0.0.1/8"]',
+                f'{p}: allow item "10.0.0.1/8": host bits are set; did you mean 10.0.0.0/8?',
+            ),
+            ('listen = ["tcp:80000"]', f'{p}: listen item "tcp:80000": a port is 0-65535'),
             ("listen = []", f"{p}: listen = []: expected at least one endpoint"),
-            ("history = \"/\"", f'{p}: history = "/": is a directory'),
-            ("access-log = \"nodir/access.log\"",
-             f'{p}: access-log = "{self.dir}/nodir/access.log": cannot write there'),
-            ("upstream-proxy = \"ftp://x\"", f'{p}: upstream-proxy = "ftp://x": the parent proxy must be an http:// URL'),
-            ("connect-ports = \"x\"", f'{p}: connect-ports = "x": expected port numbers (1-65535)'),
-            ("auth-file = \"missing\"", f'{p}: auth-file = {self.dir}/missing: cannot read the auth file'),
-            ("pseudonym = \"a b\"", f'{p}: pseudonym = "a b": expected letters, digits and - . _ : ~ only'),
+            ('history = "/"', f'{p}: history = "/": is a directory'),
+            (
+                'access-log = "nodir/access.log"',
+                f'{p}: access-log = "{self.dir}/nodir/access.log": cannot write there',
+            ),
+            (
+                'upstream-proxy = "ftp://x"',
+                f'{p}: upstream-proxy = "ftp://x": the parent proxy must be an http:// URL',
+            ),
+            ('connect-ports = "x"', f'{p}: connect-ports = "x": expected port numbers (1-65535)'),
+            (
+                'auth-file = "missing"',
+                f"{p}: auth-file = {self.dir}/missing: cannot read the auth file",
+            ),
+            (
+                'pseudonym = "a b"',
+                f'{p}: pseudonym = "a b": expected letters, digits and - . _ : ~ only',
+            ),
             ("connect-timeout = ", f"{p}: not valid TOML: "),
         ]:
             with self.subTest(text=text):
@@ -193,7 +239,7 @@ class ReadTests(ConfigDirMixin, SynchronousTestCase):
             str(caught.exception), f"--config {self.dir}: is a directory; expected a TOML file"
         )
         with open(self.path, "wb") as f:
-            f.write(b"pseudonym = \"\xff\"\n")
+            f.write(b'pseudonym = "\xff"\n')
         with self.assertRaises(OptionError) as caught:
             Options().parseOptions(["--config", self.path])
         self.assertTrue(str(caught.exception).startswith(f"{self.path}: not valid TOML"))
@@ -283,9 +329,14 @@ class CacheReverseMetricsTests(ConfigDirMixin, SynchronousTestCase):
         config.parseOptions([])
         proxyConfig = config["proxyConfig"]
         self.assertEqual(
-            (proxyConfig.cacheSize, proxyConfig.cacheMaxObject, proxyConfig.cacheDir,
-             proxyConfig.cacheDiskSize, proxyConfig.cacheHeuristicMax,
-             proxyConfig.cacheCollapseTimeout),
+            (
+                proxyConfig.cacheSize,
+                proxyConfig.cacheMaxObject,
+                proxyConfig.cacheDir,
+                proxyConfig.cacheDiskSize,
+                proxyConfig.cacheHeuristicMax,
+                proxyConfig.cacheCollapseTimeout,
+            ),
             (64 << 20, 8 << 20, None, 1 << 30, 86400.0, 10.0),
         )
         self.assertEqual((proxyConfig.reverse, proxyConfig.reverseHosts), (None, ()))
@@ -295,11 +346,19 @@ class CacheReverseMetricsTests(ConfigDirMixin, SynchronousTestCase):
 
     def test_commandLine(self) -> None:
         config = Options()
-        config.parseOptions([
-            "--cache-size", "0", "--reverse-host", "a.example=http://127.0.0.1:81",
-            "--reverse-host", "b.example=http://127.0.0.1:82", "--reverse-rewrite-host",
-            "--metrics", "unix:" + os.path.join(self.dir, "metrics.sock"),
-        ])
+        config.parseOptions(
+            [
+                "--cache-size",
+                "0",
+                "--reverse-host",
+                "a.example=http://127.0.0.1:81",
+                "--reverse-host",
+                "b.example=http://127.0.0.1:82",
+                "--reverse-rewrite-host",
+                "--metrics",
+                "unix:" + os.path.join(self.dir, "metrics.sock"),
+            ]
+        )
         proxyConfig = config["proxyConfig"]
         self.assertEqual(proxyConfig.cacheSize, 0)
         self.assertIsNone(proxyConfig.newCache(lambda: 0.0))
@@ -314,21 +373,36 @@ class CacheReverseMetricsTests(ConfigDirMixin, SynchronousTestCase):
         """
         nowhere = os.path.join(self.dir, "no", "such")
         for args, expected in [
-            (["--cache-dir", nowhere],
-             f"--cache-dir {nowhere}: cannot create or write it (is {self.dir}/no an existing, "
-             "writable directory?)"),
-            (["--cache-size", "lots"],
-             "--cache-size lots: expected a size in bytes, optionally followed by k, M or G"),
-            (["--cache-heuristic-max", "0"],
-             "--cache-heuristic-max 0: expected a positive number of seconds"),
-            (["--reverse", "ftp://x"],
-             "--reverse ftp://x: must be an http:// URL, e.g. http://127.0.0.1:8000"),
-            (["--reverse", "http://h/path"],
-             "--reverse http://h/path: must be an origin without a path"),
-            (["--reverse-host", "nourl"],
-             "--reverse-host nourl: expected NAME=http://host[:port], e.g. "
-             "www.example.com=http://127.0.0.1:8000"),
-            (["--reverse-host", "a=https://x"], "--reverse-host a=https://x: must be an http:// URL"),
+            (
+                ["--cache-dir", nowhere],
+                f"--cache-dir {nowhere}: cannot create or write it (is {self.dir}/no an existing, "
+                "writable directory?)",
+            ),
+            (
+                ["--cache-size", "lots"],
+                "--cache-size lots: expected a size in bytes, optionally followed by k, M or G",
+            ),
+            (
+                ["--cache-heuristic-max", "0"],
+                "--cache-heuristic-max 0: expected a positive number of seconds",
+            ),
+            (
+                ["--reverse", "ftp://x"],
+                "--reverse ftp://x: must be an http:// URL, e.g. http://127.0.0.1:8000",
+            ),
+            (
+                ["--reverse", "http://h/path"],
+                "--reverse http://h/path: must be an origin without a path",
+            ),
+            (
+                ["--reverse-host", "nourl"],
+                "--reverse-host nourl: expected NAME=http://host[:port], e.g. "
+                "www.example.com=http://127.0.0.1:8000",
+            ),
+            (
+                ["--reverse-host", "a=https://x"],
+                "--reverse-host a=https://x: must be an http:// URL",
+            ),
             (["--metrics", "nosuch:1"], "--metrics nosuch:1: not a valid endpoint ("),
             (["--metrics", "tcp:70000"], "--metrics tcp:70000: not a valid endpoint ("),
         ]:
@@ -340,11 +414,13 @@ class CacheReverseMetricsTests(ConfigDirMixin, SynchronousTestCase):
                 self.assertTrue(message.startswith(expected), message)
         p = self.path
         for text, expected in [
-            ('cache-dir = "no/such"',
-             f'{p}: cache-dir = "{self.dir}/no/such": cannot create or write it'),
+            (
+                'cache-dir = "no/such"',
+                f'{p}: cache-dir = "{self.dir}/no/such": cannot create or write it',
+            ),
             ("metrics = true", f"{p}: metrics = true: expected an endpoint such as 9100"),
             ('metrics = "tcp:x"', f'{p}: metrics = "tcp:x": not a valid endpoint'),
-            ("reverse-host = \"a=http://x\"", None),
+            ('reverse-host = "a=http://x"', None),
             ('reverse-host = ["a"]', f'{p}: reverse-host item "a": expected NAME=http://host'),
             ("reverse-rewrite-host = 1", f"{p}: reverse-rewrite-host = 1: expected true or false"),
         ]:
@@ -510,10 +586,14 @@ class CheckConfigTests(ConfigDirMixin, SynchronousTestCase):
         self.assertIn("https://alice:***@127.0.0.1:3128", message)
 
     def test_throughTwistd(self) -> None:
-        self.write('connect-timeout = 5\n')
+        self.write("connect-timeout = 5\n")
         result = subprocess.run(
             twistdArgv("-n", "proxyserver", "--check-config", "--config", self.path),
-            capture_output=True, text=True, env=twistdEnv(), cwd=self.dir, timeout=60,
+            capture_output=True,
+            text=True,
+            env=twistdEnv(),
+            cwd=self.dir,
+            timeout=60,
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("connect-timeout = 5  # from the file", result.stdout)
@@ -521,7 +601,11 @@ class CheckConfigTests(ConfigDirMixin, SynchronousTestCase):
         self.write('connect-timeout = "soon"\n')
         result = subprocess.run(
             twistdArgv("-n", "proxyserver", "--check-config", "--config", self.path),
-            capture_output=True, text=True, env=twistdEnv(), cwd=self.dir, timeout=60,
+            capture_output=True,
+            text=True,
+            env=twistdEnv(),
+            cwd=self.dir,
+            timeout=60,
         )
         self.assertEqual(result.returncode, 2)
         self.assertEqual(
@@ -585,7 +669,8 @@ class ReloadTests(ConfigDirMixin, TestCase):
         from twisted.logger import formatEvent
 
         return [
-            formatEvent(e) for e in self.events
+            formatEvent(e)
+            for e in self.events
             if (e.get("log_format") or "").startswith(("Configuration", "SIGHUP"))
         ]
 
@@ -685,11 +770,12 @@ class ReloadTests(ConfigDirMixin, TestCase):
         busy = taken.getHost().port
         self.write(
             f'listen = ["tcp:0:interface=127.0.0.1", "tcp:{busy}:interface=127.0.0.1"]\n'
-            'connect-timeout = 3\n'
+            "connect-timeout = 3\n"
         )
         await self.sighup()
-        self.assertIn("Configuration not reloaded: cannot listen on 127.0.0.1:%d" % busy,
-                      self.logged()[-1])
+        self.assertIn(
+            "Configuration not reloaded: cannot listen on 127.0.0.1:%d" % busy, self.logged()[-1]
+        )
         self.assertEqual(self.service.factory.config.connectTimeout, 10.0)
         self.assertEqual(await self.get(port), (200, b"hello from the origin\n"))
 
@@ -743,8 +829,9 @@ class WorkerReloadTests(ConfigDirMixin, TestCase):
         self.addCleanup(originPort.stopListening)
         origin = "http://127.0.0.1:%d/small" % (originPort.getHost().port,)
         self.write('listen = ["tcp:0:interface=127.0.0.1"]\nworkers = 2\n')
-        twistd = startTwistd(self, "-n", "--pidfile=", "proxyserver", "--config", self.path,
-                             cwd=self.dir)
+        twistd = startTwistd(
+            self, "-n", "--pidfile=", "proxyserver", "--config", self.path, cwd=self.dir
+        )
         await twistd.waitFor("Started worker 2")
         port = twistd.port()
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", port), reactor)
@@ -763,8 +850,9 @@ class WorkerReloadTests(ConfigDirMixin, TestCase):
             self.fail("the workers never served")
 
         self.assertEqual(await status(), 200)
-        self.write('listen = ["tcp:0:interface=127.0.0.1"]\nworkers = 2\n'
-                   'deny-host = ["127.0.0.1"]\n')
+        self.write(
+            'listen = ["tcp:0:interface=127.0.0.1"]\nworkers = 2\ndeny-host = ["127.0.0.1"]\n'
+        )
         twistd.signal("HUP")
         await twistd.waitFor("Configuration reloaded")
         await sleep(0.5)

@@ -24,7 +24,9 @@ class TimeoutTests(SynchronousTestCase):
         """
         h = Harness(bodyTimeout=60)
         proto, client = h.client()
-        proto.dataReceived(b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n12")
+        proto.dataReceived(
+            b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n12"
+        )
         up, upTransport = h.connect()
         h.clock.advance(59)
         proto.dataReceived(b"34")
@@ -42,7 +44,9 @@ class TimeoutTests(SynchronousTestCase):
         """
         h = Harness(bodyTimeout=60)
         proto, client = h.client()
-        proto.dataReceived(b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n12")
+        proto.dataReceived(
+            b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n12"
+        )
         up, upTransport = h.connect()
         upTransport.producer.pauseProducing()
         h.clock.advance(61)
@@ -139,7 +143,8 @@ class SizeLimitTests(SynchronousTestCase):
             h = Harness(maxBody=1024)
             proto, client = h.client()
             proto.dataReceived(
-                b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % length
+                b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n"
+                % length
             )
             if refused:
                 self.assertTrue(client.value().startswith(b"HTTP/1.1 413 "))

@@ -54,7 +54,9 @@ class IntegrationTests(ProxyTestMixin, TestCase):
         from twisted.web.client import FileBodyProducer
         from io import BytesIO
 
-        response, content = await self.get("/echo", b"POST", FileBodyProducer(BytesIO(b"x" * 100000)))
+        response, content = await self.get(
+            "/echo", b"POST", FileBodyProducer(BytesIO(b"x" * 100000))
+        )
         self.assertEqual(content, b"got 100000 bytes: " + b"x" * 32)
 
     async def test_refused(self) -> None:
@@ -65,7 +67,9 @@ class IntegrationTests(ProxyTestMixin, TestCase):
         response = await self.agent.request(b"GET", b"http://127.0.0.1:%d/" % (port,))
         content = await readBody(response)
         self.assertEqual(response.code, 502)
-        self.assertIn(b"error=connection_refused", response.headers.getRawHeaders(b"proxy-status")[0])
+        self.assertIn(
+            b"error=connection_refused", response.headers.getRawHeaders(b"proxy-status")[0]
+        )
         self.assertIn(b"refused the connection", content)
 
     async def test_loopToItself(self) -> None:
@@ -194,7 +198,10 @@ class TunnelIntegrationTests(ProxyTestMixin, TestCase):
 
         certPEM, keyPEM = selfSignedLocalhost()
         tlsPort = reactor.listenSSL(
-            0, origin(), PrivateCertificate.loadPEM(keyPEM + certPEM).options(), interface="127.0.0.1"
+            0,
+            origin(),
+            PrivateCertificate.loadPEM(keyPEM + certPEM).options(),
+            interface="127.0.0.1",
         )
         self.addCleanup(tlsPort.stopListening)
         await self.setUpProxy("--connect-ports", "*")
@@ -225,7 +232,9 @@ class TunnelIntegrationTests(ProxyTestMixin, TestCase):
         from twisted.internet.endpoints import connectProtocol
         from twisted.internet.protocol import Factory
 
-        echoPort = reactor.listenTCP(0, Factory.forProtocol(_UpgradeEchoOrigin), interface="127.0.0.1")
+        echoPort = reactor.listenTCP(
+            0, Factory.forProtocol(_UpgradeEchoOrigin), interface="127.0.0.1"
+        )
         self.addCleanup(echoPort.stopListening)
         await self.setUpProxy()
         port = echoPort.getHost().port
@@ -255,10 +264,14 @@ class ChainingTests(ProxyTestMixin, TestCase):
         config = Options()
         config.parseOptions(
             [
-                "--listen", "tcp:0:interface=127.0.0.1",
-                "--pseudonym", "child",
-                "--connect-ports", "*",
-                "--upstream-proxy", "http://127.0.0.1:%d" % (parentPort,),
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--pseudonym",
+                "child",
+                "--connect-ports",
+                "*",
+                "--upstream-proxy",
+                "http://127.0.0.1:%d" % (parentPort,),
             ]
         )
         child = makeService(config, reactor)
@@ -278,7 +291,10 @@ class ChainingTests(ProxyTestMixin, TestCase):
 
         certPEM, keyPEM = selfSignedLocalhost()
         tlsPort = reactor.listenSSL(
-            0, origin(), PrivateCertificate.loadPEM(keyPEM + certPEM).options(), interface="127.0.0.1"
+            0,
+            origin(),
+            PrivateCertificate.loadPEM(keyPEM + certPEM).options(),
+            interface="127.0.0.1",
         )
         self.addCleanup(tlsPort.stopListening)
         target = b"localhost:%d" % (tlsPort.getHost().port,)

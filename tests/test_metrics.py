@@ -89,9 +89,7 @@ class KnownSequenceTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        h = self.h = ObservedHarness(
-            self, policy=Policy.fromOptions(denyHosts=["*.blocked.test"])
-        )
+        h = self.h = ObservedHarness(self, policy=Policy.fromOptions(denyHosts=["*.blocked.test"]))
         self.upstreamSent = 0
         self.upstreamReceived = 0
         self.clientReceived = 0
@@ -163,20 +161,25 @@ class KnownSequenceTests(SynchronousTestCase):
         has closed.
         """
         parsed = samples(self.h.registry)
-        self.assertIsNone(value(parsed, "twisted_proxy_requests_total", method="CONNECT",
-                                status_class="2xx"))
+        self.assertIsNone(
+            value(parsed, "twisted_proxy_requests_total", method="CONNECT", status_class="2xx")
+        )
         self.closeTunnel()
         parsed = samples(self.h.registry)
         counts = {
-            labels: v for (name, labels), v in parsed.items()
+            labels: v
+            for (name, labels), v in parsed.items()
             if name == "twisted_proxy_requests_total"
         }
-        self.assertEqual(counts, {
-            (("method", "GET"), ("status_class", "2xx")): 1,
-            (("method", "GET"), ("status_class", "4xx")): 2,
-            (("method", "GET"), ("status_class", "5xx")): 1,
-            (("method", "CONNECT"), ("status_class", "2xx")): 1,
-        })
+        self.assertEqual(
+            counts,
+            {
+                (("method", "GET"), ("status_class", "2xx")): 1,
+                (("method", "GET"), ("status_class", "4xx")): 2,
+                (("method", "GET"), ("status_class", "5xx")): 1,
+                (("method", "CONNECT"), ("status_class", "2xx")): 1,
+            },
+        )
 
     def test_durations(self) -> None:
         """
@@ -222,14 +225,15 @@ class KnownSequenceTests(SynchronousTestCase):
         self.closeTunnel()
         parsed = samples(self.h.registry)
         name = "twisted_proxy_bytes_total"
-        self.assertEqual(value(parsed, name, side="client", direction="received"),
-                         sum(e["record"].bytesFromClient for e in self.events if "record" in e))
-        self.assertEqual(value(parsed, name, side="client", direction="sent"),
-                         self.clientReceived)
-        self.assertEqual(value(parsed, name, side="upstream", direction="sent"),
-                         self.upstreamSent)
-        self.assertEqual(value(parsed, name, side="upstream", direction="received"),
-                         self.upstreamReceived)
+        self.assertEqual(
+            value(parsed, name, side="client", direction="received"),
+            sum(e["record"].bytesFromClient for e in self.events if "record" in e),
+        )
+        self.assertEqual(value(parsed, name, side="client", direction="sent"), self.clientReceived)
+        self.assertEqual(value(parsed, name, side="upstream", direction="sent"), self.upstreamSent)
+        self.assertEqual(
+            value(parsed, name, side="upstream", direction="received"), self.upstreamReceived
+        )
 
     def test_errorsAndRefusals(self) -> None:
         """
@@ -325,8 +329,9 @@ class ObserverTests(SynchronousTestCase):
         for key, v in ours[0].items():
             self.assertAlmostEqual(v, ours[1][key], places=6, msg=key)
         for a, b in zip(fromRecords.recent, fromDicts.recent, strict=True):
-            self.assertEqual(a._replace(firstByte=None, total=None),
-                             b._replace(firstByte=None, total=None))
+            self.assertEqual(
+                a._replace(firstByte=None, total=None), b._replace(firstByte=None, total=None)
+            )
             self.assertAlmostEqual(a.total, b.total, places=6)
 
     def test_methodsBounded(self) -> None:
@@ -337,9 +342,14 @@ class ObserverTests(SynchronousTestCase):
         stats = TransactionStats()
         for event in self.recordEvents():
             MetricsObserver(stats)(event)
-        self.assertEqual(stats.requests, {
-            ("GET", "2xx"): 1, ("POST", "none"): 1, ("other", "5xx"): 1,
-        })
+        self.assertEqual(
+            stats.requests,
+            {
+                ("GET", "2xx"): 1,
+                ("POST", "none"): 1,
+                ("other", "5xx"): 1,
+            },
+        )
         self.assertEqual(stats.aborted, 1)
         self.assertEqual(stats.errors, {"connection_refused": 1})
 
@@ -467,8 +477,9 @@ class WorkerGaugesTests(SynchronousTestCase):
         reporter.stopService()
         clock.advance(5)
         reports = [e for e in events if "metricsGauges" in e]
-        self.assertEqual([e["metricsGauges"] for e in reports],
-                         [{"tunnels": 0}, {"tunnels": 1}, {"tunnels": 2}])
+        self.assertEqual(
+            [e["metricsGauges"] for e in reports], [{"tunnels": 0}, {"tunnels": 1}, {"tunnels": 2}]
+        )
         self.assertEqual({e["pid"] for e in reports}, {4242})
         self.assertEqual({e["log_format"] for e in reports}, {""})
         self.assertEqual(clock.getDelayedCalls(), [])
@@ -522,10 +533,25 @@ class CacheHookTests(SynchronousTestCase):
     def test_readings(self) -> None:
         readings = cacheReadings(cachedTwice().factory.cache)
         self.assertEqual(
-            {k: readings[k] for k in ("cache.hits", "cache.misses", "cache.stored",
-                                      "cache.bytesStored", "cache.entries", "cache.capacity")},
-            {"cache.hits": 1, "cache.misses": 1, "cache.stored": 1, "cache.bytesStored": 4,
-             "cache.entries": 1, "cache.capacity": 64 << 20},
+            {
+                k: readings[k]
+                for k in (
+                    "cache.hits",
+                    "cache.misses",
+                    "cache.stored",
+                    "cache.bytesStored",
+                    "cache.entries",
+                    "cache.capacity",
+                )
+            },
+            {
+                "cache.hits": 1,
+                "cache.misses": 1,
+                "cache.stored": 1,
+                "cache.bytesStored": 4,
+                "cache.entries": 1,
+                "cache.capacity": 64 << 20,
+            },
         )
         self.assertGreater(readings["cache.storedBytes"], 4)
 
@@ -536,8 +562,9 @@ class CacheHookTests(SynchronousTestCase):
             def entries(self) -> int:
                 return 9
 
-        self.assertEqual(cacheReadings(Cache()),
-                         {"cache.hits": 1, "cache.misses": 2, "cache.entries": 9})
+        self.assertEqual(
+            cacheReadings(Cache()), {"cache.hits": 1, "cache.misses": 2, "cache.entries": 9}
+        )
 
     def test_exposed(self) -> None:
         h = cachedTwice()
@@ -592,7 +619,8 @@ class ExpositionTests(SynchronousTestCase):
         }
         # The text format has no "info" type: it is a gauge there.
         expected["twisted_proxy_build_info"] = expected.pop("twisted_proxy_build").replace(
-            "info", "gauge")
+            "info", "gauge"
+        )
         for name, kind in expected.items():
             self.assertEqual(families.get(name), kind, name)
         if os.path.isdir("/proc/self"):
@@ -609,8 +637,11 @@ class ExpositionTests(SynchronousTestCase):
         families = {f.name: f for f in parseOpenMetrics(text)}
         self.assertEqual(families["twisted_proxy_request_duration_seconds"].type, "histogram")
         self.assertEqual(families["twisted_proxy_build"].type, "info")
-        [count] = [s for s in families["twisted_proxy_requests"].samples
-                   if s.name == "twisted_proxy_requests_total"]
+        [count] = [
+            s
+            for s in families["twisted_proxy_requests"].samples
+            if s.name == "twisted_proxy_requests_total"
+        ]
         self.assertEqual((count.labels, count.value), ({"method": "GET", "status_class": "2xx"}, 1))
 
     def test_ownRegistry(self) -> None:
@@ -690,11 +721,13 @@ class ServiceTests(SynchronousTestCase):
     def test_observesWhileRunning(self) -> None:
         service, reactor, h, publisher = self.service()
         service.startService()
-        publisher({"transaction": {"method": "GET", "status": 200, "durations": {}},
-                   "log_time": 1.0})
+        publisher(
+            {"transaction": {"method": "GET", "status": 200, "durations": {}}, "log_time": 1.0}
+        )
         self.successResultOf(service.stopService())
-        publisher({"transaction": {"method": "GET", "status": 200, "durations": {}},
-                   "log_time": 1.0})
+        publisher(
+            {"transaction": {"method": "GET", "status": 200, "durations": {}}, "log_time": 1.0}
+        )
         self.assertEqual(service.monitor.stats.total, 1)
 
     def test_drainsOnShutdown(self) -> None:
@@ -740,10 +773,12 @@ class OptionTests(SynchronousTestCase):
         self.assertEqual(config["metrics"], "tcp:9100:interface=127.0.0.1")
 
     def test_endpointString(self) -> None:
-        self.assertEqual(metricsEndpoint("tcp6:9100:interface=\\:\\:1"),
-                         "tcp6:9100:interface=\\:\\:1")
-        self.assertEqual(metricsEndpoint("unix:/run/proxy-metrics.sock"),
-                         "unix:/run/proxy-metrics.sock")
+        self.assertEqual(
+            metricsEndpoint("tcp6:9100:interface=\\:\\:1"), "tcp6:9100:interface=\\:\\:1"
+        )
+        self.assertEqual(
+            metricsEndpoint("unix:/run/proxy-metrics.sock"), "unix:/run/proxy-metrics.sock"
+        )
 
     def test_invalid(self) -> None:
         """
@@ -767,8 +802,9 @@ class OptionTests(SynchronousTestCase):
         listening ports; with workers, a child of the supervisor.
         """
         config = Options()
-        config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1",
-                             "--metrics", "tcp:0:interface=127.0.0.1"])
+        config.parseOptions(
+            ["--listen", "tcp:0:interface=127.0.0.1", "--metrics", "tcp:0:interface=127.0.0.1"]
+        )
         service = makeService(config, MemoryReactorClock())
         service.bind()
         self.addCleanup(service.metrics.listener.close)

@@ -63,8 +63,9 @@ class SingleProcessTests(ProxyTestMixin, TestCase):
     timeout = 30
 
     async def setUpMetrics(self, *args: str) -> None:
-        await self.setUpProxy("--metrics", "tcp:0:interface=127.0.0.1",
-                              "--deny-host", "*.blocked.test", *args)
+        await self.setUpProxy(
+            "--metrics", "tcp:0:interface=127.0.0.1", "--deny-host", "*.blocked.test", *args
+        )
         [metrics] = [s for s in self.service if isinstance(s, MetricsService)]
         self.metrics = metrics
         port = await metrics._waitingForPort
@@ -132,8 +133,10 @@ class SingleProcessTests(ProxyTestMixin, TestCase):
         target = "127.0.0.1:%d" % (self.metricsPort,)
         answer = await rawRequest(
             self.proxyPort,
-            ("GET http://%s/ HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
-             % (target, target)).encode("ascii"),
+            (
+                "GET http://%s/ HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                % (target, target)
+            ).encode("ascii"),
         )
         self.assertTrue(answer.startswith(b"HTTP/1.1 508 "), answer[:100])
         self.assertNotIn(b"twisted-proxy</h1>", answer)
@@ -144,12 +147,19 @@ class SingleProcessTests(ProxyTestMixin, TestCase):
         """
         await self.setUpMetrics()
         config = Options()
-        config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1",
-                             "--metrics", "tcp:%d:interface=127.0.0.1" % (self.metricsPort,)])
+        config.parseOptions(
+            [
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--metrics",
+                "tcp:%d:interface=127.0.0.1" % (self.metricsPort,),
+            ]
+        )
         service = makeService(config, reactor)
         error = self.assertRaises(StartupError, service.privilegedStartService)
-        self.assertIn("cannot listen on 127.0.0.1:%d for --metrics" % (self.metricsPort,),
-                      str(error))
+        self.assertIn(
+            "cannot listen on 127.0.0.1:%d for --metrics" % (self.metricsPort,), str(error)
+        )
         self.assertNotIn("\n", str(error))
         # Nothing is left open: the proxy's own port was closed again.
         self.assertEqual([listener.socket for listener in service.listeners], [None])
@@ -170,14 +180,21 @@ class WorkersTests(TestCase):
         self.addCleanup(shutil.rmtree, d)
         config = Options()
         config.parseOptions(
-            ["--listen", "tcp:0:interface=127.0.0.1", "--workers", "2",
-             "--metrics", "tcp:0:interface=127.0.0.1",
-             "--history", os.path.join(d, "history.jsonl")]
+            [
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--workers",
+                "2",
+                "--metrics",
+                "tcp:0:interface=127.0.0.1",
+                "--history",
+                os.path.join(d, "history.jsonl"),
+            ]
         )
         # Both workers have reported their gauges at least once.
         reported = waitForEvents(
-            self, lambda events: {e.get("worker") for e in events if "metricsGauges" in e}
-            >= {1, 2},
+            self,
+            lambda events: {e.get("worker") for e in events if "metricsGauges" in e} >= {1, 2},
         )
         service = makeService(config, reactor)
         service.privilegedStartService()
@@ -208,7 +225,8 @@ class WorkersTests(TestCase):
         if os.path.isdir("/proc/self"):
             for worker in ("1", "2"):
                 self.assertGreater(
-                    value(samples, "twisted_proxy_worker_process_resident_memory_bytes",
-                          worker=worker),
+                    value(
+                        samples, "twisted_proxy_worker_process_resident_memory_bytes", worker=worker
+                    ),
                     0,
                 )

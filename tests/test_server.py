@@ -28,7 +28,6 @@ GET_ABSOLUTE = (
 )
 
 
-
 def headLines(data: bytes) -> list[bytes]:
     return data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
 
@@ -74,7 +73,8 @@ class RelayTests(SynchronousTestCase):
         self.assertEqual((host, port), ("93.184.216.34", 80))
         up, upTransport = h.connect()
         self.assertEqual(
-            upTransport.value(), b"GET / HTTP/1.1\r\nHost: 93.184.216.34\r\nVia: 1.1 test-proxy\r\n\r\n"
+            upTransport.value(),
+            b"GET / HTTP/1.1\r\nHost: 93.184.216.34\r\nVia: 1.1 test-proxy\r\n\r\n",
         )
 
     def test_ipv6Target(self) -> None:
@@ -196,7 +196,8 @@ class RelayTests(SynchronousTestCase):
         up, upTransport = h.connect()
         up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
         self.assertEqual(
-            client.value(), b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nVia: 1.1 test-proxy\r\n\r\n"
+            client.value(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nVia: 1.1 test-proxy\r\n\r\n",
         )
         self.assertEqual(h.pool.idleCount(), 1)
 
@@ -312,7 +313,9 @@ class ErrorTests(SynchronousTestCase):
     def test_originClosesBeforeResponse(self) -> None:
         h = Harness()
         proto, client = h.client()
-        proto.dataReceived(b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n")
+        proto.dataReceived(
+            b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n"
+        )
         up, upTransport = h.connect()
         up.connectionLost(Failure(ierror.ConnectionDone()))
         self.assertError(client.value(), b"502", b"http_response_incomplete")
@@ -518,7 +521,6 @@ class LoggingTests(SynchronousTestCase):
         ):
             self.assertTrue(any(t.startswith(line) for t in texts), (line, texts))
 
-
     def test_generatedResponsesInWords(self) -> None:
         """
         A response the proxy makes itself is logged as what it is: a
@@ -540,7 +542,9 @@ class LoggingTests(SynchronousTestCase):
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\n\r\n")
         texts = [formatEvent(e) for e in events]
-        outcomes = [t.split(" (")[0] for t in texts if t.startswith("Request ") and "has been" not in t]
+        outcomes = [
+            t.split(" (")[0] for t in texts if t.startswith("Request ") and "has been" not in t
+        ]
         self.assertEqual(
             outcomes,
             [
@@ -596,7 +600,9 @@ class PolicyTests(SynchronousTestCase):
     def test_denyHost(self) -> None:
         h = Harness(policy=self.policy(denyHosts=["*.blocked.test"]))
         proto, client = h.client()
-        proto.dataReceived(b"GET http://ads.blocked.test/ HTTP/1.1\r\nHost: ads.blocked.test\r\n\r\n")
+        proto.dataReceived(
+            b"GET http://ads.blocked.test/ HTTP/1.1\r\nHost: ads.blocked.test\r\n\r\n"
+        )
         self.assertTrue(client.value().startswith(b"HTTP/1.1 403 "))
         self.assertEqual(h.attempts, [])
 
@@ -734,7 +740,9 @@ class TunnelTests(SynchronousTestCase):
         proto, client = h.client()
         proto.dataReceived(b"GET http://ws.test/ HTTP/1.1\r\nHost: ws.test\r\n\r\n")
         up, upTransport = h.connect()
-        up.dataReceived(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
+        up.dataReceived(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"
+        )
         self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "))
         self.assertIn(b"error=http_protocol_error", client.value())
 
@@ -779,7 +787,9 @@ class ParentProxyTests(SynchronousTestCase):
     def test_bypass(self) -> None:
         h = self.harness(bypass=["*.internal.test"])
         proto, client = h.client()
-        proto.dataReceived(b"GET http://wiki.internal.test/ HTTP/1.1\r\nHost: wiki.internal.test\r\n\r\n")
+        proto.dataReceived(
+            b"GET http://wiki.internal.test/ HTTP/1.1\r\nHost: wiki.internal.test\r\n\r\n"
+        )
         [(host, port, _, _)] = h.attempts
         self.assertEqual((host, port), ("wiki.internal.test", 80))
 
@@ -867,14 +877,22 @@ class TransactionRecordTests(SynchronousTestCase):
         self.assertIs(record["connectionReused"], False)
         self.assertEqual(
             record["durations"],
-            {"upstreamConnect": 250.0, "send": 0.0, "wait": 125.0, "receive": 1000.0, "total": 1375.0},
+            {
+                "upstreamConnect": 250.0,
+                "send": 0.0,
+                "wait": 125.0,
+                "receive": 1000.0,
+                "total": 1375.0,
+            },
         )
         self.assertEqual(record["times"]["accepted"], "1970-01-01T00:16:40.000000Z")
         self.assertEqual(record["times"]["requestHead"], "1970-01-01T00:16:40.500000Z")
         self.assertIn(["Cookie", "<redacted>"], record["requestHeaders"])
         self.assertEqual(record["bytesToUpstream"], len(upTransport.value()))
         self.assertEqual(record["bytesToClient"], len(client.value()))
-        self.assertEqual(record["bytesFromUpstream"], len(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"))
+        self.assertEqual(
+            record["bytesFromUpstream"], len(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+        )
         self.assertFalse(record["aborted"])
 
     def test_upstreamFailure(self) -> None:
@@ -1014,7 +1032,9 @@ class MaxForwardsTests(SynchronousTestCase):
     def test_optionsZeroAnsweredHere(self) -> None:
         h = Harness()
         proto, client = h.client()
-        proto.dataReceived(b"OPTIONS http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n\r\n")
+        proto.dataReceived(
+            b"OPTIONS http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n\r\n"
+        )
         self.assertEqual(h.attempts, [])
         self.assertTrue(client.value().startswith(b"HTTP/1.1 200 OK\r\n"))
         self.assertIn(b"Content-Length: 0\r\n", client.value())
@@ -1022,7 +1042,9 @@ class MaxForwardsTests(SynchronousTestCase):
     def test_decremented(self) -> None:
         h = Harness()
         proto, client = h.client()
-        proto.dataReceived(b"OPTIONS http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 5\r\n\r\n")
+        proto.dataReceived(
+            b"OPTIONS http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 5\r\n\r\n"
+        )
         up, upTransport = h.connect()
         self.assertIn(b"Max-Forwards: 4\r\n", upTransport.value())
         self.assertNotIn(b"Max-Forwards: 5", upTransport.value())
@@ -1030,14 +1052,18 @@ class MaxForwardsTests(SynchronousTestCase):
     def test_otherMethodsUntouched(self) -> None:
         h = Harness()
         proto, client = h.client()
-        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n\r\n")
+        proto.dataReceived(
+            b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n\r\n"
+        )
         up, upTransport = h.connect()
         self.assertIn(b"Max-Forwards: 0\r\n", upTransport.value())
 
     def test_invalidIsBadRequest(self) -> None:
         h = Harness()
         proto, client = h.client()
-        proto.dataReceived(b"TRACE http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: -1\r\n\r\n")
+        proto.dataReceived(
+            b"TRACE http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: -1\r\n\r\n"
+        )
         self.assertTrue(client.value().startswith(b"HTTP/1.1 400 "))
 
     def test_optionsWithEmptyPathIsAsterisk(self) -> None:
@@ -1049,7 +1075,9 @@ class MaxForwardsTests(SynchronousTestCase):
         proto, client = h.client()
         proto.dataReceived(b"OPTIONS http://a.test:8001 HTTP/1.1\r\nHost: a.test:8001\r\n\r\n")
         up, upTransport = h.connect()
-        self.assertTrue(upTransport.value().startswith(b"OPTIONS * HTTP/1.1\r\nHost: a.test:8001\r\n"))
+        self.assertTrue(
+            upTransport.value().startswith(b"OPTIONS * HTTP/1.1\r\nHost: a.test:8001\r\n")
+        )
 
     def test_optionsAsteriskToParent(self) -> None:
         from twisted_proxy.proxy.policy import HostPatterns
@@ -1094,6 +1122,8 @@ class UnixSocketClientTests(SynchronousTestCase):
             StringTransport(peerAddress=UNIXAddress(None), hostAddress=UNIXAddress(b"/run/p.sock"))
         )
         self.assertTrue(
-            any(formatEvent(e).startswith("Connection has been accepted from: unix:/run/p.sock")
-                for e in events)
+            any(
+                formatEvent(e).startswith("Connection has been accepted from: unix:/run/p.sock")
+                for e in events
+            )
         )

@@ -31,7 +31,6 @@ from twisted_proxy.app.service import ProxyService
 from twisted_proxy.app.tap import Options, makeService
 
 
-
 def hasIPv6() -> bool:
     if not socket.has_ipv6:
         return False
@@ -107,9 +106,7 @@ class ListenerTests(SynchronousTestCase):
         v6.port = v4.socket.getsockname()[1]
         v6.bind(10)
         self.addCleanup(v6.close)
-        self.assertEqual(
-            v6.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY), 1
-        )
+        self.assertEqual(v6.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY), 1)
         self.assertEqual(v6.describe(), "[::]:%d" % (v6.port,))
 
     def test_ipv6IsOptionalForABarePort(self) -> None:
@@ -202,8 +199,11 @@ class DualStackTests(TestCase):
                 response = await agent.request(b"GET", b"http://%s:%d/" % (host.encode(), port))
                 await readBody(response)
                 self.assertEqual(response.code, 508)
-        peers = [e["peer"][0] for e in events if (e.get("log_format") or "").startswith(
-            "Connection has been accepted")]
+        peers = [
+            e["peer"][0]
+            for e in events
+            if (e.get("log_format") or "").startswith("Connection has been accepted")
+        ]
         self.assertIn("127.0.0.1", peers)
         self.assertIn("::1", peers)
         self.assertFalse([p for p in peers if p.startswith("::ffff:")])
@@ -267,7 +267,11 @@ class StartupErrorTests(SynchronousTestCase):
 
     def twistd(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            twistdArgv(*args), cwd=self.dir, env=twistdEnv(), capture_output=True, text=True,
+            twistdArgv(*args),
+            cwd=self.dir,
+            env=twistdEnv(),
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
 
@@ -294,16 +298,33 @@ class StartupErrorTests(SynchronousTestCase):
         port = self.takenPort()
         listen = "tcp:%d:interface=127.0.0.1" % (port,)
         expected = (
-            "twistd proxyserver: cannot listen on 127.0.0.1:%d: the address is already in use." % (port,)
+            "twistd proxyserver: cannot listen on 127.0.0.1:%d: the address is already in use."
+            % (port,)
         )
         pidfile = os.path.join(self.dir, "twistd.pid")
         for args in (
             ["-n", "--pidfile", pidfile, "proxyserver", "--listen", listen],
-            ["--pidfile", pidfile, "-l", os.path.join(self.dir, "twistd.log"), "proxyserver",
-             "--listen", listen],
+            [
+                "--pidfile",
+                pidfile,
+                "-l",
+                os.path.join(self.dir, "twistd.log"),
+                "proxyserver",
+                "--listen",
+                listen,
+            ],
             ["-n", "--pidfile", pidfile, "proxyserver", "--listen", listen, "--workers", "2"],
-            ["--pidfile", pidfile, "-l", os.path.join(self.dir, "twistd.log"), "proxyserver",
-             "--listen", listen, "--workers", "2"],
+            [
+                "--pidfile",
+                pidfile,
+                "-l",
+                os.path.join(self.dir, "twistd.log"),
+                "proxyserver",
+                "--listen",
+                listen,
+                "--workers",
+                "2",
+            ],
         ):
             with self.subTest(args=args):
                 result = self.twistd(*args)
@@ -327,18 +348,31 @@ class StartupErrorTests(SynchronousTestCase):
         workerHolder = DiskStore(os.path.join(cache, "worker-1"))
         self.addCleanup(workerHolder.close)
         pidfile = os.path.join(self.dir, "twistd.pid")
-        daemon = ["--pidfile", pidfile, "-l", os.path.join(self.dir, "twistd.log"), "proxyserver",
-                  "--listen", "tcp:0:interface=127.0.0.1"]
-        inUse = "twistd proxyserver: cannot listen on 127.0.0.1:%d for --metrics: the address " \
+        daemon = [
+            "--pidfile",
+            pidfile,
+            "-l",
+            os.path.join(self.dir, "twistd.log"),
+            "proxyserver",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        ]
+        inUse = (
+            "twistd proxyserver: cannot listen on 127.0.0.1:%d for --metrics: the address "
             "is already in use." % (port,)
+        )
         for args, expected in [
             (daemon + ["--metrics", metrics], inUse),
             (daemon + ["--metrics", metrics, "--workers", "2"], inUse),
-            (daemon + ["--cache-dir", cache],
-             f"twistd proxyserver: Cache directory {cache} is in use by another process"),
-            (daemon + ["--cache-dir", cache, "--workers", "2"],
-             f"twistd proxyserver: Cache directory {cache}/worker-1 is in use by another "
-             "process"),
+            (
+                daemon + ["--cache-dir", cache],
+                f"twistd proxyserver: Cache directory {cache} is in use by another process",
+            ),
+            (
+                daemon + ["--cache-dir", cache, "--workers", "2"],
+                f"twistd proxyserver: Cache directory {cache}/worker-1 is in use by another "
+                "process",
+            ),
         ]:
             with self.subTest(args=args):
                 result = self.twistd(*args)
@@ -351,17 +385,29 @@ class StartupErrorTests(SynchronousTestCase):
         expected, and exit 2, without the help text.
         """
         for args, start in [
-            (["--connect-timeout", "-5"],
-             "twistd proxyserver: --connect-timeout -5: expected a positive number of seconds; "
-             "see twistd proxyserver --help"),
-            (["--access-log", self.dir], f"twistd proxyserver: --access-log {self.dir}: is a directory"),
+            (
+                ["--connect-timeout", "-5"],
+                "twistd proxyserver: --connect-timeout -5: expected a positive number of seconds; "
+                "see twistd proxyserver --help",
+            ),
+            (
+                ["--access-log", self.dir],
+                f"twistd proxyserver: --access-log {self.dir}: is a directory",
+            ),
             (["--history", "/proc/nope"], "twistd proxyserver: --history /proc/nope: cannot "),
-            (["--listen", "tcp:80000"], "twistd proxyserver: --listen tcp:80000: a port is 0-65535"),
-            (["--listen", "unix:/nonexistent/p.sock"],
-             "twistd proxyserver: --listen unix:/nonexistent/p.sock: cannot make a socket there"),
+            (
+                ["--listen", "tcp:80000"],
+                "twistd proxyserver: --listen tcp:80000: a port is 0-65535",
+            ),
+            (
+                ["--listen", "unix:/nonexistent/p.sock"],
+                "twistd proxyserver: --listen unix:/nonexistent/p.sock: cannot make a socket there",
+            ),
             (["--metrics", "tcp:x"], "twistd proxyserver: --metrics tcp:x: not a valid endpoint"),
-            (["--cache-dir", "/proc/nope/cache"],
-             "twistd proxyserver: --cache-dir /proc/nope/cache: cannot create or write it"),
+            (
+                ["--cache-dir", "/proc/nope/cache"],
+                "twistd proxyserver: --cache-dir /proc/nope/cache: cannot create or write it",
+            ),
         ]:
             with self.subTest(args=args):
                 result = self.twistd("-n", "--pidfile=", "proxyserver", *args)
@@ -392,8 +438,14 @@ class SignalTests(TestCase):
         self.addCleanup(shutil.rmtree, d)
         pidfile = os.path.join(d, "twistd.pid")
         twistd = startTwistd(
-            self, "-n", "--pidfile", pidfile, "proxyserver", "--listen",
-            "tcp:0:interface=127.0.0.1", cwd=d,
+            self,
+            "-n",
+            "--pidfile",
+            pidfile,
+            "proxyserver",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            cwd=d,
         )
         await twistd.waitFor("listening on 127.0.0.1:")
         self.assertTrue(os.path.exists(pidfile))
@@ -416,8 +468,15 @@ class SignalTests(TestCase):
         """
         for _attempt in range(2):
             twistd = startTwistd(
-                self, "-n", "--pidfile=", "proxyserver", "--listen",
-                "tcp:0:interface=127.0.0.1", "--workers", "2", newSession=True,
+                self,
+                "-n",
+                "--pidfile=",
+                "proxyserver",
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--workers",
+                "2",
+                newSession=True,
             )
             await twistd.waitFor("Started worker 2")
             # At once: the workers are still starting (importing), as when a
@@ -447,8 +506,15 @@ class SecondSignalTests(TestCase):
             (["--workers", "2"], "Stopping now: the workers cut what they still serve."),
         ):
             twistd = startTwistd(
-                self, "-n", "--pidfile=", "proxyserver", "--listen",
-                "tcp:0:interface=127.0.0.1", "--connect-ports", str(port), *extra,
+                self,
+                "-n",
+                "--pidfile=",
+                "proxyserver",
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--connect-ports",
+                str(port),
+                *extra,
             )
             await twistd.waitFor("listening on 127.0.0.1:")
             proxy = TCP4ClientEndpoint(reactor, "127.0.0.1", twistd.port())
@@ -487,8 +553,13 @@ class GracefulStopTests(TestCase):
         self.origin = "http://127.0.0.1:%d" % (self.originPort,)
         config = Options()
         config.parseOptions(
-            ["--listen", "tcp:0:interface=127.0.0.1", "--connect-ports", str(self.originPort),
-             *args]
+            [
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--connect-ports",
+                str(self.originPort),
+                *args,
+            ]
         )
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         service = makeService(config, reactor)
@@ -627,8 +698,14 @@ class SigtermTests(TestCase):
         self.addCleanup(originPort.stopListening)
         port = originPort.getHost().port
         twistd = startTwistd(
-            self, "-n", "--pidfile=", "proxyserver", "--listen", "tcp:0:interface=127.0.0.1",
-            "--connect-ports", str(port),
+            self,
+            "-n",
+            "--pidfile=",
+            "proxyserver",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--connect-ports",
+            str(port),
         )
         await twistd.waitFor("listening on 127.0.0.1:")
         proxy = TCP4ClientEndpoint(reactor, "127.0.0.1", twistd.port())
@@ -651,6 +728,8 @@ class SigtermTests(TestCase):
         self.assertIn(b"hello from the origin", await tunnel.done)
         self.assertEqual(await body, b"slow" * 10)
         self.assertEqual(await twistd.ended, 0)
-        self.assertIn("waiting up to 30 s for 2 connections in progress (1 of them a tunnel)", twistd.output)
+        self.assertIn(
+            "waiting up to 30 s for 2 connections in progress (1 of them a tunnel)", twistd.output
+        )
         self.assertIn("All connections finished after", twistd.output)
         self.assertNotIn("cutting", twistd.output)

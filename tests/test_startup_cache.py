@@ -188,11 +188,10 @@ class CacheReloadTests(TempDirMixin, SynchronousTestCase):
             f.write(text)
         before = len(self.events)
         service.reload()
-        [line] = [
-            e for e in self.events[before:] if "Configuration" in (e.get("log_format") or "")
-        ]
-        self.assertEqual(line["log_format"], "Configuration reloaded{source}: {changes}.",
-                         line.get("error"))
+        [line] = [e for e in self.events[before:] if "Configuration" in (e.get("log_format") or "")]
+        self.assertEqual(
+            line["log_format"], "Configuration reloaded{source}: {changes}.", line.get("error")
+        )
         return line["changes"]
 
     def started(self, text: str) -> ProxyService:
@@ -227,8 +226,16 @@ class CacheReloadTests(TempDirMixin, SynchronousTestCase):
         store = service.factory.cache.store
         writer = store.openWriter(
             StoredResponse(
-                key="http://h/a", varyNames=(), varyValues=(), status=200, reason=b"OK",
-                version=b"1.1", headers=[], requestTime=1.0, responseTime=2.0, dateValue=2.0,
+                key="http://h/a",
+                varyNames=(),
+                varyValues=(),
+                status=200,
+                reason=b"OK",
+                version=b"1.1",
+                headers=[],
+                requestTime=1.0,
+                responseTime=2.0,
+                dateValue=2.0,
                 ageValue=0,
             )
         )

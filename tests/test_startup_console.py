@@ -24,10 +24,10 @@ from twisted_proxy.app import console
 from twisted_proxy.app.console import Console, formatLine, wanted
 
 
-def event(fmt: str, level: LogLevel = LogLevel.info, namespace: str = "twisted_proxy.x",
-          **fields: object) -> dict:
-    return dict(log_format=fmt, log_level=level, log_namespace=namespace, log_time=0.0,
-                **fields)
+def event(
+    fmt: str, level: LogLevel = LogLevel.info, namespace: str = "twisted_proxy.x", **fields: object
+) -> dict:
+    return dict(log_format=fmt, log_level=level, log_namespace=namespace, log_time=0.0, **fields)
 
 
 class _Stream(io.StringIO):
@@ -76,11 +76,15 @@ class FilterTests(SynchronousTestCase):
 
 class FormatTests(SynchronousTestCase):
     def test_briefLineKeepsItsTag(self) -> None:
-        line = formatLine(event("Connection has been closed.  [12:00:00.000001]",
-                                log_system="proxy"))
+        line = formatLine(
+            event("Connection has been closed.  [12:00:00.000001]", log_system="proxy")
+        )
         assert line is not None
-        self.assertRegex(line, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[proxy\] "
-                               r"Connection has been closed\.  \[12:00:00\.000001\]\n$")
+        self.assertRegex(
+            line,
+            r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[proxy\] "
+            r"Connection has been closed\.  \[12:00:00\.000001\]\n$",
+        )
 
     def test_tags(self) -> None:
         self.assertIn(" [proxy] Access", formatLine(event("Access policy")))
@@ -248,7 +252,12 @@ class ConsoleOfTwistdTests(TestCase):
 
     async def runProxy(self, *args: str) -> str:
         twistd = startTwistd(
-            self, "-n", "--pidfile=", "proxyserver", "--listen", "tcp:0:interface=127.0.0.1",
+            self,
+            "-n",
+            "--pidfile=",
+            "proxyserver",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
             *args,
         )
         await twistd.waitFor("listening on 127.0.0.1:")
@@ -269,8 +278,15 @@ class ConsoleOfTwistdTests(TestCase):
         output = await self.runProxy()
         self.assertIn("[proxy] Connection has been accepted from: ('127.0.0.1', ", output)
         self.assertIn("[proxy] Request has been received: GET http://127.0.0.1:1/ HTTP/1.1", output)
-        for unwanted in ("#debug", "ProxyFactory", "starting on", "Starting factory",
-                         "reactor class", "Traceback", "twistd 2"):
+        for unwanted in (
+            "#debug",
+            "ProxyFactory",
+            "starting on",
+            "Starting factory",
+            "reactor class",
+            "Traceback",
+            "twistd 2",
+        ):
             self.assertNotIn(unwanted, output)
 
     async def test_warn(self) -> None:
@@ -282,8 +298,16 @@ class ConsoleOfTwistdTests(TestCase):
         self.addCleanup(shutil.rmtree, d)
         path = os.path.join(d, "proxy.sock")
         twistd = startTwistd(
-            self, "-n", "--pidfile=", "proxyserver", "--listen", "unix:" + path,
-            "--log-level", "warn", "--connect-ports", "1",
+            self,
+            "-n",
+            "--pidfile=",
+            "proxyserver",
+            "--listen",
+            "unix:" + path,
+            "--log-level",
+            "warn",
+            "--connect-ports",
+            "1",
         )
         for _ in range(1000):
             if os.path.exists(path):
@@ -307,8 +331,15 @@ class ConsoleOfTwistdTests(TestCase):
         self.addCleanup(shutil.rmtree, d)
         path = os.path.join(d, "proxy.log")
         twistd = startTwistd(
-            self, "-n", "--pidfile=", "-l", path, "proxyserver", "--listen",
-            "tcp:0:interface=127.0.0.1", cwd=d,
+            self,
+            "-n",
+            "--pidfile=",
+            "-l",
+            path,
+            "proxyserver",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            cwd=d,
         )
         for _ in range(1000):
             if os.path.exists(path) and "listening on" in open(path).read():

@@ -322,7 +322,7 @@ class TestHelpersTests(SynchronousTestCase):
                     elif module == "tests":
                         targets = [a.name for a in node.names]
                     elif module.startswith("tests."):
-                        targets = [module[len("tests."):]]
+                        targets = [module[len("tests.") :]]
                 for target in targets:
                     if target.split(".")[-1].startswith("test_"):
                         offenders.append("{} imports {}".format(name, target))

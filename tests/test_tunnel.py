@@ -215,9 +215,7 @@ class RelayTests(_TunnelMixin, SynchronousTestCase):
         """
         client = _HalfCloseableTransport()
         client.registerProducer(object(), True)
-        self.assertRaises(
-            RuntimeError, Tunnel(Clock()).start, client, _HalfCloseableTransport()
-        )
+        self.assertRaises(RuntimeError, Tunnel(Clock()).start, client, _HalfCloseableTransport())
 
     def test_startTwice(self) -> None:
         """
@@ -823,9 +821,7 @@ class LargeTransferTests(SynchronousTestCase):
         self.clientTransport = _FlowControlledTransport(self.client, False)
         self.clientSide = _FlowControlledTransport(_ClientSide(self.tunnel), True)
         _link(self.clientTransport, self.clientSide)
-        self.upstreamSide = _FlowControlledTransport(
-            TunnelUpstreamProtocol(self.tunnel), False
-        )
+        self.upstreamSide = _FlowControlledTransport(TunnelUpstreamProtocol(self.tunnel), False)
         self.originTransport = _FlowControlledTransport(self.origin, True)
         _link(self.upstreamSide, self.originTransport)
         self.pumps = [
@@ -985,9 +981,7 @@ class _Relay(_ClientSide):
         self.factory.tunnels.append(self.tunnel)
         self.transport.pauseProducing()
         d = connectProtocol(
-            TCP4ClientEndpoint(
-                self.factory.reactor, "127.0.0.1", self.factory.originPort
-            ),
+            TCP4ClientEndpoint(self.factory.reactor, "127.0.0.1", self.factory.originPort),
             TunnelUpstreamProtocol(self.tunnel),
         )
         d.addCallback(lambda up: self.tunnel.start(self.transport, up.transport))
@@ -1027,9 +1021,7 @@ class LoopbackTLSTests(TestCase):
         self.addCleanup(relayPort.stopListening)
 
         message = b"through the tunnel\r\n" * 1000
-        clientOptions = optionsForClientTLS(
-            "localhost", trustRoot=Certificate.loadPEM(certPEM)
-        )
+        clientOptions = optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(certPEM))
         endpoint = wrapClientTLS(
             clientOptions,
             TCP4ClientEndpoint(reactor, "127.0.0.1", relayPort.getHost().port),

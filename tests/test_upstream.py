@@ -25,8 +25,9 @@ class FakeResolver:
         self.table = table
         self.asked: list[str] = []
 
-    def resolveHostName(self, receiver, hostName, portNumber=0, addressTypes=None,
-                        transportSemantics="TCP"):
+    def resolveHostName(
+        self, receiver, hostName, portNumber=0, addressTypes=None, transportSemantics="TCP"
+    ):
         self.asked.append(hostName)
         receiver.resolutionBegan(object())
         for address in self.table.get(hostName, []):
@@ -64,7 +65,9 @@ class CachingResolverTests(SynchronousTestCase):
 
     def test_cachedForTTL(self) -> None:
         first = self.resolve("a.test", 80)
-        self.assertEqual(first, [IPv4Address("TCP", "192.0.2.1", 80), IPv6Address("TCP", "2001:db8::1", 80)])
+        self.assertEqual(
+            first, [IPv4Address("TCP", "192.0.2.1", 80), IPv6Address("TCP", "2001:db8::1", 80)]
+        )
         self.clock.advance(59)
         self.assertEqual(
             self.resolve("A.test", 8080),

@@ -49,9 +49,9 @@ def halfCloseableClient(h: Harness) -> tuple[object, HalfCloseableTransport]:
 
 
 def post(length: int, extra: bytes = b"") -> bytes:
-    return (
-        b"POST http://a.test/upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n%s\r\n"
-        % (length, extra)
+    return b"POST http://a.test/upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n%s\r\n" % (
+        length,
+        extra,
     )
 
 
@@ -85,7 +85,9 @@ class EarlyResponseTests(SynchronousTestCase):
         rest = smuggled + b"y" * (99000 - len(smuggled))
         client.clear()
         proto.dataReceived(rest[:50000])
-        proto.dataReceived(rest[50000:] + b"GET http://a.test/next HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        proto.dataReceived(
+            rest[50000:] + b"GET http://a.test/next HTTP/1.1\r\nHost: a.test\r\n\r\n"
+        )
         self.assertEqual([(host, port) for host, port, _, _ in h.attempts], [("a.test", 80)])
         up2, upTransport2 = h.connect()
         self.assertTrue(upTransport2.value().startswith(b"GET /next HTTP/1.1\r\n"))
@@ -335,7 +337,11 @@ class FramingIsOursTests(SynchronousTestCase):
         its place, and a missing one is added.
         """
         target = Target("http", "a.test", 80, b"/", b"a.test")
-        headers = [(b"Connection", b"content-length, host"), (b"content-length", b"5"), (b"X", b"1")]
+        headers = [
+            (b"Connection", b"content-length, host"),
+            (b"content-length", b"5"),
+            (b"X", b"1"),
+        ]
         self.assertEqual(
             forwardRequestHeaders(headers, target, b"1.1", b"p", contentLength=5),
             [(b"Host", b"a.test"), (b"content-length", b"5"), (b"X", b"1"), (b"Via", b"1.1 p")],
@@ -345,8 +351,9 @@ class FramingIsOursTests(SynchronousTestCase):
             [(b"content-length", b"5"), (b"X", b"1"), (b"Via", b"1.1 p")],
         )
         self.assertEqual(
-            forwardResponseHeaders([(b"Connection", b"Content-Length"), (b"Content-Length", b"7")],
-                                   b"1.1", b"p"),
+            forwardResponseHeaders(
+                [(b"Connection", b"Content-Length"), (b"Content-Length", b"7")], b"1.1", b"p"
+            ),
             [(b"Content-Length", b"7"), (b"Via", b"1.1 p")],
             "a response to HEAD keeps its Content-Length",
         )
@@ -398,8 +405,12 @@ class LoopbackWireTests(ProxyTestMixin, TestCase):
         client.transport.loseConnection()
         await client.done
 
-        tunnelClient = RawClient(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (originPort,))
-        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), tunnelClient)
+        tunnelClient = RawClient(
+            b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (originPort,)
+        )
+        await connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), tunnelClient
+        )
         await tunnelClient.waitFor(b"200 Connection Established\r\n\r\n")
         [conn] = factory.connections
         self.assertTrue(_nodelay(conn.transport))

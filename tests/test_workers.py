@@ -29,7 +29,9 @@ class WorkersMixin:
 
     timeout = 60
 
-    async def startWorkers(self, *args: str, count: int = 2, history: bool = True) -> WorkerSupervisor:
+    async def startWorkers(
+        self, *args: str, count: int = 2, history: bool = True
+    ) -> WorkerSupervisor:
         originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
         self.addCleanup(originPort.stopListening)
         self.origin = "http://127.0.0.1:%d" % (originPort.getHost().port,)
@@ -38,8 +40,14 @@ class WorkersMixin:
         self.history = os.path.join(self.dir, "history.jsonl")
         config = Options()
         config.parseOptions(
-            ["--listen", "tcp:0:interface=127.0.0.1", "--workers", str(count),
-             *(["--history", self.history] if history else []), *args]
+            [
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--workers",
+                str(count),
+                *(["--history", self.history] if history else []),
+                *args,
+            ]
         )
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         service = makeService(config, reactor)
@@ -87,7 +95,6 @@ class WorkersMixin:
 
     async def waitForTransactions(self, n: int) -> None:
         await self.waitFor(lambda: len(self.transactions()) >= n)
-
 
 
 class WorkersTests(WorkersMixin, TestCase):
@@ -195,8 +202,9 @@ class WorkerRollingTests(WorkersMixin, TestCase):
         response = await agent.request(b"GET", (self.origin + "/slow").encode("ascii"))
         body = defer.ensureDeferred(_read(response))
         old = set(service.workers.values())
-        service.source = _Source(service.source, ["tcp:0:interface=127.0.0.1",
-                                                  "tcp:0:interface=127.0.0.2"])
+        service.source = _Source(
+            service.source, ["tcp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.2"]
+        )
         service.reload()
         self.assertTrue(self.logged("Configuration reloaded"))
         self.assertEqual(len(service.listeners), 2)
@@ -229,16 +237,16 @@ class WorkerRollingCacheTests(WorkersMixin, TestCase):
         with open(config, "w") as f:
             f.write('listen = ["tcp:0:interface=127.0.0.1"]\n')
         cache = os.path.join(os.path.dirname(config), "cache")
-        service = await self.startWorkers("--config", config, "--cache-dir", cache,
-                                          history=False)
+        service = await self.startWorkers("--config", config, "--cache-dir", cache, history=False)
         await self.requestUntilServed()
         self.assertEqual(sorted(os.listdir(cache)), ["worker-1", "worker-2"])
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
         response = await agent.request(b"GET", (self.origin + "/slow").encode("ascii"))
         body = defer.ensureDeferred(_read(response))
         old = dict(service.workers)
-        service.source = _Source(service.source, ["tcp:0:interface=127.0.0.1",
-                                                  "tcp:0:interface=127.0.0.2"])
+        service.source = _Source(
+            service.source, ["tcp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.2"]
+        )
         service.reload()
         self.assertTrue(self.logged("Configuration reloaded"))
         # Worker 1 is retiring, worker 2 still serves; no new worker yet.
@@ -260,8 +268,7 @@ class WorkerMetricsTests(WorkersMixin, TestCase):
         """
         from twisted_proxy.app.metrics import MetricsService
 
-        service = await self.startWorkers("--metrics", "tcp:0:interface=127.0.0.1",
-                                          history=False)
+        service = await self.startWorkers("--metrics", "tcp:0:interface=127.0.0.1", history=False)
         self.assertIsInstance(service.metrics, MetricsService)
         for _ in range(3):
             self.assertEqual(await self.requestUntilServed(), b"hello from the origin\n")
@@ -278,8 +285,7 @@ class WorkerMetricsTests(WorkersMixin, TestCase):
         from twisted.internet.error import ConnectionRefusedError
         from twisted.web.client import Agent
 
-        service = await self.startWorkers("--metrics", "tcp:0:interface=127.0.0.1",
-                                          history=False)
+        service = await self.startWorkers("--metrics", "tcp:0:interface=127.0.0.1", history=False)
         metricsPort = (await service.metrics._waitingForPort).getHost().port
 
         async def health() -> tuple[int, bytes]:
@@ -310,7 +316,7 @@ class WorkerRecordsTests(WorkersMixin, TestCase):
         config = os.path.join(tempfile.mkdtemp(), "proxy.toml")
         self.addCleanup(shutil.rmtree, os.path.dirname(config))
         with open(config, "w") as f:
-            f.write("log-level = \"info\"\n")
+            f.write('log-level = "info"\n')
         service = await self.startWorkers("--config", config, history=False)
         await self.requestUntilServed()
         with open(config, "w") as f:

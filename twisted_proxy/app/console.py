@@ -326,7 +326,9 @@ def twistdObserver() -> Any:
         from twisted.logger import FilteringLogObserver, LegacyLogObserverWrapper, PredicateResult
         from twisted.python import syslog
 
-        legacy = LegacyLogObserverWrapper(syslog.SyslogObserver(options.get("prefix") or "twisted").emit)
+        legacy = LegacyLogObserverWrapper(
+            syslog.SyslogObserver(options.get("prefix") or "twisted").emit
+        )
         return FilteringLogObserver(
             legacy,
             [lambda e: PredicateResult.yes if wanted(e, level) else PredicateResult.no],

@@ -288,8 +288,14 @@ class Listener:
             if os.path.exists(path) and not stat.S_ISSOCK(os.stat(path).st_mode):
                 raise ValueError(f"{path} exists and is not a socket")
             return [
-                cls(text, "unix", socket.AF_UNIX, path=path, mode=parsed.params["mode"],
-                    backlog=backlog)
+                cls(
+                    text,
+                    "unix",
+                    socket.AF_UNIX,
+                    path=path,
+                    mode=parsed.params["mode"],
+                    backlog=backlog,
+                )
             ]
         return [cls(text, "adopted", parsed.params["family"], fd=parsed.params["fd"])]
 

@@ -52,7 +52,8 @@ class ListeningPort(Service):
             "twisted-proxy {version} listening on {address}{backlog}",
             version=__version__,
             address=address,
-            backlog="" if listener.effectiveBacklog is None
+            backlog=""
+            if listener.effectiveBacklog is None
             else f" (listen backlog {listener.effectiveBacklog})",
         )
         self._waitingForPort.callback(port)

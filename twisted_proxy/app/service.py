@@ -85,9 +85,7 @@ class ProxyService(MultiService):
         self._twistdConsole = twistdConsole
         self.records = RecordFiles(built.settings, reactor)
         try:
-            self.runtime = ProxyRuntime(
-                built.config, reactor, transactionDetail=bool(self.records)
-            )
+            self.runtime = ProxyRuntime(built.config, reactor, transactionDetail=bool(self.records))
         except StartupError:
             self.records.close()
             raise
@@ -288,8 +286,11 @@ class ProxyService(MultiService):
         # The listening ports stop first: no new connections.
         Service.stopService(self)
         d: defer.Deferred[Any] = defer.DeferredList(
-            [defer.maybeDeferred(child.stopService) for child in reversed(list(self))
-             if child is not metrics]
+            [
+                defer.maybeDeferred(child.stopService)
+                for child in reversed(list(self))
+                if child is not metrics
+            ]
         )
         timeout = self.built.settings["shutdown-timeout"]
         draining = self._draining = Draining(self.runtime.factory, self.reactor, timeout)

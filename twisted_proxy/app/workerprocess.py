@@ -127,9 +127,7 @@ class _Worker:
         for host, port in self.ownAddresses:
             factory.addListeningAddress(host, port)
         for fd, family, description in self.adopted:
-            listener = next(
-                (x for x in Listener.parse(description) if x.family == family), None
-            )
+            listener = next((x for x in Listener.parse(description) if x.family == family), None)
             wrapped = listener.wrap(factory) if listener is not None else factory
             port = self.reactor.adoptStreamPort(fd, socket.AddressFamily(family), wrapped)
             if family == socket.AF_UNIX:
@@ -148,8 +146,9 @@ class _Worker:
             try:
                 new = build(Settings.fromJSON(message["reload"]["settings"]))
             except SettingError as e:
-                _log.error("Worker {worker} kept its configuration: {error}",
-                           worker=self.workerId, error=e)
+                _log.error(
+                    "Worker {worker} kept its configuration: {error}", worker=self.workerId, error=e
+                )
                 return
             self.runtime.apply(workerConfig(new.config, self.workerId))
             raiseFileLimit(self.runtime)

@@ -235,7 +235,8 @@ class WorkerSupervisor(MultiService):
             _log.info(
                 "twisted-proxy listening on {address}{backlog} for {count} workers",
                 address=listener.describe(),
-                backlog="" if listener.effectiveBacklog is None
+                backlog=""
+                if listener.effectiveBacklog is None
                 else f" (listen backlog {listener.effectiveBacklog})",
                 count=self.count,
             )
@@ -291,7 +292,13 @@ class WorkerSupervisor(MultiService):
             fd = listener.fileno()
             childFDs[fd] = fd
             listeners.append([fd, int(listener.family), listener.description])
-        args = [sys.executable, "-m", "twisted_proxy.app.workerprocess", "--worker-id", str(workerId)]
+        args = [
+            sys.executable,
+            "-m",
+            "twisted_proxy.app.workerprocess",
+            "--worker-id",
+            str(workerId),
+        ]
         process = _WorkerProcess(self, workerId)
         self.workers[workerId] = process
         own = []
@@ -311,21 +318,24 @@ class WorkerSupervisor(MultiService):
             )
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        process.send({
-            "start": {
-                "settings": self.built.settings.toJSON(),
-                "listeners": listeners,
-                "ownAddresses": own,
+        process.send(
+            {
+                "start": {
+                    "settings": self.built.settings.toJSON(),
+                    "listeners": listeners,
+                    "ownAddresses": own,
+                }
             }
-        })
+        )
         _log.info("Started worker {worker} (pid {pid})", worker=workerId, pid=process.transport.pid)
 
     def workerEnded(self, process: _WorkerProcess, reason: Failure) -> None:
         workerId = process.workerId
         if process in self.retiring:
             self.retiring.discard(process)
-            _log.info("Worker {worker} (pid {pid}) stopped.", worker=workerId,
-                      pid=process.transport.pid)
+            _log.info(
+                "Worker {worker} (pid {pid}) stopped.", worker=workerId, pid=process.transport.pid
+            )
             return
         if self.workers.get(workerId) is process:
             del self.workers[workerId]
@@ -333,8 +343,10 @@ class WorkerSupervisor(MultiService):
             _log.info("Worker {worker} stopped.", worker=workerId)
             return
         ranFor = self.reactor.seconds() - process.startedAt
-        delay = 1.0 if ranFor >= self.stableAfter else min(
-            self.maxBackoff, self._backoff.get(workerId, 0.5) * 2
+        delay = (
+            1.0
+            if ranFor >= self.stableAfter
+            else min(self.maxBackoff, self._backoff.get(workerId, 0.5) * 2)
         )
         self._backoff[workerId] = delay
         _log.error(
@@ -508,8 +520,7 @@ class WorkerSupervisor(MultiService):
 
     def _kill(self) -> None:
         for process in self._processes():
-            _log.warn("Worker {worker} did not stop in time; killing it.",
-                      worker=process.workerId)
+            _log.warn("Worker {worker} did not stop in time; killing it.", worker=process.workerId)
             try:
                 process.transport.signalProcess("KILL")
             except ierror.ProcessExitedAlready:

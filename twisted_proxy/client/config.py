@@ -279,12 +279,8 @@ def makeTLSCreator(options: Options, host: str) -> object:
         with open(path, "rb") as f:
             pem = f.read()
     except OSError as e:
-        raise usage.UsageError(
-            "--cacert {}: {}".format(path, e.strerror or e)
-        ) from None
-    blocks = re.findall(
-        rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.DOTALL
-    )
+        raise usage.UsageError("--cacert {}: {}".format(path, e.strerror or e)) from None
+    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.DOTALL)
     try:
         certificates = [Certificate.loadPEM(block) for block in blocks]
     except Exception:

@@ -84,9 +84,7 @@ class Reporter:
     def runFinished(self, run: Run) -> None:
         pass
 
-    def finished(
-        self, runs: list[Run], mac: MacAddress | None, connections: int
-    ) -> None:
+    def finished(self, runs: list[Run], mac: MacAddress | None, connections: int) -> None:
         pass
 
 
@@ -408,8 +406,7 @@ class Session:
         proxyStatus = proxyStatusOf(head)
         if proxyErrorOf(proxyStatus):
             run.refusal = ClientError(
-                "the proxy could not complete the request: {} {} "
-                "(Proxy-Status: {})".format(
+                "the proxy could not complete the request: {} {} (Proxy-Status: {})".format(
                     head.status,
                     printable(head.reason.decode("latin-1")),
                     printable(proxyStatus or ""),
@@ -561,4 +558,3 @@ class _OneProtocol(Factory):
 def _abort(wire: ProxyWire) -> None:
     if wire.transport is not None:
         wire.transport.abortConnection()
-

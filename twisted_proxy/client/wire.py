@@ -142,9 +142,7 @@ class HTTPLayer(Protocol):
             self._state = "closed"
             self.ready.errback(error)
 
-    def request(
-        self, method: bytes, data: bytes, listener: RunListener
-    ) -> Deferred[None]:
+    def request(self, method: bytes, data: bytes, listener: RunListener) -> Deferred[None]:
         """
         Send a request and read its response.
 
@@ -259,17 +257,9 @@ class HTTPLayer(Protocol):
             return
         how = lossDetail(reason)
         if state in ("sending", "waiting"):
-            message = (
-                "The proxy closed the connection{} without sending a response.".format(
-                    how
-                )
-            )
+            message = "The proxy closed the connection{} without sending a response.".format(how)
         elif not self._headSeen:
-            message = (
-                "The connection closed{} in the middle of the response head.".format(
-                    how
-                )
-            )
+            message = "The connection closed{} in the middle of the response head.".format(how)
         else:
             message = (
                 "The connection closed{} after {} body bytes, before the end of "
@@ -424,9 +414,7 @@ class ProxyWire(Protocol):
             self._tunnelTarget, head.status, printable(head.reason.decode("latin-1"))
         )
         if proxyStatus:
-            message += " (Proxy-Status: {})".format(
-                printable(proxyStatus.decode("latin-1"))
-            )
+            message += " (Proxy-Status: {})".format(printable(proxyStatus.decode("latin-1")))
         firstLine = self._refusal.decode("utf-8", "replace").strip().split("\n")[0]
         if firstLine:
             message += ": " + printable(firstLine)
@@ -466,5 +454,3 @@ class ProxyWire(Protocol):
                 )
             )
         self.closed.callback(None)
-
-

@@ -539,7 +539,7 @@ class RequestParser(_HeadCollector):
         i = data.find(b"\r\n\r\n")
         if i == -1:
             return data, b""
-        return data[: i + 4], data[i + 4:]
+        return data[: i + 4], data[i + 4 :]
 
     def _feedPiece(self, data: bytes) -> list:
         """
@@ -566,7 +566,7 @@ class RequestParser(_HeadCollector):
             self._parser.feed_data(data)
         except HttpParserUpgrade as e:
             self.switched = True
-            self.trailingData = data[e.args[0]:]
+            self.trailingData = data[e.args[0] :]
         except HttpParserCallbackError as e:
             self._raiseFromCallback(e)
         except HttpParserInvalidMethodError:
@@ -667,7 +667,9 @@ class ResponseParser(_HeadCollector):
     trailingData = b""
     keepAlive = True
 
-    def __init__(self, maxHeaderBytes: int | None = None, maxHeaderCount: int | None = None) -> None:
+    def __init__(
+        self, maxHeaderBytes: int | None = None, maxHeaderCount: int | None = None
+    ) -> None:
         if maxHeaderBytes is not None:
             self.maxHeaderBytes = maxHeaderBytes
         if maxHeaderCount is not None:
@@ -826,7 +828,7 @@ class ResponseParser(_HeadCollector):
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as e:
-            self._switch(data[e.args[0]:])
+            self._switch(data[e.args[0] :])
         except HttpParserCallbackError as e:
             cause = e.__context__
             if isinstance(cause, _Unsolicited):
@@ -864,7 +866,7 @@ class ResponseParser(_HeadCollector):
                     raise self._headTooLarge()
                 self._scanBuffer = buf
                 return
-            head, buf = buf[: end + 4], buf[end + 4:]
+            head, buf = buf[: end + 4], buf[end + 4 :]
             self._parser = HttpResponseParser(self)
             self._feed(head)
             if self.switched:
@@ -916,9 +918,7 @@ class ResponseParser(_HeadCollector):
             self._events = []
             return events
         # An interim (1xx) response promises a final one.
-        interimOnly = (
-            not self._done and self._lastHead is not None and self._lastHead.interim
-        )
+        interimOnly = not self._done and self._lastHead is not None and self._lastHead.interim
         if self._inMessage or self._inHead or self._scanBuffer or interimOnly:
             raise BadGateway(
                 "The origin closed the connection before the response was complete.",

@@ -138,21 +138,29 @@ class CachingResolver:
         resolution = _Resolution(hostName)
         if isIPAddress(hostName) or isIPv6Address(hostName):
             kind = IPv6Address if ":" in hostName else IPv4Address
-            self._deliver(resolution, resolutionReceiver, [(kind, hostName)], portNumber,
-                          transportSemantics)
+            self._deliver(
+                resolution, resolutionReceiver, [(kind, hostName)], portNumber, transportSemantics
+            )
             return resolution
-        key = (hostName.lower(), transportSemantics,
-               None if addressTypes is None else frozenset(addressTypes))
+        key = (
+            hostName.lower(),
+            transportSemantics,
+            None if addressTypes is None else frozenset(addressTypes),
+        )
         entry = self._cache.get(key)
         if entry is not None:
             expires, addresses = entry
             if expires > self._clock.seconds():
-                self._deliver(resolution, resolutionReceiver, addresses, portNumber,
-                              transportSemantics)
+                self._deliver(
+                    resolution, resolutionReceiver, addresses, portNumber, transportSemantics
+                )
                 return resolution
             del self._cache[key]
         return self._resolver.resolveHostName(
-            _Recorder(self, key, resolutionReceiver), hostName, portNumber, addressTypes,
+            _Recorder(self, key, resolutionReceiver),
+            hostName,
+            portNumber,
+            addressTypes,
             transportSemantics,
         )
 

@@ -248,7 +248,11 @@ class Exchange:
                     "The destination {}:{} is this proxy itself.".format(target.host, target.port)
                 )
             maxBody = self.config.maxBody
-            if maxBody is not None and head.contentLength is not None and head.contentLength > maxBody:
+            if (
+                maxBody is not None
+                and head.contentLength is not None
+                and head.contentLength > maxBody
+            ):
                 raise self._tooLarge()
             hops = maxForwards(head)
         except ProxyError as e:
@@ -319,7 +323,9 @@ class Exchange:
         destination), then on to the destination.
         """
         head, target, record = self.head, self.target, self.record
-        decision = self.config.policy.checkRequest(head.method, target.host, target.port, credentials)
+        decision = self.config.policy.checkRequest(
+            head.method, target.host, target.port, credentials
+        )
         if decision.refusal is not None:
             record.kind = "refused"
             self.fail(decision.refusal)
@@ -455,9 +461,7 @@ class Exchange:
         if proto is not None:
             self._upstreamConnected(proto, True)
             return
-        pool.connect(key).addCallbacks(
-            self._upstreamConnected, self._connectFailed, (False,)
-        )
+        pool.connect(key).addCallbacks(self._upstreamConnected, self._connectFailed, (False,))
 
     def _connectFailed(self, failure: Failure) -> None:
         if self._state != CONNECTING:
@@ -483,7 +487,9 @@ class Exchange:
             getattr(transport.getHost(), "host", None) == peerHost
             and factory.listensOnPort(peerPort)
         ):
-            return LoopDetected("The destination {}:{} is this proxy itself.".format(peerHost, peerPort))
+            return LoopDetected(
+                "The destination {}:{} is this proxy itself.".format(peerHost, peerPort)
+            )
         record = self.record
         record.peerHost = peerHost
         record.peerPort = peerPort
@@ -752,7 +758,9 @@ class Exchange:
             )
             return
         self.status = 101
-        headers = forwardResponseHeaders(head.headers, head.version, self.factory.pseudonym, upgrade=True)
+        headers = forwardResponseHeaders(
+            head.headers, head.version, self.factory.pseudonym, upgrade=True
+        )
         self._recordResponse(101, head.reason.decode("latin-1"), head.version, headers)
         data = serializeResponseHead(101, head.reason, headers)
         self.bytesToClient += len(data)
@@ -920,7 +928,11 @@ class Exchange:
         record = self.record
         record.mark("requestSent")
         record.mark("responseHead")
-        record.status, record.reason, record.responseVersion = 200, "Connection Established", "HTTP/1.1"
+        record.status, record.reason, record.responseVersion = (
+            200,
+            "Connection Established",
+            "HTTP/1.1",
+        )
         self.status = 200
         data = b"HTTP/1.1 200 Connection Established\r\n\r\n"
         self.bytesToClient += len(data)
@@ -980,9 +992,11 @@ class Exchange:
             self._deadline.set(seconds - idle, self._stallCheck, seconds)
             return
         if self._state == SERVING:
-            self.abandon("No progress for {} seconds: the client stopped reading the response.".format(
-                seconds
-            ))
+            self.abandon(
+                "No progress for {} seconds: the client stopped reading the response.".format(
+                    seconds
+                )
+            )
             self.conn.abort()
             return
         if self._state == RELAYING:
@@ -1051,7 +1065,13 @@ class Exchange:
             self.conn.abort()
             return
         head = self.head
-        if retry and self.reused and not self.retried and head.method in _IDEMPOTENT and not head.hasBody:
+        if (
+            retry
+            and self.reused
+            and not self.retried
+            and head.method in _IDEMPOTENT
+            and not head.hasBody
+        ):
             # A reused connection died under us before any response byte:
             # safe to try once more on a fresh one.
             self.retried = True
@@ -1092,7 +1112,10 @@ class Exchange:
         response = errorResponse(error, self.factory.pseudonymText, self.head, close, extraHeaders)
         self.conn.say(
             "{}: {} {} ({}): {}".format(
-                _outcome(response.status), response.status, response.reason, error.proxyStatus,
+                _outcome(response.status),
+                response.status,
+                response.reason,
+                error.proxyStatus,
                 error.detail,
             ),
             status=response.status,

@@ -90,7 +90,10 @@ class ProxyFactory(Factory):
         getThreadPool = getattr(clock, "getThreadPool", None)
         if getThreadPool is not None:
             self.runInThread: Callable[..., Deferred[Any]] = lambda f, *args: deferToThreadPool(
-                clock, getThreadPool(), f, *args  # type: ignore[arg-type]
+                clock,
+                getThreadPool(),
+                f,
+                *args,  # type: ignore[arg-type]
             )
         else:
             # A test clock has no threads: run it in place.
@@ -195,7 +198,6 @@ class ProxyFactory(Factory):
             detail=self.transactionDetail,
         )
 
-
     # stopping gracefully (used by the application's services)
 
     def closeIdleConnections(self) -> int:
@@ -295,7 +297,11 @@ class Refuser(Protocol):
         record.kind = "refused"
         record.proxyError = error.proxyStatus
         record.errorDetail = error.detail
-        record.status, record.reason, record.responseVersion = response.status, response.reason, "HTTP/1.1"
+        record.status, record.reason, record.responseVersion = (
+            response.status,
+            response.reason,
+            "HTTP/1.1",
+        )
         record.responseHeaders = response.headers
         record.mark("responseHead")
         data = response.bytes()

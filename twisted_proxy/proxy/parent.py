@@ -52,8 +52,10 @@ class ParentProxy:
         from ..http.target import parseAuthority
 
         if not url.startswith("http://"):
-            raise ValueError("the parent proxy must be an http:// URL, e.g. http://proxy.example:3128")
-        rest = url[len("http://"):].rstrip("/")
+            raise ValueError(
+                "the parent proxy must be an http:// URL, e.g. http://proxy.example:3128"
+            )
+        rest = url[len("http://") :].rstrip("/")
         if "/" in rest:
             raise ValueError("the parent proxy URL must not have a path")
         authorization = None
@@ -125,7 +127,8 @@ class ParentConnectProtocol(Protocol):
                             "The parent proxy refused the tunnel: {} {}.".format(
                                 event.status, event.reason.decode("latin-1")
                             ),
-                            proxyStatus="http_request_denied" if event.status in (403, 407)
+                            proxyStatus="http_request_denied"
+                            if event.status in (403, 407)
                             else "destination_unavailable",
                         )
                     )

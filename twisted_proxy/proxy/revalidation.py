@@ -48,7 +48,9 @@ class BackgroundRevalidation:
     _upstream: UpstreamProtocol | None = None
     _timer: Any = None
 
-    def __init__(self, factory: ProxyFactory, lookup: CacheLookup, parent: ParentProxy | None) -> None:
+    def __init__(
+        self, factory: ProxyFactory, lookup: CacheLookup, parent: ParentProxy | None
+    ) -> None:
         self._factory = factory
         self._lookup = lookup
         self._parent = parent
@@ -86,9 +88,7 @@ class BackgroundRevalidation:
         assert forward is not None
         target = self._lookup.target
         proto.startRequest(self, forward.method)
-        headers = forwardRequestHeaders(
-            forward.headers, target, forward.version, factory.pseudonym
-        )
+        headers = forwardRequestHeaders(forward.headers, target, forward.version, factory.pseudonym)
         if self._parent is not None:
             requestTarget = target.url.encode("latin-1")
             if self._parent.authorization is not None:

@@ -141,7 +141,9 @@ class ProxyServerProtocol(Protocol):
         else:
             name = getattr(transport.getHost(), "name", None)
             origin = "unix:" + (name.decode() if isinstance(name, bytes) else str(name or "?"))
-        self.say("Connection has been accepted from: " + origin, peer=(self.peerHost, self.peerPort))
+        self.say(
+            "Connection has been accepted from: " + origin, peer=(self.peerHost, self.peerPort)
+        )
         factory.connectionOpened(self)
         # A unix-socket client has no IP address: the socket file's
         # permissions decide who may connect, not the network rules.
@@ -373,7 +375,10 @@ class ProxyServerProtocol(Protocol):
         remaining = self._parser.bodyRemaining
         if head.contentLength is None or remaining is None:
             return False
-        if remaining == head.contentLength and (head.get(b"expect") or b"").lower() == b"100-continue":
+        if (
+            remaining == head.contentLength
+            and (head.get(b"expect") or b"").lower() == b"100-continue"
+        ):
             return False
         return remaining <= self.config.discardBodyMax
 
@@ -404,8 +409,11 @@ class ProxyServerProtocol(Protocol):
         if self._state not in _HANDLING:
             return
         fullyRead = ex.requestSent or self.requestFullyRead()
-        if close or self.factory.stopping or self._readClosed and not any(
-            type(e) is RequestHead for e in self._queue
+        if (
+            close
+            or self.factory.stopping
+            or self._readClosed
+            and not any(type(e) is RequestHead for e in self._queue)
         ):
             if fullyRead:
                 self._closeConnection()
@@ -529,7 +537,9 @@ class ProxyServerProtocol(Protocol):
 
     # client-side timeouts
 
-    def _armTimer(self, seconds: float | None, callback: Callable[[], None], kind: str = "idle") -> None:
+    def _armTimer(
+        self, seconds: float | None, callback: Callable[[], None], kind: str = "idle"
+    ) -> None:
         self.deadline.set(seconds, callback)
         self._timerKind = kind
 
@@ -544,13 +554,14 @@ class ProxyServerProtocol(Protocol):
     def _headerTimedOut(self) -> None:
         self._clientError(
             ProxyError(
-                "The request head did not arrive within {} seconds.".format(self.config.headerTimeout),
+                "The request head did not arrive within {} seconds.".format(
+                    self.config.headerTimeout
+                ),
                 status=408,
                 proxyStatus="http_request_error",
                 closeConnection=True,
             )
         )
-
 
     # stopping gracefully (used by the application's services)
 

@@ -420,9 +420,7 @@ class Tunnel:
         if self._state != _RELAYING or direction.state != _OPEN:
             return
         self._endDirection(direction)
-        other = (
-            self._fromUpstream if direction is self._fromClient else self._fromClient
-        )
+        other = self._fromUpstream if direction is self._fromClient else self._fromClient
         if other.state == _ENDED:
             self._log.debug("Tunnel: EOF both ways; closing")
             self._closeBoth(CLOSED_NORMALLY, abort=False)
@@ -485,8 +483,7 @@ class Tunnel:
         side's failure replaces a normal close in progress.
         """
         if self.closeReason is None or (
-            self.closeReason == CLOSED_NORMALLY
-            and reason in (CLIENT_LOST, UPSTREAM_LOST)
+            self.closeReason == CLOSED_NORMALLY and reason in (CLIENT_LOST, UPSTREAM_LOST)
         ):
             self.closeReason = reason
 
@@ -510,9 +507,7 @@ class Tunnel:
         if closing:
             # Armed before calling out: a transport may report
             # connectionLost synchronously, and finishing cancels this.
-            self._abortCall = self._clock.callLater(
-                self.abortTimeout, self._abortStragglers
-            )
+            self._abortCall = self._clock.callLater(self.abortTimeout, self._abortStragglers)
         for side in closing:
             if side.state != _SIDE_CLOSING:
                 continue
@@ -541,8 +536,7 @@ class Tunnel:
         for side in (self._client, self._upstream):
             if side.state == _SIDE_CLOSING:
                 self._log.info(
-                    "Tunnel: {side} did not close within {abortTimeout} "
-                    "seconds; aborting",
+                    "Tunnel: {side} did not close within {abortTimeout} seconds; aborting",
                     side=side.name,
                     abortTimeout=self.abortTimeout,
                 )

@@ -503,9 +503,7 @@ class TransactionRecord:
         requestSize = responseSize = None
         if self.method and self.target:
             requestSize = _octets(
-                "{} {} {}\r\n".format(
-                    self.method, self.target, self.requestVersion or "HTTP/1.1"
-                )
+                "{} {} {}\r\n".format(self.method, self.target, self.requestVersion or "HTTP/1.1")
             ) + _fieldsSize(self.requestHeaders)
         if self.status is not None:
             responseSize = _octets(

@@ -130,8 +130,7 @@ class ProxyCollector(Collector):
         yield refusals
         yield CounterMetricFamily(
             "twisted_proxy_aborted",
-            "Transactions cut short (the client went away, or the upstream failed "
-            "mid-response).",
+            "Transactions cut short (the client went away, or the upstream failed mid-response).",
             value=stats.aborted,
         )
         gauges = self.gauges()

@@ -197,8 +197,7 @@ class Htpasswd:
                 raise HtpasswdError(
                     self.path,
                     number,
-                    "expected 'user:hash'; create entries with "
-                    f"'htpasswd -B {self.path} USER'",
+                    f"expected 'user:hash'; create entries with 'htpasswd -B {self.path} USER'",
                 )
             if user in entries:
                 raise HtpasswdError(
@@ -249,9 +248,7 @@ class Htpasswd:
         except (ValueError, TypeError):
             return False
 
-    def authenticate(
-        self, rawUser: bytes, rawPassword: bytes
-    ) -> tuple[str, str | None]:
+    def authenticate(self, rawUser: bytes, rawPassword: bytes) -> tuple[str, str | None]:
         """
         Check credentials as sent by a client.
 
@@ -294,9 +291,7 @@ class Htpasswd:
             checked).
         """
         user = _decodeText(rawUser)
-        digest = hmac.new(
-            self._cacheKey, rawUser + b":" + rawPassword, hashlib.sha256
-        ).digest()
+        digest = hmac.new(self._cacheKey, rawUser + b":" + rawPassword, hashlib.sha256).digest()
         with self._lock:
             entry = self._entries.get(user)
             cached = self._verified.get(user)
@@ -305,9 +300,7 @@ class Htpasswd:
                 return user, digest, entry, None
             if digest in self._failed:
                 self._failed.move_to_end(digest)
-                return user, digest, entry, (
-                    "unknown-user" if entry is None else "wrong-password"
-                )
+                return user, digest, entry, ("unknown-user" if entry is None else "wrong-password")
         return user, digest, entry, _UNKNOWN
 
     def needsVerification(self, rawUser: bytes, rawPassword: bytes) -> bool:
@@ -338,8 +331,6 @@ def challenge(realm: str) -> str:
         characters.
     """
     if not realm or any(not " " <= c <= "~" for c in realm):
-        raise ConfigurationError(
-            f"--auth-realm {realm!r}: use printable ASCII characters only"
-        )
+        raise ConfigurationError(f"--auth-realm {realm!r}: use printable ASCII characters only")
     quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
     return f'Basic realm="{quoted}"'
