@@ -243,7 +243,7 @@ async def _crowdConnection(address, request, deadline, stats):
     while time.monotonic() < deadline:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), 10)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             stats["connect"] += 1
             await asyncio.sleep(0.05)
             continue
@@ -261,7 +261,7 @@ async def _crowdConnection(address, request, deadline, stats):
                     stats["inTime"] += 1
                 if not m or re.search(rb"\r\nconnection:[^\r]*close", head, re.I):
                     break
-        except asyncio.TimeoutError:
+        except TimeoutError:
             stats["timeout"] += 1
         except (
             OSError,

@@ -40,6 +40,9 @@ import threading
 import time
 import zlib
 
+# Shared with run_bench.py (bench/ is on sys.path: these scripts run from it).
+from benchlib import freePort as free_port, waitForPort
+
 LOOPBACK = "127.0.0.1"
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -49,12 +52,7 @@ REPO = os.path.dirname(HERE)
 # processes and measurements
 
 
-# Shared with run_bench.py (bench/ is on sys.path: these scripts run from it).
-from benchlib import freePort as free_port  # noqa: E402
-from benchlib import waitForPort  # noqa: E402
-
-
-def wait_port(port: int, timeout: float = 20.0, proc: "Managed | None" = None) -> bool:
+def wait_port(port: int, timeout: float = 20.0, proc: Managed | None = None) -> bool:
     return waitForPort(port, timeout, proc)
 
 

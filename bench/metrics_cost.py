@@ -33,9 +33,8 @@ from twisted.logger import globalLogBeginner, globalLogPublisher
 sys.path.insert(0, ".")
 sys.path.insert(0, "bench")
 
-import microbench  # noqa: E402
-
-from twisted_proxy.app.metrics import (  # noqa: E402
+import microbench
+from twisted_proxy.app.metrics import (
     Health,
     MetricsObserver,
     Monitor,
@@ -43,8 +42,8 @@ from twisted_proxy.app.metrics import (  # noqa: E402
     TransactionStats,
     buildRegistry,
 )
-from twisted_proxy.app.status import renderStatusPage  # noqa: E402
-from twisted_proxy.records.record import TransactionRecord  # noqa: E402
+from twisted_proxy.app.status import renderStatusPage
+from twisted_proxy.records.record import TransactionRecord
 
 
 def sampleRecord() -> TransactionRecord:

@@ -30,9 +30,9 @@ from twisted.logger import globalLogBeginner
 
 sys.path.insert(0, ".")
 
-from twisted_proxy.proxy.config import ProxyConfig  # noqa: E402
-from twisted_proxy.proxy.factory import ProxyFactory  # noqa: E402
-from twisted_proxy.proxy.upstream import UpstreamPool  # noqa: E402
+from twisted_proxy.proxy.config import ProxyConfig
+from twisted_proxy.proxy.factory import ProxyFactory
+from twisted_proxy.proxy.upstream import UpstreamPool
 
 
 class _Transport:

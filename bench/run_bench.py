@@ -31,7 +31,7 @@ import tempfile
 import time
 
 import benchlib
-from benchlib import LOOPBACK, HERE, REPO
+from benchlib import HERE, LOOPBACK, REPO
 
 PROXY_CPU = 0  # the proxy under test
 LOAD_CPU = 1  # origin, wrk, curl and this harness
@@ -1311,7 +1311,7 @@ def main(argv=None):
     if not benchlib.pinSelf(LOAD_CPU):
         log("warning: could not pin the harness to CPU 1")
     jsonPath = args.json or os.path.join(HERE, "results", time.strftime("bench-%Y%m%d-%H%M%S.json"))
-    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     loadStart = open("/proc/loadavg").read().split()[:3]
     workdir = tempfile.mkdtemp(prefix="twisted-proxy-bench-")
     os.chmod(workdir, 0o755)
@@ -1353,7 +1353,7 @@ def main(argv=None):
     doc = {
         "schema": 1,
         "started": started,
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": [
             os.path.relpath(sys.argv[0], REPO) if sys.argv[0].startswith(REPO) else sys.argv[0]
         ]

@@ -107,7 +107,7 @@ class Wire:
             d = self.s.recv(n)
         except ConnectionResetError:
             raise Ended("reset")
-        except socket.timeout:
+        except TimeoutError:
             raise Hang()
         if not d:
             raise Ended("eof")
@@ -120,7 +120,7 @@ class Wire:
             return True
         except (BrokenPipeError, ConnectionResetError):
             return False
-        except socket.timeout:
+        except TimeoutError:
             raise Hang()
 
     def readable(self) -> bool:

@@ -424,7 +424,7 @@ def certificates() -> tuple[bytes, bytes]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     caKey = ec.generate_private_key(ec.SECP256R1())
     caName = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "proxyclient test CA")])
     ca = (

@@ -88,8 +88,7 @@ class RealProxyTests(LoopbackTestsMixin, TestCase):
     """
 
     async def test_throughProxy(self) -> None:
-        from twisted_proxy.app.tap import Options as ProxyOptions
-        from twisted_proxy.app.tap import makeService
+        from twisted_proxy.app.tap import Options as ProxyOptions, makeService
 
         origin, originPort = self.startProxy(ok(b"from the origin\n", b"text/plain"))
         config = ProxyOptions()
@@ -134,8 +133,7 @@ class RealProxyTests(LoopbackTestsMixin, TestCase):
         An C{https://} target through the real proxy's CONNECT tunnel, to a
         TLS origin on loopback, verified with C{--cacert}.
         """
-        from twisted_proxy.app.tap import Options as ProxyOptions
-        from twisted_proxy.app.tap import makeService
+        from twisted_proxy.app.tap import Options as ProxyOptions, makeService
 
         caPEM, serverPEM = certificates()
         origin = FakeProxyFactory(ok(b"secret\n", b"text/plain"))
@@ -198,8 +196,7 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
     """
 
     async def startAuthProxy(self, *extra: str) -> int:
-        from twisted_proxy.app.tap import Options as ProxyOptions
-        from twisted_proxy.app.tap import makeService
+        from twisted_proxy.app.tap import Options as ProxyOptions, makeService
 
         config = ProxyOptions()
         config.parseOptions(

@@ -12,8 +12,8 @@ import shutil
 import tempfile
 
 from twisted.internet import error as ierror, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
@@ -23,7 +23,6 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from twisted_proxy.app.tap import Options, makeService
-
 from twisted_proxy.proxy.config import ReverseOrigin
 from twisted_proxy.testing import Harness
 

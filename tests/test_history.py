@@ -12,7 +12,7 @@ import random
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
@@ -656,7 +656,7 @@ class TimestampTests(SynchronousTestCase):
         """
 
         def reference(when: float) -> str:
-            text = datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="microseconds")
+            text = datetime.fromtimestamp(when, UTC).isoformat(timespec="microseconds")
             return text.replace("+00:00", "Z")
 
         generator = random.Random(12)

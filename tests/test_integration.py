@@ -8,8 +8,8 @@ from __future__ import annotations
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Protocol
-from twisted.logger import globalLogPublisher
 from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, ProxyAgent, readBody
 from twisted.web.http_headers import Headers
@@ -51,8 +51,9 @@ class IntegrationTests(ProxyTestMixin, TestCase):
         await self.setUpProxy()
         response, content = await self.get("/chunked")
         self.assertEqual(content, b"part one, part two")
-        from twisted.web.client import FileBodyProducer
         from io import BytesIO
+
+        from twisted.web.client import FileBodyProducer
 
         response, content = await self.get(
             "/echo", b"POST", FileBodyProducer(BytesIO(b"x" * 100000))

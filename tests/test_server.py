@@ -15,7 +15,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests._server import OK_RESPONSE, writeHtpasswd
 from twisted_proxy.testing import Harness
 
-
 GET_ABSOLUTE = (
     b"GET http://example.com/path?q=1 HTTP/1.1\r\n"
     b"Host: example.com\r\n"
@@ -763,8 +762,8 @@ class TunnelTests(SynchronousTestCase):
 
 class ParentProxyTests(SynchronousTestCase):
     def harness(self, bypass=()):
-        from twisted_proxy.proxy.policy import HostPatterns
         from twisted_proxy.proxy.parent import ParentProxy
+        from twisted_proxy.proxy.policy import HostPatterns
 
         return Harness(
             parent=ParentProxy.fromURL("http://user:pa%3Ass@parent.test:3128"),
@@ -1080,8 +1079,8 @@ class MaxForwardsTests(SynchronousTestCase):
         )
 
     def test_optionsAsteriskToParent(self) -> None:
-        from twisted_proxy.proxy.policy import HostPatterns
         from twisted_proxy.proxy.parent import ParentProxy
+        from twisted_proxy.proxy.policy import HostPatterns
 
         h = Harness(
             parent=ParentProxy.fromURL("http://parent.test:3128"),

@@ -8,11 +8,11 @@ from __future__ import annotations
 import io
 import sys
 
-from twisted.scripts.twistd import ServerOptions
 from twisted.application.service import IServiceMaker
 from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
+from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.app import console

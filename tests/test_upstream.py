@@ -11,9 +11,9 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.testing import Harness
 from twisted_proxy.proxy.dns import CachingResolver
 from twisted_proxy.proxy.parent import ParentProxy
+from twisted_proxy.testing import Harness
 
 
 class FakeResolver:

@@ -30,7 +30,7 @@ def makeService(config: Options, reactor: Any = None) -> MultiService:
     daemon, after twistd's launcher started waiting for it.)
     """
     if reactor is None:
-        from twisted.internet import reactor  # noqa: F811
+        from twisted.internet import reactor
 
     built = config["built"]
     byTwistd = config.runByTwistd

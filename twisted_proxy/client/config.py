@@ -127,7 +127,7 @@ class OutputFile:
         """
         self.path = path
         existed = os.path.lexists(path)
-        self._file: BinaryIO = open(path, "ab")  # noqa: SIM115 (closed by close())
+        self._file: BinaryIO = open(path, "ab")  # closed by close()
         self._created = not existed
         self._started = False
 

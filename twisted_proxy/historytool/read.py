@@ -12,7 +12,7 @@ import json
 import os
 import zlib
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from ..records.record import RECORD_VERSION, timestampMicroseconds
@@ -140,7 +140,7 @@ def readRecords(paths: Iterable[str], stderr: IO[str]) -> tuple[list[Record], bo
 
 def formatStart(record: Record) -> str:
     micros = startMicroseconds(record)
-    moment = datetime.fromtimestamp(micros // 1000000, timezone.utc)
+    moment = datetime.fromtimestamp(micros // 1000000, UTC)
     return "{}.{:03d}Z".format(moment.strftime("%Y-%m-%dT%H:%M:%S"), (micros // 1000) % 1000)
 
 

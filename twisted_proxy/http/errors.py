@@ -86,7 +86,7 @@ class ProxyError(Exception):
     status = 500
     proxyStatus: str | None = "proxy_internal_error"
     closeConnection = False
-    events: list[object] = []  # noqa: RUF012 (replaced per instance, never mutated)
+    events: list[object] = []  # replaced per instance, never mutated
 
     def __init__(
         self,

@@ -22,8 +22,8 @@ from typing import Any
 from ..http.errors import ProxyError
 from ..http.target import parseAuthority
 from .cache import CacheConfig, DiskStore, HTTPCache, MemoryStore, Store
-from .policy import HostPatterns, Policy
 from .parent import ParentProxy
+from .policy import HostPatterns, Policy
 
 __all__ = ["ConfigError", "ProxyConfig", "ReverseOrigin"]
 

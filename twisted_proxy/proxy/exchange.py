@@ -89,10 +89,10 @@ from .cache import (
     CacheWriter,
 )
 from .generated import Generated, errorResponse, maxForwards, maxForwardsResponse
+from .parent import ParentConnectProtocol, ParentProxy
 from .revalidation import BackgroundRevalidation
 from .tcp import writeNow
 from .tunnel import Tunnel, TunnelUpstreamProtocol
-from .parent import ParentConnectProtocol, ParentProxy
 from .upstream import UpstreamProtocol, connectFailureToError
 
 if TYPE_CHECKING:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 
-
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
