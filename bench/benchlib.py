@@ -157,8 +157,8 @@ def waitForQuietCpus(cpus, limit=10.0, timeout=60.0, probe=0.5, say=print):
     while True:
         b0 = [cpuBusy(c) for c in cpus]
         time.sleep(probe)
-        pcts = [(cpuBusy(c) - b) * 100 / probe for c, b in zip(cpus, b0)]
-        shown = ", ".join(f"CPU {c} {p:.0f}%" for c, p in zip(cpus, pcts))
+        pcts = [(cpuBusy(c) - b) * 100 / probe for c, b in zip(cpus, b0, strict=True)]
+        shown = ", ".join(f"CPU {c} {p:.0f}%" for c, p in zip(cpus, pcts, strict=True))
         if max(pcts) < limit or time.monotonic() >= deadline:
             if waited:
                 say(f"  other processes: {shown}; going on")
@@ -493,12 +493,12 @@ def summarize(values):
 def textTable(headers, rows, left=1):
     """A plain-text table; the first C{left} columns left-aligned, the rest
     right-aligned."""
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
 
     def line(cells):
         return "  ".join(
             str(c).ljust(w) if i < left else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])

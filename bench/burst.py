@@ -60,9 +60,11 @@ def netstatCounters(names=("ListenOverflows", "ListenDrops")):
             lines = f.read().splitlines()
     except OSError:
         return {}
-    for header, values in zip(lines[::2], lines[1::2]):
+    # A kernel file: read what pairs up rather than fail on an odd line.
+    for header, values in zip(lines[::2], lines[1::2], strict=False):
         if header.startswith("TcpExt:"):
-            table = dict(zip(header.split()[1:], (int(v) for v in values.split()[1:])))
+            counts = (int(v) for v in values.split()[1:])
+            table = dict(zip(header.split()[1:], counts, strict=False))
             return {n: table.get(n) for n in names}
     return {}
 
@@ -120,7 +122,7 @@ def connectBurst(address, count, request, timeout):
         deadline = time.perf_counter() + timeout
         pending = sum(1 for c in conns if c.error is None)
         while pending and time.perf_counter() < deadline:
-            for key, mask in sel.select(timeout=max(0.0, deadline - time.perf_counter())):
+            for key, _mask in sel.select(timeout=max(0.0, deadline - time.perf_counter())):
                 c = key.data
                 now = time.perf_counter()
                 done = False
@@ -222,7 +224,8 @@ def runWrk(proxy, originPort, args):
     if out.returncode != 0 or not m:
         return {
             "driver": benchlib.formatArgv(argv),
-            "error": f"wrk failed (exit {out.returncode}): {(out.stderr or out.stdout).strip()[-300:]}",
+            "error": f"wrk failed (exit {out.returncode}): "
+            f"{(out.stderr or out.stdout).strip()[-300:]}",
         }
     r = json.loads(m.group(1))
     seconds = r["duration_us"] / 1e6
@@ -393,7 +396,8 @@ def main(argv=None):
         )
         if args.only in (None, "a"):
             print(
-                f"\n(a) {args.burst} simultaneous connects, one GET (1 KiB) each, {args.rounds} round(s)"
+                f"\n(a) {args.burst} simultaneous connects, one GET (1 KiB) each, "
+                f"{args.rounds} round(s)"
             )
             rows = []
             for i in range(args.rounds):
@@ -446,7 +450,8 @@ def main(argv=None):
         if args.only in (None, "b"):
             useWrk = args.driver == "wrk" or (args.driver == "auto" and shutil.which("wrk"))
             print(
-                f"\n(b) {args.connections} keep-alive connections from {LOOPBACK}, {args.duration:g} s, "
+                f"\n(b) {args.connections} keep-alive connections from {LOOPBACK}, "
+                f"{args.duration:g} s, "
                 + (
                     "wrk"
                     if useWrk

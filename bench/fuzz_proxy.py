@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -254,6 +255,21 @@ def _respond(sock, status: int, headers: list[tuple[str, str]], body: bytes = b"
     sock.sendall(head.encode("latin-1") + body)
 
 
+class _BodyDigest:
+    """
+    The SHA-1 and length of one request body, fed piece by piece (a fresh one
+    per request on a kept-alive connection).
+    """
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha1()
+        self.length = 0
+
+    def __call__(self, data: bytes) -> None:
+        self.sha.update(data)
+        self.length += len(data)
+
+
 def origin_connection(sock: socket.socket, logf, lock: threading.Lock) -> None:
     sock.settimeout(ORIGIN_SOCKET_TIMEOUT)
     r = _Reader(sock)
@@ -278,13 +294,7 @@ def origin_connection(sock: socket.socket, logf, lock: threading.Lock) -> None:
                 _respond(sock, 400, [("Content-Length", "0"), ("Connection", "close")])
                 return
             fields.setdefault(name.strip().lower(), []).append(value.strip())
-        sha = hashlib.sha1()
-        length = [0]
-
-        def sink(d: bytes) -> None:
-            sha.update(d)
-            length[0] += len(d)
-
+        sink = _BodyDigest()
         try:
             te = b",".join(fields.get(b"transfer-encoding", [])).lower()
             if te:
@@ -337,13 +347,13 @@ def origin_connection(sock: socket.socket, logf, lock: threading.Lock) -> None:
             code = 200
         hdrs = [
             ("X-Fuzz-Id", fid.decode()),
-            ("X-Req-Body-Len", str(length[0])),
-            ("X-Req-Body-Sha1", sha.hexdigest()),
+            ("X-Req-Body-Len", str(sink.length)),
+            ("X-Req-Body-Sha1", sink.sha.hexdigest()),
         ]
         if kind == "health":
             _respond(sock, 200, hdrs + [("Content-Length", "3")], b"ok\n")
         elif kind == "echo":
-            body = "{} {}\n".format(length[0], sha.hexdigest()).encode()
+            body = "{} {}\n".format(sink.length, sink.sha.hexdigest()).encode()
             _respond(
                 sock,
                 200,
@@ -794,7 +804,7 @@ def split(rng: random.Random, c: Case) -> None:
     if len(data) < 2:
         return
     cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 12))))
-    c.segments = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+    c.segments = [data[a:b] for a, b in itertools.pairwise([0, *cuts, len(data)])]
     c.delays = [rng.choice([0, 0.001, 0.01, 0.05]) for _ in c.segments]
 
 
@@ -989,7 +999,7 @@ def gen_hostile(rng: random.Random, ctx: Ctx) -> Case:
             host, fid
         ).encode()
     elif kind == "no-host":
-        data = "GET /r/{0}/cl?n=1 HTTP/1.1\r\n\r\n".format(fid).encode()
+        data = "GET /r/{}/cl?n=1 HTTP/1.1\r\n\r\n".format(fid).encode()
     elif kind == "two-hosts":
         data = "GET /r/{1}/cl?n=1 HTTP/1.1\r\nHost: {0}\r\nHost: {0}\r\n\r\n".format(
             host, fid
@@ -1295,9 +1305,8 @@ def health_check(
 ) -> tuple[bool, str, float]:
     t0 = time.monotonic()
     req = (
-        "GET http://127.0.0.1:{0}/health HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\nConnection: close\r\n\r\n".format(
-            origin_port
-        )
+        "GET http://127.0.0.1:{0}/health HTTP/1.1\r\n"
+        "Host: 127.0.0.1:{0}\r\nConnection: close\r\n\r\n".format(origin_port)
     ).encode()
     try:
         with socket.create_connection(proxy, timeout=timeout) as s:
@@ -1467,7 +1476,10 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
         hang = args.hang_deadline or 10.0
     max_life = hang * 3 + 10
     print(
-        "fuzz: seed={} duration={}s concurrency={} proxy={}:{} pid={} origin={} echo={} workdir={}".format(
+        (
+            "fuzz: seed={} duration={}s concurrency={} proxy={}:{} pid={} "
+            "origin={} echo={} workdir={}"
+        ).format(
             seed,
             args.duration,
             args.concurrency,
@@ -1602,7 +1614,10 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
             last_print = now
             with lock:
                 print(
-                    "  t={:.0f}s connections={} anomalies={} health ok/failed={}/{} rss={} KiB fds={}".format(
+                    (
+                        "  t={:.0f}s connections={} anomalies={} health ok/failed={}/{} "
+                        "rss={} KiB fds={}"
+                    ).format(
                         now - t_start,
                         sum(stats["connections"].values()),
                         len(anomalies),
@@ -1731,7 +1746,10 @@ def print_report(r: dict, limit: float) -> None:
         + ", ".join("{}={}".format(k, v) for k, v in r["responses_by_status"].items())
     )
     print(
-        "clean closes        {} (no bytes, FIN); resets without a response {}; aborted mid-response {}".format(
+        (
+            "clean closes        {} (no bytes, FIN); resets without a response {}; "
+            "aborted mid-response {}"
+        ).format(
             r["outcomes"].get("clean-close", 0),
             r["outcomes"].get("reset", 0),
             r["outcomes"].get("aborted-mid-response", 0),
@@ -1752,7 +1770,10 @@ def print_report(r: dict, limit: float) -> None:
     for f in r["health_failures"][:10]:
         print("  - " + f)
     rk = r["rss_kib"]
-    fmt = lambda v: "-" if v is None else "{:.1f} MiB".format(v / 1024)
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else "{:.1f} MiB".format(v / 1024)
+
     print(
         "proxy RSS           start {} max {} end {} (growth limit {} MiB)".format(
             fmt(rk["start"]), fmt(rk["max"]), fmt(rk["end"]), limit

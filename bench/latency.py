@@ -284,7 +284,8 @@ def report(results, args):
             d = benchlib.median([r["direct"]["seconds"] for r in sess])
             p = benchlib.median([r["proxy"]["seconds"] for r in sess])
             out.append(
-                f"requests.Session, {args.session_requests} GETs (origin: head and body back to back), "
+                f"requests.Session, {args.session_requests} GETs "
+                "(origin: head and body back to back), "
                 f"whole run in seconds, median of {len(sess)} repeat(s)"
             )
             srows = []
@@ -407,10 +408,11 @@ def main(argv=None):
                 r = runSocketMode(mode, args, originPort, proxy)
                 results[mode].append(r)
                 print(
-                    f"  repeat {rep + 1} {modeTitle(mode, args)}: direct p50 {fmt(r['direct']['p50'])} "
+                    f"  repeat {rep + 1} {modeTitle(mode, args)}: "
+                    f"direct p50 {fmt(r['direct']['p50'])} "
                     f"p99 {fmt(r['direct']['p99'])}, proxy p50 {fmt(r['proxy']['p50'])} "
-                    f"p99 {fmt(r['proxy']['p99'])} ms, {r['proxy']['stalled']} of {r['proxy']['n']} "
-                    f"proxied >= 30 ms",
+                    f"p99 {fmt(r['proxy']['p99'])} ms, "
+                    f"{r['proxy']['stalled']} of {r['proxy']['n']} proxied >= 30 ms",
                     flush=True,
                 )
             if proxy.proc is not None and not proxy.proc.alive():

@@ -133,7 +133,8 @@ TABLES = [
         ],
     ),
     (
-        "Bulk and concurrency: (c) 64 KiB, (d) 100 MiB, (s) 100 MiB at 25 MiB/s, (e) 1000 connections",
+        "Bulk and concurrency: (c) 64 KiB, (d) 100 MiB, (s) 100 MiB at 25 MiB/s, "
+        "(e) 1000 connections",
         [
             ("c_mibps", "c MiB/s", "{:.0f}"),
             ("c_errors", "c err", "{:.0f}"),
@@ -311,7 +312,7 @@ class Origin:
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(prefix=p, host=LOOPBACK, port=self.port))
         # nginx workers run as an unprivileged user: they must read html/.
-        for root, dirs, files in os.walk(p):
+        for root, _dirs, files in os.walk(p):
             os.chmod(root, 0o755)
             for name in files:
                 os.chmod(os.path.join(root, name), 0o644)
@@ -423,7 +424,7 @@ class Row:
         except (OSError, ValueError) as e:
             tail = self.proc.logTail()
             self.stop()
-            raise RowUnavailable(f"a GET /1k through it failed ({e}); log: {tail[-600:]}")
+            raise RowUnavailable(f"a GET /1k through it failed ({e}); log: {tail[-600:]}") from e
 
     def stop(self):
         if self.proc is not None:
@@ -576,8 +577,8 @@ class TwistedWebRow(Row):
             import twisted
 
             self.version = twisted.__version__
-        except ImportError:
-            raise RowUnavailable("Twisted is not installed (pip install Twisted)")
+        except ImportError as e:
+            raise RowUnavailable("Twisted is not installed (pip install Twisted)") from e
 
     def argv(self, port):
         return [
@@ -701,7 +702,7 @@ class ProxyPyRow(Row):
                     capture_output=True,
                 )
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-                raise RowUnavailable(f"could not install proxy.py into {venv}: {e}")
+                raise RowUnavailable(f"could not install proxy.py into {venv}: {e}") from e
         self.exe = exe
         self.version = toolVersion([exe, "--version"], r"([\d.]+\S*)")
 
@@ -1025,7 +1026,7 @@ def measureRow(ctx, row):
         ensureAlive("(e) idle connections")
 
     # (d) one 100 MiB download and (s) the same read at 25 MB/s, fresh each.
-    for i in range(args.repeats):
+    for _ in range(args.repeats):
         row.restart()
         lightWarmUp(row)
         time.sleep(0.3)
@@ -1035,7 +1036,7 @@ def measureRow(ctx, row):
         add("d_peak_growth_mib", (peak - start) / 1024)
         log(f"  {row.name} (d) {mibps:.0f} MiB/s, RSS +{(peak - start) / 1024:.1f} MiB peak")
         ensureAlive("(d)")
-    for i in range(args.repeats):
+    for _ in range(args.repeats):
         row.restart()
         lightWarmUp(row)
         time.sleep(0.3)
@@ -1056,7 +1057,7 @@ def measureRow(ctx, row):
         ("b", "1k", 50, True),
         ("c", "64k", 50, False),
     ):
-        for i in range(args.repeats):
+        for _ in range(args.repeats):
             r = runWrk(ctx, row, name, conns, args.duration, close)
             extra["wrk"].setdefault(fig, []).append(r)
             if fig in ("a", "b"):
@@ -1082,7 +1083,7 @@ def measureRow(ctx, row):
                 f"{r['foreign_cpu_pct']:.0f}%/{r['foreign_load_cpu_pct']:.0f}%"
             )
             ensureAlive(f"({fig})")
-    for i in range(args.repeats):
+    for _ in range(args.repeats):
         rss0, _ = benchlib.treeMemory(row.measuredPid)
         r, start, end, peak = memoryDuring(
             row, lambda: runWrk(ctx, row, "1k", args.connections, args.duration)
@@ -1288,9 +1289,9 @@ def machineInfo():
         "cpus": os.cpu_count(),
         "cpu_model": next(
             (
-                l.split(":", 1)[1].strip()
-                for l in open("/proc/cpuinfo")
-                if l.startswith("model name")
+                line.split(":", 1)[1].strip()
+                for line in open("/proc/cpuinfo")
+                if line.startswith("model name")
             ),
             None,
         ),

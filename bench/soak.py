@@ -105,10 +105,10 @@ class Wire:
     def fill(self, n: int = 262144) -> None:
         try:
             d = self.s.recv(n)
-        except ConnectionResetError:
-            raise Ended("reset")
-        except TimeoutError:
-            raise Hang()
+        except ConnectionResetError as e:
+            raise Ended("reset") from e
+        except TimeoutError as e:
+            raise Hang() from e
         if not d:
             raise Ended("eof")
         self.buf += d
@@ -120,8 +120,8 @@ class Wire:
             return True
         except (BrokenPipeError, ConnectionResetError):
             return False
-        except TimeoutError:
-            raise Hang()
+        except TimeoutError as e:
+            raise Hang() from e
 
     def readable(self) -> bool:
         if self.buf:
@@ -680,9 +680,12 @@ class Soak:
                 if mode == "upload":
                     n = 4 * MiB
                     wire.send(
-                        "POST http://{0}/r/{1}/echo HTTP/1.1\r\nHost: {0}\r\nContent-Length: {2}\r\n\r\n".format(
-                            host, fid, n
-                        ).encode()
+                        (
+                            "POST http://{0}/r/{1}/echo HTTP/1.1\r\n"
+                            "Host: {0}\r\nContent-Length: {2}\r\n\r\n"
+                        )
+                        .format(host, fid, n)
+                        .encode()
                     )
                     wire.send(os.urandom(rng.randint(0, 512 * 1024)))
                 else:
@@ -736,9 +739,10 @@ class Soak:
             else:
                 fid = "slow"
                 host = "127.0.0.1:{}".format(self.slow)
-                req = "GET http://{0}/stall/{1} HTTP/1.1\r\nHost: {0}\r\nConnection: close\r\n\r\n".format(
-                    host, mode
-                ).encode()
+                req = (
+                    "GET http://{0}/stall/{1} HTTP/1.1\r\n"
+                    "Host: {0}\r\nConnection: close\r\n\r\n".format(host, mode).encode()
+                )
                 res, _ = exchange(wire, req, lambda h, c: Checker() if c is None else None)
                 what = "GET slow origin /stall/{}".format(mode)
                 if res.category == "ok":
@@ -761,7 +765,7 @@ class Soak:
             self.start_origin()
 
     def start_origin(self) -> None:
-        for attempt in range(20):
+        for _attempt in range(20):
             try:
                 self.origin = fp.start_server("origin", self.o, self.workdir)
                 self.managed.append(self.origin)
@@ -831,9 +835,10 @@ class Soak:
         fds_start = fp.fd_count(pid)
         rss_boot = fp.rss_kib(pid)
         print(
-            "soak: duration={}s seed={} proxy=127.0.0.1:{} pid={} origin={} slow={} echo={} workdir={}".format(
-                args.duration, args.seed, pport, pid, self.o, self.slow, self.e, self.workdir
-            ),
+            (
+                "soak: duration={}s seed={} proxy=127.0.0.1:{} pid={} origin={} slow={} "
+                "echo={} workdir={}"
+            ).format(args.duration, args.seed, pport, pid, self.o, self.slow, self.e, self.workdir),
             flush=True,
         )
         self.t0 = time.monotonic()
@@ -997,7 +1002,10 @@ def print_report(r: dict) -> None:
         )
     m = r["rss_mib"]
     print(
-        "RSS (MiB)            boot {} start {} middle {} end {} max {}; growth after warm-up {} MiB".format(
+        (
+            "RSS (MiB)            boot {} start {} middle {} end {} max {}; "
+            "growth after warm-up {} MiB"
+        ).format(
             m["boot"],
             m["start_after_warmup"],
             m["middle"],

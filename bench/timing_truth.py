@@ -388,7 +388,7 @@ def matchClientRuns(kind, windows, conns, skipFirst, problems):
                 "in that window; window skipped"
             )
             continue
-        for i, (run, (c, idx, x)) in enumerate(zip(runs, found)):
+        for i, (run, (c, idx, x)) in enumerate(zip(runs, found, strict=True)):
             if "local_port" in run and run["local_port"] != c.clientPort:
                 problems.append(
                     f"{kind}: curl's local port {run['local_port']} is not the wire's "
@@ -431,7 +431,8 @@ def isoToNs(text):
 
 
 RECORD_MARKS = [
-    # (record mark, what the wire event is, function(client conn, exchange, upstream conn, upstream exchange))
+    # (record mark, what the wire event is,
+    #  function(client conn, exchange, upstream conn, upstream exchange))
     (
         "accepted",
         "client's handshake ACK, on the proxy's port (first transaction of a connection)",

@@ -222,7 +222,8 @@ class NoProxyTests(NetworkTestsMixin, SynchronousTestCase):
         self.assertTrue(lines[1].startswith("Request has been sent: GET /x HTTP/1.1"))
         self.assertEqual(
             lines[-1],
-            "Physical MAC Address: 02:00:00:00:00:01 (eth0, default route; the server is on loopback)",
+            "Physical MAC Address: 02:00:00:00:00:01 "
+            "(eth0, default route; the server is on loopback)",
         )
 
     def test_json(self) -> None:

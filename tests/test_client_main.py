@@ -204,7 +204,8 @@ class RunClientUsageTests(SynchronousTestCase):
         self.assertEqual(
             err,
             "proxyclient: Could not connect to the proxy at 127.0.0.1:8080: connection refused. "
-            "Is `twistd -n proxyserver` running there? (--proxy HOST:PORT chooses another proxy.)\n",
+            "Is `twistd -n proxyserver` running there? "
+            "(--proxy HOST:PORT chooses another proxy.)\n",
         )
         # No connection, no MAC line; nothing else either.
         self.assertEqual(out, "")
@@ -381,7 +382,8 @@ class ScriptTests(SynchronousTestCase):
         self.assertEqual(result.stdout, "")
         self.assertEqual(
             result.stderr,
-            "proxyclient: --count must be a positive whole number, not 'x'\nTry 'proxyclient --help'.\n",
+            "proxyclient: --count must be a positive whole number, not 'x'\n"
+            "Try 'proxyclient --help'.\n",
         )
 
     def test_noGlobalReactorOnImport(self) -> None:

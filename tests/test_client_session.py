@@ -60,7 +60,8 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         stamp = "  [12:34:56.123]"
         self.assertEqual(
             lines[0],
-            "Request has been sent: GET http://93.184.216.34/ HTTP/1.1\\r\\nHost: 93.184.216.34\\r\\n"
+            "Request has been sent: GET http://93.184.216.34/ HTTP/1.1\\r\\n"
+            "Host: 93.184.216.34\\r\\n"
             "User-Agent: " + USER_AGENT + "\\r\\nAccept: */*\\r\\n\\r\\n" + stamp,
         )
         self.assertEqual(
@@ -88,7 +89,8 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
             timing,
             [
                 "  proxy connect             0.000 ms  time_connect=0.000000",
-                "  request sent              0.000 ms  time_pretransfer=0.000000 time_posttransfer=0.000000",
+                "  request sent              0.000 ms  "
+                "time_pretransfer=0.000000 time_posttransfer=0.000000",
                 "  first response byte     250.000 ms  time_starttransfer=0.250000",
                 "  response complete         0.000 ms  time_total=0.250000",
                 "  total                   250.000 ms",
@@ -319,7 +321,8 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
 
         def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
             proto.transport.write(
-                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it"
+                b"HTTP/1.1 100 Continue\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it"
             )
             proto.transport.loseConnection()
 
@@ -354,7 +357,8 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         self.assertRegex(lines[3], r"\ARun 3/3: .*, reused connection\Z")
         self.assertEqual(
             lines[4],
-            "Statistics over 3 of 3 runs on 1 connection (median: middle value; p90: nearest rank):",
+            "Statistics over 3 of 3 runs on 1 connection "
+            "(median: middle value; p90: nearest rank):",
         )
         self.assertEqual(lines[5].split(), ["phase", "(ms)", "min", "mean", "median", "p90", "max"])
         self.assertEqual(

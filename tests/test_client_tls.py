@@ -61,7 +61,8 @@ class HTTPSTests(NetworkTestsMixin, SynchronousTestCase):
         lines = out.splitlines()
         self.assertEqual(
             lines[0],
-            "Tunnel has been opened: CONNECT localhost:%d HTTP/1.1 -> HTTP/1.1 200 Connection established"
+            "Tunnel has been opened: CONNECT localhost:%d HTTP/1.1 -> "
+            "HTTP/1.1 200 Connection established"
             "  [12:34:56.123]" % (port,),
         )
         self.assertTrue(lines[1].startswith("Request has been sent: GET /a HTTP/1.1\\r\\n"))

@@ -184,7 +184,8 @@ class ReadTests(ConfigDirMixin, SynchronousTestCase):
             ),
             (
                 'max-body = "lots"',
-                f'{p}: max-body = "lots": expected a size in bytes, optionally followed by k, M or G',
+                f'{p}: max-body = "lots": expected a size in bytes, '
+                "optionally followed by k, M or G",
             ),
             ('forwarded = "maybe"', f'{p}: forwarded = "maybe": expected one of off, xff, rfc7239'),
             (

@@ -151,7 +151,8 @@ class HitTests(SynchronousTestCase):
     def test_onlyIfCachedMiss(self) -> None:
         h = CacheHarness()
         data, opened = h.fetch(
-            b"GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\nCache-Control: only-if-cached\r\n\r\n",
+            b"GET http://a.test/x HTTP/1.1\r\n"
+            b"Host: a.test\r\nCache-Control: only-if-cached\r\n\r\n",
             None,
         )
         self.assertEqual(opened, 0)
@@ -311,7 +312,8 @@ class StaleTests(SynchronousTestCase):
         lines, _ = headAndBody(upTransport.value())
         self.assertEqual(field(lines, b"if-none-match"), b'"a"')
         up.dataReceived(
-            b'HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nETag: "b"\r\nContent-Length: 5\r\n\r\nworld'
+            b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n"
+            b'ETag: "b"\r\nContent-Length: 5\r\n\r\nworld'
         )
         again, opened = h.fetch(answer=None)
         self.assertEqual(opened, 0)

@@ -134,15 +134,14 @@ class FramingAssertions:
         """
         error = None
         for how, pieces in deliveries(data):
-            parser = makeParser()
 
-            def feedAll() -> None:
+            def feedAll(parser: Any, pieces: list[bytes]) -> None:
                 for piece in pieces:
                     parser.feed(piece)
                 if eof:
                     parser.feedEOF()
 
-            error = self.assertRaises(ProxyError, feedAll)
+            error = self.assertRaises(ProxyError, feedAll, makeParser(), pieces)
             self.assertEqual(error.status, status, "{}: {!r}".format(how, error))
             if proxyStatus is not None:
                 self.assertEqual(error.proxyStatus, proxyStatus, "{}: {!r}".format(how, error))
@@ -1210,13 +1209,12 @@ class ResponseRejectionTests(SynchronousTestCase, FramingAssertions):
         data = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 65536 + b"\r\n\r\n"
         for method in [b"GET", b"HEAD", b"CONNECT"]:
             for split in [len(data), 1, 30000, len(data) - 2]:
-                parser = responseParser(method)()
 
-                def feed() -> None:
+                def feed(parser: ResponseParser, split: int) -> None:
                     parser.feed(data[:split])
                     parser.feed(data[split:])
 
-                e = self.assertRaises(ProxyError, feed)
+                e = self.assertRaises(ProxyError, feed, responseParser(method)(), split)
                 self.assertEqual(
                     (e.status, e.proxyStatus),
                     (502, "http_response_header_section_size"),

@@ -17,6 +17,7 @@ quick.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -115,7 +116,7 @@ def ourRequests(data: bytes, splits: list[int]) -> tuple[list[Message], bool]:
     messages: list[Message] = []
     bounds = [0] + sorted(set(splits)) + [len(data)]
     try:
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             for e in parser.feed(data[a:b]):
                 addEvent(messages, e)
     except ProxyError:
@@ -155,7 +156,7 @@ def ourResponse(method: bytes, data: bytes, splits: list[int]) -> tuple[list[Mes
     messages: list[Message] = []
     bounds = [0] + sorted(set(splits)) + [len(data)]
     try:
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             for e in parser.feed(data[a:b]):
                 addEvent(messages, e)
         for e in parser.feedEOF():
@@ -336,7 +337,7 @@ def bodies(draw: Any) -> tuple[list[tuple[bytes, bytes]], bytes, list[tuple[byte
     if framing == "length":
         return [(b"Content-Length", b"%d" % len(body))], body, []
     cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=3)))
-    pieces = [body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)]) if body[a:b]]
+    pieces = [body[a:b] for a, b in itertools.pairwise([0, *cuts, len(body)]) if body[a:b]]
     wire = b""
     for p in pieces:
         ext = draw(st.sampled_from([b"", b";a=b", b";x", b';q="v w"']))
@@ -540,7 +541,8 @@ class RequestDifferentialTests(SynchronousTestCase):
             b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
             b"\rGET / HTTP/1.1\r\nHost: h\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\n"
+            b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         ]:
             self.assertIsNotNone(justifiedAcceptance(data), data)
             self.assertEqual(ourRequests(data, [])[1], False, data)

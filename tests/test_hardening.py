@@ -285,7 +285,8 @@ class SmugglingTests(SynchronousTestCase):
         proto, client = h.client()
         proto.dataReceived(
             b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\n\r\nabc"
-            b"GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+            b"GET http://a.test/x HTTP/1.1\r\n"
+            b"Host: a.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
         )
         up, upTransport = h.connect()
         sent = upTransport.value()

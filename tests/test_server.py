@@ -244,7 +244,8 @@ class ErrorTests(SynchronousTestCase):
         proto, client = h.client()
         proto.dataReceived(
             b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET http://a.test/smuggled HTTP/1.1\r\n\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            b"GET http://a.test/smuggled HTTP/1.1\r\n\r\n"
         )
         self.assertError(client.value(), b"400", b"http_request_error")
         self.assertTrue(client.disconnecting)
@@ -858,7 +859,8 @@ class TransactionRecordTests(SynchronousTestCase):
         proto, client = h.client()
         h.clock.advance(0.5)
         proto.dataReceived(
-            b"POST http://a.test/up HTTP/1.1\r\nHost: a.test\r\nCookie: k=v\r\nContent-Length: 3\r\n\r\nabc"
+            b"POST http://a.test/up HTTP/1.1\r\n"
+            b"Host: a.test\r\nCookie: k=v\r\nContent-Length: 3\r\n\r\nabc"
         )
         h.clock.advance(0.25)
         up, upTransport = h.connect()

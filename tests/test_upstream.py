@@ -184,14 +184,14 @@ class PoolCapTests(SynchronousTestCase):
         h.pool.minIdlePerHost = 2
         h.pool.idleTimeout = 60
         clients = [h.client() for _ in range(6)]
-        for proto, client in clients:
+        for proto, _client in clients:
             proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         ups = [h.connect()[0] for _ in range(6)]
         for up in ups:
             up.dataReceived(OK)
         self.assertEqual(h.pool.idleCount(), 6)
         # The next round reuses them all.
-        for proto, client in clients:
+        for proto, _client in clients:
             proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         self.assertEqual(h.attempts, [])
         self.assertEqual(h.pool.opened, 6)

@@ -324,7 +324,8 @@ class FramingIsOursTests(SynchronousTestCase):
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         up, upTransport = h.connect()
         up.dataReceived(
-            b"HTTP/1.1 200 OK\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\n"
+            b"Connection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5\r\nhello\r\n0\r\n\r\n"
         )
         head, _, body = client.value().partition(b"\r\n\r\n")
@@ -431,9 +432,8 @@ class LoopbackWireTests(ProxyTestMixin, TestCase):
         port = earlyPort.getHost().port
         size = 8 * 1024 * 1024
         client = RawClient(
-            b"POST http://127.0.0.1:%d/up HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: %d\r\n\r\n"
-            % (port, port, size)
-            + b"x" * size
+            b"POST http://127.0.0.1:%d/up HTTP/1.1\r\n"
+            b"Host: 127.0.0.1:%d\r\nContent-Length: %d\r\n\r\n" % (port, port, size) + b"x" * size
         )
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), client)
         data = await client.done

@@ -431,9 +431,8 @@ class RequestParser(_HeadCollector):
         if v == b"1.1":
             if hosts != 1:
                 raise BadRequest(
-                    "An HTTP/1.1 request must have exactly one Host header field; it has {}.".format(
-                        hosts
-                    )
+                    "An HTTP/1.1 request must have exactly one Host header field; "
+                    "it has {}.".format(hosts)
                 )
         self._events.append(
             RequestHead(
@@ -569,12 +568,12 @@ class RequestParser(_HeadCollector):
             self.trailingData = data[e.args[0] :]
         except HttpParserCallbackError as e:
             self._raiseFromCallback(e)
-        except HttpParserInvalidMethodError:
+        except HttpParserInvalidMethodError as e:
             if self._lineBytes is not None and not self._events:
                 return self._feedUnknownMethod(self._lineBytes)
-            raise BadRequest("The request method is not a valid token.")
+            raise BadRequest("The request method is not a valid token.") from e
         except HttpParserError as e:
-            raise BadRequest("Malformed request: {}.".format(str(e).rstrip(".")))
+            raise BadRequest("Malformed request: {}.".format(str(e).rstrip("."))) from e
         self._checkHeadSize()
         events = self._events
         self._events = []
@@ -604,8 +603,9 @@ class RequestParser(_HeadCollector):
     def _raiseFromCallback(self, e: Exception) -> None:
         cause = e.__context__
         if isinstance(cause, ProxyError):
-            raise cause
-        raise BadRequest("Malformed request: {}.".format(cause or e))
+            # Our own error, raised in a callback: llhttp's wrapper adds nothing.
+            raise cause from None
+        raise BadRequest("Malformed request: {}.".format(cause or e)) from e
 
     def resume(self) -> list:
         """
@@ -835,10 +835,11 @@ class ResponseParser(_HeadCollector):
                 self.keepAlive = False
                 return
             if isinstance(cause, ProxyError):
-                raise cause
-            raise self._malformed(cause or e)
+                # Our own error, raised in a callback: llhttp's wrapper adds nothing.
+                raise cause from None
+            raise self._malformed(cause or e) from e
         except HttpParserError as e:
-            raise self._malformed(e)
+            raise self._malformed(e) from e
         self._checkHeadSize()
 
     def _malformed(self, e: object) -> ProxyError:

@@ -55,7 +55,8 @@ CACHE_COUNTERS: tuple[tuple[str, str, str], ...] = (
     (
         "hits",
         "twisted_proxy_cache_hits",
-        "Requests answered from the cache without contacting the origin (fresh responses and 304s).",
+        "Requests answered from the cache without contacting the origin "
+        "(fresh responses and 304s).",
     ),
     (
         "staleHits",
