@@ -654,6 +654,22 @@ class TunnelTests(SynchronousTestCase):
         self.assertTrue(client.value().endswith(b"server bytes"))
         self.assertEqual(h.pool.idleCount(), 0)
 
+    def test_connectionLostDefaultReason(self) -> None:
+        """
+        C{connectionLost()} with C{IProtocol}'s default reason (a clean
+        close) ends a tunnel like a clean close: the upstream connection is
+        closed, not aborted.  (The default used to be L{None}, which the
+        tunnel could not read.)
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"CONNECT secure.test:443 HTTP/1.1\r\nHost: secure.test:443\r\n\r\n")
+        up, upTransport = h.connect(peer=("93.184.216.34", 443))
+        proto.connectionLost()
+        self.assertTrue(upTransport.disconnecting)
+        self.assertFalse(upTransport.disconnected)
+        self.assertEqual(proto.state, "CLOSED")
+
     def test_connectPortNotAllowed(self) -> None:
         h = Harness()
         proto, client = h.client()

@@ -18,8 +18,10 @@ from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from .proxy.config import ProxyConfig
 from .proxy.factory import ProxyFactory
@@ -28,6 +30,7 @@ from .proxy.upstream import UpstreamPool
 __all__ = ["FakeEndpoint", "Harness"]
 
 
+@implementer(IStreamClientEndpoint)
 class FakeEndpoint:
     """
     An endpoint whose connection attempts the test completes or fails

@@ -167,7 +167,7 @@ def _parse(description: str, factory: Any) -> _Parsed:
     failures: list[Any] = []
     d.addErrback(failures.append)
     if failures and failures[0].check(_Parsed):
-        return failures[0].value  # type: ignore[no-any-return]
+        return failures[0].value
     if failures and failures[0].check(ValueError):
         raise failures[0].value
     if failures:

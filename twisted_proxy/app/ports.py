@@ -76,7 +76,7 @@ def bindAll(listeners: list[Listener], maxConnections: int) -> list[Listener]:
     @raise ListenError: if one cannot be opened; the others are closed again.
     """
     backlog = listenBacklog(maxConnections)
-    bound = []
+    bound: list[Listener] = []
     for listener in listeners:
         try:
             listener.bind(backlog)

@@ -22,6 +22,7 @@ daemonizes, so a port that cannot be opened is reported on the terminal.
 
 from __future__ import annotations
 
+import functools
 import signal
 from typing import TYPE_CHECKING, Any
 
@@ -186,7 +187,7 @@ class ProxyService(MultiService):
         if not self.running:
             return
         for signum in STOP_SIGNALS:
-            self.signals.install(signum, lambda signum=signum: self.stopSignal(signum))
+            self.signals.install(signum, functools.partial(self.stopSignal, signum))
 
     def stopSignal(self, signum: int) -> None:
         """

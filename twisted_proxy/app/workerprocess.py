@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService
 from twisted.internet import error as ierror
-from twisted.logger import Logger, eventAsJSON
+from twisted.internet.interfaces import IReactorFromThreads, IReadDescriptor
+from twisted.logger import ILogObserver, Logger, eventAsJSON
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from .listening import Listener
 from .runtime import ProxyRuntime, StartupError, raiseFileLimit
@@ -43,6 +45,7 @@ _log = Logger()
 WORKER_IGNORES = {signal.SIGINT, signal.SIGHUP, signal.SIGUSR1}
 
 
+@implementer(IReadDescriptor)
 class _Commands:
     """
     Reads the parent's commands from standard input (an C{IReadDescriptor}
@@ -225,6 +228,7 @@ def _keepSocketFile(port: Any) -> None:
     port.connectionLost = connectionLost
 
 
+@implementer(ILogObserver)
 class _JSONRelay:
     """
     The worker's log observer: events the parent shows or records, as JSON
@@ -307,13 +311,16 @@ def main(argv: list[str] | None = None) -> None:
         worker.start()
         commands.feed(rest)
         reactor.addReader(commands)
+        fromThreads = IReactorFromThreads(reactor)
         signal.signal(
             signal.SIGTERM,
-            lambda *a: reactor.callFromThread(worker.stop, None, "SIGTERM"),
+            lambda *a: fromThreads.callFromThread(worker.stop, None, "SIGTERM"),
         )
 
     reactor.callWhenRunning(running)
-    reactor.run(installSignalHandlers=False)
+    # Every Twisted reactor's run() takes installSignalHandlers; IReactorCore,
+    # the reactor's declared type, does not list it.
+    reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]
     relay.writer.stopBuffering()
 
 

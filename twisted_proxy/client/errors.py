@@ -126,8 +126,9 @@ def tlsFailure(reason: Failure, host: str) -> ClientError:
                 host, detail, advice
             )
         )
-    if reason.check(SSL.Error):
-        errors = reason.value.args[0] if reason.value.args else []
+    value = reason.value
+    if isinstance(value, SSL.Error):
+        errors = value.args[0] if value.args else []
         texts = [e[2] for e in errors if isinstance(e, tuple) and len(e) == 3]
         detail = "; ".join(texts) or detail
         if "certificate verify failed" in detail:

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from twisted_proxy.http.framing import ResponseHead
 
@@ -33,6 +33,7 @@ from .session import PREVIEW_BYTES, Reporter, Session
 from .stats import summarize
 
 __all__ = [
+    "TextOutput",
     "TextReporter",
     "JSONReporter",
     "bodyPreview",
@@ -40,6 +41,18 @@ __all__ = [
     "clockTime",
     "isoTime",
 ]
+
+
+class TextOutput(Protocol):
+    """
+    Where a reporter writes its report: standard output, or the guarded
+    standard output of C{proxyclient} (L{twisted_proxy.client.main.GuardedOutput}).
+    """
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> object: ...
+
 
 _PREVIEW_LINES = 10
 
@@ -139,7 +152,7 @@ class TextReporter(Reporter):
     def __init__(
         self,
         config: Config,
-        out: TextIO,
+        out: TextOutput,
         err: TextIO,
         wallClock: Callable[[], float] = time.time,
     ) -> None:
@@ -264,7 +277,9 @@ class TextReporter(Reporter):
             if value is None:
                 continue
             names = curlFor.get(key, [])
-            variables = " ".join("{}={:.6f}".format(n, curl[n]) for n in names)
+            variables = " ".join(
+                "{}={:.6f}".format(n, v) for n in names if (v := curl[n]) is not None
+            )
             self._write("  {:<20} {:>10.3f} ms  {}".format(label, value, variables).rstrip())
         self._write(
             "  http_code={http_code} size_download={size_download} "
@@ -288,8 +303,9 @@ class TextReporter(Reporter):
             printable(run.head.reason.decode("latin-1")),
             run.bodyBytes,
         )
-        if run.complete:
-            line += "{:.3f} ms".format(run.phasesMs()["total"])
+        total = run.phasesMs()["total"] if run.complete else None
+        if total is not None:
+            line += "{:.3f} ms".format(total)
         else:
             line += state
         line += ", " + ("new connection" if run.newConnection else "reused connection")
@@ -299,9 +315,9 @@ class TextReporter(Reporter):
             self._write(
                 "  "
                 + "  ".join(
-                    "{} {:.3f}".format(key, phases[key])
+                    "{} {:.3f}".format(key, value)
                     for key, _ in PHASES
-                    if phases[key] is not None
+                    if (value := phases[key]) is not None
                 )
                 + " (ms)"
             )
@@ -382,7 +398,7 @@ class JSONReporter(Reporter):
     runs.
     """
 
-    def __init__(self, config: Config, out: TextIO, err: TextIO, session: Session) -> None:
+    def __init__(self, config: Config, out: TextOutput, err: TextIO, session: Session) -> None:
         self._config = config
         self._out = out
         self._err = err

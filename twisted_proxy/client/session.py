@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLContextFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
@@ -318,9 +319,11 @@ class Session:
             self.env.interfaceTable()
         creator = self.config.tlsCreator
         with contextlib.suppress(Exception):
-            if hasattr(creator, "clientConnectionForTLS"):
-                creator.clientConnectionForTLS(None)
-            elif hasattr(creator, "getContext"):
+            if IOpenSSLClientConnectionCreator.providedBy(creator):
+                # Twisted's creator ignores the protocol but for its
+                # handshake callbacks, which this connection never runs.
+                creator.clientConnectionForTLS(None)  # type: ignore[arg-type]
+            elif IOpenSSLContextFactory.providedBy(creator):
                 creator.getContext()
         self.reporter.prepare()
         if not isAddress(self.config.route.host) and not self._stopping:

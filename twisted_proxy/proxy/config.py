@@ -222,8 +222,8 @@ class ProxyConfig:
         """
         return self.reverse is not None or bool(self.reverseHosts)
 
-    def replace(self, **changes: object) -> ProxyConfig:
+    def replace(self, **changes: Any) -> ProxyConfig:
         """
         A copy with C{changes} (checked like any new configuration).
         """
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)

@@ -87,6 +87,7 @@ from .cache import (
     CachedBody,
     CacheLookup,
     CacheWriter,
+    HTTPCache,
 )
 from .generated import Generated, errorResponse, maxForwards, maxForwardsResponse
 from .parent import ParentConnectProtocol, ParentProxy
@@ -189,7 +190,7 @@ class Exchange:
     _forward: RequestHead | None = None
     _writer: CacheWriter | None = None
     _served: CachedBody | None = None
-    _serveAtEnd: tuple[ResponseHead, CachedBody | None] | None = None
+    _serveAtEnd: tuple[ResponseHead | None, CachedBody | None] | None = None
     _requestTime = 0.0
 
     def __init__(
@@ -215,6 +216,17 @@ class Exchange:
     @property
     def state(self) -> str:
         return self._state
+
+    @property
+    def _cache(self) -> HTTPCache:
+        """
+        The cache of the current lookup.  There is a lookup only when the
+        factory has a cache (L{_lookUpCache}), and a factory keeps the cache
+        it was built with (a reload reconfigures it, never replaces it).
+        """
+        cache = self.factory.cache
+        assert cache is not None, "a cache lookup without a cache"
+        return cache
 
     @property
     def finished(self) -> bool:
@@ -310,7 +322,7 @@ class Exchange:
             authority = origin.authority
         return Target("http", origin.host, origin.port, target.path, authority)
 
-    def _verified(self, result: object, credentials: bytes) -> None:
+    def _verified(self, result: object, credentials: bytes | None) -> None:
         self.conn.resumeReading("auth")
         if self._state != AUTHORIZING:
             return
@@ -358,19 +370,22 @@ class Exchange:
         self.record.cacheStatus = lookup.verdict
         outcome = lookup.outcome
         if outcome == FRESH_HIT or outcome == NOT_MODIFIED:
-            self._serveFromCache(lookup.head, lookup.body)  # type: ignore[arg-type]
+            self._serveFromCache(lookup.head, lookup.body)
         elif outcome == STALE_WHILE_REVALIDATE:
             if lookup.background is not None:
-                BackgroundRevalidation(self.factory, lookup.background, self.parent).start()
-            self._serveFromCache(lookup.head, lookup.body)  # type: ignore[arg-type]
+                BackgroundRevalidation(
+                    self.factory, self._cache, lookup.background, self.parent
+                ).start()
+            self._serveFromCache(lookup.head, lookup.body)
         elif outcome == COLLAPSED:
             # The same response is on its way for another request: wait
             # for it (bounded), then look again.
             self._state = WAITING
             lookup.wait(self._collapseEnded)
-            self._deadline.set(self.factory.cache.config.collapseTimeout, self._collapseTimedOut)
+            self._deadline.set(self._cache.config.collapseTimeout, self._collapseTimedOut)
         elif outcome == ONLY_IF_CACHED_MISS:
-            self.fail(lookup.error)  # type: ignore[arg-type]
+            assert lookup.error is not None  # this outcome's answer is its error
+            self.fail(lookup.error)
         else:
             self._forward = lookup.forward
             self._connect()
@@ -388,13 +403,17 @@ class Exchange:
         if self._state != WAITING or self._lookup is None:
             return
         self._deadline.clear()
-        self._useLookup(self.factory.cache.lookupAgain(self._lookup))
+        self._useLookup(self._cache.lookupAgain(self._lookup))
 
-    def _serveFromCache(self, head: ResponseHead, body: CachedBody | None) -> None:
+    def _serveFromCache(self, head: ResponseHead | None, body: CachedBody | None) -> None:
         """
         Send a response from the cache: its head now, its body streamed
         from the store (the client transport pausing it as needed).
+
+        @param head: the head of the lookup or decision that said to serve
+            from the cache; only an outcome that serves nothing has none.
         """
+        assert head is not None, "served from the cache without a head"
         self._deadline.clear()
         self._state = SERVING
         client = self.head
@@ -424,7 +443,9 @@ class Exchange:
             self._finish(close)
             return
         self._served = body
-        self._transport.registerProducer(body, True)
+        # A CachedBody is a push producer by its shape: the cache package,
+        # pure, cannot import twisted.internet to declare IPushProducer.
+        self._transport.registerProducer(body, True)  # type: ignore[arg-type]
         self._armStall(self.config.responseBodyTimeout)
         body.start(_ToClient(self))
 
@@ -683,7 +704,7 @@ class Exchange:
         )
         lookup = self._lookup
         if lookup is not None:
-            decision = factory.cache.responseReceived(
+            decision = self._cache.responseReceived(
                 lookup, head, self._requestTime, self._clock.seconds()
             )
             self.record.cacheStatus = decision.verdict
@@ -695,12 +716,14 @@ class Exchange:
                 # origin failed and a stale one may be served).
                 if head.noBody:
                     # The upstream response ends right here: serve at its end.
-                    self._serveAtEnd = (decision.head, decision.body)  # type: ignore[assignment]
+                    self._serveAtEnd = (decision.head, decision.body)
                 else:
                     self._dropUpstream()
-                    self._serveFromCache(decision.head, decision.body)  # type: ignore[arg-type]
+                    self._serveFromCache(decision.head, decision.body)
                 return
-            head = decision.head  # type: ignore[assignment]
+            # The upstream head, with the cache's fields added.
+            assert decision.head is not None  # only an error decision has no head
+            head = decision.head
             self._writer = decision.writer
         if head.noBody:
             mode = "none"
@@ -741,6 +764,8 @@ class Exchange:
         # read (readDone, responseEnd), in one write: a head with the body
         # bytes that came with it leaves in one segment.
         self._held = [data]
+        # The upstream connection is the body's producer (FORWARDING has one).
+        assert self.upstream is not None
         transport.registerProducer(self.upstream, True)
         self._armStall(self.config.responseBodyTimeout)
 
@@ -1006,7 +1031,7 @@ class Exchange:
                 if proto is not None and proto.paused
                 else "the destination stopped sending the response body"
             )
-            error = GatewayTimeout(
+            error: ProxyError = GatewayTimeout(
                 "No progress for {} seconds: {}.".format(seconds, who),
                 proxyStatus="connection_read_timeout",
             )
@@ -1092,11 +1117,11 @@ class Exchange:
         """
         lookup = self._lookup
         if lookup is not None:
-            decision = self.factory.cache.upstreamFailed(lookup)
+            decision = self._cache.upstreamFailed(lookup)
             if decision is not None:
                 self.record.cacheStatus = decision.verdict
                 if decision.error is None:
-                    self._serveFromCache(decision.head, decision.body)  # type: ignore[arg-type]
+                    self._serveFromCache(decision.head, decision.body)
                     return
                 error = decision.error
         self.fail(error)
@@ -1165,7 +1190,7 @@ class Exchange:
             self._lookup = None
             self._writer = None
             lookup.cancelWait()
-            self.factory.cache.finished(lookup)
+            self._cache.finished(lookup)
 
     def abandon(self, why: str) -> None:
         """

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorThreads, IReactorTime
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -29,7 +29,7 @@ from .exchange import Exchange
 from .generated import errorResponse
 from .parent import ParentProxy
 from .server import ProxyServerProtocol, fillRecordRequest
-from .tcp import setNoDelay
+from .tcp import IStreamTransport, setNoDelay
 from .upstream import UpstreamPool
 
 __all__ = ["ProxyFactory", "Refuser"]
@@ -87,13 +87,11 @@ class ProxyFactory(Factory):
         self.transactionDetail = transactionDetail
         self.connectionIdPrefix = connectionIdPrefix
         self.cache = cache
-        getThreadPool = getattr(clock, "getThreadPool", None)
-        if getThreadPool is not None:
-            self.runInThread: Callable[..., Deferred[Any]] = lambda f, *args: deferToThreadPool(
-                clock,
-                getThreadPool(),
-                f,
-                *args,  # type: ignore[arg-type]
+        self.runInThread: Callable[..., Deferred[Any]]
+        if IReactorThreads.providedBy(clock):
+            reactor = clock
+            self.runInThread = lambda f, *args: deferToThreadPool(
+                reactor, reactor.getThreadPool(), f, *args
             )
         else:
             # A test clock has no threads: run it in place.
@@ -246,6 +244,7 @@ class Refuser(Protocol):
     """
 
     _log = Logger()
+    transport: IStreamTransport
     waitForRequest = 1.0
 
     _answered = False
@@ -328,7 +327,7 @@ class Refuser(Protocol):
         self._timer = None
         self.transport.loseConnection()
 
-    def connectionLost(self, reason: Failure | None = None) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._timer is not None:
             if self._timer.active():
                 self._timer.cancel()

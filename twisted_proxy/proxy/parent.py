@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from ..http.errors import BadGateway, ProxyError
 from ..http.framing import ResponseHead, ResponseParser, serializeRequestHead
-from .tcp import setNoDelay
+from .tcp import IStreamTransport, setNoDelay
 
 __all__ = ["ParentConnectProtocol", "ParentProxy"]
 
@@ -88,6 +88,7 @@ class ParentConnectProtocol(Protocol):
         nonsense).
     """
 
+    transport: IStreamTransport
     _state = "CONNECTING"
 
     def __init__(self, tunnel, authority: bytes, authorization: bytes | None, via: bytes) -> None:

@@ -158,6 +158,13 @@ def _histogramFamily(name: str, documentation: str, histogram: Histogram) -> His
     return family
 
 
+def _returning(pid: int) -> Callable[[], int]:
+    """
+    A function that returns C{pid} (what L{ProcessCollector} asks for).
+    """
+    return lambda: pid
+
+
 class WorkerProcessCollector(Collector):
     """
     The worker processes' C{process_*} metrics, read from C{/proc/PID} by
@@ -178,7 +185,7 @@ class WorkerProcessCollector(Collector):
             if collector is None:
                 collector = ProcessCollector(
                     namespace="twisted_proxy_worker",
-                    pid=lambda pid=pid: pid,  # type: ignore[misc]
+                    pid=_returning(pid),
                     proc=self._proc,
                     registry=None,
                 )

@@ -15,7 +15,8 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TypeVar
+from enum import Enum
+from typing import Literal, TypeVar
 
 from passlib.context import CryptContext
 
@@ -34,8 +35,14 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 DEFAULT_REALM = "twisted-proxy"
-# Htpasswd._lookup: the caches do not know these credentials.
-_UNKNOWN = object()
+
+
+class _Known(Enum):
+    # Htpasswd._lookup: the caches do not know these credentials.
+    UNKNOWN = "unknown"
+
+
+_UNKNOWN: Literal[_Known.UNKNOWN] = _Known.UNKNOWN
 
 
 class UnsupportedScheme(ValueError):
@@ -257,7 +264,7 @@ class Htpasswd:
         """
         user, digest, entry, known = self._lookup(rawUser, rawPassword)
         if known is not _UNKNOWN:
-            return user, known  # type: ignore[return-value]
+            return user, known
         if entry is None:
             if self._timingEntry is not None:
                 self._verify(rawPassword, self._timingEntry)
@@ -282,7 +289,7 @@ class Htpasswd:
 
     def _lookup(
         self, rawUser: bytes, rawPassword: bytes
-    ) -> tuple[str, bytes, _Entry | None, object]:
+    ) -> tuple[str, bytes, _Entry | None, str | None | Literal[_Known.UNKNOWN]]:
         """
         What the caches already know about these credentials.
 
