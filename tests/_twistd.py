@@ -12,6 +12,7 @@ import sys
 import tempfile
 
 from twisted.internet import defer, reactor
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
@@ -34,6 +35,8 @@ class TwistdProcess(ProcessProtocol):
     """
     C{twistd} in a subprocess: its output, line by line, and its end.
     """
+
+    transport: IProcessTransport
 
     def __init__(self) -> None:
         self.output = ""

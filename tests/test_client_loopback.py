@@ -27,26 +27,25 @@ from tests._client import (
     ok,
     writeCA,
 )
+from tests._loopback import listenLocal, portNumber
+from tests._typing import TestCaseMixin
 from twisted_proxy.client.main import runClient
 
 
-class LoopbackTestsMixin:
+class LoopbackTestsMixin(TestCaseMixin):
     """
     Listen on 127.0.0.1 and run the client against it with real sockets.
     """
 
     def listen(self, factory: Factory, tls: Any = None) -> int:
-        if tls is None:
-            port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        else:
-            port = reactor.listenSSL(0, factory, tls, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)  # type: ignore[attr-defined]
-        return port.getHost().port  # type: ignore[no-any-return]
+        port = listenLocal(factory, tls)
+        self.addCleanup(port.stopListening)
+        return portNumber(port)
 
     def startProxy(self, respond: Callable[..., None]) -> tuple[FakeProxyFactory, int]:
         factory = FakeProxyFactory(respond)
         port = self.listen(factory)
-        self.addCleanup(lambda: defer.ensureDeferred(factory.allClosed(reactor)))  # type: ignore[attr-defined]
+        self.addCleanup(lambda: defer.ensureDeferred(factory.allClosed(reactor)))
         return factory, port
 
     async def runAgainst(self, port: int, *argv: str, **kwargs: Any) -> tuple[int, str, str]:
@@ -67,9 +66,9 @@ class DefaultEndpointTests(LoopbackTestsMixin, TestCase):
         A closed port: exit code 3 and one line saying what to do, through
         the default L{HostnameEndpoint}.
         """
-        port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
-        number = port.getHost().port
-        await port.stopListening()
+        port = listenLocal(Factory.forProtocol(Protocol))
+        number = portNumber(port)
+        await defer.maybeDeferred(port.stopListening)
         env, out, err = makeEnv(reactor=reactor, clock=reactor)
         code = await runClient(env, ["--proxy", "127.0.0.1:%d" % (number,), "example.com"])
         self.assertEqual(code, 3)
@@ -117,9 +116,9 @@ class RealProxyTests(LoopbackTestsMixin, TestCase):
 
         # Nothing listens on the origin's port any more: the proxy answers
         # 502 with Proxy-Status, which the client shows, with exit code 3.
-        closed = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
-        deadPort = closed.getHost().port
-        await closed.stopListening()
+        closed = listenLocal(Factory.forProtocol(Protocol))
+        deadPort = portNumber(closed)
+        await defer.maybeDeferred(closed.stopListening)
         code, out, err = await self.runAgainst(port, "http://127.0.0.1:%d/" % (deadPort,))
         self.assertEqual(code, 3)
         self.assertIn("\nProxy-Status: e2e; error=", out)
@@ -213,7 +212,7 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
         service = makeService(config, reactor)
         service.startService()
         self.addCleanup(service.stopService)
-        return (await list(service)[0]._waitingForPort).getHost().port  # type: ignore[no-any-return]
+        return (await list(service)[0]._waitingForPort).getHost().port
 
     async def runClient(self, *argv: str, **kwargs: Any) -> tuple[int, str, str]:
         kwargs.setdefault("reactor", reactor)

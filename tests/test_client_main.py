@@ -248,7 +248,8 @@ class RunClientUsageTests(SynchronousTestCase):
 
     def test_promptInterrupted(self) -> None:
         class Interrupting(io.StringIO):
-            def readline(self, *args: Any) -> str:
+            # typeshed gives StringIO's base (_IOBase) a bytes readline.
+            def readline(self, size: int | None = -1, /) -> str:  # type: ignore[override]
                 raise KeyboardInterrupt()
 
         env, out, err = makeEnv(endpointFactory=RefusingEndpoint())

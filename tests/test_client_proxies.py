@@ -7,6 +7,7 @@ the 407 messages of L{twisted_proxy.client.errors}.
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -184,10 +185,10 @@ class ChooseRouteTests(SynchronousTestCase):
     """
 
     def choose(
-        self, scheme: str = "http", host: str = "example.com", port: int = 80, **kwargs: object
+        self, scheme: str = "http", host: str = "example.com", port: int = 80, **kwargs: Any
     ) -> Route:
         environ = kwargs.pop("environ", {})
-        return chooseRoute(scheme, host, port, environ, **kwargs)  # type: ignore[arg-type]
+        return chooseRoute(scheme, host, port, environ, **kwargs)
 
     def test_proxyVariables(self) -> None:
         environ = {

@@ -79,9 +79,12 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         status, sizes and speed.
         """
         clock = FakeMonotonic()
-        proxy, port = self.startProxy(
-            lambda p, h, b: (clock.advance(0.25), ok(b"x" * 500)(p, h, b))
-        )
+
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            clock.advance(0.25)
+            ok(b"x" * 500)(proto, head, body)
+
+        proxy, port = self.startProxy(respond)
         code, out, err = self.runAgainst(port, "-v", "example.com", monotonic=clock)
         self.assertEqual(code, 0)
         timing = out.split("Timing:\n", 1)[1].splitlines()
@@ -627,9 +630,13 @@ class StoppingTests(NetworkTestsMixin, SynchronousTestCase):
             def connect(self, factory: Any) -> defer.Deferred[Any]:
                 return defer.Deferred()
 
+        def interrupts(callback: Callable[[], None]) -> Callable[[], None]:
+            handlers.append(callback)
+            return lambda: None
+
         env, out, err = makeEnv(
             endpointFactory=lambda h, p, t: Hanging(),
-            interrupts=lambda callback: handlers.append(callback) or (lambda: None),
+            interrupts=interrupts,
         )
         result = defer.ensureDeferred(runClient(env, ["--count", "3", "example.com"]))
         handlers[0]()

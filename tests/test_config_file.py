@@ -19,13 +19,12 @@ import tomllib
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests._loopback import sleep, slowOrigin
+from tests._loopback import listenLocal, portNumber, proxyService, sleep, slowOrigin
 from tests._twistd import ROOT, startTwistd, twistdArgv, twistdEnv
+from tests._typing import TestCaseMixin
 from twisted_proxy.app.options import OptionError
 from twisted_proxy.app.settings import (
     SETTINGS,
@@ -34,9 +33,10 @@ from twisted_proxy.app.settings import (
     readConfigFile,
 )
 from twisted_proxy.app.tap import Options, makeService
+from twisted_proxy.testing import logEvents
 
 
-class ConfigDirMixin:
+class ConfigDirMixin(TestCaseMixin):
     def setUp(self) -> None:
         self.dir = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.dir)
@@ -414,7 +414,7 @@ class CacheReverseMetricsTests(ConfigDirMixin, SynchronousTestCase):
                 self.assertNotIn("\n", message)
                 self.assertTrue(message.startswith(expected), message)
         p = self.path
-        for text, expected in [
+        cases: list[tuple[str, str | None]] = [
             (
                 'cache-dir = "no/such"',
                 f'{p}: cache-dir = "{self.dir}/no/such": cannot create or write it',
@@ -424,13 +424,14 @@ class CacheReverseMetricsTests(ConfigDirMixin, SynchronousTestCase):
             ('reverse-host = "a=http://x"', None),
             ('reverse-host = ["a"]', f'{p}: reverse-host item "a": expected NAME=http://host'),
             ("reverse-rewrite-host = 1", f"{p}: reverse-rewrite-host = 1: expected true or false"),
-        ]:
+        ]
+        for text, prefix in cases:
             with self.subTest(text=text):
-                if expected is None:
+                if prefix is None:
                     self.parse(text)
                     continue
                 message = self.error(text)
-                self.assertTrue(message.startswith(expected), message)
+                self.assertTrue(message.startswith(prefix), message)
 
     def test_checkConfig(self) -> None:
         """
@@ -468,11 +469,12 @@ class MetricsReloadTests(ConfigDirMixin, SynchronousTestCase):
         service = makeService(config, MemoryReactorClock())
         service.startService()
         self.addCleanup(service.stopService)
+        assert service.metrics is not None
         self.addCleanup(service.metrics.listener.close)
         summary = dict(service.metrics.monitor.summary())
         self.assertEqual(summary["Header values in logs"], "redacted")
         self.write('metrics = "tcp:9999:interface=127.0.0.1"\nhistory-headers = "all"\n')
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         service.reload()
         [reloaded] = [e for e in events if "changes" in e]
         self.assertIn(
@@ -628,14 +630,14 @@ class ReloadTests(ConfigDirMixin, TestCase):
         ConfigDirMixin.setUp(self)
 
     async def startProxy(self, text: str, *args: str):
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
-        self.origin = "http://127.0.0.1:%d" % (originPort.getHost().port,)
+        self.origin = "http://127.0.0.1:%d" % (portNumber(originPort),)
         self.write(text)
         config = Options()
         config.parseOptions(["--config", self.path, *args])
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        service = makeService(config, reactor)
+        self.events = logEvents(self)
+        service = proxyService(config)
         service.startService()
 
         async def stop() -> None:
@@ -764,11 +766,11 @@ class ReloadTests(ConfigDirMixin, TestCase):
         A new listening address that cannot be opened refuses the whole
         reload: nothing changes.
         """
-        taken = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        taken = listenLocal(slowOrigin())
         self.addCleanup(taken.stopListening)
         await self.startProxy('listen = ["tcp:0:interface=127.0.0.1"]\n')
         port = await self.port()
-        busy = taken.getHost().port
+        busy = portNumber(taken)
         self.write(
             f'listen = ["tcp:0:interface=127.0.0.1", "tcp:{busy}:interface=127.0.0.1"]\n'
             "connect-timeout = 3\n"
@@ -802,12 +804,12 @@ class ReloadTests(ConfigDirMixin, TestCase):
         """
         Without a file, SIGHUP says there is nothing to reload.
         """
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
         config = Options()
         config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1"])
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        service = makeService(config, reactor)
+        self.events = logEvents(self)
+        service = proxyService(config)
         service.startService()
         self.addCleanup(service.stopService)
         self.service = service
@@ -826,9 +828,9 @@ class WorkerReloadTests(ConfigDirMixin, TestCase):
         ConfigDirMixin.setUp(self)
 
     async def test_reloadReachesTheWorkers(self) -> None:
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
-        origin = "http://127.0.0.1:%d/small" % (originPort.getHost().port,)
+        origin = "http://127.0.0.1:%d/small" % (portNumber(originPort),)
         self.write('listen = ["tcp:0:interface=127.0.0.1"]\nworkers = 2\n')
         twistd = startTwistd(
             self, "-n", "--pidfile=", "proxyserver", "--config", self.path, cwd=self.dir

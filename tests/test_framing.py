@@ -470,6 +470,7 @@ class RequestFramingTests(SynchronousTestCase, FramingAssertions):
         for split in range(len(rest) + 1):
             parser = RequestParser()
             [first, end] = parser.feed(head + rest[:split])
+            assert isinstance(first, RequestHead)
             self.assertEqual(first.target, b"/ws")
             self.assertTrue(parser.switched)
             events = parser.resume()
@@ -736,6 +737,7 @@ class RequestLimitsTests(SynchronousTestCase, FramingAssertions):
         total = 0
         for _ in range(2000):
             for e in parser.feed(b"1;ext=" + b"e" * 100 + b"\r\nx\r\n"):
+                assert isinstance(e, Body)
                 total += len(e.data)
         self.assertEqual(total, 2000)
 
@@ -1321,7 +1323,7 @@ class SerialisationTests(SynchronousTestCase):
                         target,
                         version,
                         headers,
-                        headerValue(headers, b"content-length") and 0,
+                        0 if headerValue(headers, b"content-length") is not None else None,
                         keepAlive=version == b"1.1",
                     ),
                     EndOfMessage(),

@@ -219,12 +219,7 @@ def h11Response(method: bytes, data: bytes) -> tuple[list[Message], bool]:
     try:
         while True:
             e = conn.next_event()
-            if (
-                e is h11.NEED_DATA
-                or e is h11.PAUSED
-                or e is h11.ConnectionClosed
-                or isinstance(e, h11.ConnectionClosed)
-            ):
+            if e is h11.NEED_DATA or e is h11.PAUSED or isinstance(e, h11.ConnectionClosed):
                 return messages, False
             if isinstance(e, (h11.Response, h11.InformationalResponse)):
                 messages.append(
@@ -562,7 +557,7 @@ class ResponseDifferentialTests(SynchronousTestCase):
     def assertAgrees(self, method: bytes, data: bytes, splits: list[int]) -> None:
         ours, oursRejected = ourResponse(method, data, splits)
         theirs, theirsRejected = h11Response(method, data)
-        context = "{} {!r} split at {}: ours {} {!r}, h11 {} {!r}".format(
+        context = "{!r} {!r} split at {}: ours {} {!r}, h11 {} {!r}".format(
             method,
             data,
             splits,

@@ -48,6 +48,7 @@ class TimeoutTests(SynchronousTestCase):
             b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n12"
         )
         up, upTransport = h.connect()
+        assert upTransport.producer is not None
         upTransport.producer.pauseProducing()
         h.clock.advance(61)
         self.assertTrue(client.value().startswith(b"HTTP/1.1 504 "), client.value())
@@ -77,6 +78,7 @@ class TimeoutTests(SynchronousTestCase):
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         up, upTransport = h.connect()
         up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+        assert client.producer is not None
         client.producer.pauseProducing()
         h.clock.advance(61)
         self.assertTrue(client.disconnected)
@@ -382,6 +384,7 @@ class FoundByFaultTests(SynchronousTestCase):
             + b"x" * 10000
         )
         up, upTransport = h.connect()
+        assert upTransport.producer is not None
         upTransport.producer.stopProducing()
         up.connectionLost(Failure(ierror.ConnectionLost()))
         self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "), client.value())

@@ -4,6 +4,8 @@ Tests for L{twisted_proxy.http.fields} and L{twisted_proxy.http.target}.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.http.errors import BadRequest
@@ -147,10 +149,8 @@ class ForwardRequestHeadersTests(SynchronousTestCase):
 
     target = Target("http", "origin.example", 8080, b"/", b"origin.example:8080")
 
-    def forward(
-        self, headers: list[tuple[bytes, bytes]], **kw: object
-    ) -> list[tuple[bytes, bytes]]:
-        return forwardRequestHeaders(headers, self.target, b"1.1", PSEUDONYM, **kw)  # type: ignore[arg-type]
+    def forward(self, headers: list[tuple[bytes, bytes]], **kw: Any) -> list[tuple[bytes, bytes]]:
+        return forwardRequestHeaders(headers, self.target, b"1.1", PSEUDONYM, **kw)
 
     def test_plain(self) -> None:
         """
@@ -202,7 +202,12 @@ class ForwardRequestHeadersTests(SynchronousTestCase):
         Proxy-Authorization is for this proxy, even when Connection does not
         name it and even when upgrading.
         """
-        for kw in [{}, {"upgrade": True}, {"forwarded": "xff", "clientHost": "10.0.0.1"}]:
+        kws: list[dict[str, Any]] = [
+            {},
+            {"upgrade": True},
+            {"forwarded": "xff", "clientHost": "10.0.0.1"},
+        ]
+        for kw in kws:
             out = self.forward(
                 [(b"Proxy-Authorization", b"Basic dTpw"), (b"PROXY-AUTHORIZATION", b"x")], **kw
             )

@@ -18,7 +18,7 @@ from typing import Any, cast
 from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests._records import T0, FakeClocks, successfulRecord
+from tests._records import REQUEST_FIELDS, RESPONSE_FIELDS, T0, FakeClocks, successfulRecord
 from twisted_proxy.http.fields import REDACTED, redactHeaders
 from twisted_proxy.records.emit import emitTransaction
 from twisted_proxy.records.record import (
@@ -466,13 +466,13 @@ class TransactionRecordTests(SynchronousTestCase):
         asText = successfulRecord(FakeClocks())
         asBytes = successfulRecord(FakeClocks())
         asBytes.requestHeaders = [
-            (n.encode("latin-1"), v.encode("latin-1")) for n, v in asText.requestHeaders
+            (n.encode("latin-1"), v.encode("latin-1")) for n, v in REQUEST_FIELDS
         ]
         asBytes.responseHeaders = [
-            (n.encode("latin-1"), v.encode("latin-1")) for n, v in asText.responseHeaders
+            *((n.encode("latin-1"), v.encode("latin-1")) for n, v in RESPONSE_FIELDS),
+            (b"X-Name", b"caf\xe9"),
         ]
-        asBytes.responseHeaders.append((b"X-Name", b"caf\xe9"))
-        asText.responseHeaders = [*asText.responseHeaders, ("X-Name", "caf\xe9")]
+        asText.responseHeaders = [*RESPONSE_FIELDS, ("X-Name", "caf\xe9")]
         for redact in (True, False):
             self.assertEqual(asBytes.asDict(redact), asText.asDict(redact))
 

@@ -12,7 +12,14 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests._records import T0, FakeClocks, TempDirMixin, readLines, successfulRecord
+from tests._records import (
+    REQUEST_FIELDS,
+    T0,
+    FakeClocks,
+    TempDirMixin,
+    readLines,
+    successfulRecord,
+)
 from twisted_proxy.records.accesslog import formatAccessLine
 from twisted_proxy.records.emit import emitTransaction
 from twisted_proxy.records.logfiles import accessLogObserver
@@ -95,7 +102,7 @@ class AccessLogTests(TempDirMixin, SynchronousTestCase):
         escapes.
         """
         record = successfulRecord(FakeClocks())
-        record.requestHeaders.append(("Referer", 'http://r.example/"x"\\'))
+        record.requestHeaders = [*REQUEST_FIELDS, ("Referer", 'http://r.example/"x"\\')]
         record.finish()
         self.assertEqual(
             formatAccessLine(record.asDict(), "combined"),

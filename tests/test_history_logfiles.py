@@ -14,7 +14,7 @@ import random
 import signal
 import stat
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any, cast
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -377,7 +377,7 @@ class BufferedWriterTests(TempDirMixin, SynchronousTestCase):
         """
         logFile = observer._logFile
         flaky = _FlakyFile(logFile._file)
-        logFile._file = flaky  # type: ignore[assignment]
+        logFile._file = flaky  # type: ignore[assignment]  # a file-like stand-in
         return flaky
 
     def sequences(self, path: str | None = None) -> list[int]:
@@ -490,7 +490,7 @@ class BufferedWriterTests(TempDirMixin, SynchronousTestCase):
         byAge = sorted(
             names, key=lambda name: -int(name.rsplit(".", 1)[1]) if name[-1].isdigit() else 0
         )
-        sequences = []
+        sequences: list[int] = []
         for name in byAge:
             with open(os.path.join(directory, name), "rb") as f:
                 content = f.read()
@@ -656,7 +656,8 @@ class LogFilesServiceTests(TempDirMixin, SynchronousTestCase):
         directory = self.makeDir()
         twistdLog = LogFile("twistd.log", directory)
         self.addCleanup(twistdLog.close)
-        textObserver = textFileLogObserver(twistdLog)
+        # A LogFile is file-like enough: twistd hands it over the same way.
+        textObserver = textFileLogObserver(cast(IO[str], twistdLog))
         globalLogPublisher.addObserver(textObserver)
         self.addCleanup(globalLogPublisher.removeObserver, textObserver)
         reactor = _ThreadCallReactor()

@@ -19,6 +19,7 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests._typing import TestCaseMixin
 from twisted_proxy.historytool.har import harFromRecords
 from twisted_proxy.historytool.main import main
 from twisted_proxy.records.logfiles import historyObserver
@@ -158,7 +159,7 @@ def fixtureRecords() -> list[dict[str, Any]]:
     return records
 
 
-class ToolTestMixin:
+class ToolTestMixin(TestCaseMixin):
     """
     Run L{main} in-process on files in a temporary directory.
     """
@@ -167,7 +168,7 @@ class ToolTestMixin:
 
     def makeDir(self) -> str:
         directory = tempfile.mkdtemp(prefix="twisted-proxy-test-")
-        self.addCleanup(shutil.rmtree, directory)  # type: ignore[attr-defined]
+        self.addCleanup(shutil.rmtree, directory)
         return directory
 
     def writeRecords(self, records: list[dict[str, Any]], name: str = "h.jsonl") -> str:
@@ -187,7 +188,7 @@ class ToolTestMixin:
         The targets listed (one per data line) by C{proxyhistory argv}.
         """
         status, out, err = self.runTool(*argv)
-        self.assertEqual((status, err), (0, ""))  # type: ignore[attr-defined]
+        self.assertEqual((status, err), (0, ""))
         return [line.split()[-1] for line in out.splitlines()[1:]]
 
 

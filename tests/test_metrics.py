@@ -20,12 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogPublisher, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests._loopback import proxyService
 from twisted_proxy.app.metrics import (
     LATENCY_BUCKETS,
     GaugeReporter,
@@ -45,7 +46,7 @@ from twisted_proxy.app.metrics import (
 )
 from twisted_proxy.app.tap import Options, makeService
 from twisted_proxy.proxy.policy import Policy
-from twisted_proxy.testing import Harness
+from twisted_proxy.testing import Harness, logEvents
 
 
 def samples(registry: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -63,6 +64,15 @@ def samples(registry: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
 
 def value(parsed: dict, name: str, **labels: str) -> float | None:
     return parsed.get((name, tuple(sorted(labels.items()))))
+
+
+def sample(parsed: dict, name: str, **labels: str) -> float:
+    """
+    The value of a sample that must be there.
+    """
+    found = value(parsed, name, **labels)
+    assert found is not None, (name, labels)
+    return found
 
 
 class ObservedHarness(Harness):
@@ -88,7 +98,7 @@ class KnownSequenceTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = logEvents(self)
         h = self.h = ObservedHarness(self, policy=Policy.fromOptions(denyHosts=["*.blocked.test"]))
         self.upstreamSent = 0
         self.upstreamReceived = 0
@@ -283,7 +293,7 @@ class ObserverTests(SynchronousTestCase):
         The events of a few transactions, with both the record and its
         dict (as with --history).
         """
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         h = Harness(transactionDetail=True)
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
@@ -367,7 +377,7 @@ class ObserverTests(SynchronousTestCase):
         The transaction event carries the record itself (what the observer
         reads instead of building the dict) even without detail.
         """
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         h = Harness()
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
@@ -459,6 +469,7 @@ class WorkerGaugesTests(SynchronousTestCase):
 
     def test_malformedIgnored(self) -> None:
         gauges = WorkerGauges(lambda: {1: 101})
+        # A malformed report, as a broken worker could send.
         self.report(gauges, 1, 101, clientConnections="many")  # type: ignore[arg-type]
         MetricsObserver(TransactionStats(), gauges)({"metricsGauges": [], "worker": 1, "pid": 101})
         self.assertEqual(gauges.read()["clientConnections"], 0)
@@ -467,7 +478,7 @@ class WorkerGaugesTests(SynchronousTestCase):
         """
         A worker's reporter sends its gauges at once, then every second.
         """
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         clock = Clock()
         readings = iter(range(100))
         reporter = GaugeReporter(clock, lambda: {"tunnels": next(readings)}, pid=4242)
@@ -574,7 +585,7 @@ class CacheHookTests(SynchronousTestCase):
         self.assertEqual(value(parsed, "twisted_proxy_cache_stored_bytes_total"), 4)
         self.assertEqual(value(parsed, "twisted_proxy_cache_evictions_total"), 0)
         self.assertEqual(value(parsed, "twisted_proxy_cache_entries"), 1)
-        self.assertGreater(value(parsed, "twisted_proxy_cache_size_bytes"), 4)
+        self.assertGreater(sample(parsed, "twisted_proxy_cache_size_bytes"), 4)
         self.assertEqual(value(parsed, "twisted_proxy_cache_capacity_bytes"), 64 << 20)
         self.assertEqual(value(parsed, "twisted_proxy_cache_stale_hits_total"), 0)
 
@@ -708,6 +719,7 @@ class ServiceTests(SynchronousTestCase):
         """
         service, reactor, h, publisher = self.service()
         service.privilegedStartService()
+        assert service.listener.socket is not None
         bound = service.listener.socket.getsockname()
         self.assertEqual(bound[0], "127.0.0.1")
         service.startService()
@@ -805,8 +817,9 @@ class OptionTests(SynchronousTestCase):
         config.parseOptions(
             ["--listen", "tcp:0:interface=127.0.0.1", "--metrics", "tcp:0:interface=127.0.0.1"]
         )
-        service = makeService(config, MemoryReactorClock())
+        service = proxyService(config, MemoryReactorClock())
         service.bind()
+        assert service.metrics is not None
         self.addCleanup(service.metrics.listener.close)
         self.addCleanup(service.listeners[0].close)
         children = list(service)

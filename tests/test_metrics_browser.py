@@ -15,6 +15,7 @@ import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
@@ -38,6 +39,8 @@ class _Collect(ProcessProtocol):
     """
     Collects a process's output; kills it if it runs past C{timeout}.
     """
+
+    transport: IProcessTransport
 
     def __init__(self, timeout: float) -> None:
         self.out = b""

@@ -29,6 +29,7 @@ from passlib.hash import (
 )
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests._typing import TestCaseMixin
 from twisted_proxy.http.errors import Forbidden, ProxyAuthenticationRequired, ProxyError
 from twisted_proxy.proxy.policy import (
     DEFAULT_CONNECT_PORTS,
@@ -81,7 +82,7 @@ _FORMATS: dict[str, Callable[[str], str]] = {
 }
 
 
-class _TempFileMixin:
+class _TempFileMixin(TestCaseMixin):
     """
     Write files under a temporary directory removed after the test.
     """

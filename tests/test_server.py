@@ -6,6 +6,8 @@ exact and no socket is opened.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransport
@@ -13,7 +15,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests._server import OK_RESPONSE, writeHtpasswd
-from twisted_proxy.testing import Harness
+from twisted_proxy.testing import Harness, logEvents
 
 GET_ABSOLUTE = (
     b"GET http://example.com/path?q=1 HTTP/1.1\r\n"
@@ -429,6 +431,7 @@ class BackpressureTests(SynchronousTestCase):
         up, upTransport = h.connect()
         up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 65536)
         self.assertIs(client.producer, up)
+        assert client.producer is not None
         client.producer.pauseProducing()
         self.assertEqual(upTransport.producerState, "paused")
         client.producer.resumeProducing()
@@ -450,6 +453,7 @@ class BackpressureTests(SynchronousTestCase):
         up, upTransport = h.connect()
         self.assertIsNotNone(upTransport.producer)
         proto.dataReceived(b"y" * 65536)
+        assert upTransport.producer is not None
         upTransport.producer.pauseProducing()
         self.assertEqual(client.producerState, "paused")
         upTransport.producer.resumeProducing()
@@ -467,6 +471,7 @@ class BackpressureTests(SynchronousTestCase):
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         up, upTransport = h.connect()
         up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        assert client.producer is not None
         client.producer.pauseProducing()
         up.dataReceived(b"cd")
         self.assertEqual(h.pool.idleCount(), 1)
@@ -489,10 +494,9 @@ class LoggingTests(SynchronousTestCase):
         The brief's lines are structured events; secrets in the logged request
         head are redacted, and times are rendered to the microsecond.
         """
-        from twisted.internet.testing import EventLoggingObserver
-        from twisted.logger import formatEvent, globalLogPublisher
+        from twisted.logger import formatEvent
 
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         h = Harness()
         h.clock.advance(1234.5)
         proto, client = h.client()
@@ -528,10 +532,9 @@ class LoggingTests(SynchronousTestCase):
         request that failed on the way to the origin -- never a timeout as
         a "refusal".
         """
-        from twisted.internet.testing import EventLoggingObserver
-        from twisted.logger import formatEvent, globalLogPublisher
+        from twisted.logger import formatEvent
 
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         h = Harness(responseTimeout=30)
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
@@ -858,10 +861,8 @@ class TransactionRecordTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        from twisted.internet.testing import EventLoggingObserver
-        from twisted.logger import globalLogPublisher
 
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = logEvents(self)
 
     def Harness(self, **kwargs) -> Harness:
         return Harness(transactionDetail=True, **kwargs)
@@ -980,9 +981,9 @@ class SlowVerificationTests(SynchronousTestCase):
         calls: list = []
         pending: list[Deferred] = []
 
-        def runInThread(f, *args):
+        def runInThread(f: Callable[..., object], *args: object) -> Deferred[None]:
             calls.append((f, args))
-            d = Deferred()
+            d: Deferred[None] = Deferred()
             pending.append(d)
             return d
 
@@ -1015,7 +1016,12 @@ class SlowVerificationTests(SynchronousTestCase):
         path = writeHtpasswd(self)
         h = Harness(policy=Policy.fromOptions(authFile=path))
         pending: list[Deferred] = []
-        h.factory.runInThread = lambda f, *args: pending.append(Deferred()) or pending[-1]
+
+        def runInThread(f: Callable[..., object], *args: object) -> Deferred[None]:
+            pending.append(Deferred())
+            return pending[-1]
+
+        h.factory.runInThread = runInThread
         proto, client = h.client()
         proto.dataReceived(
             b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n"
@@ -1129,10 +1135,9 @@ class UnixSocketClientTests(SynchronousTestCase):
 
     def test_unixClientLogged(self) -> None:
         from twisted.internet.address import UNIXAddress
-        from twisted.internet.testing import EventLoggingObserver
-        from twisted.logger import formatEvent, globalLogPublisher
+        from twisted.logger import formatEvent
 
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         h = Harness()
         proto = h.factory.buildProtocol(UNIXAddress(None))
         proto.makeConnection(

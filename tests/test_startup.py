@@ -17,18 +17,25 @@ import time
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests._loopback import RawClient, origin, sleep, slowOrigin
+from tests._loopback import (
+    RawClient,
+    listenLocal,
+    origin,
+    portNumber,
+    proxyService,
+    sleep,
+    slowOrigin,
+)
 from tests._twistd import startTwistd, twistdArgv, twistdEnv
 from twisted_proxy.app import listening
 from twisted_proxy.app.listening import Listener, ListenError, listenBacklog
 from twisted_proxy.app.runtime import StartupError
 from twisted_proxy.app.service import ProxyService
 from twisted_proxy.app.tap import Options, makeService
+from twisted_proxy.testing import logEvents
 
 
 def hasIPv6() -> bool:
@@ -86,10 +93,12 @@ class ListenerTests(SynchronousTestCase):
         ours = self.bound("tcp:0:interface=127.0.0.1", backlog=77)
         theirs = self.bound("tcp:0:interface=127.0.0.1:backlog=5", backlog=77)
         self.assertEqual((ours.effectiveBacklog, theirs.effectiveBacklog), (77, 5))
+        assert ours.socket is not None
         shown = listenQueue(ours.socket.getsockname()[1])
         if shown is None:
             raise SkipTest("ss is not installed")
         self.assertEqual(shown, 77)
+        assert theirs.socket is not None
         self.assertEqual(listenQueue(theirs.socket.getsockname()[1]), 5)
 
     def test_ipv6BesideIPv4(self) -> None:
@@ -103,9 +112,11 @@ class ListenerTests(SynchronousTestCase):
         v4, v6 = Listener.parse("0")
         v4.bind(10)
         self.addCleanup(v4.close)
+        assert v4.socket is not None
         v6.port = v4.socket.getsockname()[1]
         v6.bind(10)
         self.addCleanup(v6.close)
+        assert v6.socket is not None
         self.assertEqual(v6.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY), 1)
         self.assertEqual(v6.describe(), "[::]:%d" % (v6.port,))
 
@@ -114,8 +125,6 @@ class ListenerTests(SynchronousTestCase):
         The IPv6 half of a bare port that cannot be opened is left out with
         a warning; the IPv4 half serves.
         """
-        from twisted.internet.testing import EventLoggingObserver
-        from twisted.logger import globalLogPublisher
 
         from twisted_proxy.app.ports import bindAll
 
@@ -128,7 +137,7 @@ class ListenerTests(SynchronousTestCase):
         self.addCleanup(blocker.close)
         v4, v6 = Listener.parse("0")
         v6.port = blocker.getsockname()[1]
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         bound = bindAll([v4, v6], 100)
         self.addCleanup(v4.close)
         self.assertEqual(bound, [v4])
@@ -137,6 +146,7 @@ class ListenerTests(SynchronousTestCase):
 
     def test_addressInUse(self) -> None:
         taken = self.bound("tcp:0:interface=127.0.0.1")
+        assert taken.socket is not None
         port = taken.socket.getsockname()[1]
         [again] = Listener.parse("tcp:%d:interface=127.0.0.1" % (port,))
         with self.assertRaises(ListenError) as caught:
@@ -176,16 +186,16 @@ class DualStackTests(TestCase):
     async def test_bothFamilies(self) -> None:
         if not hasIPv6():
             raise SkipTest("no IPv6 here")
-        originPort = reactor.listenTCP(0, origin(), interface="127.0.0.1")
+        originPort = listenLocal(origin())
         self.addCleanup(originPort.stopListening)
-        target = "http://127.0.0.1:%d/small" % (originPort.getHost().port,)
+        target = "http://127.0.0.1:%d/small" % (portNumber(originPort),)
         config = Options()
         config.parseOptions(["--listen", "0"])
         v4, v6 = config["built"].listeners
         v4.bind(50)
         v6.port = port = v4.socket.getsockname()[1]
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        service = makeService(config, reactor)
+        events = logEvents(self)
+        service = proxyService(config)
         service.startService()
         self.addCleanup(service.stopService)
         for endpoint in (
@@ -219,9 +229,9 @@ class ServiceStartTests(TestCase):
         A port that cannot be opened stops the start with one line saying
         which and why.
         """
-        taken = reactor.listenTCP(0, origin(), interface="127.0.0.1")
+        taken = listenLocal(origin())
         self.addCleanup(taken.stopListening)
-        port = taken.getHost().port
+        port = portNumber(taken)
         config = Options()
         config.parseOptions(["--listen", "tcp:%d:interface=127.0.0.1" % (port,)])
         service = makeService(config, reactor)
@@ -498,9 +508,9 @@ class SecondSignalTests(TestCase):
     timeout = 120
 
     async def test_secondCtrlC(self) -> None:
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
-        port = originPort.getHost().port
+        port = portNumber(originPort)
         for extra, cut in (
             ([], "Stopping now: cutting 1 connection still in progress."),
             (["--workers", "2"], "Stopping now: the workers cut what they still serve."),
@@ -547,9 +557,9 @@ class GracefulStopTests(TestCase):
     timeout = 60
 
     async def startProxy(self, *args: str) -> ProxyService:
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
-        self.originPort = originPort.getHost().port
+        self.originPort = portNumber(originPort)
         self.origin = "http://127.0.0.1:%d" % (self.originPort,)
         config = Options()
         config.parseOptions(
@@ -561,8 +571,8 @@ class GracefulStopTests(TestCase):
                 *args,
             ]
         )
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        service = makeService(config, reactor)
+        self.events = logEvents(self)
+        service = proxyService(config)
         service.startService()
         self.service = service
 
@@ -606,7 +616,12 @@ class GracefulStopTests(TestCase):
         tunnel = await self.openTunnel()
 
         done: list[bool] = []
-        stopped = service.stopService().addBoth(lambda result: done.append(True) or result)
+
+        def ended(result: object) -> object:
+            done.append(True)
+            return result
+
+        stopped = service.stopService().addBoth(ended)
         # The idle connection is closed at once, and nothing new accepted.
         await idle.done
         self.assertEqual(done, [])
@@ -632,6 +647,7 @@ class GracefulStopTests(TestCase):
         from twisted.web.client import Agent
 
         service = await self.startProxy("--metrics", "tcp:0:interface=127.0.0.1")
+        assert service.metrics is not None
         metricsPort = (await service.metrics._waitingForPort).getHost().port
 
         async def fetch(path: bytes) -> tuple[int, bytes]:
@@ -694,9 +710,9 @@ class SigtermTests(TestCase):
     timeout = 60
 
     async def test_sigtermLetsWorkFinish(self) -> None:
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
-        port = originPort.getHost().port
+        port = portNumber(originPort)
         twistd = startTwistd(
             self,
             "-n",

@@ -97,6 +97,7 @@ class FormatTests(SynchronousTestCase):
 
     def test_fieldsAndLines(self) -> None:
         line = formatLine(event("a {n}\nb", n=1))
+        assert line is not None
         self.assertTrue(line.endswith("] a 1\n\tb\n"), line)
 
     def test_transactionEventsAreNotShown(self) -> None:

@@ -271,6 +271,7 @@ class TwistdOptionsTests(SynchronousTestCase):
         config = ServerOptions()
         config.parseOptions(["-n", "proxyserver", "--log-level", "warn"])
         self.assertEqual(config["logger"], console.twistdObserver)
+        assert console._pending is not None
         self.assertEqual(console._pending["level"], "warn")
         self.assertTrue(config.subOptions.runByTwistd)
 
@@ -293,7 +294,7 @@ class MakeServiceTests(SynchronousTestCase):
         """
         config = parse("--listen", "tcp:0", "--listen", "tcp:0", "--pseudonym", "p1")
         service = makeService(config, MemoryReactorClock())
-        self.assertIsInstance(service, ProxyService)
+        assert isinstance(service, ProxyService)
         self.assertEqual(list(service), [])
         self.assertEqual([x.socket for x in service.listeners], [None, None])
         self.assertEqual(service.factory.pseudonymText, "p1")
@@ -303,5 +304,5 @@ class MakeServiceTests(SynchronousTestCase):
 
         config = parse("--listen", "tcp:0", "--workers", "2")
         service = makeService(config, MemoryReactorClock())
-        self.assertIsInstance(service, WorkerSupervisor)
+        assert isinstance(service, WorkerSupervisor)
         self.assertEqual(service.count, 2)

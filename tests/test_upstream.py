@@ -5,17 +5,36 @@ the parent-proxy URL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from twisted.internet import error as ierror
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import (
+    IAddress,
+    IHostnameResolver,
+    IHostResolution,
+    IResolutionReceiver,
+)
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from twisted_proxy.proxy.dns import CachingResolver
 from twisted_proxy.proxy.parent import ParentProxy
 from twisted_proxy.testing import Harness
 
 
+@implementer(IHostResolution)
+class _Resolution:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def cancel(self) -> None:
+        pass
+
+
+@implementer(IHostnameResolver)
 class FakeResolver:
     """
     Answers from a table; counts the names it was asked.
@@ -26,25 +45,34 @@ class FakeResolver:
         self.asked: list[str] = []
 
     def resolveHostName(
-        self, receiver, hostName, portNumber=0, addressTypes=None, transportSemantics="TCP"
-    ):
+        self,
+        receiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Sequence[type[IAddress]] | None = None,
+        transportSemantics: str = "TCP",
+    ) -> IHostResolution:
         self.asked.append(hostName)
-        receiver.resolutionBegan(object())
+        resolution = _Resolution(hostName)
+        receiver.resolutionBegan(resolution)
         for address in self.table.get(hostName, []):
+            kind: type[IPv4Address] | type[IPv6Address]
             kind = IPv6Address if ":" in address else IPv4Address
             receiver.addressResolved(kind("TCP", address, portNumber))
         receiver.resolutionComplete()
+        return resolution
 
 
+@implementer(IResolutionReceiver)
 class Receiver:
     def __init__(self) -> None:
-        self.addresses: list = []
+        self.addresses: list[IAddress] = []
         self.complete = False
 
-    def resolutionBegan(self, resolution) -> None:
+    def resolutionBegan(self, resolution: IHostResolution) -> None:
         pass
 
-    def addressResolved(self, address) -> None:
+    def addressResolved(self, address: IAddress) -> None:
         self.addresses.append(address)
 
     def resolutionComplete(self) -> None:
@@ -57,7 +85,7 @@ class CachingResolverTests(SynchronousTestCase):
         self.fake = FakeResolver({"a.test": ["192.0.2.1", "2001:db8::1"]})
         self.resolver = CachingResolver(self.fake, self.clock, ttl=60, negativeTtl=5)
 
-    def resolve(self, name: str, port: int = 80) -> list:
+    def resolve(self, name: str, port: int = 80) -> list[IAddress]:
         receiver = Receiver()
         self.resolver.resolveHostName(receiver, name, port)
         self.assertTrue(receiver.complete)

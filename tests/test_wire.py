@@ -15,14 +15,18 @@ import socket
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import ISystemHandle
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import EventLoggingObserver, StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests._loopback import listenLocal, portNumber
 from twisted_proxy.http.fields import forwardRequestHeaders, forwardResponseHeaders
 from twisted_proxy.http.target import Target
-from twisted_proxy.testing import Harness
+from twisted_proxy.proxy.factory import Refuser
+from twisted_proxy.proxy.server import ProxyServerProtocol
+from twisted_proxy.proxy.tcp import IStreamTransport
+from twisted_proxy.testing import Harness, logEvents
 
 from ._loopback import ProxyTestMixin, RawClient
 
@@ -41,8 +45,15 @@ class HalfCloseableTransport(StringTransport):
         self.writeClosed = True
 
 
-def halfCloseableClient(h: Harness) -> tuple[object, HalfCloseableTransport]:
+def halfCloseableClient(
+    h: Harness,
+) -> tuple[ProxyServerProtocol | Refuser, HalfCloseableTransport]:
+    """
+    A client connection over a transport that can be half-closed: a
+    protocol for it, or the refusal of one over a connection limit.
+    """
     proto = h.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+    assert isinstance(proto, (ProxyServerProtocol, Refuser))
     transport = HalfCloseableTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
     proto.makeConnection(transport)
     return proto, transport
@@ -212,7 +223,7 @@ class RefusalRecordTests(SynchronousTestCase):
     """
 
     def test_connectionLimitRecorded(self) -> None:
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         h = Harness(maxConnections=1, transactionDetail=True)
         h.client()
         proto, client = halfCloseableClient(h)
@@ -361,9 +372,10 @@ class FramingIsOursTests(SynchronousTestCase):
 
 
 def _nodelay(transport: object) -> int:
-    return transport.getHandle().getsockopt(  # type: ignore[attr-defined]
-        socket.IPPROTO_TCP, socket.TCP_NODELAY
-    )
+    assert ISystemHandle.providedBy(transport)
+    handle = transport.getHandle()
+    assert isinstance(handle, socket.socket)
+    return handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 class _EarlyAnswer(Protocol):
@@ -371,6 +383,8 @@ class _EarlyAnswer(Protocol):
     An origin that answers 302 as soon as it has the request head, and
     keeps reading (nginx's behaviour).
     """
+
+    transport: IStreamTransport
 
     answered = False
 
@@ -415,6 +429,7 @@ class LoopbackWireTests(ProxyTestMixin, TestCase):
         await tunnelClient.waitFor(b"200 Connection Established\r\n\r\n")
         [conn] = factory.connections
         self.assertTrue(_nodelay(conn.transport))
+        assert conn._tunnel is not None
         self.assertTrue(_nodelay(conn._tunnel._upstream.transport))
         tunnelClient.transport.loseConnection()
         await tunnelClient.done
@@ -426,10 +441,10 @@ class LoopbackWireTests(ProxyTestMixin, TestCase):
         of its body dropped by a lingering close (here: over
         --discard-body-max), instead of getting a reset.
         """
-        earlyPort = reactor.listenTCP(0, Factory.forProtocol(_EarlyAnswer), interface="127.0.0.1")
+        earlyPort = listenLocal(Factory.forProtocol(_EarlyAnswer))
         self.addCleanup(earlyPort.stopListening)
         await self.setUpProxy("--discard-body-max", "64k")
-        port = earlyPort.getHost().port
+        port = portNumber(earlyPort)
         size = 8 * 1024 * 1024
         client = RawClient(
             b"POST http://127.0.0.1:%d/up HTTP/1.1\r\n"

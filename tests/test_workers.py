@@ -12,17 +12,17 @@ import tempfile
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests._loopback import sleep, slowOrigin
+from tests._loopback import listenLocal, portNumber, sleep, slowOrigin
+from tests._typing import TestCaseMixin
 from twisted_proxy.app.tap import Options, makeService
 from twisted_proxy.app.workers import WorkerSupervisor
+from twisted_proxy.testing import logEvents
 
 
-class WorkersMixin:
+class WorkersMixin(TestCaseMixin):
     """
     Start a supervisor of real workers on loopback, and talk to them.
     """
@@ -32,9 +32,9 @@ class WorkersMixin:
     async def startWorkers(
         self, *args: str, count: int = 2, history: bool = True
     ) -> WorkerSupervisor:
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
-        self.origin = "http://127.0.0.1:%d" % (originPort.getHost().port,)
+        self.origin = "http://127.0.0.1:%d" % (portNumber(originPort),)
         self.dir = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.dir)
         self.history = os.path.join(self.dir, "history.jsonl")
@@ -49,14 +49,16 @@ class WorkersMixin:
                 *args,
             ]
         )
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = logEvents(self)
         service = makeService(config, reactor)
-        self.assertIsInstance(service, WorkerSupervisor)
+        assert isinstance(service, WorkerSupervisor)
         service.privilegedStartService()
         service.startService()
         self.addCleanup(self.stopWorkers, service)
         self.service = service
-        self.port = service.listeners[0].socket.getsockname()[1]
+        sock = service.listeners[0].socket
+        assert sock is not None
+        self.port = sock.getsockname()[1]
         return service
 
     async def stopWorkers(self, service: WorkerSupervisor) -> None:
@@ -124,6 +126,7 @@ class WorkersTests(WorkersMixin, TestCase):
     async def test_crashedWorkerRestarted(self) -> None:
         service = await self.startWorkers()
         victim = service.workers[1]
+        assert victim.transport is not None
         os.kill(victim.transport.pid, signal.SIGKILL)
         await victim.ended
         await self.waitFor(lambda: 1 in service.workers and service.workers[1] is not victim)
@@ -142,6 +145,7 @@ class WorkersTests(WorkersMixin, TestCase):
         await self.requestUntilServed()
         workers = dict(service.workers)
         for worker in workers.values():
+            assert worker.transport is not None
             os.kill(worker.transport.pid, signal.SIGINT)
             os.kill(worker.transport.pid, signal.SIGHUP)
         await sleep(0.3)
@@ -213,7 +217,9 @@ class WorkerRollingTests(WorkersMixin, TestCase):
         self.assertEqual(await body, b"slow" * 10)
         await self.waitFor(lambda: not service.retiring)
         self.assertEqual(service.retiring, set())
-        second = service.listeners[1].socket.getsockname()[1]
+        sock = service.listeners[1].socket
+        assert sock is not None
+        second = sock.getsockname()[1]
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.2", second), reactor)
         for _ in range(200):
             try:
@@ -269,12 +275,13 @@ class WorkerMetricsTests(WorkersMixin, TestCase):
         from twisted_proxy.app.metrics import MetricsService
 
         service = await self.startWorkers("--metrics", "tcp:0:interface=127.0.0.1", history=False)
-        self.assertIsInstance(service.metrics, MetricsService)
+        metrics = service.metrics
+        assert isinstance(metrics, MetricsService)
         for _ in range(3):
             self.assertEqual(await self.requestUntilServed(), b"hello from the origin\n")
         await self.waitForTransactions(3)
-        await self.waitFor(lambda: service.metrics.monitor.stats.total >= 3)
-        self.assertEqual(service.metrics.monitor.stats.total, 3)
+        await self.waitFor(lambda: metrics.monitor.stats.total >= 3)
+        self.assertEqual(metrics.monitor.stats.total, 3)
         self.assertTrue(all("record" not in e for e in self.events if "transaction" in e))
 
     async def test_drainingWhileWorkersFinish(self) -> None:
@@ -286,6 +293,7 @@ class WorkerMetricsTests(WorkersMixin, TestCase):
         from twisted.web.client import Agent
 
         service = await self.startWorkers("--metrics", "tcp:0:interface=127.0.0.1", history=False)
+        assert service.metrics is not None
         metricsPort = (await service.metrics._waitingForPort).getHost().port
 
         async def health() -> tuple[int, bytes]:
