@@ -71,7 +71,7 @@ def _startTime(pid):
 
 def children(pid):
     """Direct children of pid (all threads)."""
-    kids = []
+    kids: list[int] = []
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -87,7 +87,8 @@ def children(pid):
 
 def processTree(pid):
     """pid and all its descendants, bounded at 10,000 entries."""
-    out, todo = [], [pid]
+    out: list[int] = []
+    todo = [pid]
     while todo and len(out) < 10000:
         p = todo.pop()
         out.append(p)
@@ -570,7 +571,7 @@ def readResponse(sock, deadline, head=False):
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise ValueError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
         status = int(parts[1])
-        headers = {}
+        headers: dict[bytes, bytes] = {}
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()

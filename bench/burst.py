@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import benchlib
 from benchlib import HERE, LOOPBACK
@@ -175,7 +176,7 @@ def burstRound(proxy, originPort, args):
     after = netstatCounters()
     connectMs = [(c.connected - c.started) * 1000 for c in conns if c.connected is not None]
     responseMs = [(c.finished - c.started) * 1000 for c in conns if c.finished is not None]
-    statuses = {}
+    statuses: dict[int, int] = {}
     for c in conns:
         if c.status is not None and c.error is None:
             statuses[c.status] = statuses.get(c.status, 0) + 1
@@ -372,7 +373,7 @@ def main(argv=None):
     benchlib.raiseFileLimit()
     procs = benchlib.Processes()
     workdir = tempfile.mkdtemp(prefix="bench-burst-")
-    result = {"rounds": [], "crowd": None}
+    result: dict[str, Any] = {"rounds": [], "crowd": None}
     try:
         originPort, _ = benchlib.startOrigin(procs, workdir)
         proxy = benchlib.startProxy(args, procs, workdir)

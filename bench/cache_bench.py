@@ -49,6 +49,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from typing import Any
 
 import benchlib
 from benchlib import HERE, LOOPBACK
@@ -197,6 +198,7 @@ def checkModes(bench, proxyPort):
             sock = None
             for _ in range(2):
                 r, sock = bench.get(proxyPort, url, sock)
+            assert sock is not None
             sock.close()
             status = r.headers.get(b"cache-status", b"").decode("latin-1")
             seen[(name, mode)] = status
@@ -252,7 +254,9 @@ def rates(bench):
     seen = checkModes(bench, port)
     for (name, mode), status in sorted(seen.items()):
         log(f"  {name} {mode}: Cache-Status: {status}")
-    runs = {(name, mode): [] for name in args.sizes for mode in MODES}
+    runs: dict[tuple[str, str], list[Any]] = {
+        (name, mode): [] for name in args.sizes for mode in MODES
+    }
     if args.warmup:
         for name in args.sizes:
             for mode in MODES:
@@ -533,7 +537,7 @@ def main(argv=None):
     benchlib.pinSelf(LOAD_CPU)
     workdir = tempfile.mkdtemp(prefix="cache-bench-")
     bench = Bench(args, workdir)
-    doc = {"args": {k: v for k, v in vars(args).items()}}
+    doc: dict[str, Any] = {"args": {k: v for k, v in vars(args).items()}}
     try:
         bench.startOrigin()
         if not args.skip_rates:

@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 import zlib
+from typing import Any
 
 # Shared with run_bench.py (bench/ is on sys.path: these scripts run from it).
 from benchlib import freePort as free_port, waitForPort
@@ -623,12 +624,12 @@ class ResponseParser:
             elif cl:
                 if not cl[0].isdigit():
                     raise Garbage("bad Content-Length")
-                n = int(cl[0])
-                if len(buf) < pos + n:
+                length = int(cl[0])
+                if len(buf) < pos + length:
                     return
                 resp.framing = "length"
-                resp.body = bytes(buf[pos : pos + n])
-                pos += n
+                resp.body = bytes(buf[pos : pos + length])
+                pos += length
             else:
                 if not eof:
                     return
@@ -811,8 +812,8 @@ def split(rng: random.Random, c: Case) -> None:
 _INSERTS = [b"\r", b"\n", b"\x00", b" ", b":", b"\t", b"\r\n", b"\x7f", b"\xff", b";", b'"', b","]
 
 
-def mutate(rng: random.Random, data: bytes) -> tuple[bytes, str]:
-    data = bytearray(data)
+def mutate(rng: random.Random, original: bytes) -> tuple[bytes, str]:
+    data = bytearray(original)
     ops = []
     for _ in range(rng.randint(1, 3)):
         op = rng.choice(
@@ -922,6 +923,8 @@ def gen_hostile(rng: random.Random, ctx: Ctx) -> Case:
     c = Case("hostile-" + kind)
     c.requests = 1
     expect = {400}
+    # Each case builds its bytes from text, or as bytes where it must.
+    data: str | bytes
     if kind == "cl+te":
         data = start + "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
         data = data.encode() + smuggled
@@ -1218,11 +1221,11 @@ def classify(
     out.statuses = [r.status for r in finals]
     mine = set(c.ids)
     for i, r in enumerate(finals):
-        fid = r.first(b"x-fuzz-id")
+        fidBytes = r.first(b"x-fuzz-id")
         if r.framing == "tunnel":
             continue
+        fid = None if fidBytes is None else fidBytes.decode("latin-1")
         if fid is not None:
-            fid = fid.decode("latin-1")
             out.origin_ids.append(fid)
             owner = all_ids.get(fid)
             if owner is not None and fid not in mine and fid not in c.forbidden_ids:
@@ -1500,7 +1503,7 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
         sampler.start()
 
     lock = threading.Lock()
-    stats = {
+    stats: dict[str, Any] = {
         "connections": collections.Counter(),
         "requests": collections.Counter(),
         "bytes_sent": 0,
@@ -1514,7 +1517,7 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
     all_ids: dict[str, int] = {}
     forbidden: list[tuple[str, dict]] = []
     relayed_ids: list[tuple[str, int]] = []
-    health = {"ok": 0, "failed": 0, "failures": [], "max_latency": 0.0}
+    health: dict[str, Any] = {"ok": 0, "failed": 0, "failures": [], "max_latency": 0.0}
     end_at = time.monotonic() + args.duration
     anomaly_dir = os.path.join(workdir, "anomalies")
 

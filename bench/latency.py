@@ -40,6 +40,7 @@ import socket
 import sys
 import tempfile
 import time
+from typing import Any
 
 import benchlib
 from benchlib import LOOPBACK
@@ -74,11 +75,13 @@ class Connection:
         OSError or ValueError."""
         if self.sock is None:
             self._open()
+        sock = self.sock
+        assert sock is not None
         try:
             t0 = time.perf_counter_ns()
             for part in parts:
-                self.sock.sendall(part)
-            r = benchlib.readResponse(self.sock, time.monotonic() + READ_TIMEOUT)
+                sock.sendall(part)
+            r = benchlib.readResponse(sock, time.monotonic() + READ_TIMEOUT)
             t1 = time.perf_counter_ns()
         except (OSError, ValueError):
             self.close()
@@ -113,8 +116,8 @@ def runSocketMode(mode, args, originPort, proxy):
         "direct": (Connection((LOOPBACK, originPort)), requestParts(mode, args, originPort, False)),
         "proxy": (Connection(proxy.address), requestParts(mode, args, originPort, True)),
     }
-    samples = {"direct": [], "proxy": []}
-    errors = {"direct": [], "proxy": []}
+    samples: dict[str, list[Any]] = {"direct": [], "proxy": []}
+    errors: dict[str, list[Any]] = {"direct": [], "proxy": []}
     deadline = time.monotonic() + args.time_limit
     try:
         for i in range(args.warmup + args.requests):
@@ -382,7 +385,7 @@ def main(argv=None):
     benchlib.sigtermAsInterrupt()
     procs = benchlib.Processes()
     workdir = tempfile.mkdtemp(prefix="bench-latency-")
-    results = {m: [] for m in args.modes}
+    results: dict[str, list[Any]] = {m: [] for m in args.modes}
     try:
         originPort, _ = benchlib.startOrigin(procs, workdir)
         proxy = benchlib.startProxy(args, procs, workdir)

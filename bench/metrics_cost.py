@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import Clock
 from twisted.logger import globalLogBeginner, globalLogPublisher
 
@@ -77,6 +78,13 @@ def sampleRecord() -> TransactionRecord:
         record.mark(phase)
     record.finish()
     return record
+
+
+def _noConnections(host: str, port: int) -> IStreamClientEndpoint:
+    """
+    The endpoint factory of a pool that is only read (the gauges).
+    """
+    raise AssertionError("no connection is made here")
 
 
 def perCall(function, n: int, repeats: int) -> float:
@@ -195,7 +203,7 @@ def main() -> None:
     from twisted_proxy.proxy.upstream import UpstreamPool
 
     clock = Clock()
-    pool = UpstreamPool(clock, lambda host, port: None)
+    pool = UpstreamPool(clock, _noConnections)
     factory = ProxyFactory(ProxyConfig(pseudonym="bench"), clock, pool)
     gauges = ProxyGauges(factory, pool).read
     registry = buildRegistry(stats, gauges)

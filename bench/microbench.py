@@ -25,8 +25,10 @@ import time
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import Clock
-from twisted.logger import globalLogBeginner
+from twisted.logger import ILogObserver, globalLogBeginner
+from zope.interface import implementer
 
 sys.path.insert(0, ".")
 
@@ -79,6 +81,7 @@ class _Transport:
         self.disconnecting = True
 
 
+@implementer(IStreamClientEndpoint)
 class _Endpoint:
     def __init__(self, box: list) -> None:
         self.box = box
@@ -154,7 +157,7 @@ def main() -> None:
         "answers every request after the first",
     )
     args = parser.parse_args()
-    observers = []
+    observers: list[ILogObserver] = []
     if args.history:
         from twisted_proxy.records.logfiles import historyObserver
 

@@ -361,6 +361,7 @@ def measure(direction, args, proxy, pid, origin):
         "cache_status": state.get("cacheStatus"),
     }
     if pid:
+        assert sampler is not None
         hwm = max(end[1], sampler.peakHwm)
         # VmHWM catches a peak between two samples, if it could be reset.
         peak = max(sampler.peak, end[0], hwm if resetOk else 0)

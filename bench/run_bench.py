@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import benchlib
 from benchlib import HERE, LOOPBACK, REPO
@@ -393,6 +394,7 @@ class Row:
 
     @property
     def measuredPid(self):
+        assert self.proc is not None, "not started"
         return self.proc.pid
 
     def start(self):
@@ -861,8 +863,8 @@ def runCurl(ctx, row, name, limitRate=None, timeout=600):
     argv += ["-w", "%{http_code} %{size_download} %{time_total}", ctx.origin.url(name)]
     quiet(ctx)
     out = subprocess.run(argv, capture_output=True, text=True, env=cleanEnv(), timeout=timeout + 30)
-    code, size, total = out.stdout.split()
-    size, total = int(size), float(total)
+    code, sizeText, totalText = out.stdout.split()
+    size, total = int(sizeText), float(totalText)
     ok = out.returncode == 0 and code == "200" and size == SIZES[name]
     if not ok:
         raise RuntimeError(
@@ -904,7 +906,8 @@ def idleConnections(row, n, timeout, batch=50):
     deadline = time.monotonic() + timeout
     request = requestBytes(row.target("1k"), row.ctx.origin.hostport)
     want = SIZES["1k"]
-    socks, failures = [], 0
+    socks: list[socket.socket] = []
+    failures = 0
     while len(socks) + failures < n and time.monotonic() < deadline:
         count = min(batch, n - len(socks) - failures)
         pending = {}
@@ -921,7 +924,9 @@ def idleConnections(row, n, timeout, batch=50):
                     failures += 1
             while pending and time.monotonic() < deadline:
                 for key, _ in sel.select(timeout=0.5):
-                    s = key.fileobj
+                    ready = key.fileobj
+                    assert isinstance(ready, socket.socket)
+                    s = ready
                     try:
                         chunk = s.recv(65536)
                     except BlockingIOError:
@@ -981,8 +986,8 @@ def stillOpen(socks):
 def measureRow(ctx, row):
     """All figures for one row; returns {"figures": medians, "samples": ...}."""
     args = ctx.args
-    samples = {k: [] for k in FIGURES}
-    extra = {"wrk": {}, "notes": []}
+    samples: dict[str, list[Any]] = {k: [] for k in FIGURES}
+    extra: dict[str, Any] = {"wrk": {}, "notes": []}
 
     def add(key, value):
         samples[key].append(value)
@@ -1104,7 +1109,7 @@ def measureRow(ctx, row):
 
 def computeRatios(results):
     """Each figure as a ratio to direct and to twisted.web.proxy."""
-    ratios = {"to_direct": {}, "to_baseline": {}}
+    ratios: dict[str, dict[str, Any]] = {"to_direct": {}, "to_baseline": {}}
     for refKey, refName in (("to_direct", "direct"), ("to_baseline", "twisted-web")):
         ref = results.get(refName, {}).get("figures")
         if not ref:
@@ -1321,6 +1326,7 @@ def main(argv=None):
     try:
         origin = Origin(procs, workdir)
         origin.start()
+        assert origin.proc is not None
         log(f"origin: nginx on {origin.hostport} (pid {origin.proc.pid}), workdir {workdir}")
         ctx = Context(args, procs, workdir, origin)
         for name in args.rows:

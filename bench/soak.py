@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Sequence
 
 sys.dont_write_bytecode = True  # keep bench/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -267,11 +268,17 @@ class Checker:
             self.data += d
 
     def pattern_ok(self) -> bool:
+        assert self.fid is not None, "a pattern body has an id"
         return self.len == self.n and self.crc == fp.pattern_crc(self.fid.encode(), self.n)
 
 
 def exchange(
-    wire: Wire, request: bytes, check, body_after: list[bytes] = (), rate=None, head_request=False
+    wire: Wire,
+    request: bytes,
+    check,
+    body_after: Sequence[bytes] = (),
+    rate=None,
+    head_request=False,
 ) -> tuple[Result, Head | None]:
     """
     Send a request (head, then body pieces, stopping early if the proxy
@@ -319,9 +326,10 @@ def exchange(
                 "FIN after head + {} body bytes (not aborted)".format(checker.len),
             ), head
         if head.status >= 500:
-            if head.get(b"proxy-status") is None:
+            proxyStatus = head.get(b"proxy-status")
+            if proxyStatus is None:
                 return Result("bad-5xx", head.status, "5xx without Proxy-Status"), head
-            return Result("5xx", head.status, head.get(b"proxy-status").decode("latin-1")), head
+            return Result("5xx", head.status, proxyStatus.decode("latin-1")), head
         if 200 <= head.status < 300:
             why = check(head, checker)
             if why:
@@ -893,14 +901,16 @@ class Soak:
         # drain: client connections are closed; pooled ones expire (--pool-idle-timeout 3)
         drain_t0 = time.monotonic()
         fds_end = fp.fd_count(pid)
-        while time.monotonic() - drain_t0 < args.drain and (fds_end is None or fds_end > fds_start):
+        while time.monotonic() - drain_t0 < args.drain and (
+            fds_end is None or fds_start is None or fds_end > fds_start
+        ):
             time.sleep(0.5)
             fds_end = fp.fd_count(pid)
         drained_in = time.monotonic() - drain_t0
         rss_end = fp.rss_kib(pid)
         rss_max = max((s[1] for s in samples if s[1] is not None), default=None)
-        totals = collections.Counter()
-        status_totals = collections.Counter()
+        totals: collections.Counter[str] = collections.Counter()
+        status_totals: collections.Counter[str] = collections.Counter()
         for c in self.stats.values():
             totals.update(c)
         for c in self.statuses.values():
@@ -955,8 +965,8 @@ class Soak:
         }
         print_report(report)
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump(report, f, indent=2, default=str)
+            with open(args.json, "w") as out:
+                json.dump(report, out, indent=2, default=str)
         return 0 if report["passed"] else 1
 
 

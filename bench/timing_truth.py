@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import benchlib
 from benchlib import LOOPBACK
@@ -207,7 +208,7 @@ def connectionsTo(packets, port):
     """{client port: WireConnection} for connections to 127.0.0.1:port, in
     order of their first packet; a reused client port starts a new entry."""
     out = []
-    current = {}
+    current: dict[Any, Any] = {}
     for p in packets:
         if p.dport == port and p.sport != port:
             key, fromClient = p.sport, True
@@ -277,7 +278,7 @@ def parseCurl(stdout, posttransfer):
         if not line.startswith("CURLRUN "):
             continue
         f = line.split()[1:]
-        run = {
+        run: dict[str, Any] = {
             "local_port": int(f[0]),
             "new_connection": int(f[1]) > 0,
             "status": int(f[2]),
@@ -303,7 +304,7 @@ def curlHasPosttransfer():
     except (OSError, subprocess.TimeoutExpired):
         return False
     m = re.match(r"curl (\d+)\.(\d+)", out)
-    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (8, 10)
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= (8, 10)
 
 
 # --- matching reported runs with the wire ------------------------------------------
@@ -490,7 +491,7 @@ RECORD_DURATIONS = [
 
 def matchRecords(records, clientConns, upstreamConns, problems):
     """Pair every http record with its client and upstream exchange."""
-    byPort = {}
+    byPort: dict[int, list[Any]] = {}
     for c in clientConns:
         byPort.setdefault(c.clientPort, []).append(c)
     upstream = [(u, ux) for u in upstreamConns for ux in u.exchanges if ux.reqFirst is not None]
@@ -531,11 +532,11 @@ def compareRecords(matched):
         for rec, c, x, u, ux, first in matched:
             pairs.append((isoToNs(rec["times"].get(name)), wire(c, x, u, ux, first)))
         marks[name] = compare(pairs)
-    for name, _, wire in RECORD_DURATIONS:
+    for name, _, span in RECORD_DURATIONS:
         pairs = []
         for rec, c, x, u, ux, _first in matched:
             v = rec["durations"].get(name)
-            pairs.append((None if v is None else round(v * MS), wire(c, x, u, ux)))
+            pairs.append((None if v is None else round(v * MS), span(c, x, u, ux)))
         durations[name] = compare(pairs)
     return marks, durations
 
@@ -680,7 +681,7 @@ class Capture:
     reported runs per kind with their wall-clock windows, and the ports."""
 
     def __init__(self):
-        self.windows = {k: [] for k in KINDS}
+        self.windows: dict[str, list[Any]] = {k: [] for k in KINDS}
         self.problems = []
         self.pcap = self.history = None
         self.proxyPort = self.originPort = None
