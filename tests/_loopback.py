@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IListeningPort, IReactorSSL, ISystemHandle, ITCPTransport
@@ -24,10 +24,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from tests._typing import TestCaseMixin
 from twisted_proxy.app.service import ProxyService
 from twisted_proxy.app.tap import Options, makeService
-
-
-def sleep(seconds: float) -> defer.Deferred[None]:
-    return task.deferLater(reactor, seconds, lambda: None)
+from twisted_proxy.proxy.factory import ProxyFactory
 
 
 def listenLocal(factory: Any, tls: Any = None, interface: str = "127.0.0.1") -> IListeningPort:
@@ -40,6 +37,15 @@ def listenLocal(factory: Any, tls: Any = None, interface: str = "127.0.0.1") -> 
     if tls is None:
         return reactor.listenTCP(0, factory, interface=interface)
     return IReactorSSL(reactor).listenSSL(0, factory, tls, interface=interface)
+
+
+def connectionsClosed(factory: ProxyFactory, timeout: float = 5.0) -> defer.Deferred[None]:
+    """
+    Fires once C{factory} has no client connection open; fails with
+    L{defer.TimeoutError} if one is still open after C{timeout} seconds (a
+    bound, not a wait: it fires as soon as the last one closes).
+    """
+    return factory.whenConnectionsClosed().addTimeout(timeout, reactor)
 
 
 def proxyService(config: Options, onReactor: Any = reactor) -> ProxyService:
@@ -159,14 +165,10 @@ class ProxyTestMixin(TestCaseMixin):
 
     async def proxyConnectionsClosed(self) -> None:
         """
-        Wait (at most 5 s) until the proxy has closed its side of every
-        client connection, so no socket outlives the test.
+        Wait until the proxy has closed its side of every client
+        connection, so no socket outlives the test.
         """
-        for _ in range(500):
-            if not self.service.factory.connections:
-                return
-            await sleep(0.01)
-        self.fail("proxy connections still open: %r" % (self.service.factory.connections,))
+        await connectionsClosed(self.service.factory)
 
     async def get(self, path: str, method: bytes = b"GET", body=None):
         response = await self.agent.request(

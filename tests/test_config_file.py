@@ -22,7 +22,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests._loopback import listenLocal, portNumber, proxyService, sleep, slowOrigin
+from tests._loopback import connectionsClosed, listenLocal, portNumber, proxyService, slowOrigin
 from tests._twistd import ROOT, startTwistd, twistdArgv, twistdEnv
 from tests._typing import TestCaseMixin
 from twisted_proxy.app.options import OptionError
@@ -636,7 +636,7 @@ class ReloadTests(ConfigDirMixin, TestCase):
         self.write(text)
         config = Options()
         config.parseOptions(["--config", self.path, *args])
-        self.events = logEvents(self)
+        self.events = logEvents(self, clock=reactor)
         service = proxyService(config)
         service.startService()
 
@@ -662,13 +662,13 @@ class ReloadTests(ConfigDirMixin, TestCase):
         """
         seen = len(self.logged())
         os.kill(os.getpid(), signal.SIGHUP)
-        for _ in range(500):
-            if len(self.logged()) > seen:
-                return
-            await sleep(0.01)
-        self.fail("no reload was logged")
+        outcome = self.events.when(lambda events: len(self.logged()) > seen)
+        await outcome.addTimeout(10, reactor)
 
     def logged(self) -> list[str]:
+        """
+        What the reloads said: the outcome of each, in order.
+        """
         from twisted.logger import formatEvent
 
         return [
@@ -789,10 +789,8 @@ class ReloadTests(ConfigDirMixin, TestCase):
         self.write('listen = ["tcp:0:interface=127.0.0.1"]\nhistory = "history.jsonl"\n')
         await self.sighup()
         await self.get(port)
-        for _ in range(100):
-            if self.service.factory.connections == set():
-                break
-            await sleep(0.01)
+        # Every record of a connection is out once the connection is closed.
+        await connectionsClosed(self.service.factory)
         # The history writer buffers for up to 50 ms.
         for observer in self.service.records.observers:
             observer.flush()
@@ -808,7 +806,7 @@ class ReloadTests(ConfigDirMixin, TestCase):
         self.addCleanup(originPort.stopListening)
         config = Options()
         config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1"])
-        self.events = logEvents(self)
+        self.events = logEvents(self, clock=reactor)
         service = proxyService(config)
         service.startService()
         self.addCleanup(service.stopService)
@@ -831,7 +829,8 @@ class WorkerReloadTests(ConfigDirMixin, TestCase):
         originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
         origin = "http://127.0.0.1:%d/small" % (portNumber(originPort),)
-        self.write('listen = ["tcp:0:interface=127.0.0.1"]\nworkers = 2\n')
+        # At debug level each worker says when it has applied a reload.
+        self.write('listen = ["tcp:0:interface=127.0.0.1"]\nworkers = 2\nlog-level = "debug"\n')
         twistd = startTwistd(
             self, "-n", "--pidfile=", "proxyserver", "--config", self.path, cwd=self.dir
         )
@@ -840,25 +839,20 @@ class WorkerReloadTests(ConfigDirMixin, TestCase):
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", port), reactor)
 
         async def status() -> int:
-            from twisted.internet.error import ConnectionRefusedError
-
-            for _ in range(200):
-                try:
-                    response = await agent.request(b"GET", origin.encode())
-                except ConnectionRefusedError:
-                    await sleep(0.05)
-                    continue
-                await readBody(response)
-                return response.code
-            self.fail("the workers never served")
+            # The parent listens before it says where: a connection waits
+            # in the backlog until a worker accepts it.
+            response = await agent.request(b"GET", origin.encode())
+            await readBody(response)
+            return response.code
 
         self.assertEqual(await status(), 200)
         self.write(
-            'listen = ["tcp:0:interface=127.0.0.1"]\nworkers = 2\ndeny-host = ["127.0.0.1"]\n'
+            'listen = ["tcp:0:interface=127.0.0.1"]\nworkers = 2\nlog-level = "debug"\n'
+            'deny-host = ["127.0.0.1"]\n'
         )
         twistd.signal("HUP")
         await twistd.waitFor("Configuration reloaded")
-        await sleep(0.5)
+        await twistd.waitFor("applied the reloaded configuration", count=2)
         # Every new connection, whichever worker takes it, is refused.
         codes = [await status() for _ in range(6)]
         self.assertEqual(codes, [403] * 6)

@@ -22,11 +22,11 @@ from tests._loopback import (
     Big,
     ProxyTestMixin,
     RawClient,
+    connectionsClosed,
     listenLocal,
     origin,
     portNumber,
     proxyService,
-    sleep,
 )
 from twisted_proxy.app.tap import Options
 from twisted_proxy.proxy.tcp import IStreamTransport
@@ -318,10 +318,7 @@ class ChainingTests(ProxyTestMixin, TestCase):
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), client)
         data = await client.done
         self.assertTrue(data.endswith(b"hello from the origin\n"), data)
-        for _ in range(500):
-            if not child.factory.connections:
-                break
-            await sleep(0.01)
+        await connectionsClosed(child.factory)
 
 
 class HistoryIntegrationTests(ProxyTestMixin, TestCase):
@@ -362,11 +359,11 @@ class HistoryIntegrationTests(ProxyTestMixin, TestCase):
 
         os.rename(history, history + ".old")
         os.rename(access, access + ".old")
+        events = logEvents(self, clock=reactor)
         os.kill(os.getpid(), signal.SIGUSR1)
-        for _ in range(500):
-            if os.path.exists(history) and os.path.exists(access):
-                break
-            await sleep(0.01)
+        # Said once both files are open again at their paths.
+        await events.whenLogged("Log files reopened").addTimeout(10, reactor)
+        self.assertTrue(os.path.exists(history) and os.path.exists(access))
         await self.get("/small")
         for observer in self.service.records.observers:
             observer.flush()
@@ -415,9 +412,9 @@ class ReloadIntegrationTests(ProxyTestMixin, TestCase):
 
         self.assertEqual(await asBob(), 407)
         write(b"alice", b"bob")
+        events = logEvents(self, clock=reactor)
         os.kill(os.getpid(), signal.SIGHUP)
-        for _ in range(500):
-            if await asBob() == 200:
-                break
-            await sleep(0.01)
+        # The signal is handled on the reactor's next turn; the reload says
+        # when it is done.
+        await events.whenLogged("Configuration reloaded").addTimeout(10, reactor)
         self.assertEqual(await asBob(), 200)

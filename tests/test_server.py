@@ -231,6 +231,41 @@ class RelayTests(SynchronousTestCase):
         self.assertTrue(client.value().startswith(b"HTTP/1.1 200 OK\r\n"))
 
 
+class ConnectionsClosedTests(SynchronousTestCase):
+    """
+    L{ProxyFactory.whenConnectionsClosed}: a Deferred for the moment the
+    last client connection is gone.
+    """
+
+    def test_noneOpen(self) -> None:
+        """
+        With no connection open it has fired already.
+        """
+        self.assertIsNone(self.successResultOf(Harness().factory.whenConnectionsClosed()))
+
+    def test_lastOneCloses(self) -> None:
+        """
+        It fires when the last open connection is lost, not before; each
+        waiter fires once, and a later call waits for the connections open
+        then.
+        """
+        h = Harness()
+        first, _ = h.client()
+        second, _ = h.client()
+        closed = h.factory.whenConnectionsClosed()
+        alsoClosed = h.factory.whenConnectionsClosed()
+        first.connectionLost(Failure(ierror.ConnectionDone()))
+        self.assertNoResult(closed)
+        second.connectionLost(Failure(ierror.ConnectionLost()))
+        self.assertIsNone(self.successResultOf(closed))
+        self.assertIsNone(self.successResultOf(alsoClosed))
+        third, _ = h.client()
+        again = h.factory.whenConnectionsClosed()
+        self.assertNoResult(again)
+        third.connectionLost()
+        self.assertIsNone(self.successResultOf(again))
+
+
 class ErrorTests(SynchronousTestCase):
     def assertError(self, data: bytes, status: bytes, proxyStatus: bytes) -> None:
         self.assertTrue(data.startswith(b"HTTP/1.1 " + status), data)

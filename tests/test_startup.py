@@ -22,11 +22,11 @@ from twisted.web.client import ProxyAgent, readBody
 
 from tests._loopback import (
     RawClient,
+    connectionsClosed,
     listenLocal,
     origin,
     portNumber,
     proxyService,
-    sleep,
     slowOrigin,
 )
 from tests._twistd import startTwistd, twistdArgv, twistdEnv
@@ -217,10 +217,7 @@ class DualStackTests(TestCase):
         self.assertIn("127.0.0.1", peers)
         self.assertIn("::1", peers)
         self.assertFalse([p for p in peers if p.startswith("::ffff:")])
-        for _ in range(100):
-            if not service.factory.connections:
-                break
-            await sleep(0.01)
+        await connectionsClosed(service.factory)
 
 
 class ServiceStartTests(TestCase):
@@ -462,7 +459,7 @@ class SignalTests(TestCase):
         twistd.signal("HUP")
         await twistd.waitFor("SIGHUP: nothing to reload")
         twistd.signal("HUP")
-        await sleep(0.2)
+        await twistd.waitFor("SIGHUP: nothing to reload", count=2)
         self.assertFalse(twistd.ended.called)
         twistd.signal("TERM")
         self.assertEqual(await twistd.ended, 0)
@@ -529,12 +526,8 @@ class SecondSignalTests(TestCase):
             await twistd.waitFor("listening on 127.0.0.1:")
             proxy = TCP4ClientEndpoint(reactor, "127.0.0.1", twistd.port())
             tunnel = RawClient()
-            for _ in range(200):
-                try:
-                    await connectProtocol(proxy, tunnel)
-                    break
-                except Exception:
-                    await sleep(0.05)
+            # Listening before it says so (with workers, in the parent).
+            await connectProtocol(proxy, tunnel)
             tunnel.transport.write(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (port,))
             await tunnel.waitFor(b"\r\n\r\n")
             twistd.signal("INT")

@@ -18,8 +18,7 @@ from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests._loopback import sleep
-from tests._twistd import startTwistd
+from tests._twistd import pollUntil, startTwistd
 from twisted_proxy.app import console
 from twisted_proxy.app.console import Console, formatLine, wanted
 
@@ -28,6 +27,17 @@ def event(
     fmt: str, level: LogLevel = LogLevel.info, namespace: str = "twisted_proxy.x", **fields: object
 ) -> dict:
     return dict(log_format=fmt, log_level=level, log_namespace=namespace, log_time=0.0, **fields)
+
+
+def _read(path: str) -> str:
+    """
+    What the file at C{path} holds, or nothing if there is no such file.
+    """
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 class _Stream(io.StringIO):
@@ -310,10 +320,9 @@ class ConsoleOfTwistdTests(TestCase):
             "--connect-ports",
             "1",
         )
-        for _ in range(1000):
-            if os.path.exists(path):
-                break
-            await sleep(0.01)
+        # At warn the proxy prints nothing, not even where it listens: its
+        # socket file appearing is the only sign that it is ready.
+        await pollUntil(lambda: os.path.exists(path), "the proxy's socket " + path)
         from twisted.internet.endpoints import UNIXClientEndpoint
 
         agent = ProxyAgent(UNIXClientEndpoint(reactor, path), reactor)
@@ -342,15 +351,14 @@ class ConsoleOfTwistdTests(TestCase):
             "tcp:0:interface=127.0.0.1",
             cwd=d,
         )
-        for _ in range(1000):
-            if os.path.exists(path) and "listening on" in open(path).read():
-                break
-            await sleep(0.01)
+        # With -l, twistd prints to its log file only: what it writes there
+        # is looked for.
+        await pollUntil(lambda: "listening on" in _read(path), "listening, in " + path)
         twistd.signal("USR1")
-        for _ in range(1000):
-            if os.path.exists(path + ".1") and "Log files reopened" in open(path).read():
-                break
-            await sleep(0.01)
+        await pollUntil(
+            lambda: os.path.exists(path + ".1") and "Log files reopened" in _read(path),
+            "the rotation of " + path,
+        )
         twistd.signal("TERM")
         self.assertEqual(await twistd.ended, 0)
         with open(path) as f:

@@ -164,6 +164,9 @@ class _Worker:
                 self.relay.level = LEVELS[settings["log-level"]]
                 self.relay.records = records
             self.built = new
+            # Its new requests follow the new settings from here: what a
+            # test (or a person at --log-level debug) can wait for.
+            _log.debug("Worker {worker} applied the reloaded configuration.", worker=self.workerId)
         elif "stop" in message:
             self.stop(message["stop"].get("timeout"))
         elif "abort" in message:

@@ -52,6 +52,9 @@ class ProxyFactory(Factory):
     @ivar stopping: the proxy is shutting down: no connection is kept open
         after its current response.
     @ivar requests: transactions finished so far.
+    @ivar connections: the open client connections.
+    @ivar _whenClosed: L{Deferred}s of L{whenConnectionsClosed} waiting for
+        the last connection to close.
     """
 
     _log = Logger()
@@ -99,6 +102,7 @@ class ProxyFactory(Factory):
         self.ownAddresses: set[tuple[str, int]] = set()
         self._wildcardPorts: set[int] = set()
         self.connections: set[ProxyServerProtocol] = set()
+        self._whenClosed: list[Deferred[None]] = []
         self._perClient: dict[str, int] = {}
 
     def reconfigure(self, config: ProxyConfig) -> None:
@@ -172,6 +176,24 @@ class ProxyFactory(Factory):
                 self._perClient[host] = left
             else:
                 self._perClient.pop(host, None)
+            if self._whenClosed and not self.connections:
+                waiting, self._whenClosed = self._whenClosed, []
+                for d in waiting:
+                    d.callback(None)
+
+    def whenConnectionsClosed(self) -> Deferred[None]:
+        """
+        A L{Deferred} that fires once no client connection is open: now if
+        none is, else when the last one closes (its C{connectionLost}).  For
+        whoever must not go on while a connection is left, such as a test
+        that leaves no socket behind.
+        """
+        d: Deferred[None] = Deferred()
+        if self.connections:
+            self._whenClosed.append(d)
+        else:
+            d.callback(None)
+        return d
 
     def nextConnectionId(self) -> str:
         self._connectionCounter += 1
