@@ -18,7 +18,8 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import ProxyAgent, readBody
 from twisted.web.http_headers import Headers
-from twisted.web.resource import Resource
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from tests._typing import TestCaseMixin
@@ -134,8 +135,19 @@ class Chunked(Resource):
         return NOT_DONE_YET
 
 
+class _Root(Resource):
+    """
+    The origin's root: unknown paths are a 404 from C{twisted.web.pages}
+    (Resource's own default, C{NoResource}, is deprecated: it does not
+    escape what it echoes).
+    """
+
+    def getChild(self, path: bytes, request: Any) -> IResource:
+        return notFound()
+
+
 def origin() -> Site:
-    root = Resource()
+    root = _Root()
     root.putChild(b"small", Small())
     root.putChild(b"big", Big())
     root.putChild(b"echo", Echo())
