@@ -71,7 +71,7 @@ def _startTime(pid):
 
 def children(pid):
     """Direct children of pid (all threads)."""
-    kids = []
+    kids: list[int] = []
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -87,7 +87,8 @@ def children(pid):
 
 def processTree(pid):
     """pid and all its descendants, bounded at 10,000 entries."""
-    out, todo = [], [pid]
+    out: list[int] = []
+    todo = [pid]
     while todo and len(out) < 10000:
         p = todo.pop()
         out.append(p)
@@ -157,8 +158,8 @@ def waitForQuietCpus(cpus, limit=10.0, timeout=60.0, probe=0.5, say=print):
     while True:
         b0 = [cpuBusy(c) for c in cpus]
         time.sleep(probe)
-        pcts = [(cpuBusy(c) - b) * 100 / probe for c, b in zip(cpus, b0)]
-        shown = ", ".join(f"CPU {c} {p:.0f}%" for c, p in zip(cpus, pcts))
+        pcts = [(cpuBusy(c) - b) * 100 / probe for c, b in zip(cpus, b0, strict=True)]
+        shown = ", ".join(f"CPU {c} {p:.0f}%" for c, p in zip(cpus, pcts, strict=True))
         if max(pcts) < limit or time.monotonic() >= deadline:
             if waited:
                 say(f"  other processes: {shown}; going on")
@@ -493,12 +494,12 @@ def summarize(values):
 def textTable(headers, rows, left=1):
     """A plain-text table; the first C{left} columns left-aligned, the rest
     right-aligned."""
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
 
     def line(cells):
         return "  ".join(
             str(c).ljust(w) if i < left else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
@@ -570,7 +571,7 @@ def readResponse(sock, deadline, head=False):
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise ValueError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
         status = int(parts[1])
-        headers = {}
+        headers: dict[bytes, bytes] = {}
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
@@ -728,8 +729,12 @@ def startProxy(args, procs, workdir, extra=()):
         code = m.proc.poll()
         tail = m.logTail(5).replace("\n", " | ") or "no output"
         procs.stop(m)
-        how = f"it exited with status {code}" if code is not None else "it did not listen within 30 s"
-        raise SystemExit(f"the proxy did not start on port {port} ({how}): {formatArgv(argv)}: {tail}")
+        how = (
+            f"it exited with status {code}" if code is not None else "it did not listen within 30 s"
+        )
+        raise SystemExit(
+            f"the proxy did not start on port {port} ({how}): {formatArgv(argv)}: {tail}"
+        )
     m.remember()
     return ProxyUnderTest(LOOPBACK, port, f"{formatArgv(argv)} (pid {m.pid})", m, logFile)
 

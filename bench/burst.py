@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import benchlib
 from benchlib import HERE, LOOPBACK
@@ -60,9 +61,11 @@ def netstatCounters(names=("ListenOverflows", "ListenDrops")):
             lines = f.read().splitlines()
     except OSError:
         return {}
-    for header, values in zip(lines[::2], lines[1::2]):
+    # A kernel file: read what pairs up rather than fail on an odd line.
+    for header, values in zip(lines[::2], lines[1::2], strict=False):
         if header.startswith("TcpExt:"):
-            table = dict(zip(header.split()[1:], (int(v) for v in values.split()[1:])))
+            counts = (int(v) for v in values.split()[1:])
+            table = dict(zip(header.split()[1:], counts, strict=False))
             return {n: table.get(n) for n in names}
     return {}
 
@@ -120,7 +123,7 @@ def connectBurst(address, count, request, timeout):
         deadline = time.perf_counter() + timeout
         pending = sum(1 for c in conns if c.error is None)
         while pending and time.perf_counter() < deadline:
-            for key, mask in sel.select(timeout=max(0.0, deadline - time.perf_counter())):
+            for key, _mask in sel.select(timeout=max(0.0, deadline - time.perf_counter())):
                 c = key.data
                 now = time.perf_counter()
                 done = False
@@ -173,7 +176,7 @@ def burstRound(proxy, originPort, args):
     after = netstatCounters()
     connectMs = [(c.connected - c.started) * 1000 for c in conns if c.connected is not None]
     responseMs = [(c.finished - c.started) * 1000 for c in conns if c.finished is not None]
-    statuses = {}
+    statuses: dict[int, int] = {}
     for c in conns:
         if c.status is not None and c.error is None:
             statuses[c.status] = statuses.get(c.status, 0) + 1
@@ -201,17 +204,30 @@ def burstRound(proxy, originPort, args):
 def runWrk(proxy, originPort, args):
     host = f"{LOOPBACK}:{originPort}"
     env = dict(os.environ, BENCH_PATH=f"http://{host}/b/1024", BENCH_HOST=host, BENCH_CLOSE="0")
-    argv = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{args.duration:g}s",
-            "--timeout", "10s", "-s", os.path.join(HERE, "wrk_proxy.lua"),
-            f"http://{proxy.host}:{proxy.port}"]
+    argv = [
+        "wrk",
+        f"-t{args.wrk_threads}",
+        f"-c{args.connections}",
+        f"-d{args.duration:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        os.path.join(HERE, "wrk_proxy.lua"),
+        f"http://{proxy.host}:{proxy.port}",
+    ]
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=args.duration + 60)
+        out = subprocess.run(
+            argv, capture_output=True, text=True, env=env, timeout=args.duration + 60
+        )
     except subprocess.TimeoutExpired:
         return {"driver": benchlib.formatArgv(argv), "error": "wrk did not finish in time"}
     m = re.search(r"BENCH_RESULT (\{.*\})", out.stdout)
     if out.returncode != 0 or not m:
-        return {"driver": benchlib.formatArgv(argv),
-                "error": f"wrk failed (exit {out.returncode}): {(out.stderr or out.stdout).strip()[-300:]}"}
+        return {
+            "driver": benchlib.formatArgv(argv),
+            "error": f"wrk failed (exit {out.returncode}): "
+            f"{(out.stderr or out.stdout).strip()[-300:]}",
+        }
     r = json.loads(m.group(1))
     seconds = r["duration_us"] / 1e6
     return {
@@ -231,7 +247,7 @@ async def _crowdConnection(address, request, deadline, stats):
     while time.monotonic() < deadline:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), 10)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             stats["connect"] += 1
             await asyncio.sleep(0.05)
             continue
@@ -249,9 +265,15 @@ async def _crowdConnection(address, request, deadline, stats):
                     stats["inTime"] += 1
                 if not m or re.search(rb"\r\nconnection:[^\r]*close", head, re.I):
                     break
-        except asyncio.TimeoutError:
+        except TimeoutError:
             stats["timeout"] += 1
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
+        except (
+            OSError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+            IndexError,
+        ):
             stats["read"] += 1
         finally:
             writer.close()
@@ -263,8 +285,10 @@ async def _crowd(proxy, originPort, args):
     stats = {"requests": 0, "inTime": 0, "statuses": {}, "connect": 0, "read": 0, "timeout": 0}
     t0 = time.monotonic()
     deadline = t0 + args.duration
-    tasks = [asyncio.ensure_future(_crowdConnection(proxy.address, request, deadline, stats))
-             for _ in range(args.connections)]
+    tasks = [
+        asyncio.ensure_future(_crowdConnection(proxy.address, request, deadline, stats))
+        for _ in range(args.connections)
+    ]
     done, pending = await asyncio.wait(tasks, timeout=args.duration + 30)
     for t in pending:
         t.cancel()
@@ -302,18 +326,34 @@ def sysctl(name):
 
 
 def parseArgs(argv):
-    p = argparse.ArgumentParser(description="Connect bursts and 1000-connection crowds "
-                                "from one address through a proxy (see bench/README.rst).")
+    p = argparse.ArgumentParser(
+        description="Connect bursts and 1000-connection crowds "
+        "from one address through a proxy (see bench/README.rst)."
+    )
     benchlib.addProxyArguments(p)
     p.add_argument("--only", choices=["a", "b"], help="run only (a) the burst or (b) the crowd")
-    p.add_argument("--burst", type=int, default=300, help="(a) connections opened at once (default 300)")
-    p.add_argument("--rounds", type=int, default=3, help="(a) bursts, one after another (default 3)")
-    p.add_argument("--round-timeout", type=float, default=15.0,
-                   help="(a) seconds a round may take at most (default 15)")
-    p.add_argument("--connections", type=int, default=1000, help="(b) concurrent connections (default 1000)")
+    p.add_argument(
+        "--burst", type=int, default=300, help="(a) connections opened at once (default 300)"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=3, help="(a) bursts, one after another (default 3)"
+    )
+    p.add_argument(
+        "--round-timeout",
+        type=float,
+        default=15.0,
+        help="(a) seconds a round may take at most (default 15)",
+    )
+    p.add_argument(
+        "--connections", type=int, default=1000, help="(b) concurrent connections (default 1000)"
+    )
     p.add_argument("--duration", type=float, default=10.0, help="(b) seconds (default 10)")
-    p.add_argument("--driver", choices=["auto", "wrk", "python"], default="auto",
-                   help="(b) wrk, the asyncio driver here, or wrk when installed (default)")
+    p.add_argument(
+        "--driver",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="(b) wrk, the asyncio driver here, or wrk when installed (default)",
+    )
     p.add_argument("--wrk-threads", type=int, default=2, help="(b) wrk threads (default 2)")
     benchlib.addQuietArgument(p)
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -333,56 +373,114 @@ def main(argv=None):
     benchlib.raiseFileLimit()
     procs = benchlib.Processes()
     workdir = tempfile.mkdtemp(prefix="bench-burst-")
-    result = {"rounds": [], "crowd": None}
+    result: dict[str, Any] = {"rounds": [], "crowd": None}
     try:
         originPort, _ = benchlib.startOrigin(procs, workdir)
         proxy = benchlib.startProxy(args, procs, workdir)
         backlog = benchlib.listenBacklog(proxy.port)
-        result.update(proxy=proxy.desc, backlog=backlog, somaxconn=sysctl("net.core.somaxconn"),
-                      synBacklog=sysctl("net.ipv4.tcp_max_syn_backlog"))
+        result.update(
+            proxy=proxy.desc,
+            backlog=backlog,
+            somaxconn=sysctl("net.core.somaxconn"),
+            synBacklog=sysctl("net.ipv4.tcp_max_syn_backlog"),
+        )
         print(f"proxy: {proxy.desc}")
-        print(f"origin: bench/origin.py on {LOOPBACK}:{originPort}; load average "
-              f"{os.getloadavg()[0]:.2f} (2 shared CPUs: timings are noisy)")
-        print(f"listen backlog of {proxy.host}:{proxy.port} (ss -ltn Send-Q): {fmt(backlog, '{}')}; "
-              f"net.core.somaxconn {result['somaxconn']}, "
-              f"net.ipv4.tcp_max_syn_backlog {result['synBacklog']}", flush=True)
+        print(
+            f"origin: bench/origin.py on {LOOPBACK}:{originPort}; load average "
+            f"{os.getloadavg()[0]:.2f} (2 shared CPUs: timings are noisy)"
+        )
+        print(
+            f"listen backlog of {proxy.host}:{proxy.port} (ss -ltn Send-Q): {fmt(backlog, '{}')}; "
+            f"net.core.somaxconn {result['somaxconn']}, "
+            f"net.ipv4.tcp_max_syn_backlog {result['synBacklog']}",
+            flush=True,
+        )
         if args.only in (None, "a"):
-            print(f"\n(a) {args.burst} simultaneous connects, one GET (1 KiB) each, {args.rounds} round(s)")
+            print(
+                f"\n(a) {args.burst} simultaneous connects, one GET (1 KiB) each, "
+                f"{args.rounds} round(s)"
+            )
             rows = []
             for i in range(args.rounds):
                 benchlib.waitQuiet(args)
                 r = burstRound(proxy, originPort, args)
                 result["rounds"].append(r)
                 statuses = " ".join(f"{s}x{n}" for s, n in sorted(r["statuses"].items())) or "-"
-                rows.append([i + 1, r["connected"], r["slowConnects"], fmt(r["p50ConnectMs"], "{:.2f}"),
-                             fmt(r["maxConnectMs"]), r["slowResponses"], fmt(r["maxResponseMs"]),
-                             statuses, r["failed"], fmt(r["counters"].get("ListenOverflows"), "{}"),
-                             fmt(r["counters"].get("ListenDrops"), "{}")])
+                rows.append(
+                    [
+                        i + 1,
+                        r["connected"],
+                        r["slowConnects"],
+                        fmt(r["p50ConnectMs"], "{:.2f}"),
+                        fmt(r["maxConnectMs"]),
+                        r["slowResponses"],
+                        fmt(r["maxResponseMs"]),
+                        statuses,
+                        r["failed"],
+                        fmt(r["counters"].get("ListenOverflows"), "{}"),
+                        fmt(r["counters"].get("ListenDrops"), "{}"),
+                    ]
+                )
                 time.sleep(1.0)  # let the proxy close this round's connections
-            print(benchlib.textTable(["round", "connected", ">=1s conn", "p50 conn ms", "max conn ms", ">=1s resp",
-                         "max resp ms", "statuses", "failed", "ListenOverflows", "ListenDrops"], rows))
+            print(
+                benchlib.textTable(
+                    [
+                        "round",
+                        "connected",
+                        ">=1s conn",
+                        "p50 conn ms",
+                        "max conn ms",
+                        ">=1s resp",
+                        "max resp ms",
+                        "statuses",
+                        "failed",
+                        "ListenOverflows",
+                        "ListenDrops",
+                    ],
+                    rows,
+                )
+            )
             for i, r in enumerate(result["rounds"]):
                 if r["firstError"]:
                     print(f"  round {i + 1}: {r['failed']} failed, first: {r['firstError']}")
             worst = max(r["slowConnects"] + r["slowResponses"] for r in result["rounds"])
-            print(f"  target: none waits >= 1 s: {'met' if worst == 0 else 'missed'}"
-                  " (\"resp\": from connect() to the last response byte)")
+            print(
+                f"  target: none waits >= 1 s: {'met' if worst == 0 else 'missed'}"
+                ' ("resp": from connect() to the last response byte)'
+            )
         if args.only in (None, "b"):
             useWrk = args.driver == "wrk" or (args.driver == "auto" and shutil.which("wrk"))
-            print(f"\n(b) {args.connections} keep-alive connections from {LOOPBACK}, {args.duration:g} s, "
-                  + ("wrk" if useWrk else "asyncio driver" + (
-                      "" if args.driver == "python" else " (wrk is not installed: apt-get install -y wrk)")),
-                  flush=True)
+            print(
+                f"\n(b) {args.connections} keep-alive connections from {LOOPBACK}, "
+                f"{args.duration:g} s, "
+                + (
+                    "wrk"
+                    if useWrk
+                    else "asyncio driver"
+                    + (
+                        ""
+                        if args.driver == "python"
+                        else " (wrk is not installed: apt-get install -y wrk)"
+                    )
+                ),
+                flush=True,
+            )
             benchlib.waitQuiet(args)
-            c = runWrk(proxy, originPort, args) if useWrk else runPythonCrowd(proxy, originPort, args)
+            c = (
+                runWrk(proxy, originPort, args)
+                if useWrk
+                else runPythonCrowd(proxy, originPort, args)
+            )
             result["crowd"] = c
             print(f"  driver: {c['driver']}")
             if c.get("error"):
                 print(f"  {c['error']}")
             else:
                 errs = ", ".join(f"{k} {v}" for k, v in c["socketErrors"].items())
-                print(f"  requests {c['requests']}, {c['rps']:.0f} req/s, non-2xx {c['non2xx']}, "
-                      f"socket errors: {errs}" + (f", p99 {c['p99Ms']:.1f} ms" if c["p99Ms"] else ""))
+                print(
+                    f"  requests {c['requests']}, {c['rps']:.0f} req/s, non-2xx {c['non2xx']}, "
+                    f"socket errors: {errs}" + (f", p99 {c['p99Ms']:.1f} ms" if c["p99Ms"] else "")
+                )
                 if c["statuses"]:
                     print(f"  statuses: {c['statuses']}")
                 print(f"  target: 0 non-2xx: {'met' if c['non2xx'] == 0 else 'missed'}")

@@ -49,6 +49,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from typing import Any
 
 import benchlib
 from benchlib import HERE, LOOPBACK
@@ -197,6 +198,7 @@ def checkModes(bench, proxyPort):
             sock = None
             for _ in range(2):
                 r, sock = bench.get(proxyPort, url, sock)
+            assert sock is not None
             sock.close()
             status = r.headers.get(b"cache-status", b"").decode("latin-1")
             seen[(name, mode)] = status
@@ -252,7 +254,9 @@ def rates(bench):
     seen = checkModes(bench, port)
     for (name, mode), status in sorted(seen.items()):
         log(f"  {name} {mode}: Cache-Status: {status}")
-    runs = {(name, mode): [] for name in args.sizes for mode in MODES}
+    runs: dict[tuple[str, str], list[Any]] = {
+        (name, mode): [] for name in args.sizes for mode in MODES
+    }
     if args.warmup:
         for name in args.sizes:
             for mode in MODES:
@@ -270,9 +274,11 @@ def rates(bench):
                     f"upstream/req {r['upstream_per_req']:.3f}  errors {r['errors']}"
                 )
     bench.procs.stop(proc)
-    return {"command": benchlib.formatArgv(argv), "cache_status": {
-        f"{n} {m}": s for (n, m), s in seen.items()}, "runs": {
-        f"{n} {m}": v for (n, m), v in runs.items()}}
+    return {
+        "command": benchlib.formatArgv(argv),
+        "cache_status": {f"{n} {m}": s for (n, m), s in seen.items()},
+        "runs": {f"{n} {m}": v for (n, m), v in runs.items()},
+    }
 
 
 def med(values):
@@ -283,11 +289,22 @@ def med(values):
 def reportRates(result, args):
     runs = result["runs"]
     print()
-    print(f"Hits against misses: keep-alive, {args.connections} connections, one URL, "
-          f"{args.duration} s per run, median of {args.rounds} rounds")
+    print(
+        f"Hits against misses: keep-alive, {args.connections} connections, one URL, "
+        f"{args.duration} s per run, median of {args.rounds} rounds"
+    )
     print(f"  {result['command']}")
-    headers = ["size", "mode", "req/s", "p50 ms", "p99 ms", "CPU us/req", "upstream/req",
-               "errors", "RSS MiB"]
+    headers = [
+        "size",
+        "mode",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU us/req",
+        "upstream/req",
+        "errors",
+        "RSS MiB",
+    ]
     rows = []
     for name in args.sizes:
         for mode in MODES:
@@ -454,23 +471,51 @@ def parseArgs(argv):
         "--cache-size (see the module docstring and bench/README.rst).",
     )
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
-    p.add_argument("--rounds", type=int, default=5,
-                   help="rounds of hit and miss runs; medians are reported (default 5)")
-    p.add_argument("--warmup", type=int, default=2,
-                   help="seconds of untimed wrk per (size, mode) first (default 2)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="rounds of hit and miss runs; medians are reported (default 5)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=2,
+        help="seconds of untimed wrk per (size, mode) first (default 2)",
+    )
     p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
-    p.add_argument("--sizes", type=sizeList, default=["1k", "64k"],
-                   help="body sizes for (1): 1k, 64k or both (default 1k,64k)")
-    p.add_argument("--fill-cache-sizes", type=cacheSizeList, default=[16 * MiB, 64 * MiB],
-                   metavar="SIZES", help="--cache-size values for (2) (default 16M,64M)")
-    p.add_argument("--fill-sizes", type=sizeList, default=["64k", "1k"],
-                   help="object sizes for (2) (default 64k,1k)")
-    p.add_argument("--fill-factor", type=float, default=4.0,
-                   help="fill until this many times the cache size was requested (default 4)")
+    p.add_argument(
+        "--sizes",
+        type=sizeList,
+        default=["1k", "64k"],
+        help="body sizes for (1): 1k, 64k or both (default 1k,64k)",
+    )
+    p.add_argument(
+        "--fill-cache-sizes",
+        type=cacheSizeList,
+        default=[16 * MiB, 64 * MiB],
+        metavar="SIZES",
+        help="--cache-size values for (2) (default 16M,64M)",
+    )
+    p.add_argument(
+        "--fill-sizes",
+        type=sizeList,
+        default=["64k", "1k"],
+        help="object sizes for (2) (default 64k,1k)",
+    )
+    p.add_argument(
+        "--fill-factor",
+        type=float,
+        default=4.0,
+        help="fill until this many times the cache size was requested (default 4)",
+    )
     p.add_argument("--skip-rates", action="store_true", help="skip (1)")
     p.add_argument("--skip-fill", action="store_true", help="skip (2)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: --duration 2 --rounds 1 --warmup 0, (2) with 16M only")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: --duration 2 --rounds 1 --warmup 0, (2) with 16M only",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     benchlib.addQuietArgument(p, default=20.0)
@@ -492,7 +537,7 @@ def main(argv=None):
     benchlib.pinSelf(LOAD_CPU)
     workdir = tempfile.mkdtemp(prefix="cache-bench-")
     bench = Bench(args, workdir)
-    doc = {"args": {k: v for k, v in vars(args).items()}}
+    doc: dict[str, Any] = {"args": {k: v for k, v in vars(args).items()}}
     try:
         bench.startOrigin()
         if not args.skip_rates:

@@ -40,7 +40,9 @@ def formatTable(headers, rows):
     widths = [max(len(str(r[i])) for r in [headers] + rows) for i in range(len(headers))]
     out = []
     for n, r in enumerate([headers] + rows):
-        cells = [str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i]) for i, c in enumerate(r)]
+        cells = [
+            str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i]) for i, c in enumerate(r)
+        ]
         out.append("  ".join(cells).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
@@ -52,8 +54,12 @@ def main(argv=None):
     p.add_argument("old")
     p.add_argument("new")
     p.add_argument("--rows", help="only these rows (comma-separated)")
-    p.add_argument("--threshold", type=float, default=5.0,
-                   help="percent change below which no verdict is printed (default 5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=5.0,
+        help="percent change below which no verdict is printed (default 5)",
+    )
     args = p.parse_args(argv)
     old, new = load(args.old), load(args.new)
     meta = {**old.get("figures", {}), **new.get("figures", {})}
@@ -78,7 +84,9 @@ def main(argv=None):
             if ratio is not None and better and abs(ratio - 1) * 100 >= args.threshold:
                 up = ratio > 1
                 verdict = "better" if up == (better == "higher") else "worse"
-            body.append([row, key, fmt(a), fmt(b), f"{ratio:.2f}" if ratio is not None else "-", verdict])
+            body.append(
+                [row, key, fmt(a), fmt(b), f"{ratio:.2f}" if ratio is not None else "-", verdict]
+            )
     print(formatTable(["row", "figure", "old", "new", "new/old", ""], body))
     return 0
 

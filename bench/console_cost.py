@@ -28,8 +28,8 @@ from twisted.logger import Logger, LogPublisher, textFileLogObserver
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from twisted_proxy.app.console import Console  # noqa: E402
-from twisted_proxy.records.emit import emitEvent  # noqa: E402
+from twisted_proxy.app.console import Console
+from twisted_proxy.records.emit import emitEvent
 
 LINE = (
     "Request has been received: GET http://127.0.0.1:8000/index.txt HTTP/1.1\\r\\n"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -39,6 +40,10 @@ import tempfile
 import threading
 import time
 import zlib
+from typing import Any
+
+# Shared with run_bench.py (bench/ is on sys.path: these scripts run from it).
+from benchlib import freePort as free_port, waitForPort
 
 LOOPBACK = "127.0.0.1"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,12 +54,7 @@ REPO = os.path.dirname(HERE)
 # processes and measurements
 
 
-# Shared with run_bench.py (bench/ is on sys.path: these scripts run from it).
-from benchlib import freePort as free_port  # noqa: E402
-from benchlib import waitForPort  # noqa: E402
-
-
-def wait_port(port: int, timeout: float = 20.0, proc: "Managed | None" = None) -> bool:
+def wait_port(port: int, timeout: float = 20.0, proc: Managed | None = None) -> bool:
     return waitForPort(port, timeout, proc)
 
 
@@ -134,9 +134,16 @@ def proxy_argv(port: int, logfile: str, extra: list[str]) -> list[str]:
     if not os.path.exists(twistd):
         twistd = "twistd"
     return [
-        twistd, "-n", "--pidfile=", "-l", logfile, "proxyserver",
-        "--listen", "tcp:{}:interface={}".format(port, LOOPBACK),
-        "--connect-ports", "*",
+        twistd,
+        "-n",
+        "--pidfile=",
+        "-l",
+        logfile,
+        "proxyserver",
+        "--listen",
+        "tcp:{}:interface={}".format(port, LOOPBACK),
+        "--connect-ports",
+        "*",
     ] + extra
 
 
@@ -230,12 +237,38 @@ class _Reader:
 
 
 def _respond(sock, status: int, headers: list[tuple[str, str]], body: bytes = b"") -> None:
-    reason = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently",
-              400: "Bad Request", 404: "Not Found", 431: "Too Large", 500: "Internal Server Error",
-              503: "Service Unavailable"}.get(status, "Whatever")
-    head = "HTTP/1.1 {} {}\r\n".format(status, reason) + "".join(
-        "{}: {}\r\n".format(n, v) for n, v in headers) + "\r\n"
+    reason = {
+        200: "OK",
+        201: "Created",
+        204: "No Content",
+        301: "Moved Permanently",
+        400: "Bad Request",
+        404: "Not Found",
+        431: "Too Large",
+        500: "Internal Server Error",
+        503: "Service Unavailable",
+    }.get(status, "Whatever")
+    head = (
+        "HTTP/1.1 {} {}\r\n".format(status, reason)
+        + "".join("{}: {}\r\n".format(n, v) for n, v in headers)
+        + "\r\n"
+    )
     sock.sendall(head.encode("latin-1") + body)
+
+
+class _BodyDigest:
+    """
+    The SHA-1 and length of one request body, fed piece by piece (a fresh one
+    per request on a kept-alive connection).
+    """
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha1()
+        self.length = 0
+
+    def __call__(self, data: bytes) -> None:
+        self.sha.update(data)
+        self.length += len(data)
 
 
 def origin_connection(sock: socket.socket, logf, lock: threading.Lock) -> None:
@@ -262,13 +295,7 @@ def origin_connection(sock: socket.socket, logf, lock: threading.Lock) -> None:
                 _respond(sock, 400, [("Content-Length", "0"), ("Connection", "close")])
                 return
             fields.setdefault(name.strip().lower(), []).append(value.strip())
-        sha = hashlib.sha1()
-        length = [0]
-
-        def sink(d: bytes) -> None:
-            sha.update(d)
-            length[0] += len(d)
-
+        sink = _BodyDigest()
         try:
             te = b",".join(fields.get(b"transfer-encoding", [])).lower()
             if te:
@@ -295,7 +322,8 @@ def origin_connection(sock: socket.socket, logf, lock: threading.Lock) -> None:
             return
         conn = b",".join(fields.get(b"connection", [])).lower()
         keep = (version == b"HTTP/1.1" and b"close" not in conn) or (
-            version == b"HTTP/1.0" and b"keep-alive" in conn)
+            version == b"HTTP/1.0" and b"keep-alive" in conn
+        )
         m = _ID.search(target)
         fid, kind = (m.group(1), m.group(2).decode()) if m else (b"none", "cl")
         if target.split(b"?")[0].endswith(b"/health"):
@@ -318,25 +346,38 @@ def origin_connection(sock: socket.socket, logf, lock: threading.Lock) -> None:
                 code = 200
         except ValueError:
             code = 200
-        hdrs = [("X-Fuzz-Id", fid.decode()), ("X-Req-Body-Len", str(length[0])),
-                ("X-Req-Body-Sha1", sha.hexdigest())]
+        hdrs = [
+            ("X-Fuzz-Id", fid.decode()),
+            ("X-Req-Body-Len", str(sink.length)),
+            ("X-Req-Body-Sha1", sink.sha.hexdigest()),
+        ]
         if kind == "health":
             _respond(sock, 200, hdrs + [("Content-Length", "3")], b"ok\n")
         elif kind == "echo":
-            body = "{} {}\n".format(length[0], sha.hexdigest()).encode()
-            _respond(sock, 200, hdrs + [("X-Body-Kind", "echo"), ("Content-Length", str(len(body)))],
-                     body)
+            body = "{} {}\n".format(sink.length, sink.sha.hexdigest()).encode()
+            _respond(
+                sock,
+                200,
+                hdrs + [("X-Body-Kind", "echo"), ("Content-Length", str(len(body)))],
+                body,
+            )
         elif kind == "chunked":
-            _respond(sock, 200, hdrs + [("X-Body-Kind", "pattern"), ("Transfer-Encoding", "chunked")])
+            _respond(
+                sock, 200, hdrs + [("X-Body-Kind", "pattern"), ("Transfer-Encoding", "chunked")]
+            )
             data = pattern_bytes(fid, n)
             step = 1000
             for i in range(0, len(data), step):
-                piece = data[i: i + step]
+                piece = data[i : i + step]
                 sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
             sock.sendall(b"0\r\n\r\n")
         elif kind == "close":
-            _respond(sock, 200, hdrs + [("X-Body-Kind", "pattern"), ("Connection", "close")],
-                     pattern_bytes(fid, n))
+            _respond(
+                sock,
+                200,
+                hdrs + [("X-Body-Kind", "pattern"), ("Connection", "close")],
+                pattern_bytes(fid, n),
+            )
             sock.shutdown(socket.SHUT_WR)
             return
         elif kind == "die":
@@ -389,7 +430,9 @@ def slow_connection(sock: socket.socket) -> None:
     if b"/stall/head" in head:
         sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
     elif b"/stall/body" in head:
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nX-Fuzz-Id: slow\r\n\r\n" + b"x" * 1000)
+        sock.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nX-Fuzz-Id: slow\r\n\r\n" + b"x" * 1000
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if not sock.recv(65536):
@@ -404,8 +447,11 @@ def serve(kind: str, port: int, logpath: str | None) -> None:
     ls.bind((LOOPBACK, port))
     ls.listen(1024)
     signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
-    target = {"origin": lambda s: origin_connection(s, logf, lock),
-              "echo": echo_connection, "slow": slow_connection}[kind]
+    target = {
+        "origin": lambda s: origin_connection(s, logf, lock),
+        "echo": echo_connection,
+        "slow": slow_connection,
+    }[kind]
 
     def run(s: socket.socket) -> None:
         try:
@@ -481,8 +527,11 @@ class ResponseParser:
     def _parse(self, eof: bool) -> None:
         buf = self.buf
         while buf and not self.tunnel:
-            if self.responses and self.responses[-1].first(b"connection") and b"close" in (
-                    self.responses[-1].first(b"connection") or b"").lower():
+            if (
+                self.responses
+                and self.responses[-1].first(b"connection")
+                and b"close" in (self.responses[-1].first(b"connection") or b"").lower()
+            ):
                 raise Garbage("bytes after a response with Connection: close")
             prefix = bytes(buf[:7])
             if prefix != b"HTTP/1."[: len(prefix)]:
@@ -509,7 +558,9 @@ class ResponseParser:
             resp = Response(int(m.group(1)), headers, raw)
             pos = end + 4
             status = resp.status
-            if status == 101 or (self.first_is_connect and not self.responses and 200 <= status < 300):
+            if status == 101 or (
+                self.first_is_connect and not self.responses and 200 <= status < 300
+            ):
                 resp.framing = "tunnel"
                 self.responses.append(resp)
                 self.tunnel = True
@@ -527,8 +578,9 @@ class ResponseParser:
                 raise Garbage("response with both Content-Length and Transfer-Encoding")
             if len(set(cl)) > 1:
                 raise Garbage("response with conflicting Content-Length")
-            if status in (204, 304) or (self.head_request and not self.responses
-                                         and status not in (400, 408, 414, 431, 505)):
+            if status in (204, 304) or (
+                self.head_request and not self.responses and status not in (400, 408, 414, 431, 505)
+            ):
                 resp.framing = "none"
                 if cl and cl[0] != b"0" and status == 204:
                     raise Garbage("204 with a non-zero Content-Length")
@@ -564,20 +616,20 @@ class ResponseParser:
                         break
                     if len(buf) < e + 2 + size + 2:
                         return
-                    body += buf[e + 2: e + 2 + size]
-                    if buf[e + 2 + size: e + 4 + size] != b"\r\n":
+                    body += buf[e + 2 : e + 2 + size]
+                    if buf[e + 2 + size : e + 4 + size] != b"\r\n":
                         raise Garbage("chunk not followed by CRLF")
                     p = e + 4 + size
                 resp.body = bytes(body)
             elif cl:
                 if not cl[0].isdigit():
                     raise Garbage("bad Content-Length")
-                n = int(cl[0])
-                if len(buf) < pos + n:
+                length = int(cl[0])
+                if len(buf) < pos + length:
                     return
                 resp.framing = "length"
-                resp.body = bytes(buf[pos: pos + n])
-                pos += n
+                resp.body = bytes(buf[pos : pos + length])
+                pos += length
             else:
                 if not eof:
                     return
@@ -608,8 +660,8 @@ class Case:
         self.gen = gen
         self.segments: list[bytes] = []
         self.delays: list[float] = []
-        self.ids: list[str] = []          # ids in the requests, in order
-        self.expect: int | None = None   # exact number of final responses (valid only)
+        self.ids: list[str] = []  # ids in the requests, in order
+        self.expect: int | None = None  # exact number of final responses (valid only)
         self.valid = False
         self.connect = False
         self.tunnel_payload = b""
@@ -619,8 +671,8 @@ class Case:
         self.expect_status: set[int] | None = None
         self.forbidden_ids: list[str] = []  # must never reach the origin
         self.requests = 0
-        self.echo_expect = b""          # valid CONNECT: bytes the echo server must return
-        self.head_request = False        # a single HEAD: its response has no body
+        self.echo_expect = b""  # valid CONNECT: bytes the echo server must return
+        self.head_request = False  # a single HEAD: its response has no body
         self.ops = ""
 
     def payload(self) -> bytes:
@@ -634,8 +686,9 @@ def _fid(rng: random.Random) -> str:
 _SIZES = [0, 1, 7, 100, 1000, 4096, 20000, 70000]
 
 
-def build_get(rng, ctx, fid, *, form="abs", version="1.1", kind=None, close=False,
-              method="GET", extra=()) -> bytes:
+def build_get(
+    rng, ctx, fid, *, form="abs", version="1.1", kind=None, close=False, method="GET", extra=()
+) -> bytes:
     kind = kind or rng.choice(["cl", "cl", "chunked", "close", "status"])
     n = rng.choice(_SIZES)
     path = "/r/{}/{}?n={}".format(fid, kind, n)
@@ -643,8 +696,12 @@ def build_get(rng, ctx, fid, *, form="abs", version="1.1", kind=None, close=Fals
         path += "&code={}".format(rng.choice([200, 201, 204, 404, 500, 503]))
     host = "127.0.0.1:{}".format(ctx.o)
     target = "http://{}{}".format(host, path) if form == "abs" else path
-    lines = ["{} {} HTTP/{}".format(method, target, version), "Host: " + host,
-             "User-Agent: fuzz/1", "Accept: */*"]
+    lines = [
+        "{} {} HTTP/{}".format(method, target, version),
+        "Host: " + host,
+        "User-Agent: fuzz/1",
+        "Accept: */*",
+    ]
     if close:
         lines.append("Connection: close")
     elif version == "1.0" and rng.random() < 0.5:
@@ -659,8 +716,11 @@ def build_post(rng, ctx, fid, *, chunked=False, form="abs", close=False, n=None)
     host = "127.0.0.1:{}".format(ctx.o)
     path = "/r/{}/echo".format(fid)
     target = "http://{}{}".format(host, path) if form == "abs" else path
-    lines = ["{} {} HTTP/1.1".format(rng.choice(["POST", "PUT", "PATCH"]), target), "Host: " + host,
-             "Content-Type: application/octet-stream"]
+    lines = [
+        "{} {} HTTP/1.1".format(rng.choice(["POST", "PUT", "PATCH"]), target),
+        "Host: " + host,
+        "Content-Type: application/octet-stream",
+    ]
     if close:
         lines.append("Connection: close")
     if chunked:
@@ -669,7 +729,7 @@ def build_post(rng, ctx, fid, *, chunked=False, form="abs", close=False, n=None)
         p = 0
         while p < len(body):
             k = rng.randint(1, 9000)
-            piece = body[p: p + k]
+            piece = body[p : p + k]
             out += b"%x\r\n%s\r\n" % (len(piece), piece)
             p += k
         out += b"0\r\n\r\n"
@@ -681,13 +741,17 @@ def build_post(rng, ctx, fid, *, chunked=False, form="abs", close=False, n=None)
 def gen_valid(rng: random.Random, ctx: Ctx, allow_head: bool = True) -> Case:
     c = Case("valid")
     c.valid = True
-    choice = rng.choice(["abs", "origin", "http10", "post", "chunkedpost", "connect", "pipeline",
-                         "pipeline"] + (["head"] if allow_head else []))
+    choice = rng.choice(
+        ["abs", "origin", "http10", "post", "chunkedpost", "connect", "pipeline", "pipeline"]
+        + (["head"] if allow_head else [])
+    )
     data = b""
     if choice == "connect":
         c.connect = True
         c.gen = "valid-connect"
-        data = "CONNECT 127.0.0.1:{0} HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\n\r\n".format(ctx.e).encode()
+        data = "CONNECT 127.0.0.1:{0} HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\n\r\n".format(
+            ctx.e
+        ).encode()
         c.tunnel_payload = b"ping " + rng.randbytes(rng.randint(1, 20000))
         c.echo_expect = c.tunnel_payload
         if rng.random() < 0.3:
@@ -741,19 +805,30 @@ def split(rng: random.Random, c: Case) -> None:
     if len(data) < 2:
         return
     cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 12))))
-    c.segments = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+    c.segments = [data[a:b] for a, b in itertools.pairwise([0, *cuts, len(data)])]
     c.delays = [rng.choice([0, 0.001, 0.01, 0.05]) for _ in c.segments]
 
 
-_INSERTS = [b"\r", b"\n", b"\x00", b" ", b":", b"\t", b"\r\n", b"\x7f", b"\xff", b";", b"\"", b","]
+_INSERTS = [b"\r", b"\n", b"\x00", b" ", b":", b"\t", b"\r\n", b"\x7f", b"\xff", b";", b'"', b","]
 
 
-def mutate(rng: random.Random, data: bytes) -> tuple[bytes, str]:
-    data = bytearray(data)
+def mutate(rng: random.Random, original: bytes) -> tuple[bytes, str]:
+    data = bytearray(original)
     ops = []
     for _ in range(rng.randint(1, 3)):
-        op = rng.choice(["flip", "bitflip", "truncate", "dupline", "insert", "insert", "delete",
-                         "swapcase", "dupblock"])
+        op = rng.choice(
+            [
+                "flip",
+                "bitflip",
+                "truncate",
+                "dupline",
+                "insert",
+                "insert",
+                "delete",
+                "swapcase",
+                "dupblock",
+            ]
+        )
         ops.append(op)
         if not data:
             break
@@ -772,9 +847,9 @@ def mutate(rng: random.Random, data: bytes) -> tuple[bytes, str]:
         elif op == "insert":
             data[p:p] = rng.choice(_INSERTS) * rng.choice([1, 1, 2, 5])
         elif op == "delete":
-            del data[p: p + rng.randint(1, 4)]
+            del data[p : p + rng.randint(1, 4)]
         elif op == "swapcase":
-            data[p: p + 8] = bytes(data[p: p + 8]).swapcase()
+            data[p : p + 8] = bytes(data[p : p + 8]).swapcase()
         elif op == "dupblock":
             q = min(len(data), p + rng.randint(1, 200))
             data[q:q] = data[p:q]
@@ -811,22 +886,53 @@ def gen_hostile(rng: random.Random, ctx: Ctx) -> Case:
     """Hand-made malformed requests, each with the status it must get."""
     host = "127.0.0.1:{}".format(ctx.o)
     fid, smug = _fid(rng), _fid(rng)
-    smuggled = ("GET http://{0}/r/{1}/cl?n=5 HTTP/1.1\r\nHost: {0}\r\n\r\n".format(host, smug)).encode()
+    smuggled = (
+        "GET http://{0}/r/{1}/cl?n=5 HTTP/1.1\r\nHost: {0}\r\n\r\n".format(host, smug)
+    ).encode()
     start = "POST http://{0}/r/{1}/echo HTTP/1.1\r\nHost: {0}\r\n".format(host, fid)
-    kind = rng.choice(["cl+te", "cl+cl", "te-bad", "te-space", "te-10", "ws-colon", "obs-fold",
-                       "bad-chunk", "neg-chunk", "huge-chunk", "chunk-ext-junk", "huge-header",
-                       "many-headers", "long-target", "bare-lf", "bare-cr", "nul-header",
-                       "no-host", "two-hosts", "bad-version", "http2", "space-target",
-                       "cl-plus", "cl-hex", "te-chunked-chunked", "te-identity"])
+    kind = rng.choice(
+        [
+            "cl+te",
+            "cl+cl",
+            "te-bad",
+            "te-space",
+            "te-10",
+            "ws-colon",
+            "obs-fold",
+            "bad-chunk",
+            "neg-chunk",
+            "huge-chunk",
+            "chunk-ext-junk",
+            "huge-header",
+            "many-headers",
+            "long-target",
+            "bare-lf",
+            "bare-cr",
+            "nul-header",
+            "no-host",
+            "two-hosts",
+            "bad-version",
+            "http2",
+            "space-target",
+            "cl-plus",
+            "cl-hex",
+            "te-chunked-chunked",
+            "te-identity",
+        ]
+    )
     c = Case("hostile-" + kind)
     c.requests = 1
     expect = {400}
+    # Each case builds its bytes from text, or as bytes where it must.
+    data: str | bytes
     if kind == "cl+te":
         data = start + "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
         data = data.encode() + smuggled
         c.forbidden_ids = [smug]
     elif kind == "cl+cl":
-        data = (start + "Content-Length: 0\r\nContent-Length: {}\r\n\r\n".format(len(smuggled))).encode() + smuggled
+        data = (
+            start + "Content-Length: 0\r\nContent-Length: {}\r\n\r\n".format(len(smuggled))
+        ).encode() + smuggled
         c.forbidden_ids = [smug]
     elif kind == "te-bad":
         data = (start + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n").encode() + smuggled
@@ -836,15 +942,19 @@ def gen_hostile(rng: random.Random, ctx: Ctx) -> Case:
         data = (start + "Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n").encode() + smuggled
         c.forbidden_ids = [smug]
     elif kind == "te-10":
-        data = ("POST http://{0}/r/{1}/echo HTTP/1.0\r\nHost: {0}\r\nTransfer-Encoding: chunked\r\n\r\n"
-                "0\r\n\r\n".format(host, fid)).encode() + smuggled
+        data = (
+            "POST http://{0}/r/{1}/echo HTTP/1.0\r\nHost: {0}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "0\r\n\r\n".format(host, fid)
+        ).encode() + smuggled
         c.forbidden_ids = [smug]
     elif kind == "te-chunked-chunked":
         data = (start + "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n").encode() + smuggled
         c.forbidden_ids = [smug]
         expect = {400, 501}
     elif kind == "te-identity":
-        data = (start + "Transfer-Encoding: identity\r\nContent-Length: 3\r\n\r\nabc").encode() + smuggled
+        data = (
+            start + "Transfer-Encoding: identity\r\nContent-Length: 3\r\n\r\nabc"
+        ).encode() + smuggled
         c.forbidden_ids = [smug]
         expect = {400, 501}
     elif kind == "ws-colon":
@@ -856,37 +966,60 @@ def gen_hostile(rng: random.Random, ctx: Ctx) -> Case:
     elif kind == "neg-chunk":
         data = (start + "Transfer-Encoding: chunked\r\n\r\n-1\r\nabc\r\n0\r\n\r\n").encode()
     elif kind == "huge-chunk":
-        data = (start + "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nabc\r\n").encode()
+        data = (
+            start + "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nabc\r\n"
+        ).encode()
     elif kind == "chunk-ext-junk":
         data = (start + "Transfer-Encoding: chunked\r\n\r\n3;\x00\x01\r\nabc\r\n0\r\n\r\n").encode()
     elif kind == "huge-header":
-        data = (start + "X-Big: " + "a" * rng.choice([40000, 70000, 300000]) + "\r\nContent-Length: 0\r\n\r\n").encode()
+        data = (
+            start
+            + "X-Big: "
+            + "a" * rng.choice([40000, 70000, 300000])
+            + "\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
         expect = {431, 400}
     elif kind == "many-headers":
-        data = (start + "".join("X-H{}: v\r\n".format(i) for i in range(rng.choice([101, 150, 1000])))
-                + "Content-Length: 0\r\n\r\n").encode()
+        data = (
+            start
+            + "".join("X-H{}: v\r\n".format(i) for i in range(rng.choice([101, 150, 1000])))
+            + "Content-Length: 0\r\n\r\n"
+        ).encode()
         expect = {431, 400}
     elif kind == "long-target":
         data = "GET http://{0}/r/{1}/cl?x={2} HTTP/1.1\r\nHost: {0}\r\n\r\n".format(
-            host, fid, "a" * rng.choice([9000, 20000, 100000])).encode()
+            host, fid, "a" * rng.choice([9000, 20000, 100000])
+        ).encode()
         expect = {414, 431, 400}
     elif kind == "bare-lf":
         data = "GET http://{0}/r/{1}/cl?n=1 HTTP/1.1\nHost: {0}\n\n".format(host, fid).encode()
     elif kind == "bare-cr":
-        data = "GET http://{0}/r/{1}/cl?n=1 HTTP/1.1\r\nHost: {0}\rX: y\r\n\r\n".format(host, fid).encode()
+        data = "GET http://{0}/r/{1}/cl?n=1 HTTP/1.1\r\nHost: {0}\rX: y\r\n\r\n".format(
+            host, fid
+        ).encode()
     elif kind == "nul-header":
-        data = "GET http://{0}/r/{1}/cl?n=1 HTTP/1.1\r\nHost: {0}\r\nX: a\x00b\r\n\r\n".format(host, fid).encode()
+        data = "GET http://{0}/r/{1}/cl?n=1 HTTP/1.1\r\nHost: {0}\r\nX: a\x00b\r\n\r\n".format(
+            host, fid
+        ).encode()
     elif kind == "no-host":
-        data = "GET /r/{0}/cl?n=1 HTTP/1.1\r\n\r\n".format(fid).encode()
+        data = "GET /r/{}/cl?n=1 HTTP/1.1\r\n\r\n".format(fid).encode()
     elif kind == "two-hosts":
-        data = "GET /r/{1}/cl?n=1 HTTP/1.1\r\nHost: {0}\r\nHost: {0}\r\n\r\n".format(host, fid).encode()
+        data = "GET /r/{1}/cl?n=1 HTTP/1.1\r\nHost: {0}\r\nHost: {0}\r\n\r\n".format(
+            host, fid
+        ).encode()
     elif kind == "bad-version":
-        data = "GET http://{0}/r/{1}/cl?n=1 HTTP/1.x\r\nHost: {0}\r\n\r\n".format(host, fid).encode()
+        data = "GET http://{0}/r/{1}/cl?n=1 HTTP/1.x\r\nHost: {0}\r\n\r\n".format(
+            host, fid
+        ).encode()
     elif kind == "http2":
-        data = "GET http://{0}/r/{1}/cl?n=1 HTTP/2.0\r\nHost: {0}\r\n\r\n".format(host, fid).encode()
+        data = "GET http://{0}/r/{1}/cl?n=1 HTTP/2.0\r\nHost: {0}\r\n\r\n".format(
+            host, fid
+        ).encode()
         expect = {505, 400}
     elif kind == "space-target":
-        data = "GET http://{0}/r/{1}/cl?n=1 x HTTP/1.1\r\nHost: {0}\r\n\r\n".format(host, fid).encode()
+        data = "GET http://{0}/r/{1}/cl?n=1 x HTTP/1.1\r\nHost: {0}\r\n\r\n".format(
+            host, fid
+        ).encode()
     elif kind == "cl-plus":
         data = (start + "Content-Length: +3\r\n\r\nabc").encode()
     else:  # cl-hex
@@ -905,7 +1038,10 @@ def gen_random(rng: random.Random, ctx: Ctx) -> Case:
     data = rng.randbytes(rng.randint(1, 8192))
     r = rng.random()
     if r < 0.3:
-        data = "GET http://127.0.0.1:{}/r/{}/cl?n=3 HTTP/1.1\r\n".format(ctx.o, _fid(rng)).encode() + data
+        data = (
+            "GET http://127.0.0.1:{}/r/{}/cl?n=3 HTTP/1.1\r\n".format(ctx.o, _fid(rng)).encode()
+            + data
+        )
     elif r < 0.4:
         data = bytes(rng.choice(b"GET /:\r\n\x00 HTTP1.") for _ in range(rng.randint(1, 400)))
     c.segments = [data]
@@ -928,7 +1064,13 @@ def gen_abort(rng: random.Random, ctx: Ctx) -> Case:
     return c
 
 
-GENERATORS = [(gen_valid, 30), (gen_mutated, 35), (gen_hostile, 15), (gen_random, 10), (gen_abort, 10)]
+GENERATORS = [
+    (gen_valid, 30),
+    (gen_mutated, 35),
+    (gen_hostile, 15),
+    (gen_random, 10),
+    (gen_abort, 10),
+]
 
 
 # --------------------------------------------------------------------------
@@ -937,18 +1079,19 @@ GENERATORS = [(gen_valid, 30), (gen_mutated, 35), (gen_hostile, 15), (gen_random
 
 class Outcome:
     def __init__(self):
-        self.kind = ""            # ok | clean-close | reset | client-abort | aborted-mid-response | anomaly
+        self.kind = ""  # ok | clean-close | reset | client-abort | aborted-mid-response | anomaly
         self.anomalies: list[str] = []
         self.statuses: list[int] = []
         self.sent = 0
         self.received = b""
         self.origin_ids: list[str] = []  # X-Fuzz-Id of relayed responses
-        self.trace: list[str] = []       # (time, event) for anomaly reports
+        self.trace: list[str] = []  # (time, event) for anomaly reports
         self.local_port = 0
 
 
-def run_case(c: Case, proxy: tuple[str, int], hang_deadline: float, max_life: float,
-             all_ids: dict) -> Outcome:
+def run_case(
+    c: Case, proxy: tuple[str, int], hang_deadline: float, max_life: float, all_ids: dict
+) -> Outcome:
     out = Outcome()
     try:
         s = socket.create_connection(proxy, timeout=5)
@@ -1013,7 +1156,7 @@ def run_case(c: Case, proxy: tuple[str, int], hang_deadline: float, max_life: fl
                         break
             if w and segs:
                 try:
-                    n = s.send(segs[0][seg_off: seg_off + 65536])
+                    n = s.send(segs[0][seg_off : seg_off + 65536])
                 except (BlockingIOError, InterruptedError):
                     n = 0
                 except (BrokenPipeError, ConnectionResetError):
@@ -1031,18 +1174,27 @@ def run_case(c: Case, proxy: tuple[str, int], hang_deadline: float, max_life: fl
             if c.valid and c.expect is not None:
                 finals = [x for x in parser.responses if x.status >= 200 or x.framing == "tunnel"]
                 if c.connect:
-                    if parser.tunnel and not segs and len(parser.tunnel_bytes) >= len(c.echo_expect):
+                    if (
+                        parser.tunnel
+                        and not segs
+                        and len(parser.tunnel_bytes) >= len(c.echo_expect)
+                    ):
                         break
                 elif len(finals) >= c.expect and not parser.pending():
                     break
             if now - last > hang_deadline:
                 out.kind = "anomaly"
-                out.anomalies.append("hang: connection open and silent for {:.1f} s (sent {} of {} bytes)"
-                                     .format(now - last, out.sent, len(c.payload())))
+                out.anomalies.append(
+                    "hang: connection open and silent for {:.1f} s (sent {} of {} bytes)".format(
+                        now - last, out.sent, len(c.payload())
+                    )
+                )
                 break
             if now - start > max_life:
                 out.kind = "anomaly"
-                out.anomalies.append("hang: connection still busy after {:.0f} s".format(now - start))
+                out.anomalies.append(
+                    "hang: connection still busy after {:.0f} s".format(now - start)
+                )
                 break
     except OSError as e:
         out.kind = "anomaly"
@@ -1059,7 +1211,9 @@ def run_case(c: Case, proxy: tuple[str, int], hang_deadline: float, max_life: fl
     return out
 
 
-def classify(c: Case, parser: ResponseParser, out: Outcome, eof: bool, reset: bool, all_ids: dict) -> None:
+def classify(
+    c: Case, parser: ResponseParser, out: Outcome, eof: bool, reset: bool, all_ids: dict
+) -> None:
     a = out.anomalies
     if parser.error:
         a.append("garbage from proxy: " + parser.error)
@@ -1067,41 +1221,71 @@ def classify(c: Case, parser: ResponseParser, out: Outcome, eof: bool, reset: bo
     out.statuses = [r.status for r in finals]
     mine = set(c.ids)
     for i, r in enumerate(finals):
-        fid = r.first(b"x-fuzz-id")
+        fidBytes = r.first(b"x-fuzz-id")
         if r.framing == "tunnel":
             continue
+        fid = None if fidBytes is None else fidBytes.decode("latin-1")
         if fid is not None:
-            fid = fid.decode("latin-1")
             out.origin_ids.append(fid)
             owner = all_ids.get(fid)
             if owner is not None and fid not in mine and fid not in c.forbidden_ids:
                 a.append("cross-talk: response carries id {} of another connection".format(fid))
             kind = r.first(b"x-body-kind")
-            if kind == b"pattern" and r.status != 204 and r.body != pattern_bytes(fid.encode(), len(r.body)):
+            if (
+                kind == b"pattern"
+                and r.status != 204
+                and r.body != pattern_bytes(fid.encode(), len(r.body))
+            ):
                 a.append("response body is not the origin's bytes for id {}".format(fid))
             if fid in c.forbidden_ids:
                 a.append("smuggled request {} was answered".format(fid))
         elif r.first(b"proxy-status") is None:
-            a.append("response {} neither from the origin nor generated by the proxy".format(r.status))
+            a.append(
+                "response {} neither from the origin nor generated by the proxy".format(r.status)
+            )
         if c.valid and not c.connect:
             if i < len(c.ids) and fid is not None and fid != c.ids[i]:
                 a.append("desync: response {} carries id {}, expected {}".format(i, fid, c.ids[i]))
             if r.status < 500 and fid is None:
-                a.append("valid request refused with {} ({})".format(
-                    r.status, (r.first(b"proxy-status") or b"").decode("latin-1")))
+                a.append(
+                    "valid request refused with {} ({})".format(
+                        r.status, (r.first(b"proxy-status") or b"").decode("latin-1")
+                    )
+                )
     if c.valid and c.connect and finals:
         if finals[0].status == 200 and bytes(parser.tunnel_bytes) != c.echo_expect:
-            a.append("tunnel echo mismatch: got {} of {} bytes back".format(
-                len(parser.tunnel_bytes), len(c.echo_expect)))
+            a.append(
+                "tunnel echo mismatch: got {} of {} bytes back".format(
+                    len(parser.tunnel_bytes), len(c.echo_expect)
+                )
+            )
     if c.expect_status is not None and finals and finals[0].status not in c.expect_status:
-        a.append("hostile request got {} (expected one of {})".format(finals[0].status, sorted(c.expect_status)))
-    if c.valid and not c.connect and c.expect and (eof or reset) and len(finals) < c.expect and not parser.error:
+        a.append(
+            "hostile request got {} (expected one of {})".format(
+                finals[0].status, sorted(c.expect_status)
+            )
+        )
+    if (
+        c.valid
+        and not c.connect
+        and c.expect
+        and (eof or reset)
+        and len(finals) < c.expect
+        and not parser.error
+    ):
         if not any(r.status >= 500 for r in finals):
-            a.append("valid requests: {} responses to {} requests, then {}".format(
-                len(finals), c.expect, "reset" if reset else "close"))
+            a.append(
+                "valid requests: {} responses to {} requests, then {}".format(
+                    len(finals), c.expect, "reset" if reset else "close"
+                )
+            )
     if parser.pending() and not parser.error:
         if eof:
-            a.append("truncated response ended by a clean close (FIN) after {} bytes".format(len(parser.buf)))
+            a.append(
+                "truncated response ended by a clean close (FIN) after {} bytes".format(
+                    len(parser.buf)
+                )
+            )
         elif reset:
             out.kind = out.kind or "aborted-mid-response"
     if a:
@@ -1119,10 +1303,14 @@ def classify(c: Case, parser: ResponseParser, out: Outcome, eof: bool, reset: bo
 # health and sampling
 
 
-def health_check(proxy: tuple[str, int], origin_port: int, timeout: float = 5.0) -> tuple[bool, str, float]:
+def health_check(
+    proxy: tuple[str, int], origin_port: int, timeout: float = 5.0
+) -> tuple[bool, str, float]:
     t0 = time.monotonic()
-    req = ("GET http://127.0.0.1:{0}/health HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\nConnection: close\r\n\r\n"
-           .format(origin_port)).encode()
+    req = (
+        "GET http://127.0.0.1:{0}/health HTTP/1.1\r\n"
+        "Host: 127.0.0.1:{0}\r\nConnection: close\r\n\r\n".format(origin_port)
+    ).encode()
     try:
         with socket.create_connection(proxy, timeout=timeout) as s:
             s.settimeout(max(0.1, timeout - (time.monotonic() - t0)))
@@ -1141,8 +1329,14 @@ def health_check(proxy: tuple[str, int], origin_port: int, timeout: float = 5.0)
             if p.responses and p.responses[0].status == 200 and p.responses[0].body == b"ok\n":
                 return True, "", dt
             if p.responses:
-                return False, "status {} {}".format(p.responses[0].status,
-                                                    (p.responses[0].first(b"proxy-status") or b"").decode()), dt
+                return (
+                    False,
+                    "status {} {}".format(
+                        p.responses[0].status,
+                        (p.responses[0].first(b"proxy-status") or b"").decode(),
+                    ),
+                    dt,
+                )
             return False, "no response ({})".format(p.error or "closed"), dt
     except OSError as e:
         return False, repr(e), time.monotonic() - t0
@@ -1188,14 +1382,24 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--proxy", help="measure an already running proxy HOST:PORT (loopback)")
     ap.add_argument("--pid", type=int, help="its PID (for RSS/fds/liveness), with --proxy")
-    ap.add_argument("--hang-deadline", type=float, default=None,
-                    help="seconds of silence on an open connection that count as a hang "
-                         "(default: the largest proxy timeout we set + 5 = 10)")
+    ap.add_argument(
+        "--hang-deadline",
+        type=float,
+        default=None,
+        help="seconds of silence on an open connection that count as a hang "
+        "(default: the largest proxy timeout we set + 5 = 10)",
+    )
     ap.add_argument("--health-every", type=float, default=1.0)
     ap.add_argument("--health-timeout", type=float, default=5.0)
-    ap.add_argument("--rss-growth-limit-mib", type=float, default=50.0,
-                    help="fail if RSS max - start exceeds this (default 50)")
-    ap.add_argument("--workdir", default=None, help="output directory (default: a new /tmp/fuzz-proxy-*)")
+    ap.add_argument(
+        "--rss-growth-limit-mib",
+        type=float,
+        default=50.0,
+        help="fail if RSS max - start exceeds this (default 50)",
+    )
+    ap.add_argument(
+        "--workdir", default=None, help="output directory (default: a new /tmp/fuzz-proxy-*)"
+    )
     ap.add_argument("--json", help="also write the report as JSON to this path")
     ap.add_argument("--serve", choices=["origin", "echo", "slow"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -1224,9 +1428,26 @@ def main(argv=None) -> int:
 # --allow-host 127.0.0.1: a mutated target host ("12?.0.0.1", "127.0.0.l")
 # is refused with 403 by policy, before any name resolution, so the proxy
 # never resolves a name or leaves loopback because of what we send.
-PROXY_TIMEOUTS = ["--allow-host", "127.0.0.1", "--header-timeout", "2", "--idle-timeout", "3", "--body-timeout", "3",
-                  "--response-timeout", "5", "--response-body-timeout", "5",
-                  "--tunnel-idle-timeout", "4", "--connect-timeout", "3", "--pool-idle-timeout", "2"]
+PROXY_TIMEOUTS = [
+    "--allow-host",
+    "127.0.0.1",
+    "--header-timeout",
+    "2",
+    "--idle-timeout",
+    "3",
+    "--body-timeout",
+    "3",
+    "--response-timeout",
+    "5",
+    "--response-body-timeout",
+    "5",
+    "--tunnel-idle-timeout",
+    "4",
+    "--connect-timeout",
+    "3",
+    "--pool-idle-timeout",
+    "2",
+]
 
 
 def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> int:
@@ -1244,8 +1465,12 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
     else:
         port = free_port()
         logfile = os.path.join(workdir, "proxy.log")
-        m = Managed("proxy", proxy_argv(port, logfile, PROXY_TIMEOUTS),
-                    os.path.join(workdir, "proxy.out"), cwd=workdir)
+        m = Managed(
+            "proxy",
+            proxy_argv(port, logfile, PROXY_TIMEOUTS),
+            os.path.join(workdir, "proxy.out"),
+            cwd=workdir,
+        )
         managed.append(m)
         if not wait_port(port, 30, m):
             raise SystemExit("proxy did not start; see {}".format(m.logpath))
@@ -1253,9 +1478,23 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
         pid = m.pid
         hang = args.hang_deadline or 10.0
     max_life = hang * 3 + 10
-    print("fuzz: seed={} duration={}s concurrency={} proxy={}:{} pid={} origin={} echo={} workdir={}".format(
-        seed, args.duration, args.concurrency, proxy[0], proxy[1], pid, origin_port, echo_port, workdir),
-        flush=True)
+    print(
+        (
+            "fuzz: seed={} duration={}s concurrency={} proxy={}:{} pid={} "
+            "origin={} echo={} workdir={}"
+        ).format(
+            seed,
+            args.duration,
+            args.concurrency,
+            proxy[0],
+            proxy[1],
+            pid,
+            origin_port,
+            echo_port,
+            workdir,
+        ),
+        flush=True,
+    )
     ctx = Ctx(origin_port, echo_port)
     time.sleep(0.5)
     sampler = Sampler(pid, 3.0) if pid else None
@@ -1264,17 +1503,21 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
         sampler.start()
 
     lock = threading.Lock()
-    stats = {
-        "connections": collections.Counter(), "requests": collections.Counter(),
-        "bytes_sent": 0, "outcomes": collections.Counter(), "status_classes": collections.Counter(),
-        "statuses": collections.Counter(), "by_gen_outcome": collections.Counter(),
+    stats: dict[str, Any] = {
+        "connections": collections.Counter(),
+        "requests": collections.Counter(),
+        "bytes_sent": 0,
+        "outcomes": collections.Counter(),
+        "status_classes": collections.Counter(),
+        "statuses": collections.Counter(),
+        "by_gen_outcome": collections.Counter(),
     }
     anomalies: list[dict] = []
     notes: list[dict] = []  # aborted-mid-response examples (not anomalies)
     all_ids: dict[str, int] = {}
     forbidden: list[tuple[str, dict]] = []
     relayed_ids: list[tuple[str, int]] = []
-    health = {"ok": 0, "failed": 0, "failures": [], "max_latency": 0.0}
+    health: dict[str, Any] = {"ok": 0, "failed": 0, "failures": [], "max_latency": 0.0}
     end_at = time.monotonic() + args.duration
     anomaly_dir = os.path.join(workdir, "anomalies")
 
@@ -1287,12 +1530,21 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
                 f.write(c.payload())
             with open(path + ".response.bin", "wb") as f:
                 f.write(out.received)
-        anomalies.append({
-            "generator": c.gen, "ops": getattr(c, "ops", ""), "why": out.anomalies + ([extra] if extra else []),
-            "request": repr(c.payload()[:400]), "response": repr(out.received[:400]),
-            "segments": len(c.segments), "delays": c.delays, "half_close": c.half_close,
-            "client_port": out.local_port, "trace": out.trace[:40], "files": path + ".*",
-        })
+        anomalies.append(
+            {
+                "generator": c.gen,
+                "ops": getattr(c, "ops", ""),
+                "why": out.anomalies + ([extra] if extra else []),
+                "request": repr(c.payload()[:400]),
+                "response": repr(out.received[:400]),
+                "segments": len(c.segments),
+                "delays": c.delays,
+                "half_close": c.half_close,
+                "client_port": out.local_port,
+                "trace": out.trace[:40],
+                "files": path + ".*",
+            }
+        )
 
     def worker(idx: int) -> None:
         rng = random.Random(seed * 1000003 + idx)
@@ -1317,13 +1569,22 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
                 for fid in out.origin_ids:
                     relayed_ids.append((fid, len(anomalies)))
                 for fid in c.forbidden_ids:
-                    forbidden.append((fid, {"generator": c.gen, "request": repr(c.payload()[:300])}))
+                    forbidden.append(
+                        (fid, {"generator": c.gen, "request": repr(c.payload()[:300])})
+                    )
                 if out.anomalies:
                     record_anomaly(c, out)
                 elif out.kind == "aborted-mid-response" and len(notes) < 5:
-                    notes.append({"generator": c.gen, "ops": c.ops, "request": repr(c.payload()[:300]),
-                                  "response": repr(out.received[:300]), "received": len(out.received),
-                                  "trace": out.trace[-6:]})
+                    notes.append(
+                        {
+                            "generator": c.gen,
+                            "ops": c.ops,
+                            "request": repr(c.payload()[:300]),
+                            "response": repr(out.received[:300]),
+                            "received": len(out.received),
+                            "trace": out.trace[-6:],
+                        }
+                    )
 
     def health_loop() -> None:
         while time.monotonic() < end_at and not stop.is_set():
@@ -1336,11 +1597,14 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
                 else:
                     health["failed"] += 1
                     if len(health["failures"]) < 20:
-                        health["failures"].append("t={:.1f}s {} ({:.2f}s)".format(
-                            t - (end_at - args.duration), why, dt))
+                        health["failures"].append(
+                            "t={:.1f}s {} ({:.2f}s)".format(t - (end_at - args.duration), why, dt)
+                        )
             stop.wait(max(0.0, args.health_every - (time.monotonic() - t)))
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(args.concurrency)]
+    threads = [
+        threading.Thread(target=worker, args=(i,), daemon=True) for i in range(args.concurrency)
+    ]
     threads.append(threading.Thread(target=health_loop, daemon=True))
     t_start = time.monotonic()
     for t in threads:
@@ -1352,9 +1616,21 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
         if now - last_print >= 10:
             last_print = now
             with lock:
-                print("  t={:.0f}s connections={} anomalies={} health ok/failed={}/{} rss={} KiB fds={}".format(
-                    now - t_start, sum(stats["connections"].values()), len(anomalies), health["ok"],
-                    health["failed"], rss_kib(pid) if pid else "-", fd_count(pid) if pid else "-"), flush=True)
+                print(
+                    (
+                        "  t={:.0f}s connections={} anomalies={} health ok/failed={}/{} "
+                        "rss={} KiB fds={}"
+                    ).format(
+                        now - t_start,
+                        sum(stats["connections"].values()),
+                        len(anomalies),
+                        health["ok"],
+                        health["failed"],
+                        rss_kib(pid) if pid else "-",
+                        fd_count(pid) if pid else "-",
+                    ),
+                    flush=True,
+                )
         if now - t_start > args.duration + max_life + 30:
             print("workers did not finish; giving up on them", file=sys.stderr)
             break
@@ -1381,9 +1657,13 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
 
     # origin-side checks: answered-but-never-received, smuggled-and-received
     origin_ids = read_origin_log(os.path.join(workdir, "origin-requests.log"))
-    phantom = sorted({fid for fid, _ in relayed_ids if fid not in origin_ids and fid not in ("none", "slow")})
+    phantom = sorted(
+        {fid for fid, _ in relayed_ids if fid not in origin_ids and fid not in ("none", "slow")}
+    )
     for fid in phantom[:20]:
-        anomalies.append({"generator": "?", "why": ["response with id {} the origin never received".format(fid)]})
+        anomalies.append(
+            {"generator": "?", "why": ["response with id {} the origin never received".format(fid)]}
+        )
     for fid, info in forbidden:
         if fid in origin_ids:
             anomalies.append(dict(info, why=["smuggled request {} reached the origin".format(fid)]))
@@ -1392,29 +1672,41 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
     fds_start, fds_end = start_sample[2], end_sample[2]
     rss_start, rss_end = start_sample[1], end_sample[1]
     rss_max = max(rss) if rss else None
-    rss_growth_ok = rss_start is None or rss_max is None or (rss_max - rss_start) / 1024 <= args.rss_growth_limit_mib
+    rss_growth_ok = (
+        rss_start is None
+        or rss_max is None
+        or (rss_max - rss_start) / 1024 <= args.rss_growth_limit_mib
+    )
     fds_ok = fds_start is None or fds_end is None or fds_end <= fds_start
     ok = survived and health["failed"] == 0 and not anomalies and rss_growth_ok and fds_ok
 
     report = {
-        "seed": seed, "duration_s": round(elapsed, 1), "concurrency": args.concurrency,
+        "seed": seed,
+        "duration_s": round(elapsed, 1),
+        "concurrency": args.concurrency,
         "connections": sum(stats["connections"].values()),
         "connections_by_generator": dict(sorted(stats["connections"].items())),
         "requests_by_generator": dict(sorted(stats["requests"].items())),
         "bytes_sent": stats["bytes_sent"],
         "outcomes": dict(stats["outcomes"]),
-        "outcomes_by_generator": {"{}/{}".format(*k): v for k, v in sorted(stats["by_gen_outcome"].items())},
+        "outcomes_by_generator": {
+            "{}/{}".format(*k): v for k, v in sorted(stats["by_gen_outcome"].items())
+        },
         "responses_by_class": dict(sorted(stats["status_classes"].items())),
         "responses_by_status": {str(k): v for k, v in sorted(stats["statuses"].items())},
-        "anomalies": len(anomalies), "anomaly_examples": anomalies[:10],
+        "anomalies": len(anomalies),
+        "anomaly_examples": anomalies[:10],
         "aborted_mid_response_examples": notes,
-        "health_ok": health["ok"], "health_failed": health["failed"],
-        "health_failures": health["failures"], "health_max_latency_s": round(health["max_latency"], 3),
+        "health_ok": health["ok"],
+        "health_failed": health["failed"],
+        "health_failures": health["failures"],
+        "health_max_latency_s": round(health["max_latency"], 3),
         "proxy_survived": survived,
         "rss_kib": {"start": rss_start, "max": rss_max, "end": rss_end},
         "fds": {"start": fds_start, "end": fds_end},
         "rss_samples": sampler.samples if sampler else [],
-        "workdir": workdir, "passed": ok,
+        "workdir": workdir,
+        "passed": ok,
     }
     print_report(report, args.rss_growth_limit_mib)
     if args.json:
@@ -1426,17 +1718,46 @@ def run(args, seed: int, workdir: str, managed: list, stop: threading.Event) -> 
 def print_report(r: dict, limit: float) -> None:
     print()
     print("=== fuzz report (seed {}) ===".format(r["seed"]))
-    print("duration            {} s, {} concurrent connections".format(r["duration_s"], r["concurrency"]))
+    print(
+        "duration            {} s, {} concurrent connections".format(
+            r["duration_s"], r["concurrency"]
+        )
+    )
     print("connections         {}  ({} bytes sent)".format(r["connections"], r["bytes_sent"]))
-    print("by generator        " + ", ".join("{}={}".format(k, v) for k, v in r["connections_by_generator"].items()))
-    print("requests sent       " + ", ".join("{}={}".format(k, v) for k, v in r["requests_by_generator"].items()))
-    print("outcomes            " + ", ".join("{}={}".format(k, v) for k, v in sorted(r["outcomes"].items())))
-    print("outcomes/generator  " + ", ".join("{}={}".format(k, v) for k, v in r["outcomes_by_generator"].items()))
-    print("responses by class  " + ", ".join("{}={}".format(k, v) for k, v in r["responses_by_class"].items()))
-    print("responses by status " + ", ".join("{}={}".format(k, v) for k, v in r["responses_by_status"].items()))
-    print("clean closes        {} (no bytes, FIN); resets without a response {}; aborted mid-response {}".format(
-        r["outcomes"].get("clean-close", 0), r["outcomes"].get("reset", 0),
-        r["outcomes"].get("aborted-mid-response", 0)))
+    print(
+        "by generator        "
+        + ", ".join("{}={}".format(k, v) for k, v in r["connections_by_generator"].items())
+    )
+    print(
+        "requests sent       "
+        + ", ".join("{}={}".format(k, v) for k, v in r["requests_by_generator"].items())
+    )
+    print(
+        "outcomes            "
+        + ", ".join("{}={}".format(k, v) for k, v in sorted(r["outcomes"].items()))
+    )
+    print(
+        "outcomes/generator  "
+        + ", ".join("{}={}".format(k, v) for k, v in r["outcomes_by_generator"].items())
+    )
+    print(
+        "responses by class  "
+        + ", ".join("{}={}".format(k, v) for k, v in r["responses_by_class"].items())
+    )
+    print(
+        "responses by status "
+        + ", ".join("{}={}".format(k, v) for k, v in r["responses_by_status"].items())
+    )
+    print(
+        (
+            "clean closes        {} (no bytes, FIN); resets without a response {}; "
+            "aborted mid-response {}"
+        ).format(
+            r["outcomes"].get("clean-close", 0),
+            r["outcomes"].get("reset", 0),
+            r["outcomes"].get("aborted-mid-response", 0),
+        )
+    )
     print("anomalies           {}".format(r["anomalies"]))
     for a in r["anomaly_examples"]:
         print("  - {}: {}".format(a.get("generator"), "; ".join(a.get("why", []))))
@@ -1444,14 +1765,23 @@ def print_report(r: dict, limit: float) -> None:
             print("      request  {}".format(a["request"][:300]))
         if a.get("response"):
             print("      response {}".format(a["response"][:300]))
-    print("health checks       ok={} failed={} (max latency {} s)".format(
-        r["health_ok"], r["health_failed"], r["health_max_latency_s"]))
+    print(
+        "health checks       ok={} failed={} (max latency {} s)".format(
+            r["health_ok"], r["health_failed"], r["health_max_latency_s"]
+        )
+    )
     for f in r["health_failures"][:10]:
         print("  - " + f)
     rk = r["rss_kib"]
-    fmt = lambda v: "-" if v is None else "{:.1f} MiB".format(v / 1024)
-    print("proxy RSS           start {} max {} end {} (growth limit {} MiB)".format(
-        fmt(rk["start"]), fmt(rk["max"]), fmt(rk["end"]), limit))
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else "{:.1f} MiB".format(v / 1024)
+
+    print(
+        "proxy RSS           start {} max {} end {} (growth limit {} MiB)".format(
+            fmt(rk["start"]), fmt(rk["max"]), fmt(rk["end"]), limit
+        )
+    )
     print("proxy fds           start {} end {}".format(r["fds"]["start"], r["fds"]["end"]))
     print("proxy survived      {}".format(r["proxy_survived"]))
     print("output              {}".format(r["workdir"]))

@@ -40,6 +40,7 @@ import socket
 import sys
 import tempfile
 import time
+from typing import Any
 
 import benchlib
 from benchlib import LOOPBACK
@@ -74,11 +75,13 @@ class Connection:
         OSError or ValueError."""
         if self.sock is None:
             self._open()
+        sock = self.sock
+        assert sock is not None
         try:
             t0 = time.perf_counter_ns()
             for part in parts:
-                self.sock.sendall(part)
-            r = benchlib.readResponse(self.sock, time.monotonic() + READ_TIMEOUT)
+                sock.sendall(part)
+            r = benchlib.readResponse(sock, time.monotonic() + READ_TIMEOUT)
             t1 = time.perf_counter_ns()
         except (OSError, ValueError):
             self.close()
@@ -86,7 +89,9 @@ class Connection:
         if r.close:
             self.close()
         if r.status != 200 or r.bodyLength != expectLength:
-            raise ValueError(f"status {r.status}, {r.bodyLength} body bytes (expected 200, {expectLength})")
+            raise ValueError(
+                f"status {r.status}, {r.bodyLength} body bytes (expected 200, {expectLength})"
+            )
         return (t1 - t0) / 1e6
 
 
@@ -111,8 +116,8 @@ def runSocketMode(mode, args, originPort, proxy):
         "direct": (Connection((LOOPBACK, originPort)), requestParts(mode, args, originPort, False)),
         "proxy": (Connection(proxy.address), requestParts(mode, args, originPort, True)),
     }
-    samples = {"direct": [], "proxy": []}
-    errors = {"direct": [], "proxy": []}
+    samples: dict[str, list[Any]] = {"direct": [], "proxy": []}
+    errors: dict[str, list[Any]] = {"direct": [], "proxy": []}
     deadline = time.monotonic() + args.time_limit
     try:
         for i in range(args.warmup + args.requests):
@@ -212,62 +217,110 @@ def report(results, args):
             continue
         added = {}
         for path in ("direct", "proxy"):
-            rows.append([
-                modeTitle(mode, args), path,
-                sum(r[path]["n"] for r in reps),
-                fmt(medianOf(reps, path, "mean")), fmt(medianOf(reps, path, "p50")),
-                fmt(medianOf(reps, path, "p99")), fmt(medianOf(reps, path, "max")),
-                sum(r[path]["stalled"] for r in reps), sum(r[path]["errors"] for r in reps),
-            ])
+            rows.append(
+                [
+                    modeTitle(mode, args),
+                    path,
+                    sum(r[path]["n"] for r in reps),
+                    fmt(medianOf(reps, path, "mean")),
+                    fmt(medianOf(reps, path, "p50")),
+                    fmt(medianOf(reps, path, "p99")),
+                    fmt(medianOf(reps, path, "max")),
+                    sum(r[path]["stalled"] for r in reps),
+                    sum(r[path]["errors"] for r in reps),
+                ]
+            )
         for key in ("mean", "p50", "p99", "max"):
             d, p = medianOf(reps, "direct", key), medianOf(reps, "proxy", key)
             added[key] = None if d is None or p is None else p - d
-        rows.append([modeTitle(mode, args), "added", "",
-                     fmt(added["mean"], "{:+.3f}"), fmt(added["p50"], "{:+.3f}"),
-                     fmt(added["p99"], "{:+.3f}"), fmt(added["max"], "{:+.3f}"), "", ""])
+        rows.append(
+            [
+                modeTitle(mode, args),
+                "added",
+                "",
+                fmt(added["mean"], "{:+.3f}"),
+                fmt(added["p50"], "{:+.3f}"),
+                fmt(added["p99"], "{:+.3f}"),
+                fmt(added["max"], "{:+.3f}"),
+                "",
+                "",
+            ]
+        )
         if added["p99"] is not None:
             ok = added["p99"] <= 1.0
-            verdicts.append(f"  {modeTitle(mode, args)}: added p99 {added['p99']:+.3f} ms "
-                            f"({'meets' if ok else 'misses'} the 1 ms target)")
+            verdicts.append(
+                f"  {modeTitle(mode, args)}: added p99 {added['p99']:+.3f} ms "
+                f"({'meets' if ok else 'misses'} the 1 ms target)"
+            )
         for r in reps:
             for path in ("direct", "proxy"):
                 if r[path]["firstError"]:
-                    verdicts.append(f"  {modeTitle(mode, args)} {path}: {r[path]['errors']} failed, "
-                                    f"first: {r[path]['firstError']}")
+                    verdicts.append(
+                        f"  {modeTitle(mode, args)} {path}: {r[path]['errors']} failed, "
+                        f"first: {r[path]['firstError']}"
+                    )
             if r["timedOut"]:
-                verdicts.append(f"  {modeTitle(mode, args)}: a repeat hit --time-limit "
-                                f"({args.time_limit:g} s) before {args.requests} requests")
+                verdicts.append(
+                    f"  {modeTitle(mode, args)}: a repeat hit --time-limit "
+                    f"({args.time_limit:g} s) before {args.requests} requests"
+                )
     if rows:
-        out.append(f"Sequential keep-alive requests, {args.size}-byte bodies, ms per request "
-                   f"(n = requests over {args.repeats} repeat(s); figures: median of the repeats; "
-                   f">=30ms and err: totals)")
-        out.append(benchlib.textTable(["mode", "path", "n", "mean", "p50", "p99", "max", ">=30ms", "err"], rows, left=2))
+        out.append(
+            f"Sequential keep-alive requests, {args.size}-byte bodies, ms per request "
+            f"(n = requests over {args.repeats} repeat(s); figures: median of the repeats; "
+            f">=30ms and err: totals)"
+        )
+        out.append(
+            benchlib.textTable(
+                ["mode", "path", "n", "mean", "p50", "p99", "max", ">=30ms", "err"], rows, left=2
+            )
+        )
     sess = [r for r in results.get("session", []) if r]
     if "session" in args.modes:
         out.append("")
         if not sess:
-            out.append("requests.Session: skipped, requests is not installed "
-                       "(pip install requests, in the environment that runs this script)")
+            out.append(
+                "requests.Session: skipped, requests is not installed "
+                "(pip install requests, in the environment that runs this script)"
+            )
         else:
             d = benchlib.median([r["direct"]["seconds"] for r in sess])
             p = benchlib.median([r["proxy"]["seconds"] for r in sess])
-            out.append(f"requests.Session, {args.session_requests} GETs (origin: head and body back to back), "
-                       f"whole run in seconds, median of {len(sess)} repeat(s)")
+            out.append(
+                f"requests.Session, {args.session_requests} GETs "
+                "(origin: head and body back to back), "
+                f"whole run in seconds, median of {len(sess)} repeat(s)"
+            )
             srows = []
             for path in ("direct", "proxy"):
-                srows.append([path, fmt(benchlib.median([r[path]["seconds"] for r in sess])),
-                              fmt(medianOf(sess, path, "p50")), fmt(medianOf(sess, path, "p99")),
-                              sum(r[path]["stalled"] for r in sess), sum(r[path]["errors"] for r in sess)])
-            out.append(benchlib.textTable(["path", "seconds", "p50 ms", "p99 ms", ">=30ms", "err"], srows, left=1))
+                srows.append(
+                    [
+                        path,
+                        fmt(benchlib.median([r[path]["seconds"] for r in sess])),
+                        fmt(medianOf(sess, path, "p50")),
+                        fmt(medianOf(sess, path, "p99")),
+                        sum(r[path]["stalled"] for r in sess),
+                        sum(r[path]["errors"] for r in sess),
+                    ]
+                )
+            out.append(
+                benchlib.textTable(
+                    ["path", "seconds", "p50 ms", "p99 ms", ">=30ms", "err"], srows, left=1
+                )
+            )
             ratio = p / d if d else None
             if ratio is not None:
-                verdicts.append(f"  requests.Session: proxy/direct {ratio:.2f}x "
-                                f"({'meets' if ratio <= 2 else 'misses'} the 2x target)")
+                verdicts.append(
+                    f"  requests.Session: proxy/direct {ratio:.2f}x "
+                    f"({'meets' if ratio <= 2 else 'misses'} the 2x target)"
+                )
             for r in sess:
                 for path in ("direct", "proxy"):
                     if r[path]["firstError"]:
-                        verdicts.append(f"  session {path}: {r[path]['errors']} failed, first: "
-                                        f"{r[path]['firstError']}")
+                        verdicts.append(
+                            f"  session {path}: {r[path]['errors']} failed, first: "
+                            f"{r[path]['firstError']}"
+                        )
     if verdicts:
         out.append("")
         out.append("Against the targets:")
@@ -281,18 +334,37 @@ def parseArgs(argv):
         "(see bench/README.rst).",
     )
     benchlib.addProxyArguments(p)
-    p.add_argument("--modes", default=",".join(MODES),
-                   help=f"comma-separated, from {', '.join(MODES)} (default: all)")
-    p.add_argument("--requests", type=int, default=200, help="requests per path, mode and repeat (default 200)")
+    p.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"comma-separated, from {', '.join(MODES)} (default: all)",
+    )
+    p.add_argument(
+        "--requests", type=int, default=200, help="requests per path, mode and repeat (default 200)"
+    )
     p.add_argument("--warmup", type=int, default=10, help="untimed requests first (default 10)")
-    p.add_argument("--repeats", type=int, default=3, help="repeats; figures are their medians (default 3)")
-    p.add_argument("--gap-ms", type=float, default=5.0, help="split mode: ms between head and body (default 5)")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="repeats; figures are their medians (default 3)"
+    )
+    p.add_argument(
+        "--gap-ms", type=float, default=5.0, help="split mode: ms between head and body (default 5)"
+    )
     p.add_argument("--size", type=int, default=1024, help="response body bytes (default 1024)")
-    p.add_argument("--upload-size", type=int, default=4096, help="upload mode: request body bytes (default 4096)")
-    p.add_argument("--session-requests", type=int, default=500,
-                   help="session mode: GETs per run (default 500)")
-    p.add_argument("--time-limit", type=float, default=60.0,
-                   help="seconds at most per mode and repeat (default 60)")
+    p.add_argument(
+        "--upload-size",
+        type=int,
+        default=4096,
+        help="upload mode: request body bytes (default 4096)",
+    )
+    p.add_argument(
+        "--session-requests", type=int, default=500, help="session mode: GETs per run (default 500)"
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=60.0,
+        help="seconds at most per mode and repeat (default 60)",
+    )
     benchlib.addQuietArgument(p)
     p.add_argument("--json", metavar="PATH", help="also write every sample and figure as JSON")
     args = p.parse_args(argv)
@@ -313,13 +385,16 @@ def main(argv=None):
     benchlib.sigtermAsInterrupt()
     procs = benchlib.Processes()
     workdir = tempfile.mkdtemp(prefix="bench-latency-")
-    results = {m: [] for m in args.modes}
+    results: dict[str, list[Any]] = {m: [] for m in args.modes}
     try:
         originPort, _ = benchlib.startOrigin(procs, workdir)
         proxy = benchlib.startProxy(args, procs, workdir)
         print(f"proxy: {proxy.desc}")
-        print(f"origin: bench/origin.py on {LOOPBACK}:{originPort}; load average at start "
-              f"{os.getloadavg()[0]:.2f} (2 shared CPUs: figures are noisy, read the medians)", flush=True)
+        print(
+            f"origin: bench/origin.py on {LOOPBACK}:{originPort}; load average at start "
+            f"{os.getloadavg()[0]:.2f} (2 shared CPUs: figures are noisy, read the medians)",
+            flush=True,
+        )
         for rep in range(args.repeats):
             for mode in args.modes:
                 benchlib.waitQuiet(args, say=lambda m: print(m, flush=True))
@@ -327,15 +402,22 @@ def main(argv=None):
                     r = runSessionMode(args, originPort, proxy)
                     results[mode].append(r)
                     if r:
-                        print(f"  repeat {rep + 1} session: direct {r['direct']['seconds']:.3f} s, "
-                              f"proxy {r['proxy']['seconds']:.3f} s", flush=True)
+                        print(
+                            f"  repeat {rep + 1} session: direct {r['direct']['seconds']:.3f} s, "
+                            f"proxy {r['proxy']['seconds']:.3f} s",
+                            flush=True,
+                        )
                     continue
                 r = runSocketMode(mode, args, originPort, proxy)
                 results[mode].append(r)
-                print(f"  repeat {rep + 1} {modeTitle(mode, args)}: direct p50 {fmt(r['direct']['p50'])} "
-                      f"p99 {fmt(r['direct']['p99'])}, proxy p50 {fmt(r['proxy']['p50'])} "
-                      f"p99 {fmt(r['proxy']['p99'])} ms, {r['proxy']['stalled']} of {r['proxy']['n']} "
-                      f"proxied >= 30 ms", flush=True)
+                print(
+                    f"  repeat {rep + 1} {modeTitle(mode, args)}: "
+                    f"direct p50 {fmt(r['direct']['p50'])} "
+                    f"p99 {fmt(r['direct']['p99'])}, proxy p50 {fmt(r['proxy']['p50'])} "
+                    f"p99 {fmt(r['proxy']['p99'])} ms, "
+                    f"{r['proxy']['stalled']} of {r['proxy']['n']} proxied >= 30 ms",
+                    flush=True,
+                )
             if proxy.proc is not None and not proxy.proc.alive():
                 raise SystemExit(f"the proxy exited: {proxy.proc.logTail(5)}")
     finally:
@@ -346,10 +428,20 @@ def main(argv=None):
     print(text)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"settings": {k: v for k, v in vars(args).items() if k != "proxy"},
-                       "proxy": proxy.desc, "results": results, "report": text}, f, indent=1)
+            json.dump(
+                {
+                    "settings": {k: v for k, v in vars(args).items() if k != "proxy"},
+                    "proxy": proxy.desc,
+                    "results": results,
+                    "report": text,
+                },
+                f,
+                indent=1,
+            )
         print(f"\nJSON: {args.json}")
-    failed = any(r and r[p]["errors"] for reps in results.values() for r in reps for p in ("direct", "proxy"))
+    failed = any(
+        r and r[p]["errors"] for reps in results.values() for r in reps for p in ("direct", "proxy")
+    )
     return 1 if failed else 0
 
 

@@ -27,15 +27,15 @@ import statistics
 import sys
 import time
 
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import Clock
 from twisted.logger import globalLogBeginner, globalLogPublisher
 
 sys.path.insert(0, ".")
 sys.path.insert(0, "bench")
 
-import microbench  # noqa: E402
-
-from twisted_proxy.app.metrics import (  # noqa: E402
+import microbench
+from twisted_proxy.app.metrics import (
     Health,
     MetricsObserver,
     Monitor,
@@ -43,8 +43,8 @@ from twisted_proxy.app.metrics import (  # noqa: E402
     TransactionStats,
     buildRegistry,
 )
-from twisted_proxy.app.status import renderStatusPage  # noqa: E402
-from twisted_proxy.records.record import TransactionRecord  # noqa: E402
+from twisted_proxy.app.status import renderStatusPage
+from twisted_proxy.records.record import TransactionRecord
 
 
 def sampleRecord() -> TransactionRecord:
@@ -55,19 +55,36 @@ def sampleRecord() -> TransactionRecord:
         return now[0]
 
     record = TransactionRecord(
-        monoClock=clock, connectionId="1", sequence=1,
-        clientHost="127.0.0.1", clientPort=50000, acceptedWall=clock(), acceptedMono=clock(),
+        monoClock=clock,
+        connectionId="1",
+        sequence=1,
+        clientHost="127.0.0.1",
+        clientPort=50000,
+        acceptedWall=clock(),
+        acceptedMono=clock(),
     )
     record.method, record.target, record.status = "GET", "http://127.0.0.1:8000/1k", 200
     record.requestHeaders = [(b"Host", b"127.0.0.1:8000"), (b"Accept", b"*/*")]
     record.bytesFromClient, record.bytesToClient = 90, 1300
     record.bytesFromUpstream, record.bytesToUpstream = 1280, 110
     record.connectionReused = True
-    for phase in ("requestHead", "upstreamReady", "requestSent", "responseHead",
-                  "responseComplete"):
+    for phase in (
+        "requestHead",
+        "upstreamReady",
+        "requestSent",
+        "responseHead",
+        "responseComplete",
+    ):
         record.mark(phase)
     record.finish()
     return record
+
+
+def _noConnections(host: str, port: int) -> IStreamClientEndpoint:
+    """
+    The endpoint factory of a pool that is only read (the gauges).
+    """
+    raise AssertionError("no connection is made here")
 
 
 def perCall(function, n: int, repeats: int) -> float:
@@ -125,14 +142,23 @@ def main() -> None:
     stats = TransactionStats()
     observer = MetricsObserver(stats)
     recordEvent = {"record": record, "log_time": 1000.0, "status": 200}
-    dictEvent = {"record": {"unpersistable": True}, "transaction": record.asDict(),
-                 "log_time": 1000.0}
-    otherEvent = {"log_format": "Response received: ...", "log_time": 1000.0,
-                  "log_system": "proxy", "peer": ("127.0.0.1", 50000)}
+    dictEvent = {
+        "record": {"unpersistable": True},
+        "transaction": record.asDict(),
+        "log_time": 1000.0,
+    }
+    otherEvent = {
+        "log_format": "Response received: ...",
+        "log_time": 1000.0,
+        "log_system": "proxy",
+        "peer": ("127.0.0.1", 50000),
+    }
     print("observer, per event (median of {} x {}):".format(args.repeats, args.n))
-    for name, event in (("record (single process)", recordEvent),
-                        ("record dict (from a worker)", dictEvent),
-                        ("any other event", otherEvent)):
+    for name, event in (
+        ("record (single process)", recordEvent),
+        ("record dict (from a worker)", dictEvent),
+        ("any other event", otherEvent),
+    ):
         per = perCall(lambda event=event: observer(event), args.n, args.repeats)
         print("  {:<30} {:6.2f} us".format(name, per * 1e6))
 
@@ -152,14 +178,24 @@ def main() -> None:
         assert proxyStats.total >= args.n, proxyStats.total
     offMedian, onMedian = statistics.median(off), statistics.median(on)
     difference = statistics.median(b - a for a, b in zip(off, on, strict=True))
-    print("proxied transaction in process, CPU time (median of {} x {}):".format(
-        args.repeats, args.n))
-    print("  metrics off  {:6.1f} us   (runs: {})".format(
-        offMedian * 1e6, ", ".join("{:.1f}".format(x * 1e6) for x in off)))
-    print("  metrics on   {:6.1f} us   (runs: {})".format(
-        onMedian * 1e6, ", ".join("{:.1f}".format(x * 1e6) for x in on)))
-    print("  difference   {:+6.1f} us ({:+.1f}%); of the fastest runs: {:+.1f} us".format(
-        difference * 1e6, 100.0 * difference / offMedian, (min(on) - min(off)) * 1e6))
+    print(
+        "proxied transaction in process, CPU time (median of {} x {}):".format(args.repeats, args.n)
+    )
+    print(
+        "  metrics off  {:6.1f} us   (runs: {})".format(
+            offMedian * 1e6, ", ".join("{:.1f}".format(x * 1e6) for x in off)
+        )
+    )
+    print(
+        "  metrics on   {:6.1f} us   (runs: {})".format(
+            onMedian * 1e6, ", ".join("{:.1f}".format(x * 1e6) for x in on)
+        )
+    )
+    print(
+        "  difference   {:+6.1f} us ({:+.1f}%); of the fastest runs: {:+.1f} us".format(
+            difference * 1e6, 100.0 * difference / offMedian, (min(on) - min(off)) * 1e6
+        )
+    )
 
     # 3. A scrape and a page.
     from twisted_proxy.proxy.config import ProxyConfig
@@ -167,21 +203,29 @@ def main() -> None:
     from twisted_proxy.proxy.upstream import UpstreamPool
 
     clock = Clock()
-    pool = UpstreamPool(clock, lambda host, port: None)
+    pool = UpstreamPool(clock, _noConnections)
     factory = ProxyFactory(ProxyConfig(pseudonym="bench"), clock, pool)
     gauges = ProxyGauges(factory, pool).read
     registry = buildRegistry(stats, gauges)
-    monitor = Monitor(stats=stats, gauges=gauges, health=Health(), summary=lambda: [],
-                      registry=registry, clock=clock, wallClock=time.time, pseudonym="bench")
+    monitor = Monitor(
+        stats=stats,
+        gauges=gauges,
+        health=Health(),
+        summary=lambda: [],
+        registry=registry,
+        clock=clock,
+        wallClock=time.time,
+        pseudonym="bench",
+    )
     from prometheus_client.exposition import generate_latest
 
     scrape = perCall(lambda: generate_latest(registry), 200, args.repeats)
     page = perCall(lambda: renderStatusPage(monitor), 200, args.repeats)
     print("per request to the endpoint (median of {} x 200):".format(args.repeats))
-    print("  /metrics     {:6.2f} ms ({} bytes)".format(
-        scrape * 1e3, len(generate_latest(registry))))
-    print("  /            {:6.2f} ms ({} bytes)".format(
-        page * 1e3, len(renderStatusPage(monitor))))
+    print(
+        "  /metrics     {:6.2f} ms ({} bytes)".format(scrape * 1e3, len(generate_latest(registry)))
+    )
+    print("  /            {:6.2f} ms ({} bytes)".format(page * 1e3, len(renderStatusPage(monitor))))
 
 
 if __name__ == "__main__":

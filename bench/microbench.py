@@ -25,14 +25,16 @@ import time
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import Clock
-from twisted.logger import globalLogBeginner
+from twisted.logger import ILogObserver, globalLogBeginner
+from zope.interface import implementer
 
 sys.path.insert(0, ".")
 
-from twisted_proxy.proxy.config import ProxyConfig  # noqa: E402
-from twisted_proxy.proxy.factory import ProxyFactory  # noqa: E402
-from twisted_proxy.proxy.upstream import UpstreamPool  # noqa: E402
+from twisted_proxy.proxy.config import ProxyConfig
+from twisted_proxy.proxy.factory import ProxyFactory
+from twisted_proxy.proxy.upstream import UpstreamPool
 
 
 class _Transport:
@@ -79,6 +81,7 @@ class _Transport:
         self.disconnecting = True
 
 
+@implementer(IStreamClientEndpoint)
 class _Endpoint:
     def __init__(self, box: list) -> None:
         self.box = box
@@ -98,7 +101,7 @@ RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 26 Nov 2026 03:00:00 GMT\r\n"
     b"Content-Type: application/octet-stream\r\nContent-Length: 1024\r\n"
     b"Last-Modified: Thu, 26 Nov 2026 02:00:00 GMT\r\nConnection: keep-alive\r\n"
-    b"ETag: \"abc-400\"\r\nAccept-Ranges: bytes\r\n\r\n" + b"x" * 1024
+    b'ETag: "abc-400"\r\nAccept-Ranges: bytes\r\n\r\n' + b"x" * 1024
 )
 # The same response, which a cache must not store.
 UNCACHEABLE = RESPONSE.replace(b"Accept-Ranges: bytes\r\n", b"Cache-Control: no-store\r\n")
@@ -142,16 +145,19 @@ def main() -> None:
         "--history", help="also write the JSON history to this file (as --history would)"
     )
     parser.add_argument(
-        "--console", action="store_true",
+        "--console",
+        action="store_true",
         help="format every event as twistd's text log would (to /dev/null)",
     )
     parser.add_argument(
-        "--cache", choices=("off", "miss", "hit"), default="off",
+        "--cache",
+        choices=("off", "miss", "hit"),
+        default="off",
         help="no cache (default); a cache and responses it must not store; a cache that "
         "answers every request after the first",
     )
     args = parser.parse_args()
-    observers = []
+    observers: list[ILogObserver] = []
     if args.history:
         from twisted_proxy.records.logfiles import historyObserver
 
@@ -172,10 +178,17 @@ def main() -> None:
         stats.sort_stats("tottime").print_stats(25)
     else:
         per = min(run(args.n, args.cache, detail) for _ in range(3))
-    print("{:.1f} us per proxied transaction ({} transactions, cache: {}, observers: {})".format(
-        per * 1e6, args.n, args.cache, ", ".join(
-            name for name, on in (("history", args.history), ("console", args.console)) if on
-        ) or "none"))
+    print(
+        "{:.1f} us per proxied transaction ({} transactions, cache: {}, observers: {})".format(
+            per * 1e6,
+            args.n,
+            args.cache,
+            ", ".join(
+                name for name, on in (("history", args.history), ("console", args.console)) if on
+            )
+            or "none",
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -119,7 +119,9 @@ class Origin:
         close = close or query.get("close") == ["1"]
         body = method != b"HEAD"
         cc = query.get("cc")
-        extra = f"Cache-Control: {cc[0]}\r\n" if cc and cc[0].isascii() and cc[0].isprintable() else ""
+        extra = (
+            f"Cache-Control: {cc[0]}\r\n" if cc and cc[0].isascii() and cc[0].isprintable() else ""
+        )
         await self._respond(writer, 200, size, close=close, gap=gap, body=body, extra=extra)
         return not close
 
@@ -167,7 +169,9 @@ async def serve(port, ready=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Benchmark origin on 127.0.0.1 (see the module docstring).")
+    p = argparse.ArgumentParser(
+        description="Benchmark origin on 127.0.0.1 (see the module docstring)."
+    )
     p.add_argument("--port", type=int, default=0, help="TCP port (default: one chosen by the OS)")
     args = p.parse_args(argv)
 

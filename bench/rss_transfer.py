@@ -52,9 +52,17 @@ from benchlib import HERE, LOOPBACK
 MiB = 1024 * 1024
 CHUNK = 256 * 1024
 UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
 }
 
 
@@ -131,7 +139,9 @@ class Origin:
             elif method in ("POST", "PUT") and target.endswith("/upload"):
                 await self._upload(reader, writer, length)
             else:
-                writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError) as e:
             self.errors.append(repr(e))
@@ -312,8 +322,10 @@ def measure(direction, args, proxy, pid, origin):
         t, rss, hwm = sample
         if args.verbose or time.monotonic() - state["lastPrint"] >= 10:
             state["lastPrint"] = time.monotonic()
-            print(f"  {direction} {t:6.1f} s  {state['bytes'] / MiB:8.1f} MiB  "
-                  f"RSS {fmtMiB(rss)}", flush=True)
+            print(
+                f"  {direction} {t:6.1f} s  {state['bytes'] / MiB:8.1f} MiB  RSS {fmtMiB(rss)}",
+                flush=True,
+            )
 
     resetOk = False
     if pid:
@@ -349,6 +361,7 @@ def measure(direction, args, proxy, pid, origin):
         "cache_status": state.get("cacheStatus"),
     }
     if pid:
+        assert sampler is not None
         hwm = max(end[1], sampler.peakHwm)
         # VmHWM catches a peak between two samples, if it could be reset.
         peak = max(sampler.peak, end[0], hwm if resetOk else 0)
@@ -366,16 +379,20 @@ def measure(direction, args, proxy, pid, origin):
 
 
 def report(r, proxyDesc):
-    line = (f"{r['direction']}: {r['bytes'] / MiB:.1f} MiB through {proxyDesc} in "
-            f"{r['seconds']:.1f} s ({r['mib_per_s']} MiB/s)")
+    line = (
+        f"{r['direction']}: {r['bytes'] / MiB:.1f} MiB through {proxyDesc} in "
+        f"{r['seconds']:.1f} s ({r['mib_per_s']} MiB/s)"
+    )
     if not r["complete"]:
         line += f"  INCOMPLETE: {r['error']}"
     print(line)
     if r.get("cache_status"):
         print(f"  Cache-Status: {r['cache_status']}")
     if "rss_start_kib" in r:
-        print(f"  RSS start {fmtMiB(r['rss_start_kib'])}, peak {fmtMiB(r['rss_peak_kib'])}, "
-              f"end {fmtMiB(r['rss_end_kib'])}; VmHWM {fmtMiB(r['vmhwm_kib'])}")
+        print(
+            f"  RSS start {fmtMiB(r['rss_start_kib'])}, peak {fmtMiB(r['rss_peak_kib'])}, "
+            f"end {fmtMiB(r['rss_end_kib'])}; VmHWM {fmtMiB(r['vmhwm_kib'])}"
+        )
         print(f"  growth: peak {r['growth_peak_mib']:+.1f} MiB, end {r['growth_end_mib']:+.1f} MiB")
 
 
@@ -388,26 +405,55 @@ def parseArgs(argv):
         "rate-limited peer, sampling the proxy's RSS.",
         epilog="Sizes: 1GiB, 200MiB (binary) or 100MB (decimal). See bench/README.rst.",
     )
-    p.add_argument("--size", type=parseSize, default=parseSize("1GiB"), help="bytes per transfer (default 1GiB)")
-    p.add_argument("--rate", type=parseSize, default=parseSize("10MB"),
-                   help="rate of the slow side, bytes/s (default 10MB/s)")
+    p.add_argument(
+        "--size",
+        type=parseSize,
+        default=parseSize("1GiB"),
+        help="bytes per transfer (default 1GiB)",
+    )
+    p.add_argument(
+        "--rate",
+        type=parseSize,
+        default=parseSize("10MB"),
+        help="rate of the slow side, bytes/s (default 10MB/s)",
+    )
     p.add_argument("--direction", choices=["download", "upload", "both"], default="both")
-    p.add_argument("--cache-control", metavar="VALUE",
-                   help="the download's Cache-Control field (e.g. no-store, max-age=3600); "
-                   "default: none (and no validator: a cache does not store it)")
-    p.add_argument("--chunked", action="store_true",
-                   help="send the download chunked, without Content-Length")
-    p.add_argument("--proxy-options", metavar="OPTIONS", default="",
-                   help="proxyserver options added to the default twisted-proxy command "
-                   "(e.g. '--cache-size 16M --cache-max-object 1M')")
-    p.add_argument("--proxy-cmd", help="command that starts the proxy; {port} and {log} are "
-                   "replaced (default: twisted-proxy via twistd, as in bench/README.rst)")
-    p.add_argument("--baseline", action="store_true",
-                   help="start bench/baseline_twisted_web_proxy.py instead of twisted-proxy")
-    p.add_argument("--target-proxy", type=benchlib.loopbackHostPort, metavar="HOST:PORT",
-                   help="measure an already running proxy (loopback) instead of starting one")
+    p.add_argument(
+        "--cache-control",
+        metavar="VALUE",
+        help="the download's Cache-Control field (e.g. no-store, max-age=3600); "
+        "default: none (and no validator: a cache does not store it)",
+    )
+    p.add_argument(
+        "--chunked", action="store_true", help="send the download chunked, without Content-Length"
+    )
+    p.add_argument(
+        "--proxy-options",
+        metavar="OPTIONS",
+        default="",
+        help="proxyserver options added to the default twisted-proxy command "
+        "(e.g. '--cache-size 16M --cache-max-object 1M')",
+    )
+    p.add_argument(
+        "--proxy-cmd",
+        help="command that starts the proxy; {port} and {log} are "
+        "replaced (default: twisted-proxy via twistd, as in bench/README.rst)",
+    )
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="start bench/baseline_twisted_web_proxy.py instead of twisted-proxy",
+    )
+    p.add_argument(
+        "--target-proxy",
+        type=benchlib.loopbackHostPort,
+        metavar="HOST:PORT",
+        help="measure an already running proxy (loopback) instead of starting one",
+    )
     p.add_argument("--pid", type=int, help="PID of the --target-proxy, for RSS")
-    p.add_argument("--interval", type=float, default=0.5, help="RSS sampling interval, seconds (default 0.5)")
+    p.add_argument(
+        "--interval", type=float, default=0.5, help="RSS sampling interval, seconds (default 0.5)"
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--verbose", action="store_true", help="print every RSS sample")
     args = p.parse_args(argv)
@@ -430,7 +476,9 @@ def main(argv=None):
         origin.start()
         if args.target_proxy:
             proxy, pid = args.target_proxy, args.pid
-            desc = f"{proxy[0]}:{proxy[1]}" + (f" (pid {pid})" if pid else " (no --pid: RSS not measured)")
+            desc = f"{proxy[0]}:{proxy[1]}" + (
+                f" (pid {pid})" if pid else " (no --pid: RSS not measured)"
+            )
         else:
             port = benchlib.freePort()
             logFile = os.path.join(workdir, "proxy.log")
@@ -438,28 +486,44 @@ def main(argv=None):
             if args.proxy_cmd:
                 argv = [a.format(port=port, log=logFile) for a in shlex.split(args.proxy_cmd)]
             elif args.baseline:
-                argv = [sys.executable, os.path.join(HERE, "baseline_twisted_web_proxy.py"),
-                        str(port), "--log", logFile]
+                argv = [
+                    sys.executable,
+                    os.path.join(HERE, "baseline_twisted_web_proxy.py"),
+                    str(port),
+                    "--log",
+                    logFile,
+                ]
             else:
                 ok, reason, helpText = benchlib.twistedProxyStatus()
                 if not ok:
-                    raise SystemExit(f"twisted-proxy is not available: {reason}; "
-                                     "use --baseline or --proxy-cmd")
+                    raise SystemExit(
+                        f"twisted-proxy is not available: {reason}; use --baseline or --proxy-cmd"
+                    )
                 argv = benchlib.twistedProxyArgv(
                     port, logFile, helpText, extra=shlex.split(args.proxy_options)
                 )
                 env, cwd = benchlib.proxyEnv(), workdir
-            m = procs.start("proxy", argv, os.path.join(workdir, "stdout.log"), cpu=0, env=env, cwd=cwd)
+            m = procs.start(
+                "proxy", argv, os.path.join(workdir, "stdout.log"), cpu=0, env=env, cwd=cwd
+            )
             if not benchlib.waitForPort(port, 30, m):
-                raise SystemExit(f"the proxy did not start: {benchlib.formatArgv(argv)}\n{m.logTail()}")
+                raise SystemExit(
+                    f"the proxy did not start: {benchlib.formatArgv(argv)}\n{m.logTail()}"
+                )
             m.remember()
             proxy, pid = (LOOPBACK, port), m.pid
             desc = f"{benchlib.formatArgv(argv)} (pid {pid})"
         print(f"proxy: {desc}")
-        print(f"origin: 127.0.0.1:{origin.port}; size {args.size / MiB:.1f} MiB; "
-              f"slow side {args.rate / 1e6:.1f} MB/s; sampling every {args.interval} s", flush=True)
-        print(f"download: Cache-Control {args.cache_control or '(none)'}, "
-              f"{'chunked' if args.chunked else 'Content-Length'}", flush=True)
+        print(
+            f"origin: 127.0.0.1:{origin.port}; size {args.size / MiB:.1f} MiB; "
+            f"slow side {args.rate / 1e6:.1f} MB/s; sampling every {args.interval} s",
+            flush=True,
+        )
+        print(
+            f"download: Cache-Control {args.cache_control or '(none)'}, "
+            f"{'chunked' if args.chunked else 'Content-Length'}",
+            flush=True,
+        )
         directions = ["download", "upload"] if args.direction == "both" else [args.direction]
         for direction in directions:
             r = measure(direction, args, proxy, pid, origin)
@@ -472,8 +536,14 @@ def main(argv=None):
     if origin.errors:
         print(f"origin errors: {origin.errors[:3]}")
     if args.json:
-        doc = {"size": args.size, "rate": args.rate, "proxy": desc, "results": results,
-               "cache_control": args.cache_control, "chunked": args.chunked}
+        doc = {
+            "size": args.size,
+            "rate": args.rate,
+            "proxy": desc,
+            "results": results,
+            "cache_control": args.cache_control,
+            "chunked": args.chunked,
+        }
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
         print(f"JSON: {args.json}")

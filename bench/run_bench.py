@@ -29,14 +29,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import benchlib
-from benchlib import LOOPBACK, HERE, REPO
+from benchlib import HERE, LOOPBACK, REPO
 
 PROXY_CPU = 0  # the proxy under test
 LOAD_CPU = 1  # origin, wrk, curl and this harness
 
-ROWS = ["direct", "twisted-proxy", "twisted-proxy-cache", "twisted-web", "tinyproxy", "squid", "proxy.py"]
+ROWS = [
+    "direct",
+    "twisted-proxy",
+    "twisted-proxy-cache",
+    "twisted-web",
+    "tinyproxy",
+    "squid",
+    "proxy.py",
+]
 DEFAULT_ROWS = ["direct", "twisted-proxy", "twisted-web"]
 PEERS = ["tinyproxy", "squid", "proxy.py"]
 ALIASES = {
@@ -74,7 +83,12 @@ FIGURES = {
     "a_cpu_us_per_req": ("(a) CPU per request (process tree)", "us/req", "lower", 0.01),
     "a_cpu_pct": ("(a) CPU use during the run", "% of a core", None, None),
     "a_foreign_cpu_pct": ("(a) other processes' use of the proxy CPU", "% of a core", None, None),
-    "a_foreign_load_cpu_pct": ("(a) other processes' use of the load CPU", "% of a core", None, None),
+    "a_foreign_load_cpu_pct": (
+        "(a) other processes' use of the load CPU",
+        "% of a core",
+        None,
+        None,
+    ),
     "b_rps": ("(b) 1 KiB, Connection: close, 50 conns", "req/s", "higher", 1),
     "b_p50_ms": ("(b) p50 latency", "ms", "lower", 0.001),
     "b_p99_ms": ("(b) p99 latency", "ms", "lower", 0.001),
@@ -92,7 +106,12 @@ FIGURES = {
     "e_rps": ("(e) 1 KiB keep-alive, 1000 conns", "req/s", "higher", 1),
     "e_errors": ("(e) errors", "count", None, None),
     "e_kib_per_conn": ("(e) RSS per idle keep-alive connection", "KiB/conn", "lower", 0.5),
-    "e_busy_kib_per_conn": ("(e) RSS per connection, peak under wrk -c 1000", "KiB/conn", "lower", 0.5),
+    "e_busy_kib_per_conn": (
+        "(e) RSS per connection, peak under wrk -c 1000",
+        "KiB/conn",
+        "lower",
+        0.5,
+    ),
     "e_idle_open": ("(e) idle connections still open when measured", "count", None, None),
 }
 
@@ -115,7 +134,8 @@ TABLES = [
         ],
     ),
     (
-        "Bulk and concurrency: (c) 64 KiB, (d) 100 MiB, (s) 100 MiB at 25 MiB/s, (e) 1000 connections",
+        "Bulk and concurrency: (c) 64 KiB, (d) 100 MiB, (s) 100 MiB at 25 MiB/s, "
+        "(e) 1000 connections",
         [
             ("c_mibps", "c MiB/s", "{:.0f}"),
             ("c_errors", "c err", "{:.0f}"),
@@ -293,7 +313,7 @@ class Origin:
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(prefix=p, host=LOOPBACK, port=self.port))
         # nginx workers run as an unprivileged user: they must read html/.
-        for root, dirs, files in os.walk(p):
+        for root, _dirs, files in os.walk(p):
             os.chmod(root, 0o755)
             for name in files:
                 os.chmod(os.path.join(root, name), 0o644)
@@ -304,8 +324,10 @@ class Origin:
             cpu=LOAD_CPU,
         )
         if not benchlib.waitForPort(self.port, 15, self.proc):
-            raise SystemExit(f"nginx did not start:\n{self.proc.logTail()}\n"
-                             f"{open(os.path.join(p, 'logs', 'error.log')).read()[-2000:]}")
+            raise SystemExit(
+                f"nginx did not start:\n{self.proc.logTail()}\n"
+                f"{open(os.path.join(p, 'logs', 'error.log')).read()[-2000:]}"
+            )
         self.proc.remember()
 
     @property
@@ -372,6 +394,7 @@ class Row:
 
     @property
     def measuredPid(self):
+        assert self.proc is not None, "not started"
         return self.proc.pid
 
     def start(self):
@@ -403,7 +426,7 @@ class Row:
         except (OSError, ValueError) as e:
             tail = self.proc.logTail()
             self.stop()
-            raise RowUnavailable(f"a GET /1k through it failed ({e}); log: {tail[-600:]}")
+            raise RowUnavailable(f"a GET /1k through it failed ({e}); log: {tail[-600:]}") from e
 
     def stop(self):
         if self.proc is not None:
@@ -497,8 +520,10 @@ class TwistedProxyRow(Row):
 
             self.version = importlib.metadata.version("twisted_proxy")
         except Exception:
-            m = re.search(r'__version__\s*=\s*"([^"]+)"',
-                          open(os.path.join(REPO, "twisted_proxy", "__init__.py")).read())
+            m = re.search(
+                r'__version__\s*=\s*"([^"]+)"',
+                open(os.path.join(REPO, "twisted_proxy", "__init__.py")).read(),
+            )
             self.version = m.group(1) if m else None
 
     def argv(self, port):
@@ -537,7 +562,9 @@ class TwistedProxyCacheRow(TwistedProxyRow):
             raise RowUnavailable("this twisted-proxy has no cache (no --cache-size option)")
 
     def argv(self, port):
-        return benchlib.twistedProxyArgv(port, os.path.join(self.prefix, "twistd.log"), self.helpText)
+        return benchlib.twistedProxyArgv(
+            port, os.path.join(self.prefix, "twistd.log"), self.helpText
+        )
 
     def target(self, name):
         return self.ctx.origin.url("c/" + name)
@@ -552,8 +579,8 @@ class TwistedWebRow(Row):
             import twisted
 
             self.version = twisted.__version__
-        except ImportError:
-            raise RowUnavailable("Twisted is not installed (pip install Twisted)")
+        except ImportError as e:
+            raise RowUnavailable("Twisted is not installed (pip install Twisted)") from e
 
     def argv(self, port):
         return [
@@ -664,12 +691,20 @@ class ProxyPyRow(Row):
                 )
             log(f"installing proxy.py into its own venv {venv}")
             try:
-                subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=300,
-                               capture_output=True)
-                subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "proxy.py"],
-                               check=True, timeout=600, capture_output=True)
+                subprocess.run(
+                    [sys.executable, "-m", "venv", venv],
+                    check=True,
+                    timeout=300,
+                    capture_output=True,
+                )
+                subprocess.run(
+                    [os.path.join(venv, "bin", "pip"), "install", "-q", "proxy.py"],
+                    check=True,
+                    timeout=600,
+                    capture_output=True,
+                )
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-                raise RowUnavailable(f"could not install proxy.py into {venv}: {e}")
+                raise RowUnavailable(f"could not install proxy.py into {venv}: {e}") from e
         self.exe = exe
         self.version = toolVersion([exe, "--version"], r"([\d.]+\S*)")
 
@@ -678,15 +713,23 @@ class ProxyPyRow(Row):
         # threadless): one worker process, pinned with the launcher to one core.
         return [
             self.exe,
-            "--hostname", LOOPBACK,
-            "--port", str(port),
-            "--num-acceptors", "1",
-            "--num-workers", "1",
+            "--hostname",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--num-acceptors",
+            "1",
+            "--num-workers",
+            "1",
             "--threadless",
-            "--local-executor", "1",
-            "--backlog", "4096",
-            "--open-file-limit", "16384",
-            "--log-file", os.path.join(self.prefix, "proxy.log"),
+            "--local-executor",
+            "1",
+            "--backlog",
+            "4096",
+            "--open-file-limit",
+            "16384",
+            "--log-file",
+            os.path.join(self.prefix, "proxy.log"),
         ]
 
 
@@ -722,11 +765,16 @@ def runWrk(ctx, row, name, connections, duration, close=False):
     env["BENCH_CLOSE"] = "1" if close else "0"
     argv = benchlib.pinPrefix(LOAD_CPU) + [
         "wrk",
-        "-t", str(ctx.args.wrk_threads),
-        "-c", str(connections),
-        "-d", f"{duration}s",
-        "--timeout", "10s",
-        "-s", lua,
+        "-t",
+        str(ctx.args.wrk_threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration}s",
+        "--timeout",
+        "10s",
+        "-s",
+        lua,
         f"http://{LOOPBACK}:{row.connectPort}/",
     ]
     offset = ctx.origin.logOffset()
@@ -745,7 +793,9 @@ def runWrk(ctx, row, name, connections, duration, close=False):
     foreignLoadPct = max(0.0, (after["loadCpu"] - before["loadCpu"] - oursOnLoadCpu) * 100 / wall)
     m = re.search(r"^BENCH_RESULT (\{.*\})$", out.stdout, re.M)
     if not m:
-        raise RuntimeError(f"wrk gave no result (rc {out.returncode}): {out.stdout[-500:]} {out.stderr[-500:]}")
+        raise RuntimeError(
+            f"wrk gave no result (rc {out.returncode}): {out.stdout[-500:]} {out.stderr[-500:]}"
+        )
     r = json.loads(m.group(1))
     upReqs, upConns = ctx.origin.upstreamStats(offset)
     secs = r["duration_us"] / 1e6
@@ -774,7 +824,9 @@ def quiet(ctx):
     """Before a timed run: wait (bounded) until other processes leave both
     CPUs alone; other engineers' test runs may share this machine."""
     if ctx.args.quiet_wait > 0:
-        benchlib.waitForQuietCpus([PROXY_CPU, LOAD_CPU], limit=10, timeout=ctx.args.quiet_wait, say=log)
+        benchlib.waitForQuietCpus(
+            [PROXY_CPU, LOAD_CPU], limit=10, timeout=ctx.args.quiet_wait, say=log
+        )
 
 
 def cpuAccount(ctx, pid):
@@ -794,7 +846,14 @@ def cpuAccount(ctx, pid):
 
 def runCurl(ctx, row, name, limitRate=None, timeout=600):
     """One download with curl; returns (MiB/s, bytes, http code)."""
-    argv = benchlib.pinPrefix(LOAD_CPU) + ["curl", "-sS", "-o", "/dev/null", "--max-time", str(timeout)]
+    argv = benchlib.pinPrefix(LOAD_CPU) + [
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "--max-time",
+        str(timeout),
+    ]
     if row.viaProxy:
         argv += ["-x", f"http://{LOOPBACK}:{row.connectPort}", "--noproxy", ""]
     else:
@@ -804,11 +863,13 @@ def runCurl(ctx, row, name, limitRate=None, timeout=600):
     argv += ["-w", "%{http_code} %{size_download} %{time_total}", ctx.origin.url(name)]
     quiet(ctx)
     out = subprocess.run(argv, capture_output=True, text=True, env=cleanEnv(), timeout=timeout + 30)
-    code, size, total = out.stdout.split()
-    size, total = int(size), float(total)
+    code, sizeText, totalText = out.stdout.split()
+    size, total = int(sizeText), float(totalText)
     ok = out.returncode == 0 and code == "200" and size == SIZES[name]
     if not ok:
-        raise RuntimeError(f"curl {name}: rc {out.returncode} code {code} size {size}: {out.stderr[-300:]}")
+        raise RuntimeError(
+            f"curl {name}: rc {out.returncode} code {code} size {size}: {out.stderr[-300:]}"
+        )
     return size / total / MiB, size
 
 
@@ -845,7 +906,8 @@ def idleConnections(row, n, timeout, batch=50):
     deadline = time.monotonic() + timeout
     request = requestBytes(row.target("1k"), row.ctx.origin.hostport)
     want = SIZES["1k"]
-    socks, failures = [], 0
+    socks: list[socket.socket] = []
+    failures = 0
     while len(socks) + failures < n and time.monotonic() < deadline:
         count = min(batch, n - len(socks) - failures)
         pending = {}
@@ -862,7 +924,9 @@ def idleConnections(row, n, timeout, batch=50):
                     failures += 1
             while pending and time.monotonic() < deadline:
                 for key, _ in sel.select(timeout=0.5):
-                    s = key.fileobj
+                    ready = key.fileobj
+                    assert isinstance(ready, socket.socket)
+                    s = ready
                     try:
                         chunk = s.recv(65536)
                     except BlockingIOError:
@@ -922,15 +986,17 @@ def stillOpen(socks):
 def measureRow(ctx, row):
     """All figures for one row; returns {"figures": medians, "samples": ...}."""
     args = ctx.args
-    samples = {k: [] for k in FIGURES}
-    extra = {"wrk": {}, "notes": []}
+    samples: dict[str, list[Any]] = {k: [] for k in FIGURES}
+    extra: dict[str, Any] = {"wrk": {}, "notes": []}
 
     def add(key, value):
         samples[key].append(value)
 
     def ensureAlive(what):
         if not row.alive():
-            raise RuntimeError(f"{row.title} died during {what}: {row.proc.logTail() if row.proc else ''}")
+            raise RuntimeError(
+                f"{row.title} died during {what}: {row.proc.logTail() if row.proc else ''}"
+            )
 
     # (e) idle connections, on a fresh process each repeat (memory figures
     # are measured from a clean start so one repeat cannot hide the next).
@@ -952,15 +1018,20 @@ def measureRow(ctx, row):
         perConn = (withConns - base) / openNow if openNow else None
         add("e_kib_per_conn", perConn)
         add("e_idle_open", openNow)
-        note = (f"idle run {i + 1}: {len(socks)} of {args.connections} got a response in "
-                f"{opened:.1f} s, {openNow} still open when measured")
+        note = (
+            f"idle run {i + 1}: {len(socks)} of {args.connections} got a response in "
+            f"{opened:.1f} s, {openNow} still open when measured"
+        )
         extra["notes"].append(note)
-        log(f"  {row.name} (e) idle: " + (f"{perConn:.1f} KiB/conn" if perConn is not None
-                                          else "no connection stayed open") + f"; {note}")
+        log(
+            f"  {row.name} (e) idle: "
+            + (f"{perConn:.1f} KiB/conn" if perConn is not None else "no connection stayed open")
+            + f"; {note}"
+        )
         ensureAlive("(e) idle connections")
 
     # (d) one 100 MiB download and (s) the same read at 25 MB/s, fresh each.
-    for i in range(args.repeats):
+    for _ in range(args.repeats):
         row.restart()
         lightWarmUp(row)
         time.sleep(0.3)
@@ -970,7 +1041,7 @@ def measureRow(ctx, row):
         add("d_peak_growth_mib", (peak - start) / 1024)
         log(f"  {row.name} (d) {mibps:.0f} MiB/s, RSS +{(peak - start) / 1024:.1f} MiB peak")
         ensureAlive("(d)")
-    for i in range(args.repeats):
+    for _ in range(args.repeats):
         row.restart()
         lightWarmUp(row)
         time.sleep(0.3)
@@ -991,7 +1062,7 @@ def measureRow(ctx, row):
         ("b", "1k", 50, True),
         ("c", "64k", 50, False),
     ):
-        for i in range(args.repeats):
+        for _ in range(args.repeats):
             r = runWrk(ctx, row, name, conns, args.duration, close)
             extra["wrk"].setdefault(fig, []).append(r)
             if fig in ("a", "b"):
@@ -1009,13 +1080,15 @@ def measureRow(ctx, row):
                 add("c_mibps", r["body_mibps"])
                 add("c_rps", r["rps"])
                 add("c_errors", r["errors"])
-            log(f"  {row.name} ({fig}) {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms, "
+            log(
+                f"  {row.name} ({fig}) {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms, "
                 f"{r['errors']} errors, {r['upstream_per_req'] or 0:.3f} up/req, "
                 f"{r['cpu_us_per_req'] or 0:.1f} us CPU/req, "
                 f"others on CPU {PROXY_CPU}/{LOAD_CPU}: "
-                f"{r['foreign_cpu_pct']:.0f}%/{r['foreign_load_cpu_pct']:.0f}%")
+                f"{r['foreign_cpu_pct']:.0f}%/{r['foreign_load_cpu_pct']:.0f}%"
+            )
             ensureAlive(f"({fig})")
-    for i in range(args.repeats):
+    for _ in range(args.repeats):
         rss0, _ = benchlib.treeMemory(row.measuredPid)
         r, start, end, peak = memoryDuring(
             row, lambda: runWrk(ctx, row, "1k", args.connections, args.duration)
@@ -1024,8 +1097,10 @@ def measureRow(ctx, row):
         add("e_rps", r["rps"])
         add("e_errors", r["errors"])
         add("e_busy_kib_per_conn", (peak - base) / args.connections)
-        log(f"  {row.name} (e) {r['rps']:.0f} req/s with {args.connections} conns, "
-            f"{r['errors']} errors")
+        log(
+            f"  {row.name} (e) {r['rps']:.0f} req/s with {args.connections} conns, "
+            f"{r['errors']} errors"
+        )
         ensureAlive("(e)")
 
     figures = {k: median(v) for k, v in samples.items() if v}
@@ -1034,7 +1109,7 @@ def measureRow(ctx, row):
 
 def computeRatios(results):
     """Each figure as a ratio to direct and to twisted.web.proxy."""
-    ratios = {"to_direct": {}, "to_baseline": {}}
+    ratios: dict[str, dict[str, Any]] = {"to_direct": {}, "to_baseline": {}}
     for refKey, refName in (("to_direct", "direct"), ("to_baseline", "twisted-web")):
         ref = results.get(refName, {}).get("figures")
         if not ref:
@@ -1061,7 +1136,9 @@ def formatTable(headers, rows):
     widths = [max(len(str(r[i])) for r in [headers] + rows) for i in range(len(headers))]
     out = []
     for n, r in enumerate([headers] + rows):
-        cells = [str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(r)]
+        cells = [
+            str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(r)
+        ]
         out.append("  ".join(cells).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
@@ -1079,9 +1156,10 @@ def renderReport(results, order):
                 body.append([ROW_TITLES[name]] + ["-"] * len(cols))
                 continue
             figs = res["figures"]
-            body.append([ROW_TITLES[name]] + [
-                fmt.format(figs[k]) if figs.get(k) is not None else "-" for k, _, fmt in cols
-            ])
+            body.append(
+                [ROW_TITLES[name]]
+                + [fmt.format(figs[k]) if figs.get(k) is not None else "-" for k, _, fmt in cols]
+            )
         lines += [heading, formatTable(headers, body), ""]
     ratios = results.get("_ratios", {})
     for refKey, heading in (
@@ -1096,19 +1174,25 @@ def renderReport(results, order):
         for name in order:
             if name not in table:
                 continue
-            body.append([ROW_TITLES[name]] + [
-                f"{table[name][k]:.2f}" if k in table[name] else "-" for k, _ in RATIO_COLUMNS
-            ])
-        lines += [heading + " (req/s, MiB/s: higher is better; latency, CPU, RSS: lower)",
-                  formatTable(headers, body), ""]
+            body.append(
+                [ROW_TITLES[name]]
+                + [f"{table[name][k]:.2f}" if k in table[name] else "-" for k, _ in RATIO_COLUMNS]
+            )
+        lines += [
+            heading + " (req/s, MiB/s: higher is better; latency, CPU, RSS: lower)",
+            formatTable(headers, body),
+            "",
+        ]
     for name in order:
         runs = [d for rs in results[name].get("detail", {}).get("wrk", {}).values() for d in rs]
         proxyBusy = max((d["foreign_cpu_pct"] for d in runs), default=0) if name != "direct" else 0
         loadBusy = max((d["foreign_load_cpu_pct"] for d in runs), default=0)
         if proxyBusy > 10 or loadBusy > 10:
-            lines.append(f"warning: during {ROW_TITLES[name]}'s wrk runs other processes used up to "
-                         f"{proxyBusy:.0f}% of CPU {PROXY_CPU} (proxy) and {loadBusy:.0f}% of CPU "
-                         f"{LOAD_CPU} (load); its figures may be low")
+            lines.append(
+                f"warning: during {ROW_TITLES[name]}'s wrk runs other processes used up to "
+                f"{proxyBusy:.0f}% of CPU {PROXY_CPU} (proxy) and {loadBusy:.0f}% of CPU "
+                f"{LOAD_CPU} (load); its figures may be low"
+            )
     missing = [(n, results[n]["reason"]) for n in order if not results[n].get("available")]
     for name, reason in missing:
         lines.append(f"{ROW_TITLES[name]}: {reason}")
@@ -1127,25 +1211,55 @@ def parseArgs(argv):
         epilog="Rows: " + ", ".join(ROWS) + ". See bench/README.rst.",
     )
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported (default 3)")
-    p.add_argument("--quick", action="store_true", help="smoke test: --duration 2 --repeats 1 --warmup 1")
-    p.add_argument("--warmup", type=int, default=2, help="seconds of untimed wrk before the timed runs (default 2)")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="runs per figure; the median is reported (default 3)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke test: --duration 2 --repeats 1 --warmup 1"
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=2,
+        help="seconds of untimed wrk before the timed runs (default 2)",
+    )
     p.add_argument("--peers", action="store_true", help="also run tinyproxy, squid and proxy.py")
-    p.add_argument("--cache", action="store_true",
-                   help="also run twisted-proxy-cache: the default configuration, every request a "
-                   "cache hit (bench/cache_bench.py compares hits with misses)")
-    p.add_argument("--only", metavar="ROW[,ROW]", help="run only these rows (" + ", ".join(ROWS) + ")")
-    p.add_argument("--json", metavar="PATH", help="write results as JSON here "
-                   "(default bench/results/bench-YYYYmmdd-HHMMSS.json)")
-    p.add_argument("--connections", type=int, default=1000, help="connections for (e) (default 1000)")
-    p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1; all on the load CPU)")
-    p.add_argument("--proxypy-venv", default=os.path.join(HERE, "results", "venv-proxypy"),
-                   help="virtualenv holding proxy.py (created if missing; default bench/results/venv-proxypy)")
+    p.add_argument(
+        "--cache",
+        action="store_true",
+        help="also run twisted-proxy-cache: the default configuration, every request a "
+        "cache hit (bench/cache_bench.py compares hits with misses)",
+    )
+    p.add_argument(
+        "--only", metavar="ROW[,ROW]", help="run only these rows (" + ", ".join(ROWS) + ")"
+    )
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help="write results as JSON here (default bench/results/bench-YYYYmmdd-HHMMSS.json)",
+    )
+    p.add_argument(
+        "--connections", type=int, default=1000, help="connections for (e) (default 1000)"
+    )
+    p.add_argument(
+        "--wrk-threads", type=int, default=1, help="wrk threads (default 1; all on the load CPU)"
+    )
+    p.add_argument(
+        "--proxypy-venv",
+        default=os.path.join(HERE, "results", "venv-proxypy"),
+        help="virtualenv holding proxy.py (created if missing; default bench/results/venv-proxypy)",
+    )
     p.add_argument("--no-install", action="store_true", help="never create the proxy.py venv")
-    p.add_argument("--quiet-wait", type=float, default=20,
-                   help="before each timed run, wait up to this many seconds for other processes "
-                   "to use less than 10%% of each CPU (default 20; 0 disables)")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory (configs, logs)")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=20,
+        help="before each timed run, wait up to this many seconds for other processes "
+        "to use less than 10%% of each CPU (default 20; 0 disables)",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (configs, logs)"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.repeats, args.warmup = 2, 1, 1
@@ -1178,8 +1292,14 @@ def checkPrerequisites():
 def machineInfo():
     return {
         "cpus": os.cpu_count(),
-        "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
-                           if l.startswith("model name")), None),
+        "cpu_model": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in open("/proc/cpuinfo")
+                if line.startswith("model name")
+            ),
+            None,
+        ),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "nginx": toolVersion(["nginx", "-v"], r"nginx/([\d.]+)"),
@@ -1196,10 +1316,8 @@ def main(argv=None):
     benchlib.sigtermAsInterrupt()
     if not benchlib.pinSelf(LOAD_CPU):
         log("warning: could not pin the harness to CPU 1")
-    jsonPath = args.json or os.path.join(
-        HERE, "results", time.strftime("bench-%Y%m%d-%H%M%S.json")
-    )
-    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    jsonPath = args.json or os.path.join(HERE, "results", time.strftime("bench-%Y%m%d-%H%M%S.json"))
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     loadStart = open("/proc/loadavg").read().split()[:3]
     workdir = tempfile.mkdtemp(prefix="twisted-proxy-bench-")
     os.chmod(workdir, 0o755)
@@ -1208,6 +1326,7 @@ def main(argv=None):
     try:
         origin = Origin(procs, workdir)
         origin.start()
+        assert origin.proc is not None
         log(f"origin: nginx on {origin.hostport} (pid {origin.proc.pid}), workdir {workdir}")
         ctx = Context(args, procs, workdir, origin)
         for name in args.rows:
@@ -1241,8 +1360,10 @@ def main(argv=None):
     doc = {
         "schema": 1,
         "started": started,
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": [os.path.relpath(sys.argv[0], REPO) if sys.argv[0].startswith(REPO) else sys.argv[0]]
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": [
+            os.path.relpath(sys.argv[0], REPO) if sys.argv[0].startswith(REPO) else sys.argv[0]
+        ]
         + sys.argv[1:],
         "settings": settings,
         "machine": {**machineInfo(), "loadavg_at_start": loadStart},

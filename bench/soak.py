@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Sequence
 
 sys.dont_write_bytecode = True  # keep bench/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +45,7 @@ import fuzz_proxy as fp  # noqa: E402  (servers, process and /proc helpers)
 
 LOOPBACK = fp.LOOPBACK
 MiB = 1 << 20
-STALL = 12.0          # seconds without progress that make a hang (proxy timeouts are 5)
+STALL = 12.0  # seconds without progress that make a hang (proxy timeouts are 5)
 _STATUS = re.compile(rb"HTTP/1\.[01] ([1-9][0-9][0-9])(?: [\t -~\x80-\xff]*)?")
 _FIELD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t ]*[\t -~\x80-\xff]*")
 
@@ -105,10 +106,10 @@ class Wire:
     def fill(self, n: int = 262144) -> None:
         try:
             d = self.s.recv(n)
-        except ConnectionResetError:
-            raise Ended("reset")
-        except socket.timeout:
-            raise Hang()
+        except ConnectionResetError as e:
+            raise Ended("reset") from e
+        except TimeoutError as e:
+            raise Hang() from e
         if not d:
             raise Ended("eof")
         self.buf += d
@@ -120,8 +121,8 @@ class Wire:
             return True
         except (BrokenPipeError, ConnectionResetError):
             return False
-        except socket.timeout:
-            raise Hang()
+        except TimeoutError as e:
+            raise Hang() from e
 
     def readable(self) -> bool:
         if self.buf:
@@ -180,7 +181,9 @@ class Wire:
                 raise Garbage("line over 8 KiB")
             self.fill()
 
-    def read_body(self, head: Head, sink, head_request: bool = False, rate: float | None = None) -> str:
+    def read_body(
+        self, head: Head, sink, head_request: bool = False, rate: float | None = None
+    ) -> str:
         """Read the body into sink; returns its framing."""
         if head_request or head.status in (204, 304) or 100 <= head.status < 200:
             return "none"
@@ -235,8 +238,18 @@ class Result:
 
 
 CLEAN = {"ok", "5xx", "abort-after-head", "client-abort", "not-sent-after-abort"}
-NOT_CLEAN = {"garbage", "hang", "truncated-fin", "body-mismatch", "closed-without-response",
-             "truncated-head", "unexpected-status", "bad-5xx", "tunnel-mismatch", "deadline"}
+NOT_CLEAN = {
+    "garbage",
+    "hang",
+    "truncated-fin",
+    "body-mismatch",
+    "closed-without-response",
+    "truncated-head",
+    "unexpected-status",
+    "bad-5xx",
+    "tunnel-mismatch",
+    "deadline",
+}
 
 
 class Checker:
@@ -255,11 +268,18 @@ class Checker:
             self.data += d
 
     def pattern_ok(self) -> bool:
+        assert self.fid is not None, "a pattern body has an id"
         return self.len == self.n and self.crc == fp.pattern_crc(self.fid.encode(), self.n)
 
 
-def exchange(wire: Wire, request: bytes, check, body_after: list[bytes] = (), rate=None,
-             head_request=False) -> tuple[Result, Head | None]:
+def exchange(
+    wire: Wire,
+    request: bytes,
+    check,
+    body_after: Sequence[bytes] = (),
+    rate=None,
+    head_request=False,
+) -> tuple[Result, Head | None]:
     """
     Send a request (head, then body pieces, stopping early if the proxy
     answers first), read the response, classify it.  check(head, checker)
@@ -280,8 +300,14 @@ def exchange(wire: Wire, request: bytes, check, body_after: list[bytes] = (), ra
             head = wire.read_head()
         except Ended as e:
             if wire.buf:
-                return Result("truncated-head", None, "connection {} inside a response head".format(e.how)), None
-            return Result("closed-without-response", None, "connection {} before any response byte".format(e.how)), None
+                return Result(
+                    "truncated-head", None, "connection {} inside a response head".format(e.how)
+                ), None
+            return Result(
+                "closed-without-response",
+                None,
+                "connection {} before any response byte".format(e.how),
+            ), None
         checker = Checker()
         if 200 <= head.status < 300:
             checker = check(head, None)
@@ -289,25 +315,41 @@ def exchange(wire: Wire, request: bytes, check, body_after: list[bytes] = (), ra
             framing = wire.read_body(head, checker, head_request=head_request, rate=rate)
         except Ended as e:
             if e.how == "reset":
-                return Result("abort-after-head", head.status, "reset after head + {} body bytes".format(
-                    checker.len)), head
-            return Result("truncated-fin", head.status, "FIN after head + {} body bytes (not aborted)".format(
-                checker.len)), head
+                return Result(
+                    "abort-after-head",
+                    head.status,
+                    "reset after head + {} body bytes".format(checker.len),
+                ), head
+            return Result(
+                "truncated-fin",
+                head.status,
+                "FIN after head + {} body bytes (not aborted)".format(checker.len),
+            ), head
         if head.status >= 500:
-            if head.get(b"proxy-status") is None:
+            proxyStatus = head.get(b"proxy-status")
+            if proxyStatus is None:
                 return Result("bad-5xx", head.status, "5xx without Proxy-Status"), head
-            return Result("5xx", head.status, head.get(b"proxy-status").decode("latin-1")), head
+            return Result("5xx", head.status, proxyStatus.decode("latin-1")), head
         if 200 <= head.status < 300:
             why = check(head, checker)
             if why:
                 return Result("body-mismatch", head.status, why), head
-            return Result("ok", head.status, framing + (" (answered before the body was sent)" if early else "")), head
-        return Result("unexpected-status", head.status, (head.get(b"proxy-status") or b"").decode("latin-1")), head
+            return Result(
+                "ok",
+                head.status,
+                framing + (" (answered before the body was sent)" if early else ""),
+            ), head
+        return Result(
+            "unexpected-status", head.status, (head.get(b"proxy-status") or b"").decode("latin-1")
+        ), head
     except Garbage as e:
         return Result("garbage", head.status if head else None, str(e)), head
     except Hang:
-        return Result("hang", head.status if head else None,
-                      "no byte for {} s ({})".format(STALL, "in body" if head else "before head")), head
+        return Result(
+            "hang",
+            head.status if head else None,
+            "no byte for {} s ({})".format(STALL, "in body" if head else "before head"),
+        ), head
 
 
 def pattern_check(fid: str, n: int):
@@ -318,8 +360,11 @@ def pattern_check(fid: str, n: int):
         if got != fid:
             return "response for id {} to request {}".format(got, fid)
         if not checker.pattern_ok():
-            return "body: {} bytes crc {:08x}, expected {} bytes of the pattern".format(checker.len, checker.crc, n)
+            return "body: {} bytes crc {:08x}, expected {} bytes of the pattern".format(
+                checker.len, checker.crc, n
+            )
         return None
+
     return check
 
 
@@ -334,15 +379,19 @@ def echo_check(fid: str, n: int, sha: str):
         if bytes(checker.data) != want:
             return "origin got {!r}, we sent {!r}".format(bytes(checker.data)[:80], want)
         return None
+
     return check
 
 
-def get_request(port: int, fid: str, kind: str, n: int, origin_form: bool = False, close=False) -> bytes:
+def get_request(
+    port: int, fid: str, kind: str, n: int, origin_form: bool = False, close=False
+) -> bytes:
     path = "/r/{}/{}?n={}".format(fid, kind, n)
     host = "127.0.0.1:{}".format(port)
     target = path if origin_form else "http://" + host + path
     return "GET {} HTTP/1.1\r\nHost: {}\r\n{}\r\n".format(
-        target, host, "Connection: close\r\n" if close else "").encode()
+        target, host, "Connection: close\r\n" if close else ""
+    ).encode()
 
 
 # --------------------------------------------------------------------------
@@ -377,9 +426,16 @@ class Soak:
             self.stats[loop][res.category] += 1
             self.statuses[loop][res.status if res.status is not None else "-"] += 1
             if res.category not in CLEAN and len(self.examples) < 50:
-                self.examples.append({"t": round(time.monotonic() - self.t0, 1), "loop": loop,
-                                      "category": res.category, "status": res.status,
-                                      "detail": res.detail, "request": what})
+                self.examples.append(
+                    {
+                        "t": round(time.monotonic() - self.t0, 1),
+                        "loop": loop,
+                        "category": res.category,
+                        "status": res.status,
+                        "detail": res.detail,
+                        "request": what,
+                    }
+                )
 
     def running(self) -> bool:
         return not self.stop.is_set() and time.monotonic() < self.end
@@ -403,13 +459,19 @@ class Soak:
                 req = get_request(self.o, fid, kind, n, origin_form=rng.random() < 0.2)
                 res, head = exchange(wire, req, pattern_check(fid, n))
                 self.record("small-get", res, "GET {} {} n={}".format(fid, kind, n))
-                if res.category != "ok" or (head and (head.get(b"connection") or b"").lower() == b"close"):
+                if res.category != "ok" or (
+                    head and (head.get(b"connection") or b"").lower() == b"close"
+                ):
                     wire.close()
                     wire = None
                     if res.category == "5xx":
                         time.sleep(0.05)  # origin down: don't spin
             except OSError as e:
-                self.record("small-get", Result("closed-without-response", None, "connect: {!r}".format(e)), "connect")
+                self.record(
+                    "small-get",
+                    Result("closed-without-response", None, "connect: {!r}".format(e)),
+                    "connect",
+                )
                 wire = None
                 time.sleep(0.2)
         if wire:
@@ -422,10 +484,14 @@ class Soak:
             try:
                 wire = Wire(self.proxy)
             except OSError as e:
-                self.record("big-download", Result("closed-without-response", None, repr(e)), "connect")
+                self.record(
+                    "big-download", Result("closed-without-response", None, repr(e)), "connect"
+                )
                 time.sleep(0.5)
                 continue
-            res, _ = exchange(wire, get_request(self.o, fid, "cl", n, close=True), pattern_check(fid, n))
+            res, _ = exchange(
+                wire, get_request(self.o, fid, "cl", n, close=True), pattern_check(fid, n)
+            )
             wire.close()
             self.record("big-download", res, "GET {} {} MiB".format(fid, self.args.big_mib))
             if res.category != "ok":
@@ -438,25 +504,37 @@ class Soak:
             fid = self.fid("u")
             chunked = not chunked
             host = "127.0.0.1:{}".format(self.o)
-            head = "POST http://{}/r/{}/echo HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n".format(host, fid, host)
+            head = "POST http://{}/r/{}/echo HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n".format(
+                host, fid, host
+            )
             step = 256 * 1024
             if chunked:
                 head += "Transfer-Encoding: chunked\r\n\r\n"
-                pieces = [b"%x\r\n%s\r\n" % (len(body[i:i + step]), body[i:i + step]) for i in range(0, len(body), step)]
+                pieces = [
+                    b"%x\r\n%s\r\n" % (len(body[i : i + step]), body[i : i + step])
+                    for i in range(0, len(body), step)
+                ]
                 pieces.append(b"0\r\n\r\n")
             else:
                 head += "Content-Length: {}\r\n\r\n".format(len(body))
-                pieces = [body[i:i + step] for i in range(0, len(body), step)]
+                pieces = [body[i : i + step] for i in range(0, len(body), step)]
             try:
                 wire = Wire(self.proxy)
             except OSError as e:
-                self.record("big-upload", Result("closed-without-response", None, repr(e)), "connect")
+                self.record(
+                    "big-upload", Result("closed-without-response", None, repr(e)), "connect"
+                )
                 time.sleep(0.5)
                 continue
-            res, _ = exchange(wire, head.encode(), echo_check(fid, len(body), sha), body_after=pieces)
+            res, _ = exchange(
+                wire, head.encode(), echo_check(fid, len(body), sha), body_after=pieces
+            )
             wire.close()
-            self.record("big-upload", res, "POST {} {} MiB {}".format(fid, len(body) >> 20,
-                                                                      "chunked" if chunked else "CL"))
+            self.record(
+                "big-upload",
+                res,
+                "POST {} {} MiB {}".format(fid, len(body) >> 20, "chunked" if chunked else "CL"),
+            )
             if res.category != "ok":
                 time.sleep(0.2)
 
@@ -467,14 +545,25 @@ class Soak:
             try:
                 wire = Wire(self.proxy, rcvbuf=32768)
             except OSError as e:
-                self.record("slow-client", Result("closed-without-response", None, repr(e)), "connect")
+                self.record(
+                    "slow-client", Result("closed-without-response", None, repr(e)), "connect"
+                )
                 time.sleep(0.5)
                 continue
-            res, _ = exchange(wire, get_request(self.o, fid, "cl", n, close=True), pattern_check(fid, n),
-                              rate=self.args.slow_rate_kib * 1024)
+            res, _ = exchange(
+                wire,
+                get_request(self.o, fid, "cl", n, close=True),
+                pattern_check(fid, n),
+                rate=self.args.slow_rate_kib * 1024,
+            )
             wire.close()
-            self.record("slow-client", res, "GET {} {} KiB at {} KiB/s".format(fid, self.args.slow_kib,
-                                                                             self.args.slow_rate_kib))
+            self.record(
+                "slow-client",
+                res,
+                "GET {} {} KiB at {} KiB/s".format(
+                    fid, self.args.slow_kib, self.args.slow_rate_kib
+                ),
+            )
 
     def loop_tunnel(self, idx: int) -> None:
         rng = random.Random(self.args.seed * 37 + idx)
@@ -486,7 +575,9 @@ class Soak:
                 self.record("tunnel", Result("closed-without-response", None, repr(e)), "connect")
                 time.sleep(0.5)
                 continue
-            req = "CONNECT 127.0.0.1:{0} HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\n\r\n".format(self.e).encode()
+            req = "CONNECT 127.0.0.1:{0} HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\n\r\n".format(
+                self.e
+            ).encode()
             try:
                 wire.send(req)
                 try:
@@ -495,7 +586,11 @@ class Soak:
                     self.record("tunnel", Result("closed-without-response", None, e.how), what)
                     continue
                 if head.status != 200:
-                    cat = "5xx" if head.status >= 500 and head.get(b"proxy-status") else "unexpected-status"
+                    cat = (
+                        "5xx"
+                        if head.status >= 500 and head.get(b"proxy-status")
+                        else "unexpected-status"
+                    )
                     self.record("tunnel", Result(cat, head.status), what)
                     continue
                 res = Result("ok", 200, "echo")
@@ -506,8 +601,13 @@ class Soak:
                     try:
                         wire.take(len(msg), got.extend)
                     except Ended as e:
-                        res = Result("tunnel-mismatch", 200, "tunnel {} after {} of {} echoed bytes".format(
-                            e.how, len(got), len(msg)))
+                        res = Result(
+                            "tunnel-mismatch",
+                            200,
+                            "tunnel {} after {} of {} echoed bytes".format(
+                                e.how, len(got), len(msg)
+                            ),
+                        )
                         break
                     if bytes(got) != msg:
                         res = Result("tunnel-mismatch", 200, "echo differs")
@@ -527,7 +627,9 @@ class Soak:
             except Garbage as e:
                 self.record("tunnel", Result("garbage", None, str(e)), what)
             except Hang:
-                self.record("tunnel", Result("hang", None, "tunnel silent for {} s".format(STALL)), what)
+                self.record(
+                    "tunnel", Result("hang", None, "tunnel silent for {} s".format(STALL)), what
+                )
             except OSError as e:
                 self.record("tunnel", Result("tunnel-mismatch", None, repr(e)), what)
             finally:
@@ -544,7 +646,9 @@ class Soak:
                 for _ in range(rng.randint(2, 6)):
                     fid = self.fid("p")
                     n = rng.choice([0, 100, 5000, 20000])
-                    batch.append((fid, n, get_request(self.o, fid, rng.choice(["cl", "chunked"]), n)))
+                    batch.append(
+                        (fid, n, get_request(self.o, fid, rng.choice(["cl", "chunked"]), n))
+                    )
                 if not wire.send(b"".join(b for _, _, b in batch)):
                     pass
                 broken = False
@@ -553,9 +657,14 @@ class Soak:
                         self.record("pipeline", Result("not-sent-after-abort", None), "GET " + fid)
                         continue
                     res, head = exchange_read(wire, pattern_check(fid, n))
-                    self.record("pipeline", res, "pipelined GET {} #{} of {}".format(fid, i + 1, len(batch)))
-                    if res.category != "ok" and not (res.category == "5xx" and head is not None and
-                                                     (head.get(b"connection") or b"").lower() != b"close"):
+                    self.record(
+                        "pipeline", res, "pipelined GET {} #{} of {}".format(fid, i + 1, len(batch))
+                    )
+                    if res.category != "ok" and not (
+                        res.category == "5xx"
+                        and head is not None
+                        and (head.get(b"connection") or b"").lower() != b"close"
+                    ):
                         broken = True
                 if broken:
                     wire.close()
@@ -578,8 +687,14 @@ class Soak:
                 mode = rng.choice(["upload", "download"])
                 if mode == "upload":
                     n = 4 * MiB
-                    wire.send("POST http://{0}/r/{1}/echo HTTP/1.1\r\nHost: {0}\r\nContent-Length: {2}\r\n\r\n"
-                              .format(host, fid, n).encode())
+                    wire.send(
+                        (
+                            "POST http://{0}/r/{1}/echo HTTP/1.1\r\n"
+                            "Host: {0}\r\nContent-Length: {2}\r\n\r\n"
+                        )
+                        .format(host, fid, n)
+                        .encode()
+                    )
                     wire.send(os.urandom(rng.randint(0, 512 * 1024)))
                 else:
                     wire.send(get_request(self.o, fid, "cl", 20 * MiB))
@@ -595,8 +710,11 @@ class Soak:
                         wire.buf.clear()
                 rst = rng.random() < 0.5
                 wire.close(rst=rst)
-                self.record("aborted", Result("client-abort", None), "{} {} closed by client ({})".format(
-                    mode, fid, "RST" if rst else "FIN"))
+                self.record(
+                    "aborted",
+                    Result("client-abort", None),
+                    "{} {} closed by client ({})".format(mode, fid, "RST" if rst else "FIN"),
+                )
             except OSError as e:
                 self.record("aborted", Result("client-abort", None, repr(e)), "abort")
             time.sleep(rng.uniform(0.05, 0.3))
@@ -608,25 +726,37 @@ class Soak:
             try:
                 wire = Wire(self.proxy)
             except OSError as e:
-                self.record("slow-origin", Result("closed-without-response", None, repr(e)), "connect")
+                self.record(
+                    "slow-origin", Result("closed-without-response", None, repr(e)), "connect"
+                )
                 time.sleep(0.5)
                 continue
             if mode == "die":
                 fid = self.fid("x")
                 n = rng.choice([1000, 100000, 3 * MiB])
-                res, _ = exchange(wire, get_request(self.o, fid, "die", n, close=True), pattern_check(fid, n))
+                res, _ = exchange(
+                    wire, get_request(self.o, fid, "die", n, close=True), pattern_check(fid, n)
+                )
                 what = "GET {} origin dies mid-body (n={})".format(fid, n)
                 if res.category == "ok" or res.category == "body-mismatch":
-                    res = Result("body-mismatch", res.status, "a body the origin cut off was relayed as complete")
+                    res = Result(
+                        "body-mismatch",
+                        res.status,
+                        "a body the origin cut off was relayed as complete",
+                    )
             else:
                 fid = "slow"
                 host = "127.0.0.1:{}".format(self.slow)
-                req = "GET http://{0}/stall/{1} HTTP/1.1\r\nHost: {0}\r\nConnection: close\r\n\r\n".format(
-                    host, mode).encode()
+                req = (
+                    "GET http://{0}/stall/{1} HTTP/1.1\r\n"
+                    "Host: {0}\r\nConnection: close\r\n\r\n".format(host, mode).encode()
+                )
                 res, _ = exchange(wire, req, lambda h, c: Checker() if c is None else None)
                 what = "GET slow origin /stall/{}".format(mode)
                 if res.category == "ok":
-                    res = Result("body-mismatch", res.status, "a stalled response was relayed as complete")
+                    res = Result(
+                        "body-mismatch", res.status, "a stalled response was relayed as complete"
+                    )
             wire.close()
             self.record("slow-origin", res, what)
 
@@ -643,7 +773,7 @@ class Soak:
             self.start_origin()
 
     def start_origin(self) -> None:
-        for attempt in range(20):
+        for _attempt in range(20):
             try:
                 self.origin = fp.start_server("origin", self.o, self.workdir)
                 self.managed.append(self.origin)
@@ -666,18 +796,44 @@ class Soak:
 
     def run(self) -> int:
         args = self.args
-        self.o, self.slow, self.e, pport = fp.free_port(), fp.free_port(), fp.free_port(), fp.free_port()
+        self.o, self.slow, self.e, pport = (
+            fp.free_port(),
+            fp.free_port(),
+            fp.free_port(),
+            fp.free_port(),
+        )
         self.kills = 0
         self.upload_body = random.Random(args.seed).randbytes(args.big_mib * MiB)
         self.upload_sha = hashlib.sha1(self.upload_body).hexdigest()
         self.start_origin()
         self.managed.append(fp.start_server("slow", self.slow, self.workdir))
         self.managed.append(fp.start_server("echo", self.e, self.workdir))
-        opts = ["--allow-host", "127.0.0.1", "--response-timeout", "5", "--response-body-timeout", "5",
-                "--body-timeout", "5", "--header-timeout", "5", "--idle-timeout", "10",
-                "--connect-timeout", "3", "--pool-idle-timeout", "3", "--tunnel-idle-timeout", "10"]
-        proxy = fp.Managed("proxy", fp.proxy_argv(pport, os.path.join(self.workdir, "proxy.log"), opts),
-                           os.path.join(self.workdir, "proxy.out"), cwd=self.workdir)
+        opts = [
+            "--allow-host",
+            "127.0.0.1",
+            "--response-timeout",
+            "5",
+            "--response-body-timeout",
+            "5",
+            "--body-timeout",
+            "5",
+            "--header-timeout",
+            "5",
+            "--idle-timeout",
+            "10",
+            "--connect-timeout",
+            "3",
+            "--pool-idle-timeout",
+            "3",
+            "--tunnel-idle-timeout",
+            "10",
+        ]
+        proxy = fp.Managed(
+            "proxy",
+            fp.proxy_argv(pport, os.path.join(self.workdir, "proxy.log"), opts),
+            os.path.join(self.workdir, "proxy.out"),
+            cwd=self.workdir,
+        )
         self.managed.append(proxy)
         if not fp.wait_port(pport, 30, proxy):
             raise SystemExit("proxy did not start; see " + proxy.logpath)
@@ -686,13 +842,22 @@ class Soak:
         time.sleep(1.0)
         fds_start = fp.fd_count(pid)
         rss_boot = fp.rss_kib(pid)
-        print("soak: duration={}s seed={} proxy=127.0.0.1:{} pid={} origin={} slow={} echo={} workdir={}".format(
-            args.duration, args.seed, pport, pid, self.o, self.slow, self.e, self.workdir), flush=True)
+        print(
+            (
+                "soak: duration={}s seed={} proxy=127.0.0.1:{} pid={} origin={} slow={} "
+                "echo={} workdir={}"
+            ).format(args.duration, args.seed, pport, pid, self.o, self.slow, self.e, self.workdir),
+            flush=True,
+        )
         self.t0 = time.monotonic()
         self.end = self.t0 + args.duration
-        loops = ([(self.loop_small, i) for i in range(4)] + [(self.loop_download, 0), (self.loop_upload, 0)]
-                 + [(self.loop_slow_client, i) for i in range(2)] + [(self.loop_tunnel, i) for i in range(2)]
-                 + [(self.loop_pipeline, 0), (self.loop_abort, 0), (self.loop_slow_origin, 0)])
+        loops = (
+            [(self.loop_small, i) for i in range(4)]
+            + [(self.loop_download, 0), (self.loop_upload, 0)]
+            + [(self.loop_slow_client, i) for i in range(2)]
+            + [(self.loop_tunnel, i) for i in range(2)]
+            + [(self.loop_pipeline, 0), (self.loop_abort, 0), (self.loop_slow_origin, 0)]
+        )
         threads = [threading.Thread(target=f, args=(i,), daemon=True) for f, i in loops]
         threads.append(threading.Thread(target=self.fault_loop, daemon=True))
         for t in threads:
@@ -717,9 +882,15 @@ class Soak:
                 next_print += 10
                 with self.lock:
                     tot = sum(sum(c.values()) for c in self.stats.values())
-                    bad = sum(v for c in self.stats.values() for k, v in c.items() if k not in CLEAN)
-                print("  t={:.0f}s requests={} not-clean={} kills={} rss={:.1f} MiB fds={}".format(
-                    el, tot, bad, self.kills, (r or 0) / 1024, f), flush=True)
+                    bad = sum(
+                        v for c in self.stats.values() for k, v in c.items() if k not in CLEAN
+                    )
+                print(
+                    "  t={:.0f}s requests={} not-clean={} kills={} rss={:.1f} MiB fds={}".format(
+                        el, tot, bad, self.kills, (r or 0) / 1024, f
+                    ),
+                    flush=True,
+                )
         self.stop.set()
         for t in threads:
             t.join(timeout=STALL * 3 + 30)
@@ -730,14 +901,16 @@ class Soak:
         # drain: client connections are closed; pooled ones expire (--pool-idle-timeout 3)
         drain_t0 = time.monotonic()
         fds_end = fp.fd_count(pid)
-        while time.monotonic() - drain_t0 < args.drain and (fds_end is None or fds_end > fds_start):
+        while time.monotonic() - drain_t0 < args.drain and (
+            fds_end is None or fds_start is None or fds_end > fds_start
+        ):
             time.sleep(0.5)
             fds_end = fp.fd_count(pid)
         drained_in = time.monotonic() - drain_t0
         rss_end = fp.rss_kib(pid)
         rss_max = max((s[1] for s in samples if s[1] is not None), default=None)
-        totals = collections.Counter()
-        status_totals = collections.Counter()
+        totals: collections.Counter[str] = collections.Counter()
+        status_totals: collections.Counter[str] = collections.Counter()
         for c in self.stats.values():
             totals.update(c)
         for c in self.statuses.values():
@@ -747,7 +920,9 @@ class Soak:
         rss_flat = growth is not None and growth <= args.rss_growth_mib
         fds_ok = fds_end is not None and fds_start is not None and fds_end <= fds_start
         progress = {k: c.get("ok", 0) for k, c in self.stats.items()}
-        stalled_loops = [k for k, v in progress.items() if v == 0 and k not in ("aborted", "slow-origin")]
+        stalled_loops = [
+            k for k, v in progress.items() if v == 0 and k not in ("aborted", "slow-origin")
+        ]
         checks = {
             "proxy survived": survived,
             "not-clean errors = 0": not_clean == 0,
@@ -757,26 +932,41 @@ class Soak:
             "every traffic type had successes": not stalled_loops,
         }
         report = {
-            "duration_s": round(time.monotonic() - self.t0 - drained_in, 1), "seed": args.seed,
+            "duration_s": round(time.monotonic() - self.t0 - drained_in, 1),
+            "seed": args.seed,
             "origin_kills": self.kills,
             "total_requests": sum(totals.values()),
             "by_category": dict(totals.most_common()),
-            "by_status": {str(k): v for k, v in sorted(status_totals.items(), key=lambda kv: str(kv[0]))},
+            "by_status": {
+                str(k): v for k, v in sorted(status_totals.items(), key=lambda kv: str(kv[0]))
+            },
             "by_loop": {k: dict(c.most_common()) for k, c in sorted(self.stats.items())},
-            "by_loop_status": {k: {str(s): v for s, v in c.items()} for k, c in sorted(self.statuses.items())},
-            "not_clean": not_clean, "not_clean_examples": self.examples[:20],
-            "rss_mib": {"boot": _mib(rss_boot), "start_after_warmup": _mib(rss_start), "middle": _mib(rss_mid),
-                        "end": _mib(rss_end), "max": _mib(rss_max),
-                        "growth_after_warmup": None if growth is None else round(growth, 1)},
+            "by_loop_status": {
+                k: {str(s): v for s, v in c.items()} for k, c in sorted(self.statuses.items())
+            },
+            "not_clean": not_clean,
+            "not_clean_examples": self.examples[:20],
+            "rss_mib": {
+                "boot": _mib(rss_boot),
+                "start_after_warmup": _mib(rss_start),
+                "middle": _mib(rss_mid),
+                "end": _mib(rss_end),
+                "max": _mib(rss_max),
+                "growth_after_warmup": None if growth is None else round(growth, 1),
+            },
             "fds": {"start": fds_start, "end": fds_end, "drain_s": round(drained_in, 1)},
-            "events": self.events, "stuck_threads": stuck, "loops_without_success": stalled_loops,
-            "checks": checks, "passed": all(checks.values()), "workdir": self.workdir,
+            "events": self.events,
+            "stuck_threads": stuck,
+            "loops_without_success": stalled_loops,
+            "checks": checks,
+            "passed": all(checks.values()),
+            "workdir": self.workdir,
             "samples": samples,
         }
         print_report(report)
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump(report, f, indent=2, default=str)
+            with open(args.json, "w") as out:
+                json.dump(report, out, indent=2, default=str)
         return 0 if report["passed"] else 1
 
 
@@ -791,23 +981,54 @@ def _mib(kib):
 def print_report(r: dict) -> None:
     print()
     print("=== soak report (seed {}) ===".format(r["seed"]))
-    print("duration             {} s, origin SIGKILLed {} times".format(r["duration_s"], r["origin_kills"]))
+    print(
+        "duration             {} s, origin SIGKILLed {} times".format(
+            r["duration_s"], r["origin_kills"]
+        )
+    )
     print("total requests       {}".format(r["total_requests"]))
-    print("by category          " + ", ".join("{}={}".format(k, v) for k, v in r["by_category"].items()))
-    print("by status            " + ", ".join("{}={}".format(k, v) for k, v in r["by_status"].items()))
+    print(
+        "by category          "
+        + ", ".join("{}={}".format(k, v) for k, v in r["by_category"].items())
+    )
+    print(
+        "by status            " + ", ".join("{}={}".format(k, v) for k, v in r["by_status"].items())
+    )
     for loop, c in r["by_loop"].items():
         st = r["by_loop_status"][loop]
-        print("  {:<13} {}   [{}]".format(loop, ", ".join("{}={}".format(k, v) for k, v in c.items()),
-                                         ", ".join("{}={}".format(k, v) for k, v in sorted(st.items()))))
+        print(
+            "  {:<13} {}   [{}]".format(
+                loop,
+                ", ".join("{}={}".format(k, v) for k, v in c.items()),
+                ", ".join("{}={}".format(k, v) for k, v in sorted(st.items())),
+            )
+        )
     print("not clean            {}".format(r["not_clean"]))
     for e in r["not_clean_examples"][:10]:
-        print("  - t={}s {} {} status={}: {} ({})".format(e["t"], e["loop"], e["category"], e["status"],
-                                                         e["detail"], e["request"]))
+        print(
+            "  - t={}s {} {} status={}: {} ({})".format(
+                e["t"], e["loop"], e["category"], e["status"], e["detail"], e["request"]
+            )
+        )
     m = r["rss_mib"]
-    print("RSS (MiB)            boot {} start {} middle {} end {} max {}; growth after warm-up {} MiB".format(
-        m["boot"], m["start_after_warmup"], m["middle"], m["end"], m["max"], m["growth_after_warmup"]))
-    print("fds                  start {} end {} (after {} s drain)".format(r["fds"]["start"], r["fds"]["end"],
-                                                                        r["fds"]["drain_s"]))
+    print(
+        (
+            "RSS (MiB)            boot {} start {} middle {} end {} max {}; "
+            "growth after warm-up {} MiB"
+        ).format(
+            m["boot"],
+            m["start_after_warmup"],
+            m["middle"],
+            m["end"],
+            m["max"],
+            m["growth_after_warmup"],
+        )
+    )
+    print(
+        "fds                  start {} end {} (after {} s drain)".format(
+            r["fds"]["start"], r["fds"]["end"], r["fds"]["drain_s"]
+        )
+    )
     for name, ok in r["checks"].items():
         print("check                {:<4} {}".format("ok" if ok else "FAIL", name))
     print("output               {}".format(r["workdir"]))
@@ -816,15 +1037,27 @@ def print_report(r: dict) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--duration", type=float, default=300.0, help="seconds of traffic (default 300)")
+    ap.add_argument(
+        "--duration", type=float, default=300.0, help="seconds of traffic (default 300)"
+    )
     ap.add_argument("--quick", action="store_true", help="30 s run (origin killed every 10 s)")
-    ap.add_argument("--kill-every", type=float, default=None, help="seconds between origin kills (default 20)")
+    ap.add_argument(
+        "--kill-every", type=float, default=None, help="seconds between origin kills (default 20)"
+    )
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--big-mib", type=int, default=20, help="large download/upload size (default 20 MiB)")
-    ap.add_argument("--slow-kib", type=int, default=1024, help="slow-client download size (default 1024 KiB)")
-    ap.add_argument("--slow-rate-kib", type=int, default=100, help="slow-client read rate (default 100 KiB/s)")
+    ap.add_argument(
+        "--big-mib", type=int, default=20, help="large download/upload size (default 20 MiB)"
+    )
+    ap.add_argument(
+        "--slow-kib", type=int, default=1024, help="slow-client download size (default 1024 KiB)"
+    )
+    ap.add_argument(
+        "--slow-rate-kib", type=int, default=100, help="slow-client read rate (default 100 KiB/s)"
+    )
     ap.add_argument("--rss-growth-mib", type=float, default=20.0)
-    ap.add_argument("--drain", type=float, default=15.0, help="max seconds to wait for fds to return")
+    ap.add_argument(
+        "--drain", type=float, default=15.0, help="max seconds to wait for fds to return"
+    )
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", help="write the report as JSON here")
     args = ap.parse_args(argv)

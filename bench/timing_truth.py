@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import benchlib
 from benchlib import LOOPBACK
@@ -207,7 +208,7 @@ def connectionsTo(packets, port):
     """{client port: WireConnection} for connections to 127.0.0.1:port, in
     order of their first packet; a reused client port starts a new entry."""
     out = []
-    current = {}
+    current: dict[Any, Any] = {}
     for p in packets:
         if p.dport == port and p.sport != port:
             key, fromClient = p.sport, True
@@ -257,8 +258,15 @@ def parseClientJson(stdout):
 
 
 def curlFormat(posttransfer):
-    fields = ["%{local_port}", "%{num_connects}", "%{http_code}", "%{time_connect}",
-              "%{time_pretransfer}", "%{time_starttransfer}", "%{time_total}"]
+    fields = [
+        "%{local_port}",
+        "%{num_connects}",
+        "%{http_code}",
+        "%{time_connect}",
+        "%{time_pretransfer}",
+        "%{time_starttransfer}",
+        "%{time_total}",
+    ]
     if posttransfer:
         fields.append("%{time_posttransfer}")
     return "CURLRUN " + " ".join(fields) + "\\n"
@@ -270,10 +278,16 @@ def parseCurl(stdout, posttransfer):
         if not line.startswith("CURLRUN "):
             continue
         f = line.split()[1:]
-        run = {
-            "local_port": int(f[0]), "new_connection": int(f[1]) > 0, "status": int(f[2]),
-            "curl": {"time_connect": float(f[3]), "time_pretransfer": float(f[4]),
-                     "time_starttransfer": float(f[5]), "time_total": float(f[6])},
+        run: dict[str, Any] = {
+            "local_port": int(f[0]),
+            "new_connection": int(f[1]) > 0,
+            "status": int(f[2]),
+            "curl": {
+                "time_connect": float(f[3]),
+                "time_pretransfer": float(f[4]),
+                "time_starttransfer": float(f[5]),
+                "time_total": float(f[6]),
+            },
         }
         if posttransfer:
             run["curl"]["time_posttransfer"] = float(f[7])
@@ -284,11 +298,13 @@ def parseCurl(stdout, posttransfer):
 def curlHasPosttransfer():
     """curl >= 8.10.0 has %{time_posttransfer}."""
     try:
-        out = subprocess.run(["curl", "--version"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            ["curl", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return False
     m = re.match(r"curl (\d+)\.(\d+)", out)
-    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (8, 10)
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= (8, 10)
 
 
 # --- matching reported runs with the wire ------------------------------------------
@@ -368,24 +384,32 @@ def matchClientRuns(kind, windows, conns, skipFirst, problems):
     for start, end, runs in windows:
         found = exchangesIn(conns, start, end)
         if len(found) != len(runs):
-            problems.append(f"{kind}: {len(runs)} reported runs, {len(found)} exchanges on the wire "
-                            "in that window; window skipped")
+            problems.append(
+                f"{kind}: {len(runs)} reported runs, {len(found)} exchanges on the wire "
+                "in that window; window skipped"
+            )
             continue
-        for i, (run, (c, idx, x)) in enumerate(zip(runs, found)):
+        for i, (run, (c, idx, x)) in enumerate(zip(runs, found, strict=True)):
             if "local_port" in run and run["local_port"] != c.clientPort:
-                problems.append(f"{kind}: curl's local port {run['local_port']} is not the wire's "
-                                f"{c.clientPort}; run skipped")
+                problems.append(
+                    f"{kind}: curl's local port {run['local_port']} is not the wire's "
+                    f"{c.clientPort}; run skipped"
+                )
                 continue
             if skipFirst and i == 0:
                 continue
             w = wirePhases(c, idx, x)
             if w is None:
-                problems.append(f"{kind}: an exchange on port {c.clientPort} lacks packets; run skipped")
+                problems.append(
+                    f"{kind}: an exchange on port {c.clientPort} lacks packets; run skipped"
+                )
                 continue
             fresh, wire = w
             if fresh != bool(run.get("new_connection")):
-                problems.append(f"{kind}: the client says new_connection={run.get('new_connection')}, "
-                                f"the wire says {fresh}")
+                problems.append(
+                    f"{kind}: the client says new_connection={run.get('new_connection')}, "
+                    f"the wire says {fresh}"
+                )
             pairs.append((run, wire))
     return pairs
 
@@ -408,34 +432,66 @@ def isoToNs(text):
 
 
 RECORD_MARKS = [
-    # (record mark, what the wire event is, function(client conn, exchange, upstream conn, upstream exchange))
-    ("accepted", "client's handshake ACK, on the proxy's port (first transaction of a connection)",
-     lambda c, x, u, ux, first: c.hsAck if first else None),
-    ("requestHead", "last payload packet of the request, client -> proxy",
-     lambda c, x, u, ux, first: x.reqLast),
-    ("upstreamReady", "proxy's handshake ACK on the origin's port (new upstream connections)",
-     lambda c, x, u, ux, first: u.hsAck if u is not None and ux is u.exchanges[0] else None),
-    ("requestSent", "last payload packet of the request, proxy -> origin",
-     lambda c, x, u, ux, first: ux.reqLast if ux else None),
-    ("responseHead", "first payload packet of the response, origin -> proxy",
-     lambda c, x, u, ux, first: ux.respFirst if ux else None),
-    ("responseComplete", "last payload packet of the response, proxy -> client",
-     lambda c, x, u, ux, first: x.respLast),
+    # (record mark, what the wire event is,
+    #  function(client conn, exchange, upstream conn, upstream exchange))
+    (
+        "accepted",
+        "client's handshake ACK, on the proxy's port (first transaction of a connection)",
+        lambda c, x, u, ux, first: c.hsAck if first else None,
+    ),
+    (
+        "requestHead",
+        "last payload packet of the request, client -> proxy",
+        lambda c, x, u, ux, first: x.reqLast,
+    ),
+    (
+        "upstreamReady",
+        "proxy's handshake ACK on the origin's port (new upstream connections)",
+        lambda c, x, u, ux, first: u.hsAck if u is not None and ux is u.exchanges[0] else None,
+    ),
+    (
+        "requestSent",
+        "last payload packet of the request, proxy -> origin",
+        lambda c, x, u, ux, first: ux.reqLast if ux else None,
+    ),
+    (
+        "responseHead",
+        "first payload packet of the response, origin -> proxy",
+        lambda c, x, u, ux, first: ux.respFirst if ux else None,
+    ),
+    (
+        "responseComplete",
+        "last payload packet of the response, proxy -> client",
+        lambda c, x, u, ux, first: x.respLast,
+    ),
 ]
 
 RECORD_DURATIONS = [
-    ("upstreamConnect", "SYN -> handshake ACK on the origin's port (new upstream connections)",
-     lambda c, x, u, ux: (u.hsAck - u.syn) if u is not None and ux is u.exchanges[0] and u.syn else None),
-    ("wait", "last request packet proxy -> origin -> first response packet origin -> proxy",
-     lambda c, x, u, ux: (ux.respFirst - ux.reqLast) if ux and ux.respFirst and ux.reqLast else None),
-    ("total", "last request packet client -> proxy -> last response packet proxy -> client",
-     lambda c, x, u, ux: (x.respLast - x.reqLast) if x.respLast and x.reqLast else None),
+    (
+        "upstreamConnect",
+        "SYN -> handshake ACK on the origin's port (new upstream connections)",
+        lambda c, x, u, ux: (
+            (u.hsAck - u.syn) if u is not None and ux is u.exchanges[0] and u.syn else None
+        ),
+    ),
+    (
+        "wait",
+        "last request packet proxy -> origin -> first response packet origin -> proxy",
+        lambda c, x, u, ux: (
+            (ux.respFirst - ux.reqLast) if ux and ux.respFirst and ux.reqLast else None
+        ),
+    ),
+    (
+        "total",
+        "last request packet client -> proxy -> last response packet proxy -> client",
+        lambda c, x, u, ux: (x.respLast - x.reqLast) if x.respLast and x.reqLast else None,
+    ),
 ]
 
 
 def matchRecords(records, clientConns, upstreamConns, problems):
     """Pair every http record with its client and upstream exchange."""
-    byPort = {}
+    byPort: dict[int, list[Any]] = {}
     for c in clientConns:
         byPort.setdefault(c.clientPort, []).append(c)
     upstream = [(u, ux) for u in upstreamConns for ux in u.exchanges if ux.reqFirst is not None]
@@ -449,8 +505,10 @@ def matchRecords(records, clientConns, upstreamConns, problems):
         if accepted is not None and len(cands) > 1:
             cands.sort(key=lambda c: abs((c.hsAck or c.syn or 0) - accepted))
         if not cands:
-            problems.append(f"record {rec.get('connectionId')}/{seq}: no connection from port "
-                            f"{rec.get('clientPort')} in the capture")
+            problems.append(
+                f"record {rec.get('connectionId')}/{seq}: no connection from port "
+                f"{rec.get('clientPort')} in the capture"
+            )
             continue
         c = cands[0]
         x = c.exchanges[seq - 1]
@@ -459,8 +517,10 @@ def matchRecords(records, clientConns, upstreamConns, problems):
         ups = [(u, ux) for u, ux in upstream if x.reqLast <= ux.reqFirst <= x.respFirst]
         u, ux = ups[0] if len(ups) == 1 else (None, None)
         if len(ups) != 1:
-            problems.append(f"record {rec.get('connectionId')}/{seq}: {len(ups)} upstream exchanges "
-                            "in its window; upstream marks skipped")
+            problems.append(
+                f"record {rec.get('connectionId')}/{seq}: {len(ups)} upstream exchanges "
+                "in its window; upstream marks skipped"
+            )
         matched.append((rec, c, x, u, ux, seq == 1))
     return matched
 
@@ -472,11 +532,11 @@ def compareRecords(matched):
         for rec, c, x, u, ux, first in matched:
             pairs.append((isoToNs(rec["times"].get(name)), wire(c, x, u, ux, first)))
         marks[name] = compare(pairs)
-    for name, _, wire in RECORD_DURATIONS:
+    for name, _, span in RECORD_DURATIONS:
         pairs = []
         for rec, c, x, u, ux, _first in matched:
             v = rec["durations"].get(name)
-            pairs.append((None if v is None else round(v * MS), wire(c, x, u, ux)))
+            pairs.append((None if v is None else round(v * MS), span(c, x, u, ux)))
         durations[name] = compare(pairs)
     return marks, durations
 
@@ -494,8 +554,10 @@ def cell(s):
 
 def renderReport(results, args):
     out = []
-    out.append("How far each reported phase is from the wire: |reported - wire| in ms, "
-               "median / max over the runs (bias: median of reported - wire)")
+    out.append(
+        "How far each reported phase is from the wire: |reported - wire| in ms, "
+        "median / max over the runs (bias: median of reported - wire)"
+    )
     for kind in KINDS:
         stats = results["clients"].get(kind)
         if stats is None:
@@ -507,16 +569,30 @@ def renderReport(results, args):
             s = stats.get(ph)
             if s is None:
                 continue
-            rows.append([PHASE_TITLES[ph], s["n"], f3(s["wireP50"]), f3(s["reportedP50"]),
-                         f3(s["absP50"]), f3(s["absMax"]), f3(s["biasP50"], "{:+.3f}")])
-        out.append(benchlib.textTable(["phase", "n", "wire p50", "reported p50", "|d| p50", "|d| max",
-                                       "bias"], rows))
+            rows.append(
+                [
+                    PHASE_TITLES[ph],
+                    s["n"],
+                    f3(s["wireP50"]),
+                    f3(s["reportedP50"]),
+                    f3(s["absP50"]),
+                    f3(s["absMax"]),
+                    f3(s["biasP50"], "{:+.3f}"),
+                ]
+            )
+        out.append(
+            benchlib.textTable(
+                ["phase", "n", "wire p50", "reported p50", "|d| p50", "|d| max", "bias"], rows
+            )
+        )
     first = results.get("firstColdTotal")
     if first:
         out.append("")
-        out.append(f"first cold proxyclient run: total reported {first['reported']:.3f} ms, wire "
-                   f"{first['wire']:.3f} ms, |d| {abs(first['reported'] - first['wire']):.3f} ms "
-                   "(target 0.5 ms)")
+        out.append(
+            f"first cold proxyclient run: total reported {first['reported']:.3f} ms, wire "
+            f"{first['wire']:.3f} ms, |d| {abs(first['reported'] - first['wire']):.3f} ms "
+            "(target 0.5 ms)"
+        )
     rec = results.get("records")
     if rec:
         out.append("")
@@ -524,14 +600,33 @@ def renderReport(results, args):
         rows = []
         for name, what, _ in RECORD_MARKS:
             s = rec["marks"].get(name)
-            rows.append([name, what, "-" if s is None else s["n"], f3(s and s["absP50"]),
-                         f3(s and s["absMax"]), f3(s and s["biasP50"], "{:+.3f}")])
+            rows.append(
+                [
+                    name,
+                    what,
+                    "-" if s is None else s["n"],
+                    f3(s and s["absP50"]),
+                    f3(s and s["absMax"]),
+                    f3(s and s["biasP50"], "{:+.3f}"),
+                ]
+            )
         for name, what, _ in RECORD_DURATIONS:
             s = rec["durations"].get(name)
-            rows.append([f"durations.{name}", what, "-" if s is None else s["n"], f3(s and s["absP50"]),
-                         f3(s and s["absMax"]), f3(s and s["biasP50"], "{:+.3f}")])
-        out.append(benchlib.textTable(["record field", "wire event", "n", "|d| p50", "|d| max", "bias"],
-                                      rows, left=2))
+            rows.append(
+                [
+                    f"durations.{name}",
+                    what,
+                    "-" if s is None else s["n"],
+                    f3(s and s["absP50"]),
+                    f3(s and s["absMax"]),
+                    f3(s and s["biasP50"], "{:+.3f}"),
+                ]
+            )
+        out.append(
+            benchlib.textTable(
+                ["record field", "wire event", "n", "|d| p50", "|d| max", "bias"], rows, left=2
+            )
+        )
     out.append("")
     out.append("Summary, |reported - wire| ms, median / max (target: median <= 0.2 ms)")
     rows = []
@@ -543,8 +638,10 @@ def renderReport(results, args):
     out.append(benchlib.textTable(["phase"] + list(KINDS), rows))
     if rec:
         s = rec["durations"]
-        out.append(f"proxy record: upstreamConnect {cell(s.get('upstreamConnect'))}, "
-                   f"wait {cell(s.get('wait'))} (target 0.2 ms)")
+        out.append(
+            f"proxy record: upstreamConnect {cell(s.get('upstreamConnect'))}, "
+            f"wait {cell(s.get('wait'))} (target 0.2 ms)"
+        )
     if results["problems"]:
         out.append("")
         out.append("Problems (runs or records left out):")
@@ -584,7 +681,7 @@ class Capture:
     reported runs per kind with their wall-clock windows, and the ports."""
 
     def __init__(self):
-        self.windows = {k: [] for k in KINDS}
+        self.windows: dict[str, list[Any]] = {k: [] for k in KINDS}
         self.problems = []
         self.pcap = self.history = None
         self.proxyPort = self.originPort = None
@@ -602,8 +699,9 @@ def runCapture(args, workdir, proxyclient, useCurl, posttransfer):
     try:
         cap.originPort, _ = benchlib.startOrigin(procs, workdir)
         proxyArgs = argparse.Namespace(proxy=None, proxy_cmd="default")
-        proxy = benchlib.startProxy(proxyArgs, procs, workdir,
-                                    extra=["--history", cap.history] + args.proxy_arg)
+        proxy = benchlib.startProxy(
+            proxyArgs, procs, workdir, extra=["--history", cap.history] + args.proxy_arg
+        )
         cap.proxyPort, cap.proxyDesc = proxy.port, proxy.desc
         query = "" if args.upstream_reuse else "?close=1"
         url = cap.url = f"http://{LOOPBACK}:{cap.originPort}/b/{args.size}{query}"
@@ -614,9 +712,22 @@ def runCapture(args, workdir, proxyclient, useCurl, posttransfer):
         for _ in range(3):
             timedRun([proxyclient, "--json", "-x", proxyAddr, url])
         benchlib.waitQuiet(args)
-        tcpdumpArgv = ["tcpdump", "-i", "lo", "-n", "-s", "128", "-U", "--immediate-mode", "-B", "16384",
-                       "--time-stamp-precision=nano", "-w", cap.pcap,
-                       f"tcp and (port {proxy.port} or port {cap.originPort})"]
+        tcpdumpArgv = [
+            "tcpdump",
+            "-i",
+            "lo",
+            "-n",
+            "-s",
+            "128",
+            "-U",
+            "--immediate-mode",
+            "-B",
+            "16384",
+            "--time-stamp-precision=nano",
+            "-w",
+            cap.pcap,
+            f"tcp and (port {proxy.port} or port {cap.originPort})",
+        ]
         tlog = os.path.join(workdir, "tcpdump.log")
         tcpdump = procs.start("tcpdump", tcpdumpArgv, tlog)
         if not waitForText(tlog, "listening on", 15, tcpdump):
@@ -629,17 +740,23 @@ def runCapture(args, workdir, proxyclient, useCurl, posttransfer):
             t0, t1, stdout, stderr, code = timedRun(argv)
             runs = parse(stdout)
             if not runs:
-                cap.problems.append(f"{kind}: no result from {benchlib.formatArgv(argv)[:100]} "
-                                    f"(exit {code}): {stderr.strip()[-200:]}")
+                cap.problems.append(
+                    f"{kind}: no result from {benchlib.formatArgv(argv)[:100]} "
+                    f"(exit {code}): {stderr.strip()[-200:]}"
+                )
                 return
             cap.windows[kind].append((t0, t1, runs))
             time.sleep(0.02)
 
         for _ in range(args.runs):
-            record("proxyclient cold", [proxyclient, "--json", "-x", proxyAddr, url], parseClientJson)
-        record("proxyclient warm",
-               [proxyclient, "--json", "--count", str(args.runs + 1), "-x", proxyAddr, url],
-               parseClientJson)
+            record(
+                "proxyclient cold", [proxyclient, "--json", "-x", proxyAddr, url], parseClientJson
+            )
+        record(
+            "proxyclient warm",
+            [proxyclient, "--json", "--count", str(args.runs + 1), "-x", proxyAddr, url],
+            parseClientJson,
+        )
         if useCurl:
             base = ["curl", "-s", "-x", f"http://{proxyAddr}", "-w", curlFormat(posttransfer)]
 
@@ -673,15 +790,21 @@ def analyse(args, cap, posttransfer):
     problems = cap.problems
     results = {"clients": {}, "runsByKind": {}, "problems": problems, "pairs": {}}
     for kind in KINDS:
-        pairs = matchClientRuns(kind, cap.windows[kind], clientConns, kind.endswith("warm"), problems)
+        pairs = matchClientRuns(
+            kind, cap.windows[kind], clientConns, kind.endswith("warm"), problems
+        )
         results["runsByKind"][kind] = len(pairs)
         if not cap.windows[kind]:
             continue
         reported = [(reportedPhases(r, posttransfer), w) for r, w in pairs]
-        results["clients"][kind] = {ph: compare([(r[ph], w[ph]) for r, w in reported]) for ph in PHASES}
+        results["clients"][kind] = {
+            ph: compare([(r[ph], w[ph]) for r, w in reported]) for ph in PHASES
+        }
         results["pairs"][kind] = [
-            {"reported_ms": {k: (v / MS if v is not None else None) for k, v in r.items()},
-             "wire_ms": {k: (v / MS if v is not None else None) for k, v in w.items()}}
+            {
+                "reported_ms": {k: (v / MS if v is not None else None) for k, v in r.items()},
+                "wire_ms": {k: (v / MS if v is not None else None) for k, v in w.items()},
+            }
             for r, w in reported
         ]
         if kind == "proxyclient cold" and reported:
@@ -696,13 +819,23 @@ def analyse(args, cap, posttransfer):
     matched = matchRecords(records, clientConns, upstreamConns, problems)
     marks, durations = compareRecords(matched)
     results["records"] = {"count": len(matched), "marks": marks, "durations": durations}
-    results["settings"] = {"runs": args.runs, "url": cap.url, "curlPosttransfer": posttransfer,
-                           "proxy": cap.proxyDesc, "packets": len(packets)}
+    results["settings"] = {
+        "runs": args.runs,
+        "url": cap.url,
+        "curlPosttransfer": posttransfer,
+        "proxy": cap.proxyDesc,
+        "packets": len(packets),
+    }
     text = renderReport(results, args)
     print()
-    print(f"{len(packets)} packets captured; curl's 'request sent' is "
-          + ("time_posttransfer" if posttransfer else
-             "time_pretransfer (this curl has no time_posttransfer; it needs 8.10)"))
+    print(
+        f"{len(packets)} packets captured; curl's 'request sent' is "
+        + (
+            "time_posttransfer"
+            if posttransfer
+            else "time_pretransfer (this curl has no time_posttransfer; it needs 8.10)"
+        )
+    )
     print(text)
     if args.json:
         results["report"] = text
@@ -712,18 +845,30 @@ def analyse(args, cap, posttransfer):
 
 
 def parseArgs(argv):
-    p = argparse.ArgumentParser(description="Compare proxyclient's, curl's and the proxy's history "
-                                "timings with a loopback packet capture (see bench/README.rst).")
+    p = argparse.ArgumentParser(
+        description="Compare proxyclient's, curl's and the proxy's history "
+        "timings with a loopback packet capture (see bench/README.rst)."
+    )
     p.add_argument("--runs", type=int, default=20, help="runs of each kind (default 20)")
     p.add_argument("--size", type=int, default=1024, help="response body bytes (default 1024)")
-    p.add_argument("--upstream-reuse", action="store_true",
-                   help="let the proxy reuse its upstream connection (default: the origin closes "
-                   "after every response, so every upstream connect is measured)")
+    p.add_argument(
+        "--upstream-reuse",
+        action="store_true",
+        help="let the proxy reuse its upstream connection (default: the origin closes "
+        "after every response, so every upstream connect is measured)",
+    )
     p.add_argument("--no-curl", action="store_true", help="leave curl out")
-    p.add_argument("--proxy-arg", action="append", default=[], metavar="ARG",
-                   help="an extra proxyserver option for twisted-proxy (repeatable)")
+    p.add_argument(
+        "--proxy-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an extra proxyserver option for twisted-proxy (repeatable)",
+    )
     benchlib.addQuietArgument(p)
-    p.add_argument("--keep", action="store_true", help="keep the work directory (capture, history, logs)")
+    p.add_argument(
+        "--keep", action="store_true", help="keep the work directory (capture, history, logs)"
+    )
     p.add_argument("--json", metavar="PATH", help="also write the figures (and every pair) as JSON")
     args = p.parse_args(argv)
     if not 1 <= args.runs <= 1000:
@@ -734,15 +879,22 @@ def parseArgs(argv):
 def main(argv=None):
     args = parseArgs(sys.argv[1:] if argv is None else argv)
     if shutil.which("tcpdump") is None:
-        print("timing_truth.py: tcpdump is not installed: apt-get install -y tcpdump", file=sys.stderr)
+        print(
+            "timing_truth.py: tcpdump is not installed: apt-get install -y tcpdump", file=sys.stderr
+        )
         return 2
     if os.geteuid() != 0:
-        print("timing_truth.py: tcpdump needs root (a raw socket on lo): run this script as root",
-              file=sys.stderr)
+        print(
+            "timing_truth.py: tcpdump needs root (a raw socket on lo): run this script as root",
+            file=sys.stderr,
+        )
         return 2
     proxyclient = findProxyclient()
     if proxyclient is None:
-        print("timing_truth.py: proxyclient not found: pip install -e . in this checkout", file=sys.stderr)
+        print(
+            "timing_truth.py: proxyclient not found: pip install -e . in this checkout",
+            file=sys.stderr,
+        )
         return 2
     useCurl = not args.no_curl and shutil.which("curl") is not None
     posttransfer = useCurl and curlHasPosttransfer()

@@ -23,8 +23,10 @@ from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.test.iosim import FakeTransport, IOPump, connect
 
+from tests._typing import TestCaseMixin
 from twisted_proxy.client.config import Environment
 from twisted_proxy.client.main import runClient
+from twisted_proxy.proxy.tcp import IStreamTransport
 
 # --- The interface table ----------------------------------------------------------
 
@@ -204,6 +206,8 @@ class FakeProxyProtocol(Protocol):
     C{respond} answers in the same way (a proxy and origin in one).
     """
 
+    transport: IStreamTransport
+
     upper: Protocol | None = None
 
     def connectionMade(self) -> None:
@@ -266,9 +270,7 @@ class FakeProxyFactory(Factory):
 
     protocol = FakeProxyProtocol
 
-    def __init__(
-        self, respond: Responder, tls: Any = None, refuse: bytes | None = None
-    ) -> None:
+    def __init__(self, respond: Responder, tls: Any = None, refuse: bytes | None = None) -> None:
         self.respond = respond
         self.tls = tls
         self.refuse = refuse
@@ -339,7 +341,7 @@ class Network:
 
     localHost = "127.0.0.1"
 
-    def __init__(self, serverFactory: Factory, clock: Clock | None = None) -> None:
+    def __init__(self, serverFactory: Factory[Any], clock: Clock | None = None) -> None:
         self.serverFactory = serverFactory
         self.clock = clock if clock is not None else Clock()
         self.connects: list[tuple[str, int]] = []
@@ -426,7 +428,7 @@ def certificates() -> tuple[bytes, bytes]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     caKey = ec.generate_private_key(ec.SECP256R1())
     caName = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "proxyclient test CA")])
     ca = (
@@ -511,16 +513,14 @@ def writeCA(directory: str) -> str:
 PROXY_PORT = 3128
 
 
-class NetworkTestsMixin:
+class NetworkTestsMixin(TestCaseMixin):
     """
     Run the client against one fake proxy factory over a L{Network}.
     """
 
     net: Network
 
-    def startProxy(
-        self, respond: Responder, **kwargs: Any
-    ) -> tuple[FakeProxyFactory, int]:
+    def startProxy(self, respond: Responder, **kwargs: Any) -> tuple[FakeProxyFactory, int]:
         factory = FakeProxyFactory(respond, **kwargs)
         self.net = Network(factory)
         return factory, PROXY_PORT

@@ -8,19 +8,72 @@ L{makeService <twisted_proxy.app.tap.makeService>} in front of it
 
 from __future__ import annotations
 
-from twisted.internet import defer, reactor, task
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IListeningPort, IReactorSSL, ISystemHandle, ITCPTransport
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 from twisted.web.client import ProxyAgent, readBody
 from twisted.web.http_headers import Headers
-from twisted.web.resource import Resource
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from tests._typing import TestCaseMixin
+from twisted_proxy.app.service import ProxyService
 from twisted_proxy.app.tap import Options, makeService
+from twisted_proxy.proxy.factory import ProxyFactory
 
 
-def sleep(seconds: float) -> defer.Deferred[None]:
-    return task.deferLater(reactor, seconds, lambda: None)
+def listenLocal(factory: Any, tls: Any = None, interface: str = "127.0.0.1") -> IListeningPort:
+    """
+    Listen on C{interface} (127.0.0.1), on a port the system chooses, with
+    C{factory} (a L{Site}, a C{Factory.forProtocol(...)}: Twisted's
+    annotations of C{listenTCP} take only some of its factories), over TLS
+    with the server options C{tls} if given.
+    """
+    if tls is None:
+        return reactor.listenTCP(0, factory, interface=interface)
+    return IReactorSSL(reactor).listenSSL(0, factory, tls, interface=interface)
+
+
+def connectionsClosed(factory: ProxyFactory, timeout: float = 5.0) -> defer.Deferred[None]:
+    """
+    Fires once C{factory} has no client connection open; fails with
+    L{defer.TimeoutError} if one is still open after C{timeout} seconds (a
+    bound, not a wait: it fires as soon as the last one closes).
+    """
+    return factory.whenConnectionsClosed().addTimeout(timeout, reactor)
+
+
+def proxyService(config: Options, onReactor: Any = reactor) -> ProxyService:
+    """
+    What C{makeService} builds for one process, a L{ProxyService} (the
+    test fails if it is a supervisor of workers).
+    """
+    service = makeService(config, onReactor)
+    assert isinstance(service, ProxyService), service
+    return service
+
+
+class ITCPConnection(ITCPTransport, ISystemHandle):
+    """
+    A TCP connection's transport, as tests of real connections use it (the
+    socket too, through C{getHandle}).  For the type checker: Twisted types
+    C{Protocol.transport} as an optional L{ITransport}.
+    """
+
+
+def portNumber(port: IListeningPort) -> int:
+    """
+    The TCP port number C{port} listens on.
+    """
+    address = port.getHost()
+    assert isinstance(address, (IPv4Address, IPv6Address)), address
+    return address.port
 
 
 class Small(Resource):
@@ -82,8 +135,19 @@ class Chunked(Resource):
         return NOT_DONE_YET
 
 
+class _Root(Resource):
+    """
+    The origin's root: unknown paths are a 404 from C{twisted.web.pages}
+    (Resource's own default, C{NoResource}, is deprecated: it does not
+    escape what it echoes).
+    """
+
+    def getChild(self, path: bytes, request: Any) -> IResource:
+        return notFound()
+
+
 def origin() -> Site:
-    root = Resource()
+    root = _Root()
     root.putChild(b"small", Small())
     root.putChild(b"big", Big())
     root.putChild(b"echo", Echo())
@@ -91,18 +155,18 @@ def origin() -> Site:
     return Site(root)
 
 
-class ProxyTestMixin:
+class ProxyTestMixin(TestCaseMixin):
     """
     Start a loopback origin and the proxy service built by makeService.
     """
 
     async def setUpProxy(self, *args: str) -> None:
-        originPort = reactor.listenTCP(0, origin(), interface="127.0.0.1")
+        originPort = listenLocal(origin())
         self.addCleanup(originPort.stopListening)
-        self.origin = "http://127.0.0.1:%d" % (originPort.getHost().port,)
+        self.origin = "http://127.0.0.1:%d" % (portNumber(originPort),)
         config = Options()
         config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", *args])
-        self.service = makeService(config, reactor)
+        self.service = proxyService(config)
         self.service.startService()
         self.addCleanup(self.service.stopService)
         self.addCleanup(self.proxyConnectionsClosed)
@@ -113,17 +177,15 @@ class ProxyTestMixin:
 
     async def proxyConnectionsClosed(self) -> None:
         """
-        Wait (at most 5 s) until the proxy has closed its side of every
-        client connection, so no socket outlives the test.
+        Wait until the proxy has closed its side of every client
+        connection, so no socket outlives the test.
         """
-        for _ in range(500):
-            if not self.service.factory.connections:
-                return
-            await sleep(0.01)
-        self.fail("proxy connections still open: %r" % (self.service.factory.connections,))
+        await connectionsClosed(self.service.factory)
 
     async def get(self, path: str, method: bytes = b"GET", body=None):
-        response = await self.agent.request(method, (self.origin + path).encode("ascii"), Headers(), body)
+        response = await self.agent.request(
+            method, (self.origin + path).encode("ascii"), Headers(), body
+        )
         content = await readBody(response)
         return response, content
 
@@ -179,6 +241,8 @@ class RawClient(Protocol):
     marker.
     """
 
+    transport: ITCPTransport
+
     def __init__(self, request: bytes = b"") -> None:
         self.request = request
         self.received = b""
@@ -205,7 +269,7 @@ class RawClient(Protocol):
         self._check()
         return d
 
-    def connectionLost(self, reason) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.done.callback(self.received)
 
 

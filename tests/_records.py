@@ -12,10 +12,24 @@ from typing import Any
 
 from twisted.internet.task import Clock
 
+from tests._typing import TestCaseMixin
 from twisted_proxy.records.record import TransactionRecord
 
 # 2023-11-14T22:13:20Z
 T0 = 1700000000.0
+
+# The header fields of successfulRecord's request and response.
+REQUEST_FIELDS: list[tuple[str, str]] = [
+    ("Host", "example.com"),
+    ("User-Agent", "curl/8.5"),
+    ("Proxy-Authorization", "Basic YWxpY2U6c2VjcmV0"),
+    ("Cookie", "session=abc"),
+]
+RESPONSE_FIELDS: list[tuple[str, str]] = [
+    ("Content-Type", "text/html; charset=utf-8"),
+    ("Set-Cookie", "id=7; Path=/"),
+    ("Content-Length", "100"),
+]
 
 
 class FakeClocks:
@@ -59,12 +73,7 @@ def successfulRecord(clocks: FakeClocks) -> TransactionRecord:
     record.method = "GET"
     record.target = "http://example.com/a?x=1"
     record.requestVersion = "HTTP/1.1"
-    record.requestHeaders = [
-        ("Host", "example.com"),
-        ("User-Agent", "curl/8.5"),
-        ("Proxy-Authorization", "Basic YWxpY2U6c2VjcmV0"),
-        ("Cookie", "session=abc"),
-    ]
+    record.requestHeaders = list(REQUEST_FIELDS)
     record.user = "alice"
     record.destHost = "example.com"
     record.destPort = 80
@@ -80,11 +89,7 @@ def successfulRecord(clocks: FakeClocks) -> TransactionRecord:
     record.status = 200
     record.reason = "OK"
     record.responseVersion = "HTTP/1.1"
-    record.responseHeaders = [
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Set-Cookie", "id=7; Path=/"),
-        ("Content-Length", "100"),
-    ]
+    record.responseHeaders = list(RESPONSE_FIELDS)
     clocks.advance(0.005)
     record.mark("responseComplete")
     record.bytesFromClient = 140
@@ -95,14 +100,14 @@ def successfulRecord(clocks: FakeClocks) -> TransactionRecord:
     return record
 
 
-class TempDirMixin:
+class TempDirMixin(TestCaseMixin):
     """
     A temporary directory removed after the test.
     """
 
     def makeDir(self) -> str:
         directory = tempfile.mkdtemp(prefix="twisted-proxy-test-")
-        self.addCleanup(shutil.rmtree, directory)  # type: ignore[attr-defined]
+        self.addCleanup(shutil.rmtree, directory)
         return directory
 
 
@@ -123,5 +128,3 @@ def numberedEvent(number: int, padding: int = 0) -> dict[str, Any]:
     record.target = "http://example.com/" + "x" * padding
     record.finish()
     return {"log_format": "", "transaction": record.asDict()}
-
-

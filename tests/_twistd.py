@@ -10,8 +10,10 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
@@ -35,10 +37,12 @@ class TwistdProcess(ProcessProtocol):
     C{twistd} in a subprocess: its output, line by line, and its end.
     """
 
+    transport: IProcessTransport
+
     def __init__(self) -> None:
         self.output = ""
         self.ended: defer.Deferred[int | None] = defer.Deferred()
-        self._waiting: list[tuple[str, defer.Deferred[None]]] = []
+        self._waiting: list[tuple[str, int, defer.Deferred[None]]] = []
 
     def outReceived(self, data: bytes) -> None:
         self.received(data)
@@ -48,25 +52,26 @@ class TwistdProcess(ProcessProtocol):
 
     def received(self, data: bytes) -> None:
         self.output += data.decode("utf-8", "replace")
-        for text, d in list(self._waiting):
-            if text in self.output:
-                self._waiting.remove((text, d))
+        for entry in list(self._waiting):
+            text, count, d = entry
+            if self.output.count(text) >= count:
+                self._waiting.remove(entry)
                 d.callback(None)
 
     def processEnded(self, reason) -> None:
-        for text, d in self._waiting:
+        for text, _, d in self._waiting:
             d.errback(AssertionError(f"twistd ended before printing {text!r}:\n{self.output}"))
         self._waiting = []
         self.ended.callback(reason.value.exitCode)
 
-    def waitFor(self, text: str, timeout: float = 30) -> defer.Deferred[None]:
+    def waitFor(self, text: str, timeout: float = 30, count: int = 1) -> defer.Deferred[None]:
         """
-        Fire once C{text} was printed.
+        Fire once C{text} was printed (C{count} times in all).
         """
-        if text in self.output:
+        if self.output.count(text) >= count:
             return defer.succeed(None)
         d: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append((text, d))
+        self._waiting.append((text, count, d))
         return d.addTimeout(timeout, reactor)
 
     def signal(self, name: str) -> None:
@@ -79,8 +84,25 @@ class TwistdProcess(ProcessProtocol):
         The port of the first "listening on 127.0.0.1:PORT" line.
         """
         marker = "listening on 127.0.0.1:"
-        rest = self.output[self.output.index(marker) + len(marker):]
+        rest = self.output[self.output.index(marker) + len(marker) :]
         return int(rest.split()[0])
+
+
+async def pollUntil(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """
+    Wait until C{condition()} holds, looking every 10 ms, for at most
+    C{timeout} seconds (then the test fails, saying C{what} never happened).
+
+    Only for what a subprocess does without announcing it (a file it
+    creates, with nothing printed): nothing fires a Deferred for that, so it
+    can only be looked for.  Everything else is waited for on the event
+    itself (a line printed, a connection lost, a log event).
+    """
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        await task.deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def startTwistd(
@@ -97,8 +119,12 @@ def startTwistd(
     argv = twistdArgv(*args)
     if newSession:
         # A process group of its own, as a terminal gives a command.
-        argv = [sys.executable, "-c",
-                "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])", *argv]
+        argv = [
+            sys.executable,
+            "-c",
+            "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])",
+            *argv,
+        ]
     reactor.spawnProcess(process, argv[0], argv, env=twistdEnv(), path=cwd)
 
     async def stop() -> None:

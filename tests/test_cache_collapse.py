@@ -20,6 +20,7 @@ from twisted_proxy.proxy.cache import (
     CacheLookup,
     HTTPCache,
     MemoryStore,
+    StoreDecision,
     readAll,
 )
 from twisted_proxy.proxy.cache.collapse import CollapseRegistry
@@ -41,13 +42,16 @@ class RegistryTests(SynchronousTestCase):
         self.assertIsNone(registry.lead("k"))
         results: list[str] = []
         waiter = registry.join("k")
+        assert waiter is not None
         waiter.wait(results.append)
         other = registry.join("k")
+        assert flight is not None
         flight.finish(STORED)
         self.assertEqual(results, [STORED])
         self.assertFalse(registry.inFlight("k"))
         # A waiter that registers its callback after the end gets it at once.
         late: list[str] = []
+        assert other is not None
         other.wait(late.append)
         self.assertEqual(late, [STORED])
         # Finishing twice does nothing more.
@@ -62,8 +66,10 @@ class RegistryTests(SynchronousTestCase):
         flight = registry.lead("k")
         results: list[str] = []
         waiter = registry.join("k")
+        assert waiter is not None
         waiter.wait(results.append)
         waiter.cancel()
+        assert flight is not None
         self.assertEqual(flight.waiterCount, 0)
         flight.finish(STORED)
         self.assertEqual(results, [])
@@ -87,6 +93,7 @@ class RegistryTests(SynchronousTestCase):
         registry = CollapseRegistry()
         registry.lead("k")
         waiter = registry.join("k")
+        assert waiter is not None
         waiter.wait(lambda r: None)
         self.assertRaises(RuntimeError, waiter.wait, lambda r: None)
 
@@ -103,7 +110,7 @@ class CollapsedForwardingTests(SynchronousTestCase):
 
     def respond(
         self, lookup: CacheLookup, cacheControl: bytes = b"max-age=60", body: bytes = b"shared"
-    ):  # type: ignore[no-untyped-def]
+    ) -> StoreDecision:
         head = ResponseHead(
             200,
             b"OK",
@@ -127,6 +134,7 @@ class CollapsedForwardingTests(SynchronousTestCase):
             w.wait(woken.append)
         decision = self.respond(leader)
         self.assertEqual(woken, [])
+        assert decision.writer is not None
         decision.writer.write(b"shared")
         decision.writer.finish()
         self.assertEqual(woken, [STORED] * 3)
@@ -134,6 +142,7 @@ class CollapsedForwardingTests(SynchronousTestCase):
             again = self.cache.lookupAgain(w)
             self.assertEqual(again.outcome, FRESH_HIT)
             self.assertEqual(again.cacheStatus, b"twisted-proxy; hit; collapsed; ttl=60")
+            assert again.body is not None
             self.assertEqual(readAll(again.body), b"shared")
             self.cache.finished(again)
         self.cache.finished(leader)
@@ -166,6 +175,7 @@ class CollapsedForwardingTests(SynchronousTestCase):
         woken: list[str] = []
         waiter.wait(woken.append)
         decision = self.respond(leader)
+        assert decision.writer is not None
         decision.writer.write(b"sh")
         decision.writer.abort()
         self.assertEqual(woken, [FORWARD])
@@ -181,6 +191,7 @@ class CollapsedForwardingTests(SynchronousTestCase):
         waiter.wait(woken.append)
         head = ResponseHead(200, b"OK", b"1.1", [(b"Cache-Control", b"max-age=60")], chunked=True)
         decision = self.cache.responseReceived(leader, head, self.now, self.now)
+        assert decision.writer is not None
         decision.writer.write(b"abc")
         self.assertEqual(woken, [])
         self.assertFalse(decision.writer.write(b"defg"))
@@ -223,6 +234,7 @@ class CollapsedForwardingTests(SynchronousTestCase):
         again = self.cache.lookupAgain(waiter)
         self.assertEqual(again.outcome, MISS)
         decision = self.respond(leader)
+        assert decision.writer is not None
         decision.writer.write(b"shared")
         decision.writer.finish()
         self.assertEqual(woken, [])
@@ -278,6 +290,7 @@ class CollapsedForwardingTests(SynchronousTestCase):
         """
         first = self.lookup()
         decision = self.respond(first, b"max-age=10")
+        assert decision.writer is not None
         decision.writer.write(b"shared")
         decision.writer.finish()
         self.cache.finished(first)
@@ -293,6 +306,7 @@ class CollapsedForwardingTests(SynchronousTestCase):
         )
         served = self.cache.responseReceived(leader, notModified, self.now, self.now)
         self.assertTrue(served.fromCache)
+        assert served.body is not None
         served.body.stopProducing()
         self.assertEqual(woken, [STORED])
         self.assertEqual(self.cache.lookupAgain(waiter).outcome, FRESH_HIT)
@@ -336,6 +350,7 @@ class CollapsedForwardingTests(SynchronousTestCase):
         self.uncacheable()
         miss = self.lookup()
         decision = self.respond(miss, b"max-age=10")
+        assert decision.writer is not None
         decision.writer.write(b"shared")
         decision.writer.finish()
         self.cache.finished(miss)
@@ -353,6 +368,7 @@ class CollapsedForwardingTests(SynchronousTestCase):
         leader = self.lookup()
         head = ResponseHead(200, b"OK", b"1.1", [(b"Cache-Control", b"max-age=60")], chunked=True)
         decision = self.cache.responseReceived(leader, head, self.now, self.now)
+        assert decision.writer is not None
         self.assertFalse(decision.writer.write(b"too large"))
         self.cache.finished(leader)
         first = self.lookup()
@@ -370,7 +386,9 @@ class CollapsedForwardingTests(SynchronousTestCase):
             self.respond(lookup)
             self.cache.finished(lookup)
         leader = self.lookup()
-        self.respond(leader).writer.abort()
+        writer = self.respond(leader).writer
+        assert writer is not None
+        writer.abort()
         self.cache.finished(leader)
         leader = self.lookup()
         self.assertEqual(self.lookup().outcome, COLLAPSED)

@@ -191,7 +191,8 @@ class ResponseDirectivesTests(SynchronousTestCase):
         RFC 9111 5.2.2: the directives without arguments.
         """
         cc = response(
-            b"no-store, public, must-revalidate, proxy-revalidate, must-understand, immutable, no-transform"
+            b"no-store, public, must-revalidate, proxy-revalidate, must-understand, "
+            b"immutable, no-transform"
         )
         for attr in [
             "noStore",

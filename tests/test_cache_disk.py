@@ -138,12 +138,14 @@ class DiskStoreTests(SynchronousTestCase):
         a write cut by a crash leave nothing after a restart.
         """
         writer = self.store.openWriter(meta())
+        assert writer is not None
         writer.write(b"partial")
         self.assertEqual(self.store.variants("http://h/a"), [])
         self.assertEqual(os.listdir(os.path.join(self.path, "v1")), [])
         writer.abort()
         self.assertEqual(os.listdir(os.path.join(self.path, "tmp")), [])
         crashed = self.store.openWriter(meta())
+        assert crashed is not None
         crashed.write(b"never committed")
         # "Crash": a new store starts on the directory.
         store = self.restart()
@@ -325,6 +327,7 @@ class DiskStoreTests(SynchronousTestCase):
         store = self.restart(maxObjectSize=1000)
         self.assertIsNone(store.openWriter(meta(), expectedLength=1001))
         writer = store.openWriter(meta())
+        assert writer is not None
         self.assertTrue(writer.write(b"x" * 1000))
         self.assertFalse(writer.write(b"x"))
         self.assertEqual(writer.failed, "too-large")
@@ -339,6 +342,7 @@ class DiskStoreTests(SynchronousTestCase):
         """
         entry = self.put(b"body")
         new = self.store.update(entry, entry.copy(headers=[(b"X-New", b"1")], ageValue=0))
+        assert new is not None
         self.assertEqual((new.entryId, new.bodyLength), (entry.entryId, 4))
         store = self.restart()
         [again] = store.variants("http://h/a")
@@ -351,10 +355,13 @@ class DiskStoreTests(SynchronousTestCase):
         """
         w1 = self.store.openWriter(meta())
         w2 = self.store.openWriter(meta())
+        assert w1 is not None
         w1.write(b"first")
+        assert w2 is not None
         w2.write(b"second")
         e2 = w2.commit()
         e1 = w1.commit()
+        assert e1 is not None and e2 is not None
         self.assertNotEqual(e1.entryId, e2.entryId)
         bodies = sorted(readAll(self.store.openBody(e)) for e in self.store.variants("http://h/a"))
         self.assertEqual(bodies, [b"first", b"second"])

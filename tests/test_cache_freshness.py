@@ -11,11 +11,12 @@ from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.http.framing import RequestHead, ResponseHead
-from twisted_proxy.http.target import parseTarget
+from twisted_proxy.http.target import Target, parseTarget
 from twisted_proxy.proxy.cache import (
     FRESH_HIT,
     REVALIDATE,
     CacheConfig,
+    CacheLookup,
     HTTPCache,
     MemoryStore,
     readAll,
@@ -345,7 +346,7 @@ class AgeTests(SynchronousTestCase):
         self.assertGreaterEqual(a1, t1 - 1e-6)
 
 
-def get(path: bytes = b"/r", *headers: tuple[bytes, bytes]) -> tuple[RequestHead, object]:
+def get(path: bytes = b"/r", *headers: tuple[bytes, bytes]) -> tuple[RequestHead, Target]:
     req = RequestHead(
         b"GET", b"http://example.com" + path, b"1.1", [(b"Host", b"example.com")] + list(headers)
     )
@@ -365,7 +366,7 @@ class CacheFreshnessTests(SynchronousTestCase):
         self, headers: list[tuple[bytes, bytes]], body: bytes = b"body", delay: float = 0.0
     ) -> None:
         req, target = get()
-        lk = self.cache.lookup(req, target)  # type: ignore[arg-type]
+        lk = self.cache.lookup(req, target)
         response = ResponseHead(
             200,
             b"OK",
@@ -379,9 +380,9 @@ class CacheFreshnessTests(SynchronousTestCase):
         self.assertIsNotNone(decision.writer.finish())
         self.cache.finished(lk)
 
-    def lookup(self, *headers: tuple[bytes, bytes]):  # type: ignore[no-untyped-def]
+    def lookup(self, *headers: tuple[bytes, bytes]) -> CacheLookup:
         req, target = get(b"/r", *headers)
-        return self.cache.lookup(req, target)  # type: ignore[arg-type]
+        return self.cache.lookup(req, target)
 
     def test_freshUntilMaxAge(self) -> None:
         """
@@ -411,6 +412,7 @@ class CacheFreshnessTests(SynchronousTestCase):
         self.now += 20
         lk = self.lookup()
         self.assertEqual(lk.outcome, FRESH_HIT)
+        assert lk.head is not None and lk.body is not None
         ages = [v for n, v in lk.head.headers if n.lower() == b"age"]
         # corrected_age_value = 10 + 2; resident 20.
         self.assertEqual(ages, [b"32"])

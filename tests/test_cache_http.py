@@ -7,6 +7,8 @@ from stored responses (RFC 9110 14), and the counters.
 
 from __future__ import annotations
 
+import functools
+
 from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -22,11 +24,13 @@ from twisted_proxy.proxy.cache import (
     CacheConfig,
     EntryUnavailable,
     MemoryStore,
+    StoredResponse,
 )
 from twisted_proxy.proxy.cache.keys import primaryKey
+from twisted_proxy.proxy.cache.memory import _MemoryBody
 from twisted_proxy.proxy.cache.serving import parseRange
 from twisted_proxy.proxy.cache.status import cacheStatusValue, sfItem
-from twisted_proxy.proxy.cache.testing import CacheHarness
+from twisted_proxy.proxy.cache.testing import CacheHarness, OriginAnswer
 
 URL = b"http://example.com/r"
 
@@ -83,6 +87,7 @@ class PrimaryKeyTests(SynchronousTestCase):
         req = RequestHead(b"GET", b"/x", b"1.1", [(b"Host", b"example.com")])
         lookup = h.cache.lookup(req, parseTarget(b"GET", b"/x", b"example.com"))
         self.assertEqual(lookup.outcome, FRESH_HIT)
+        assert lookup.body is not None
         lookup.body.stopProducing()
         h.cache.finished(lookup)
 
@@ -136,6 +141,7 @@ class RequestDirectiveTests(SynchronousTestCase):
         self.h.advance(10000)
         result = self.h.get(URL, [(b"Cache-Control", b"max-stale")])
         self.assertEqual(result.verdict, "stale")
+        assert result.cacheStatus is not None
         self.assertTrue(result.cacheStatus.startswith(b"twisted-proxy; hit; ttl=-"))
 
     def test_maxStaleWithMaxAge(self) -> None:
@@ -197,7 +203,9 @@ class RequestDirectiveTests(SynchronousTestCase):
         self.assertEqual(miss.lookup.outcome, ONLY_IF_CACHED_MISS)
         self.assertEqual(miss.status, 504)
         self.assertEqual(miss.cacheStatus, b"twisted-proxy; detail=only-if-cached")
-        self.assertTrue(miss.header(b"proxy-status").startswith(b'twisted-proxy; details="'))
+        proxyStatus = miss.header(b"proxy-status")
+        assert proxyStatus is not None
+        self.assertTrue(proxyStatus.startswith(b'twisted-proxy; details="'))
         self.assertIn(b"only-if-cached", miss.body)
         self.h.advance(101)
         stale = self.h.get(URL, [(b"Cache-Control", b"only-if-cached")])
@@ -220,7 +228,7 @@ class StaleTests(SynchronousTestCase):
         self.status = 200
         self.body = b"v1"
 
-        def origin(request):  # type: ignore[no-untyped-def]
+        def origin(request: RequestHead) -> OriginAnswer:
             if self.fail_:
                 return None
             return (
@@ -309,15 +317,19 @@ class StaleTests(SynchronousTestCase):
         self.assertIsNotNone(first.background)
         self.assertIsNone(second.background)
         for lookup in (first, second):
+            assert lookup.body is not None
             lookup.body.stopProducing()
             self.h.cache.finished(lookup)
         # The background revalidation is still in flight.
         self.assertIsNone(self.h.cache.lookup(req, target).background)
+        assert first.background is not None
         self.h.cache.finished(first.background)
         third = self.h.cache.lookup(req, target)
         self.assertIsNotNone(third.background)
+        assert third.body is not None
         third.body.stopProducing()
         self.h.cache.finished(third)
+        assert third.background is not None
         self.h.cache.finished(third.background)
 
     def test_staleWhileRevalidateNotWithMustRevalidate(self) -> None:
@@ -513,6 +525,7 @@ class RangeTests(SynchronousTestCase):
         """
         result = self.h.get(b"http://example.com/other", [(b"Range", b"bytes=0-1")])
         self.assertEqual(result.lookup.outcome, MISS)
+        assert result.forwarded is not None
         self.assertEqual(result.forwarded.get(b"range"), b"bytes=0-1")
 
 
@@ -571,6 +584,7 @@ class CacheStatusTests(SynchronousTestCase):
         h.get(URL)
         result = h.get(URL, [(b"If-Match", b'"x"')])
         self.assertEqual(result.lookup.outcome, BYPASS)
+        assert result.forwarded is not None
         self.assertEqual(result.forwarded.get(b"if-match"), b'"x"')
         self.assertIn(b"detail=precondition", result.cacheStatus)
 
@@ -590,7 +604,9 @@ class UnreadableBodyTests(SynchronousTestCase):
         class FlakyStore(MemoryStore):
             broken = False
 
-            def openBody(self, entry, offset=0, length=None):  # type: ignore[no-untyped-def]
+            def openBody(
+                self, entry: StoredResponse, offset: int = 0, length: int | None = None
+            ) -> _MemoryBody:
                 if self.broken:
                     raise EntryUnavailable("corrupt")
                 return super().openBody(entry, offset, length)
@@ -643,6 +659,7 @@ class HeadMissTests(SynchronousTestCase):
         """
         h = CacheHarness()
         result = h.get(URL, method=b"HEAD")
+        assert result.forwarded is not None
         self.assertEqual(result.forwarded.method, b"HEAD")
         self.assertEqual(result.lookup.outcome, MISS)
         self.assertEqual(h.store.count, 0)
@@ -661,11 +678,14 @@ class ResponseHeadTests(SynchronousTestCase):
             200, b"OK", b"1.0", [(b"Cache-Control", b"max-age=5")], closeDelimited=True
         )
         decision = h.cache.responseReceived(lookup, upstream, h.now, h.now)
+        assert decision.head is not None
         self.assertTrue(decision.head.closeDelimited)
         self.assertEqual(decision.head.version, b"1.0")
+        assert decision.writer is not None
         decision.writer.write(b"abc")
         decision.writer.write(b"def")
         entry = decision.writer.finish()
+        assert entry is not None
         self.assertEqual(entry.bodyLength, 6)
         h.cache.finished(lookup)
         hit = h.get(URL)
@@ -677,23 +697,26 @@ class ResponseHeadTests(SynchronousTestCase):
         exchange never called finish or abort) stores nothing, and releases
         the store's reservation.
         """
-        h = CacheHarness()
+        store = MemoryStore()
+        h = CacheHarness(store)
         req, target = h.request(URL)
         lookup = h.cache.lookup(req, target)
         upstream = ResponseHead(
             200, b"OK", b"1.1", [(b"Cache-Control", b"max-age=5")], chunked=True
         )
         decision = h.cache.responseReceived(lookup, upstream, h.now, h.now)
+        assert decision.writer is not None
         decision.writer.write(b"abc")
         h.cache.finished(lookup)
         self.assertIsNone(decision.writer.finish())
-        self.assertEqual((h.store.count, h.store.reserved), (0, 0))
+        self.assertEqual((store.count, store.reserved), (0, 0))
 
     def test_abortedStoresNothing(self) -> None:
         """
         RFC 9111 3.3: an incomplete (aborted) response is not stored.
         """
-        h = CacheHarness()
+        store = MemoryStore()
+        h = CacheHarness(store)
         req, target = h.request(URL)
         lookup = h.cache.lookup(req, target)
         upstream = ResponseHead(
@@ -704,12 +727,13 @@ class ResponseHeadTests(SynchronousTestCase):
             contentLength=10,
         )
         decision = h.cache.responseReceived(lookup, upstream, h.now, h.now)
+        assert decision.writer is not None
         decision.writer.write(b"abc")
         decision.writer.abort()
         self.assertIsNone(decision.writer.finish())
         h.cache.finished(lookup)
-        self.assertEqual(h.store.count, 0)
-        self.assertEqual(h.store.reserved, 0)
+        self.assertEqual(store.count, 0)
+        self.assertEqual(store.reserved, 0)
 
 
 _FIELD = st.one_of(
@@ -755,6 +779,18 @@ _NAMES = st.sampled_from(
     ]
 )
 _FIELDS = st.lists(st.tuples(_NAMES, _FIELD), max_size=5)
+# One step of test_neverRaises: method, request fields, status, response
+# fields, seconds to advance, whether the origin answers.
+_Step = tuple[bytes, list[tuple[bytes, bytes]], int, list[tuple[bytes, bytes]], float, bool]
+
+
+def _answerWith(
+    status: int, fields: list[tuple[bytes, bytes]], reachable: bool, request: RequestHead
+) -> OriginAnswer:
+    """
+    test_neverRaises's origin: C{status} with C{fields}, or no answer.
+    """
+    return (status, list(fields), b"payload") if reachable else None
 
 
 class RobustnessTests(SynchronousTestCase):
@@ -778,31 +814,28 @@ class RobustnessTests(SynchronousTestCase):
             max_size=5,
         )
     )
-    def test_neverRaises(self, steps) -> None:  # type: ignore[no-untyped-def]
+    def test_neverRaises(self, steps: list[_Step]) -> None:
         """
         RFC 9111 as a whole: any sequence of exchanges goes through; no
         stored response marked no-store is ever served; every answer has
         Cache-Status; Age is never negative.
         """
-        h = CacheHarness()
+        store = MemoryStore()
+        h = CacheHarness(store)
         for method, requestFields, status, responseFields, advance, reachable in steps:
             h.advance(advance)
-            h.origin = (
-                (lambda request, s=status, f=responseFields: (s, list(f), b"payload"))
-                if reachable
-                else (lambda request: None)
-            )
+            h.origin = functools.partial(_answerWith, status, responseFields, reachable)
             result = h.get(URL, list(requestFields), method=method)
             if result.status == 502:
                 continue
             self.assertIsNotNone(result.cacheStatus)
             age = result.header(b"age")
             if result.verdict in ("hit", "stale"):
-                self.assertIsNotNone(age)
+                assert age is not None
                 self.assertGreaterEqual(int(age), 0)
                 cc = (result.header(b"cache-control") or b"").lower()
                 if b"no-store" in cc and b"must-understand" not in cc:
                     self.fail("served a no-store response from the cache: {!r}".format(result))
             self.assertTrue(result.complete)
-        self.assertLessEqual(h.store.size, h.store.capacity)
-        self.assertEqual(h.store.reserved, 0)
+        self.assertLessEqual(store.size, store.capacity)
+        self.assertEqual(store.reserved, 0)

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_proxy.http.framing import RequestHead, ResponseHead
 from twisted_proxy.http.target import parseTarget
 from twisted_proxy.proxy.cache.keys import invalidationKeys, isUnsafe
-from twisted_proxy.proxy.cache.testing import CacheHarness
+from twisted_proxy.proxy.cache.testing import CacheHarness, OriginAnswer
 
 
 def keys(
@@ -100,7 +100,7 @@ class InvalidationThroughCacheTests(SynchronousTestCase):
         self.status = 200
         self.headers: list[tuple[bytes, bytes]] = []
 
-        def origin(request):  # type: ignore[no-untyped-def]
+        def origin(request: RequestHead) -> OriginAnswer:
             if request.method == b"GET":
                 return 200, [(b"Cache-Control", b"max-age=600")], b"page"
             return self.status, list(self.headers), b""

@@ -10,8 +10,8 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.proxy.cache.entry import StoredResponse
-from twisted_proxy.proxy.cache.memory import MemoryStore
-from twisted_proxy.proxy.cache.store import CHUNK_SIZE, EntryUnavailable, readAll
+from twisted_proxy.proxy.cache.memory import MemoryStore, _MemoryWriter
+from twisted_proxy.proxy.cache.store import CHUNK_SIZE, CachedBody, EntryUnavailable, readAll
 
 
 def meta(
@@ -32,15 +32,27 @@ def meta(
     )
 
 
-def put(store: MemoryStore, key: str, body: bytes, pieces: int = 1) -> StoredResponse | None:
-    writer = store.openWriter(meta(key))
-    if writer is None:
-        return None
+def put(store: MemoryStore, key: str, body: bytes, pieces: int = 1) -> StoredResponse:
+    """
+    Store C{body} under C{key}, in C{pieces} writes; the test fails if the
+    store refuses it.
+    """
+    writer = opened(store, meta(key))
     step = max(1, len(body) // pieces)
     for i in range(0, len(body), step):
-        if not writer.write(body[i : i + step]):
-            return None
-    return writer.commit()
+        assert writer.write(body[i : i + step]), "the store refused a write"
+    entry = writer.commit()
+    assert entry is not None, "the store refused the body"
+    return entry
+
+
+def opened(store: MemoryStore, response: StoredResponse) -> _MemoryWriter:
+    """
+    A writer for C{response}; the test fails if the store refuses one.
+    """
+    writer = store.openWriter(response)
+    assert writer is not None, "the store refused a writer"
+    return writer
 
 
 class Consumer:
@@ -53,7 +65,7 @@ class Consumer:
         self.done = False
         self.failed: str | None = None
         self.pauseEach = pauseEach
-        self.producer = None
+        self.producer: CachedBody | None = None
 
     def write(self, data: bytes) -> None:
         self.chunks.append(data)
@@ -89,7 +101,7 @@ class MemoryStoreTests(SynchronousTestCase):
         3.3).
         """
         store = MemoryStore()
-        writer = store.openWriter(meta())
+        writer = opened(store, meta())
         writer.write(b"partial")
         self.assertEqual(store.variants("http://h/a"), [])
         writer.abort()
@@ -105,10 +117,11 @@ class MemoryStoreTests(SynchronousTestCase):
         """
         body = bytes(range(256)) * (3 * CHUNK_SIZE // 256 + 7)
         store = MemoryStore()
-        writer = store.openWriter(meta())
+        writer = opened(store, meta())
         for i in range(0, len(body), 1000):
             writer.write(body[i : i + 1000])
         entry = writer.commit()
+        assert entry is not None
         self.assertEqual(readAll(store.openBody(entry)), body)
         self.assertEqual(
             readAll(store.openBody(entry, CHUNK_SIZE - 5, 10)),
@@ -143,7 +156,7 @@ class MemoryStoreTests(SynchronousTestCase):
         store = MemoryStore(capacity=2 * size, maxObjectSize=2 * size)
         put(store, "http://h/0", b"x" * 1000)
         put(store, "http://h/1", b"x" * 1000)
-        writer = store.openWriter(meta("http://h/2"))
+        writer = opened(store, meta("http://h/2"))
         for _ in range(10):
             writer.write(b"y" * 100)
             self.assertLessEqual(store.size + store.reserved, store.capacity)
@@ -157,7 +170,7 @@ class MemoryStoreTests(SynchronousTestCase):
         never truncated.
         """
         store = MemoryStore(capacity=1 << 20, maxObjectSize=10)
-        writer = store.openWriter(meta())
+        writer = opened(store, meta())
         self.assertTrue(writer.write(b"0123456789"))
         self.assertFalse(writer.write(b"x"))
         self.assertEqual(writer.failed, "too-large")
@@ -186,7 +199,7 @@ class MemoryStoreTests(SynchronousTestCase):
         aborted.
         """
         store = MemoryStore(capacity=meta().metadataSize() + 50, maxObjectSize=10**6)
-        writer = store.openWriter(meta())
+        writer = opened(store, meta())
         self.assertTrue(writer.write(b"x" * 50))
         self.assertFalse(writer.write(b"x"))
         self.assertEqual(writer.failed, "budget")
@@ -211,6 +224,7 @@ class MemoryStoreTests(SynchronousTestCase):
         new = store.update(
             entry, entry.copy(headers=[(b"X-New", b"1")], bodyLength=0, entryId="other")
         )
+        assert new is not None
         self.assertEqual(
             (new.entryId, new.bodyLength, new.headers), (entry.entryId, 4, [(b"X-New", b"1")])
         )

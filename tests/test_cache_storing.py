@@ -12,7 +12,7 @@ from twisted_proxy.http.framing import RequestHead, ResponseHead
 from twisted_proxy.proxy.cache.directives import RequestDirectives, ResponseDirectives
 from twisted_proxy.proxy.cache.freshness import HEURISTIC_STATUSES
 from twisted_proxy.proxy.cache.storing import storedHeaders, unstorableReason
-from twisted_proxy.proxy.cache.testing import CacheHarness
+from twisted_proxy.proxy.cache.testing import CacheHarness, Result
 
 URL = b"http://example.com/thing"
 
@@ -210,7 +210,7 @@ class StoringThroughCacheTests(SynchronousTestCase):
 
     def twice(
         self, requestHeaders: list[tuple[bytes, bytes]] | None = None
-    ) -> tuple[object, object]:
+    ) -> tuple[Result, Result]:
         first = self.h.get(URL, requestHeaders)
         self.h.advance(1)
         second = self.h.get(URL, requestHeaders)

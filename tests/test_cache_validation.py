@@ -14,7 +14,7 @@ from twisted_proxy.proxy.cache import REVALIDATE
 from twisted_proxy.proxy.cache.directives import ResponseDirectives
 from twisted_proxy.proxy.cache.entry import StoredResponse
 from twisted_proxy.proxy.cache.storing import updateHeaders
-from twisted_proxy.proxy.cache.testing import CacheHarness
+from twisted_proxy.proxy.cache.testing import CacheHarness, OriginAnswer
 from twisted_proxy.proxy.cache.validation import (
     ANY_ETAG,
     ETag,
@@ -295,7 +295,7 @@ class ValidationThroughCacheTests(SynchronousTestCase):
         self.extra: list[tuple[bytes, bytes]] = []
         self.cacheControl = b"max-age=60"
 
-        def origin(request):  # type: ignore[no-untyped-def]
+        def origin(request: RequestHead) -> OriginAnswer:
             headers = [
                 (b"Date", self.h.date()),
                 (b"Cache-Control", self.cacheControl),

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted_proxy.http.framing import RequestHead
 from twisted_proxy.proxy.cache import MISS, CacheConfig
 from twisted_proxy.proxy.cache.keys import VARY_STAR, secondaryKey, varyNames
-from twisted_proxy.proxy.cache.testing import CacheHarness
+from twisted_proxy.proxy.cache.testing import CacheHarness, OriginAnswer, Result
 
 URL = b"http://example.com/v"
 
@@ -107,7 +108,7 @@ class VaryThroughCacheTests(SynchronousTestCase):
     def setUp(self, config: CacheConfig | None = None) -> None:
         self.h = CacheHarness(config=config)
 
-        def origin(request):  # type: ignore[no-untyped-def]
+        def origin(request: RequestHead) -> OriginAnswer:
             lang = request.get(b"accept-language") or b"none"
             return (
                 200,
@@ -121,7 +122,7 @@ class VaryThroughCacheTests(SynchronousTestCase):
 
         self.h.origin = origin
 
-    def lang(self, value: bytes | None):  # type: ignore[no-untyped-def]
+    def lang(self, value: bytes | None) -> Result:
         headers = [] if value is None else [(b"Accept-Language", value)]
         return self.h.get(URL, headers)
 
@@ -227,10 +228,12 @@ class VaryThroughCacheTests(SynchronousTestCase):
                 contentLength=1,
             )
             writers.append(self.h.cache.responseReceived(lk, head, self.h.now, self.h.now).writer)
-        writers[1].write(b"2")
-        writers[1].finish()
-        writers[0].write(b"1")
-        writers[0].finish()
+        first, second = writers
+        assert first is not None and second is not None
+        second.write(b"2")
+        second.finish()
+        first.write(b"1")
+        first.finish()
         for lk in lookups:
             self.h.cache.finished(lk)
         # One response per variant is kept: the more recent by Date, though

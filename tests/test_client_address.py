@@ -41,9 +41,7 @@ class ParseTargetTests(SynchronousTestCase):
 
     def test_ipv4(self) -> None:
         target = parseTarget(" 93.184.216.34\n")
-        self.assertEqual(
-            fields(target), ("http", "93.184.216.34", 80, b"/", b"93.184.216.34")
-        )
+        self.assertEqual(fields(target), ("http", "93.184.216.34", 80, b"/", b"93.184.216.34"))
         self.assertEqual(target.url, "http://93.184.216.34/")
         self.assertEqual(authorityForm(target), "93.184.216.34:80")
 
@@ -72,9 +70,7 @@ class ParseTargetTests(SynchronousTestCase):
             ("http", "example.com", 80, b"/", b"example.com"),
         )
         target = parseTarget("HTTPS://example.com/")
-        self.assertEqual(
-            fields(target), ("https", "example.com", 443, b"/", b"example.com")
-        )
+        self.assertEqual(fields(target), ("https", "example.com", 443, b"/", b"example.com"))
         self.assertEqual(authorityForm(target), "example.com:443")
         self.assertEqual(
             fields(parseTarget("https://[::1]:8443/p")),
@@ -83,9 +79,7 @@ class ParseTargetTests(SynchronousTestCase):
 
     def test_defaultPortOmitted(self) -> None:
         self.assertEqual(parseTarget("http://example.com:80/").url, "http://example.com/")
-        self.assertEqual(
-            parseTarget("https://example.com:80/").url, "https://example.com:80/"
-        )
+        self.assertEqual(parseTarget("https://example.com:80/").url, "https://example.com:80/")
 
     def test_internationalised(self) -> None:
         target = parseTarget("http://bücher.example/ä b".replace(" ", "%20"))

@@ -121,7 +121,9 @@ class CredentialsTests(NetworkTestsMixin, SynchronousTestCase):
         )
         self.assertEqual(err, "proxyclient: " + message + "\n")
         record = json.loads(out)
-        self.assertEqual((record["status"], record["exit_code"], record["error"]), (407, 3, message))
+        self.assertEqual(
+            (record["status"], record["exit_code"], record["error"]), (407, 3, message)
+        )
 
     def test_promptForPassword(self) -> None:
         """
@@ -166,9 +168,7 @@ class CredentialsTests(NetworkTestsMixin, SynchronousTestCase):
         origin inside the tunnel.
         """
         proxy, port = self.startProxy(ok(b"tls\n", b"text/plain"), tls=serverTLS())
-        code, out, err = self.runAgainst(
-            port, "-U", "alice:s3cret", "-k", "https://localhost/"
-        )
+        code, out, err = self.runAgainst(port, "-U", "alice:s3cret", "-k", "https://localhost/")
         self.assertEqual((code, err), (0, ""))
         [tunnel] = proxy.tunnels
         self.assertIn(b"\r\nProxy-Authorization: " + AUTHORIZATION + b"\r\n", tunnel)
@@ -181,8 +181,11 @@ class CredentialsTests(NetworkTestsMixin, SynchronousTestCase):
             b'Proxy-Authenticate: Basic realm="office"\r\nContent-Length: 0\r\n\r\n'
         )
         for argv, words in [
-            ([], "requires credentials (Basic realm \"office\") and none were sent (407)"),
-            (["-U", "alice:wrong"], "refused the credentials of user 'alice' (Basic realm \"office\")"),
+            ([], 'requires credentials (Basic realm "office") and none were sent (407)'),
+            (
+                ["-U", "alice:wrong"],
+                "refused the credentials of user 'alice' (Basic realm \"office\")",
+            ),
         ]:
             proxy, port = self.startProxy(ok(), tls=serverTLS(), refuse=refusal)
             code, out, err = self.runAgainst(port, *argv, "-k", "https://localhost/")
@@ -219,7 +222,8 @@ class NoProxyTests(NetworkTestsMixin, SynchronousTestCase):
         self.assertTrue(lines[1].startswith("Request has been sent: GET /x HTTP/1.1"))
         self.assertEqual(
             lines[-1],
-            "Physical MAC Address: 02:00:00:00:00:01 (eth0, default route; the server is on loopback)",
+            "Physical MAC Address: 02:00:00:00:00:01 "
+            "(eth0, default route; the server is on loopback)",
         )
 
     def test_json(self) -> None:

@@ -27,26 +27,25 @@ from tests._client import (
     ok,
     writeCA,
 )
+from tests._loopback import listenLocal, portNumber
+from tests._typing import TestCaseMixin
 from twisted_proxy.client.main import runClient
 
 
-class LoopbackTestsMixin:
+class LoopbackTestsMixin(TestCaseMixin):
     """
     Listen on 127.0.0.1 and run the client against it with real sockets.
     """
 
     def listen(self, factory: Factory, tls: Any = None) -> int:
-        if tls is None:
-            port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        else:
-            port = reactor.listenSSL(0, factory, tls, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)  # type: ignore[attr-defined]
-        return port.getHost().port  # type: ignore[no-any-return]
+        port = listenLocal(factory, tls)
+        self.addCleanup(port.stopListening)
+        return portNumber(port)
 
     def startProxy(self, respond: Callable[..., None]) -> tuple[FakeProxyFactory, int]:
         factory = FakeProxyFactory(respond)
         port = self.listen(factory)
-        self.addCleanup(lambda: defer.ensureDeferred(factory.allClosed(reactor)))  # type: ignore[attr-defined]
+        self.addCleanup(lambda: defer.ensureDeferred(factory.allClosed(reactor)))
         return factory, port
 
     async def runAgainst(self, port: int, *argv: str, **kwargs: Any) -> tuple[int, str, str]:
@@ -67,15 +66,11 @@ class DefaultEndpointTests(LoopbackTestsMixin, TestCase):
         A closed port: exit code 3 and one line saying what to do, through
         the default L{HostnameEndpoint}.
         """
-        port = reactor.listenTCP(
-            0, Factory.forProtocol(Protocol), interface="127.0.0.1"
-        )
-        number = port.getHost().port
-        await port.stopListening()
+        port = listenLocal(Factory.forProtocol(Protocol))
+        number = portNumber(port)
+        await defer.maybeDeferred(port.stopListening)
         env, out, err = makeEnv(reactor=reactor, clock=reactor)
-        code = await runClient(
-            env, ["--proxy", "127.0.0.1:%d" % (number,), "example.com"]
-        )
+        code = await runClient(env, ["--proxy", "127.0.0.1:%d" % (number,), "example.com"])
         self.assertEqual(code, 3)
         self.assertEqual(
             err.getvalue(),
@@ -92,14 +87,11 @@ class RealProxyTests(LoopbackTestsMixin, TestCase):
     """
 
     async def test_throughProxy(self) -> None:
-        from twisted_proxy.app.tap import Options as ProxyOptions
-        from twisted_proxy.app.tap import makeService
+        from twisted_proxy.app.tap import Options as ProxyOptions, makeService
 
         origin, originPort = self.startProxy(ok(b"from the origin\n", b"text/plain"))
         config = ProxyOptions()
-        config.parseOptions(
-            ["--listen", "tcp:0:interface=127.0.0.1", "--pseudonym", "e2e"]
-        )
+        config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--pseudonym", "e2e"])
         service = makeService(config, reactor)
         service.startService()
         self.addCleanup(service.stopService)
@@ -124,20 +116,14 @@ class RealProxyTests(LoopbackTestsMixin, TestCase):
 
         # Nothing listens on the origin's port any more: the proxy answers
         # 502 with Proxy-Status, which the client shows, with exit code 3.
-        closed = reactor.listenTCP(
-            0, Factory.forProtocol(Protocol), interface="127.0.0.1"
-        )
-        deadPort = closed.getHost().port
-        await closed.stopListening()
-        code, out, err = await self.runAgainst(
-            port, "http://127.0.0.1:%d/" % (deadPort,)
-        )
+        closed = listenLocal(Factory.forProtocol(Protocol))
+        deadPort = portNumber(closed)
+        await defer.maybeDeferred(closed.stopListening)
+        code, out, err = await self.runAgainst(port, "http://127.0.0.1:%d/" % (deadPort,))
         self.assertEqual(code, 3)
         self.assertIn("\nProxy-Status: e2e; error=", out)
         self.assertTrue(
-            err.startswith(
-                "proxyclient: the proxy could not complete the request: 502"
-            ),
+            err.startswith("proxyclient: the proxy could not complete the request: 502"),
             err,
         )
 
@@ -146,14 +132,11 @@ class RealProxyTests(LoopbackTestsMixin, TestCase):
         An C{https://} target through the real proxy's CONNECT tunnel, to a
         TLS origin on loopback, verified with C{--cacert}.
         """
-        from twisted_proxy.app.tap import Options as ProxyOptions
-        from twisted_proxy.app.tap import makeService
+        from twisted_proxy.app.tap import Options as ProxyOptions, makeService
 
         caPEM, serverPEM = certificates()
         origin = FakeProxyFactory(ok(b"secret\n", b"text/plain"))
-        originPort = self.listen(
-            origin, tls=PrivateCertificate.loadPEM(serverPEM).options()
-        )
+        originPort = self.listen(origin, tls=PrivateCertificate.loadPEM(serverPEM).options())
         self.addCleanup(lambda: defer.ensureDeferred(origin.allClosed(reactor)))
         config = ProxyOptions()
         config.parseOptions(
@@ -212,8 +195,7 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
     """
 
     async def startAuthProxy(self, *extra: str) -> int:
-        from twisted_proxy.app.tap import Options as ProxyOptions
-        from twisted_proxy.app.tap import makeService
+        from twisted_proxy.app.tap import Options as ProxyOptions, makeService
 
         config = ProxyOptions()
         config.parseOptions(
@@ -230,7 +212,7 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
         service = makeService(config, reactor)
         service.startService()
         self.addCleanup(service.stopService)
-        return (await list(service)[0]._waitingForPort).getHost().port  # type: ignore[no-any-return]
+        return (await list(service)[0]._waitingForPort).getHost().port
 
     async def runClient(self, *argv: str, **kwargs: Any) -> tuple[int, str, str]:
         kwargs.setdefault("reactor", reactor)
@@ -262,7 +244,7 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
         self.assertEqual(code, 3)
         self.assertEqual(
             err,
-            "proxyclient: The proxy at %s requires credentials (Basic realm \"office\") and "
+            'proxyclient: The proxy at %s requires credentials (Basic realm "office") and '
             "none were sent (407). Give them with --proxy-user USER or --proxy "
             "http://USER:PASSWORD@HOST:PORT.\n" % (proxy,),
         )
@@ -272,13 +254,15 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
         self.assertEqual(
             err,
             "proxyclient: The proxy at %s refused the credentials of user 'alice' (Basic "
-            "realm \"office\") (407). Check the user name and password.\n" % (proxy,),
+            'realm "office") (407). Check the user name and password.\n' % (proxy,),
         )
         self.assertEqual(len(origin.requests), 2)
 
     async def test_connect(self) -> None:
         origin = FakeProxyFactory(ok(b"secret\n", b"text/plain"))
-        originPort = self.listen(origin, tls=PrivateCertificate.loadPEM(certificates()[1]).options())
+        originPort = self.listen(
+            origin, tls=PrivateCertificate.loadPEM(certificates()[1]).options()
+        )
         self.addCleanup(lambda: defer.ensureDeferred(origin.allClosed(reactor)))
         port = await self.startAuthProxy("--connect-ports", str(originPort))
         directory = tempfile.mkdtemp()
@@ -287,7 +271,9 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
         proxy = "127.0.0.1:%d" % (port,)
 
         code, out, err = await self.runClient(
-            "--cacert", writeCA(directory), url,
+            "--cacert",
+            writeCA(directory),
+            url,
             environ={"HTTPS_PROXY": "http://alice:s3cret@" + proxy},
         )
         self.assertEqual((code, err), (0, ""))
@@ -295,8 +281,11 @@ class ProxyAuthTests(LoopbackTestsMixin, TestCase):
         self.assertNotIn(b"proxy-authorization", origin.requests[0][0].lower())
 
         for argv, words in [
-            ([], "requires credentials (Basic realm \"office\") and none were sent (407)"),
-            (["-U", "alice:wrong"], "refused the credentials of user 'alice' (Basic realm \"office\")"),
+            ([], 'requires credentials (Basic realm "office") and none were sent (407)'),
+            (
+                ["-U", "alice:wrong"],
+                "refused the credentials of user 'alice' (Basic realm \"office\")",
+            ),
         ]:
             code, out, err = await self.runClient("-x", proxy, *argv, "-k", url)
             self.assertEqual(code, 3)

@@ -48,25 +48,19 @@ class FindMacAddressTests(SynchronousTestCase):
         # A scoped link-local address, as sockets and netifaces write it.
         self.assertEqual(findMacAddress("fe80::1%eth0", machine()).interface, "eth0")
         # An IPv4-mapped address from a dual-stack socket.
-        self.assertEqual(
-            findMacAddress("::ffff:198.51.100.7", machine()).interface, "wlan0"
-        )
+        self.assertEqual(findMacAddress("::ffff:198.51.100.7", machine()).interface, "wlan0")
 
     def test_loopback(self) -> None:
         mac = findMacAddress("127.0.0.1", machine())
         self.assertEqual(
             mac,
-            MacAddress(
-                "02:00:00:00:00:01", "eth0", "default route; the proxy is on loopback"
-            ),
+            MacAddress("02:00:00:00:00:01", "eth0", "default route; the proxy is on loopback"),
         )
         self.assertEqual("Physical MAC Address: " + mac.describe(), MACHINE_MAC_LINE)
         self.assertEqual(findMacAddress("::1", machine()).interface, "eth0")
 
     def test_loopbackOnly(self) -> None:
-        mac = findMacAddress(
-            "127.0.0.1", FakeInterfaces({"lo": LOOPBACK}, {"default": {}})
-        )
+        mac = findMacAddress("127.0.0.1", FakeInterfaces({"lo": LOOPBACK}, {"default": {}}))
         self.assertIsNone(mac.address)
         self.assertEqual(
             mac.describe(),
@@ -148,9 +142,7 @@ class FindMacAddressTests(SynchronousTestCase):
             raise ImportError("No module named 'netifaces'")
 
         mac = lookUpMac("127.0.0.1", missing)
-        self.assertEqual(
-            mac.describe(), "not found (the netifaces module is not installed)"
-        )
+        self.assertEqual(mac.describe(), "not found (the netifaces module is not installed)")
 
     def test_realTable(self) -> None:
         """
@@ -175,9 +167,7 @@ class NetifacesDependencyTests(SynchronousTestCase):
         from importlib.metadata import PackageNotFoundError, distribution
 
         dist = distribution("netifaces-plus")
-        self.assertTrue(
-            any(str(f).startswith("netifaces/") for f in dist.files or []), dist.files
-        )
+        self.assertTrue(any(str(f).startswith("netifaces/") for f in dist.files or []), dist.files)
         with self.assertRaises(
             PackageNotFoundError,
             msg="netifaces and netifaces-plus both install the module netifaces: "

@@ -97,9 +97,7 @@ class RunClientUsageTests(SynchronousTestCase):
     L{runClient} before any connection: help, usage errors and the prompt.
     """
 
-    def runClient(
-        self, argv: list[str], **kwargs: Any
-    ) -> tuple[int, str, str, RefusingEndpoint]:
+    def runClient(self, argv: list[str], **kwargs: Any) -> tuple[int, str, str, RefusingEndpoint]:
         endpoints = RefusingEndpoint()
         kwargs.setdefault("endpointFactory", endpoints)
         env, out, err = makeEnv(**kwargs)
@@ -162,9 +160,7 @@ class RunClientUsageTests(SynchronousTestCase):
             self.assertEqual(endpoints.calls, [])
 
     def test_badProxySetting(self) -> None:
-        code, _, err, _ = self.runClient(
-            ["example.com"], environ={"http_proxy": "https://p:1/"}
-        )
+        code, _, err, _ = self.runClient(["example.com"], environ={"http_proxy": "https://p:1/"})
         self.assertEqual(code, 2)
         self.assertEqual(
             err,
@@ -208,7 +204,8 @@ class RunClientUsageTests(SynchronousTestCase):
         self.assertEqual(
             err,
             "proxyclient: Could not connect to the proxy at 127.0.0.1:8080: connection refused. "
-            "Is `twistd -n proxyserver` running there? (--proxy HOST:PORT chooses another proxy.)\n",
+            "Is `twistd -n proxyserver` running there? "
+            "(--proxy HOST:PORT chooses another proxy.)\n",
         )
         # No connection, no MAC line; nothing else either.
         self.assertEqual(out, "")
@@ -235,9 +232,7 @@ class RunClientUsageTests(SynchronousTestCase):
 
     def test_promptEndOfInput(self) -> None:
         code, out, err, endpoints = self.runClient([], stdin="", interactive=True)
-        self.assertEqual(
-            (code, out, err), (2, PROMPT + "\n", "proxyclient: no address given.\n")
-        )
+        self.assertEqual((code, out, err), (2, PROMPT + "\n", "proxyclient: no address given.\n"))
         self.assertEqual(endpoints.calls, [])
 
     def test_promptNonInteractive(self) -> None:
@@ -245,9 +240,7 @@ class RunClientUsageTests(SynchronousTestCase):
         From a pipe, the address is echoed after the prompt (so the output
         reads like the brief's), and a bad one ends the program with code 2.
         """
-        code, out, err, endpoints = self.runClient(
-            [], stdin="999.1.1.1\n93.184.216.34\n"
-        )
+        code, out, err, endpoints = self.runClient([], stdin="999.1.1.1\n93.184.216.34\n")
         self.assertEqual(code, 2)
         self.assertEqual(out, PROMPT + "999.1.1.1\n")
         self.assertEqual(err, "proxyclient: '999.1.1.1' is not a valid IPv4 address\n")
@@ -255,7 +248,8 @@ class RunClientUsageTests(SynchronousTestCase):
 
     def test_promptInterrupted(self) -> None:
         class Interrupting(io.StringIO):
-            def readline(self, *args: Any) -> str:
+            # typeshed gives StringIO's base (_IOBase) a bytes readline.
+            def readline(self, size: int | None = -1, /) -> str:  # type: ignore[override]
                 raise KeyboardInterrupt()
 
         env, out, err = makeEnv(endpointFactory=RefusingEndpoint())
@@ -298,19 +292,13 @@ class RequestTests(SynchronousTestCase):
         self.assertEqual((config.method, config.requestBody), ("GET", b""))
 
     def test_originForm(self) -> None:
-        config = self.build(
-            "--origin-form", "-H", "User-Agent:", "-H", "Accept:", "93.184.216.34"
-        )
-        self.assertEqual(
-            config.requestHead, b"GET / HTTP/1.1\r\nHost: 93.184.216.34\r\n\r\n"
-        )
+        config = self.build("--origin-form", "-H", "User-Agent:", "-H", "Accept:", "93.184.216.34")
+        self.assertEqual(config.requestHead, b"GET / HTTP/1.1\r\nHost: 93.184.216.34\r\n\r\n")
 
     def test_httpsIsOriginFormInsideTunnel(self) -> None:
         config = self.build("-k", "https://example.com:8443/a?b")
         self.assertTrue(
-            config.requestHead.startswith(
-                b"GET /a?b HTTP/1.1\r\nHost: example.com:8443\r\n"
-            )
+            config.requestHead.startswith(b"GET /a?b HTTP/1.1\r\nHost: example.com:8443\r\n")
         )
         self.assertEqual(
             config.tunnelHead(),
@@ -351,23 +339,17 @@ class RequestTests(SynchronousTestCase):
         with open(path, "wb") as f:
             f.write(b"\x00\x01binary")
         config = self.build("--data-file", path, "-X", "PUT", "example.com")
-        self.assertEqual(
-            (config.method, config.requestBody), ("PUT", b"\x00\x01binary")
-        )
+        self.assertEqual((config.method, config.requestBody), ("PUT", b"\x00\x01binary"))
         self.assertIn(
             b"Content-Type: application/octet-stream\r\nContent-Length: 8\r\n",
             config.requestHead,
         )
 
     def test_methods(self) -> None:
-        self.assertTrue(
-            self.build("--head", "example.com").requestHead.startswith(b"HEAD http://")
-        )
+        self.assertTrue(self.build("--head", "example.com").requestHead.startswith(b"HEAD http://"))
         post = self.build("-X", "POST", "example.com")
         self.assertIn(b"Content-Length: 0\r\n", post.requestHead)
-        self.assertNotIn(
-            b"Content-Length", self.build("-X", "DELETE", "example.com").requestHead
-        )
+        self.assertNotIn(b"Content-Length", self.build("-X", "DELETE", "example.com").requestHead)
 
     def test_framingHeadersRefused(self) -> None:
         with self.assertRaises(usage.UsageError):
@@ -401,7 +383,8 @@ class ScriptTests(SynchronousTestCase):
         self.assertEqual(result.stdout, "")
         self.assertEqual(
             result.stderr,
-            "proxyclient: --count must be a positive whole number, not 'x'\nTry 'proxyclient --help'.\n",
+            "proxyclient: --count must be a positive whole number, not 'x'\n"
+            "Try 'proxyclient --help'.\n",
         )
 
     def test_noGlobalReactorOnImport(self) -> None:

@@ -15,6 +15,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests._loopback import ITCPConnection, listenLocal, portNumber
 from twisted_proxy.client.network import (
     ConnectNowEndpoint,
     ThreadResolver,
@@ -26,6 +27,8 @@ from twisted_proxy.client.network import (
 
 
 class Made(Protocol):
+    transport: ITCPConnection
+
     def __init__(self) -> None:
         self.made: defer.Deferred[None] = defer.Deferred()
         self.lost: defer.Deferred[None] = defer.Deferred()
@@ -56,9 +59,9 @@ class ConnectNowEndpointTests(TestCase):
             accepted.append(proto)
             return proto
 
-        port = reactor.listenTCP(0, Factory.forProtocol(build), interface=interface)
+        port = listenLocal(Factory.forProtocol(build), interface=interface)
         self.addCleanup(port.stopListening)
-        return port.getHost().port, accepted
+        return portNumber(port), accepted
 
     async def test_connects(self) -> None:
         """
@@ -77,7 +80,9 @@ class ConnectNowEndpointTests(TestCase):
         self.assertTrue(client.made.called)
         self.assertEqual(endpoint.connectCalledAt, 1.0)
         assert endpoint.connectedAt is not None
-        if tcpInfo(client.transport.getHandle()) is not None:
+        handle = client.transport.getHandle()
+        assert isinstance(handle, socket.socket)
+        if tcpInfo(handle) is not None:
             self.assertGreater(endpoint.connectedAt, 1.0)
             self.assertLess(endpoint.connectedAt, 1.1)
         else:
@@ -107,9 +112,9 @@ class ConnectNowEndpointTests(TestCase):
         await accepted[0].lost
 
     async def test_refused(self) -> None:
-        port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
-        number = port.getHost().port
-        await port.stopListening()
+        port = listenLocal(Factory.forProtocol(Protocol))
+        number = portNumber(port)
+        await defer.maybeDeferred(port.stopListening)
         with self.assertRaises(error.ConnectionRefusedError):
             await ConnectNowEndpoint(reactor, "127.0.0.1", number).connect(Quiet(Made()))
 
@@ -189,7 +194,9 @@ class TCPInfoTests(SynchronousTestCase):
         endpoint = ConnectNowEndpoint(None, "127.0.0.1", 1, monotonic=lambda: 5.0)
         self.assertIsNone(endpoint._establishedAt(sock, 4.0))
         sock.connect(listener.getsockname())
-        state, rtt = tcpInfo(sock)  # type: ignore[misc]
+        info = tcpInfo(sock)
+        assert info is not None
+        state, rtt = info
         self.assertEqual(state, 1)
         self.assertLess(rtt, 1_000_000)
         self.assertEqual(endpoint._establishedAt(sock, 4.0), 4.0 + rtt / 1e6)

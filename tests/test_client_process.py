@@ -14,11 +14,13 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from tests._client import FakeProxyFactory, FakeProxyProtocol
+from tests._loopback import listenLocal, portNumber
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,6 +30,8 @@ class ClientProcess(ProcessProtocol):
     A C{proxyclient} process: what it writes, when a line appears, and how
     it ended.
     """
+
+    transport: IProcessTransport
 
     def __init__(self) -> None:
         self.out = b""
@@ -61,6 +65,7 @@ class ClientProcess(ProcessProtocol):
         for text, d in self._waiting:
             d.errback(AssertionError("ended before writing {!r}: {!r}".format(text, self.out)))
         self._waiting = []
+        assert reason.value is not None
         self.ended.callback(reason.value)
 
 
@@ -75,6 +80,7 @@ def environment() -> dict[str, str]:
 
 class ProcessTests(TestCase):
     timeout = 60
+
     def startProxy(self) -> tuple[FakeProxyFactory, list[FakeProxyProtocol], int]:
         """
         A fake proxy that holds each request until the test answers it;
@@ -89,7 +95,7 @@ class ProcessTests(TestCase):
                 self.requested.callback(None)
 
         factory = FakeProxyFactory(hold)
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        port = listenLocal(factory)
         self.addCleanup(port.stopListening)
 
         def abortAll() -> defer.Deferred[None]:
@@ -98,7 +104,7 @@ class ProcessTests(TestCase):
             return defer.ensureDeferred(factory.allClosed(reactor))
 
         self.addCleanup(abortAll)
-        return factory, held, port.getHost().port
+        return factory, held, portNumber(port)
 
     def spawn(self, *argv: str, **kwargs: Any) -> ClientProcess:
         process = ClientProcess()
@@ -131,11 +137,11 @@ class ProcessTests(TestCase):
         process = self.spawn("-x", "127.0.0.1:%d" % (port,), "http://example.com/")
         await process.waitFor(b"Request has been sent: ")
         await self.requested
-        process.transport.closeChildFD(1)  # type: ignore[attr-defined]
+        process.transport.closeChildFD(1)
         [proto] = held
         proto.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
         ended = await process.ended
-        self.assertIsInstance(ended, ProcessTerminated)
+        assert isinstance(ended, ProcessTerminated)
         self.assertEqual(ended.signal, signal.SIGPIPE, (ended, process.err))
         self.assertEqual(process.err, b"")
 
@@ -148,9 +154,9 @@ class ProcessTests(TestCase):
         process = self.spawn("-x", "127.0.0.1:%d" % (port,), "http://example.com/")
         await process.waitFor(b"Request has been sent: ")
         await self.requested
-        process.transport.signalProcess("INT")  # type: ignore[attr-defined]
+        process.transport.signalProcess("INT")
         ended = await process.ended
-        self.assertIsInstance(ended, ProcessTerminated)
+        assert isinstance(ended, ProcessTerminated)
         self.assertEqual(ended.exitCode, 130, process.err)
         self.assertEqual(process.err, b"proxyclient: Interrupted while waiting for the response.\n")
         self.assertNotIn(b"closed", process.out)
@@ -159,7 +165,7 @@ class ProcessTests(TestCase):
         factory, held, port = self.startProxy()
         process = self.spawn("-x", "127.0.0.1:%d" % (port,))
         await process.waitFor(b"Enter the website's IP: ")
-        process.transport.signalProcess("INT")  # type: ignore[attr-defined]
+        process.transport.signalProcess("INT")
         ended = await process.ended
         self.assertEqual(getattr(ended, "exitCode", None), 130, process.err)
         self.assertEqual((process.out, process.err), (b"Enter the website's IP: \n", b""))
@@ -193,5 +199,3 @@ class ProcessTests(TestCase):
         self.assertIsInstance(ended, ProcessDone, process.err)
         self.assertIn(b"Round-trip time: ", process.out)
         self.assertIn(b"Physical MAC Address: ", process.out)
-
-

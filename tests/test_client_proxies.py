@@ -7,6 +7,7 @@ the 407 messages of L{twisted_proxy.client.errors}.
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -171,7 +172,9 @@ class NoProxyTests(SynchronousTestCase):
         """
         Entries that can match nothing are skipped; the others still work.
         """
-        self.assertMatches("a:b:c/x,[::1,example.com:http,., ok.example", "ok.example", 1, "ok.example")
+        self.assertMatches(
+            "a:b:c/x,[::1,example.com:http,., ok.example", "ok.example", 1, "ok.example"
+        )
         self.assertMatches("., *.", "example.com", 80, None)
 
 
@@ -181,9 +184,11 @@ class ChooseRouteTests(SynchronousTestCase):
     credentials; C{no_proxy}.
     """
 
-    def choose(self, scheme: str = "http", host: str = "example.com", port: int = 80, **kwargs: object) -> Route:
+    def choose(
+        self, scheme: str = "http", host: str = "example.com", port: int = 80, **kwargs: Any
+    ) -> Route:
         environ = kwargs.pop("environ", {})
-        return chooseRoute(scheme, host, port, environ, **kwargs)  # type: ignore[arg-type]
+        return chooseRoute(scheme, host, port, environ, **kwargs)
 
     def test_proxyVariables(self) -> None:
         environ = {
@@ -203,7 +208,9 @@ class ChooseRouteTests(SynchronousTestCase):
         # Empty is unset.
         self.assertEqual(self.choose(environ={"http_proxy": ""}).source, "default")
         route = self.choose(environ=environ, proxyOption="[::1]:9")
-        self.assertEqual((route.address, route.source, route.proxy), ("[::1]:9", "--proxy", "[::1]:9"))
+        self.assertEqual(
+            (route.address, route.source, route.proxy), ("[::1]:9", "--proxy", "[::1]:9")
+        )
 
     def test_credentials(self) -> None:
         route = self.choose(environ={"http_proxy": "http://alice:s3cret@10.0.0.1:3128/"})
@@ -224,17 +231,26 @@ class ChooseRouteTests(SynchronousTestCase):
         A target that matches C{--noproxy}, C{no_proxy} or C{NO_PROXY} (in
         that order) is reached directly, whatever the proxy setting.
         """
-        environ = {"no_proxy": "example.com", "NO_PROXY": "other.example", "http_proxy": "10.0.0.1:1"}
+        environ = {
+            "no_proxy": "example.com",
+            "NO_PROXY": "other.example",
+            "http_proxy": "10.0.0.1:1",
+        }
         route = self.choose(environ=environ, port=8000)
         self.assertEqual(
             (route.direct, route.address, route.proxy, route.bypass),
             (True, "example.com:8000", None, "$no_proxy entry 'example.com'"),
         )
-        self.assertEqual(route.describe(), "example.com:8000 directly ($no_proxy entry 'example.com')")
+        self.assertEqual(
+            route.describe(), "example.com:8000 directly ($no_proxy entry 'example.com')"
+        )
         self.assertTrue(self.choose(environ=environ, proxyOption="10.9.9.9:9").direct)
         self.assertFalse(self.choose(host="other.example", environ=environ).direct)
         del environ["no_proxy"]
-        self.assertEqual(self.choose(host="other.example", environ=environ).bypass, "$NO_PROXY entry 'other.example'")
+        self.assertEqual(
+            self.choose(host="other.example", environ=environ).bypass,
+            "$NO_PROXY entry 'other.example'",
+        )
         # --noproxy replaces the variables; '' turns them off.
         route = self.choose(host="other.example", environ=environ, noProxyOption="")
         self.assertEqual((route.direct, route.address), (False, "10.0.0.1:1"))
@@ -260,15 +276,24 @@ class AuthenticationErrorTests(SynchronousTestCase):
     """
 
     def test_challenges(self) -> None:
-        self.assertEqual(parseChallenges([b'Basic realm="twisted-proxy"']), [("basic", {"realm": "twisted-proxy"})])
+        self.assertEqual(
+            parseChallenges([b'Basic realm="twisted-proxy"']),
+            [("basic", {"realm": "twisted-proxy"})],
+        )
         self.assertEqual(
             parseChallenges([b'Digest realm="a, \\"b\\"", qop=auth, basic REALM=r2', b"Negotiate"]),
-            [("digest", {"realm": 'a, "b"', "qop": "auth"}), ("basic", {"realm": "r2"}), ("negotiate", {})],
+            [
+                ("digest", {"realm": 'a, "b"', "qop": "auth"}),
+                ("basic", {"realm": "r2"}),
+                ("negotiate", {}),
+            ],
         )
         self.assertEqual(parseChallenges([b"", b" , "]), [])
 
     def test_missing(self) -> None:
-        error = authenticationError(head407(b'Basic realm="office"'), "the proxy at 10.0.0.1:3128", None)
+        error = authenticationError(
+            head407(b'Basic realm="office"'), "the proxy at 10.0.0.1:3128", None
+        )
         self.assertEqual(
             error.message,
             'The proxy at 10.0.0.1:3128 requires credentials (Basic realm "office") and none '
@@ -279,7 +304,9 @@ class AuthenticationErrorTests(SynchronousTestCase):
 
     def test_refused(self) -> None:
         error = authenticationError(
-            head407(b'Negotiate, Basic realm="of\\"fice\x1b"'), "the proxy at 10.0.0.1:3128", "alice"
+            head407(b'Negotiate, Basic realm="of\\"fice\x1b"'),
+            "the proxy at 10.0.0.1:3128",
+            "alice",
         )
         self.assertEqual(
             error.message,
@@ -288,7 +315,9 @@ class AuthenticationErrorTests(SynchronousTestCase):
         )
 
     def test_otherSchemes(self) -> None:
-        error = authenticationError(head407(b'Digest realm="r", nonce="n"'), "the proxy at p:1", None)
+        error = authenticationError(
+            head407(b'Digest realm="r", nonce="n"'), "the proxy at p:1", None
+        )
         self.assertEqual(
             error.message,
             'The proxy at p:1 asks for Digest authentication (realm "r"), which proxyclient '

@@ -69,9 +69,7 @@ class OutputTests(SynchronousTestCase):
         self.assertEqual(len(lines), 11)
         self.assertEqual(
             lines[-1],
-            "  [... {} bytes in all; --show-body prints the whole body]".format(
-                len(body)
-            ),
+            "  [... {} bytes in all; --show-body prints the whole body]".format(len(body)),
         )
 
     def test_previewShort(self) -> None:
@@ -92,9 +90,7 @@ class OutputTests(SynchronousTestCase):
                 b"\x1f\x8b",
                 20,
             ),
-            [
-                "[20 bytes of text/html, gzip-encoded: not shown; --output FILE saves the body]"
-            ],
+            ["[20 bytes of text/html, gzip-encoded: not shown; --output FILE saves the body]"],
         )
         self.assertEqual(
             bodyPreview(head([]), b"\xff\xfe\x00", 3),
@@ -120,7 +116,5 @@ class OutputTests(SynchronousTestCase):
         )
         self.assertIsNone(proxyErrorOf("p:8080; received-status=200"))
         self.assertIsNone(proxyErrorOf('p:8080; details="a; error=x"'))
-        self.assertEqual(
-            proxyErrorOf("a, b; error=connection_refused"), "connection_refused"
-        )
+        self.assertEqual(proxyErrorOf("a, b; error=connection_refused"), "connection_refused")
         self.assertIsNone(proxyErrorOf(None))

@@ -11,12 +11,14 @@ import socket
 from typing import Any
 
 from twisted.internet import defer, reactor
-from twisted.internet.interfaces import ITCPTransport
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import ISystemHandle, ITCPTransport
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from tests._loopback import ITCPConnection, listenLocal, portNumber
 from twisted_proxy.client.sendnow import SendNow
 
 
@@ -39,7 +41,7 @@ class FakeSocket:
         return len(taken)
 
 
-@implementer(ITCPTransport)
+@implementer(ITCPTransport, ISystemHandle)
 class FakeTransport(StringTransport):
     """
     A L{StringTransport} with a socket (C{getHandle}), that tells its pull
@@ -53,6 +55,26 @@ class FakeTransport(StringTransport):
 
     def getHandle(self) -> Any:
         return self.sock
+
+    # The rest of ITCPTransport, which SendNow passes through untouched.
+
+    noDelay = False
+    keepAlive = False
+
+    def getTcpNoDelay(self) -> bool:
+        return self.noDelay
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = enabled
+
+    def getTcpKeepAlive(self) -> bool:
+        return self.keepAlive
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.keepAlive = enabled
+
+    def loseWriteConnection(self) -> None:
+        self.loseConnection()
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         self.registrations += 1
@@ -176,14 +198,20 @@ class SendNowTests(SynchronousTestCase):
 
 
 class Collect(Protocol):
+    transport: ITCPConnection
+
     def __init__(self) -> None:
         self.data = b""
         self.made: defer.Deferred[None] = defer.Deferred()
+        self.lost: defer.Deferred[None] = defer.Deferred()
         self.got: defer.Deferred[None] | None = None
         self.want = 0
 
     def connectionMade(self) -> None:
         self.made.callback(None)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
         self.data += data
@@ -211,19 +239,17 @@ class LoopbackTests(TestCase):
 
     async def connectPair(self) -> tuple[Any, Collect]:
         server = Collect()
-        port = reactor.listenTCP(0, Factory.forProtocol(lambda: server), interface="127.0.0.1")
+        port = listenLocal(Factory.forProtocol(lambda: server))
         self.addCleanup(port.stopListening)
         client = Collect()
         from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), client)
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", portNumber(port)), client)
         await server.made
 
         def close() -> defer.Deferred[None]:
-            lost: defer.Deferred[None] = defer.Deferred()
-            server.connectionLost = lambda reason: lost.callback(None)  # type: ignore[method-assign]
             client.transport.loseConnection()
-            return lost
+            return server.lost
 
         self.addCleanup(close)
         return client.transport, server
@@ -234,7 +260,9 @@ class LoopbackTests(TestCase):
         out.write(b"hello")
         self.assertEqual(out.sentDirectly, 5)
         # Readable on the peer's socket already, with no reactor pass.
-        peer = socket.socket(fileno=server.transport.getHandle().fileno())
+        handle = server.transport.getHandle()
+        assert isinstance(handle, socket.socket)
+        peer = socket.socket(fileno=handle.fileno())
         try:
             self.assertEqual(peer.recv(5, socket.MSG_PEEK), b"hello")
         finally:

@@ -60,11 +60,9 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         stamp = "  [12:34:56.123]"
         self.assertEqual(
             lines[0],
-            "Request has been sent: GET http://93.184.216.34/ HTTP/1.1\\r\\nHost: 93.184.216.34\\r\\n"
-            "User-Agent: "
-            + USER_AGENT
-            + "\\r\\nAccept: */*\\r\\n\\r\\n"
-            + stamp,
+            "Request has been sent: GET http://93.184.216.34/ HTTP/1.1\\r\\n"
+            "Host: 93.184.216.34\\r\\n"
+            "User-Agent: " + USER_AGENT + "\\r\\nAccept: */*\\r\\n\\r\\n" + stamp,
         )
         self.assertEqual(
             lines[1],
@@ -81,19 +79,21 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         status, sizes and speed.
         """
         clock = FakeMonotonic()
-        proxy, port = self.startProxy(
-            lambda p, h, b: (clock.advance(0.25), ok(b"x" * 500)(p, h, b))
-        )
-        code, out, err = self.runAgainst(
-            port, "-v", "example.com", monotonic=clock
-        )
+
+        def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
+            clock.advance(0.25)
+            ok(b"x" * 500)(proto, head, body)
+
+        proxy, port = self.startProxy(respond)
+        code, out, err = self.runAgainst(port, "-v", "example.com", monotonic=clock)
         self.assertEqual(code, 0)
         timing = out.split("Timing:\n", 1)[1].splitlines()
         self.assertEqual(
             timing,
             [
                 "  proxy connect             0.000 ms  time_connect=0.000000",
-                "  request sent              0.000 ms  time_pretransfer=0.000000 time_posttransfer=0.000000",
+                "  request sent              0.000 ms  "
+                "time_pretransfer=0.000000 time_posttransfer=0.000000",
                 "  first response byte     250.000 ms  time_starttransfer=0.250000",
                 "  response complete         0.000 ms  time_total=0.250000",
                 "  total                   250.000 ms",
@@ -117,9 +117,7 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
             def sendHead() -> None:
                 clock.advance(2.0)
-                proto.transport.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234"
-                )
+                proto.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
                 self.net.clock.callLater(0.02, sendRest)
 
             def sendRest() -> None:
@@ -159,9 +157,7 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         cumulative curl times never decrease.
         """
         proxy, port = self.startProxy(ok(b"y" * 100))
-        code, out, err = self.runAgainst(
-            port, "--json", "example.com", monotonic=time.monotonic
-        )
+        code, out, err = self.runAgainst(port, "--json", "example.com", monotonic=time.monotonic)
         record = json.loads(out)
         phases = record["timings_ms"]
         for name in ("connect", "send", "wait", "receive", "total"):
@@ -193,9 +189,7 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         self.assertEqual(record["type"], "run")
         self.assertEqual(record["url"], "http://[::1]:8080/x?y")
         self.assertEqual(record["proxy"], "127.0.0.1:%d" % (port,))
-        self.assertEqual(
-            record["request"].split("\r\n")[0], "GET http://[::1]:8080/x?y HTTP/1.1"
-        )
+        self.assertEqual(record["request"].split("\r\n")[0], "GET http://[::1]:8080/x?y HTTP/1.1")
         self.assertEqual(record["status"], 200)
         self.assertEqual(record["reason"], "OK")
         self.assertEqual(
@@ -237,9 +231,7 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         code, out, err = self.runAgainst(port, "nosuchhost.example")
         self.assertEqual(code, 3)
         self.assertIn(
-            "\nProxy-Status: "
-            + status.decode()
-            + "\n  502 Bad Gateway: no such host\n",
+            "\nProxy-Status: " + status.decode() + "\n  502 Bad Gateway: no such host\n",
             out,
         )
         self.assertEqual(
@@ -277,9 +269,7 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
 
     def test_closingMidBody(self) -> None:
         def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
-            proto.transport.write(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"a" * 40
-            )
+            proto.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"a" * 40)
             proto.transport.loseConnection()
 
         proxy, port = self.startProxy(respond)
@@ -295,9 +285,7 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         self.assertTrue(out.endswith(MACHINE_MAC_LINE + "\n"))
 
     def test_closingWithoutResponse(self) -> None:
-        proxy, port = self.startProxy(
-            lambda proto, head, body: proto.transport.loseConnection()
-        )
+        proxy, port = self.startProxy(lambda proto, head, body: proto.transport.loseConnection())
         code, out, err = self.runAgainst(port, "example.com")
         self.assertEqual(code, 3)
         self.assertEqual(
@@ -336,7 +324,8 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
 
         def respond(proto: FakeProxyProtocol, head: bytes, body: bytes) -> None:
             proto.transport.write(
-                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it"
+                b"HTTP/1.1 100 Continue\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it"
             )
             proto.transport.loseConnection()
 
@@ -358,9 +347,7 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         self.assertEqual(len(proxy.requests), 3)
         lines = out.splitlines()
         self.assertTrue(
-            lines[0].startswith(
-                "Request has been sent: GET http://example.com/ HTTP/1.1"
-            )
+            lines[0].startswith("Request has been sent: GET http://example.com/ HTTP/1.1")
         )
         self.assertRegex(
             lines[1],
@@ -373,11 +360,10 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         self.assertRegex(lines[3], r"\ARun 3/3: .*, reused connection\Z")
         self.assertEqual(
             lines[4],
-            "Statistics over 3 of 3 runs on 1 connection (median: middle value; p90: nearest rank):",
+            "Statistics over 3 of 3 runs on 1 connection "
+            "(median: middle value; p90: nearest rank):",
         )
-        self.assertEqual(
-            lines[5].split(), ["phase", "(ms)", "min", "mean", "median", "p90", "max"]
-        )
+        self.assertEqual(lines[5].split(), ["phase", "(ms)", "min", "mean", "median", "p90", "max"])
         self.assertEqual(
             [line.split()[0] for line in lines[6:12]],
             ["proxy", "request", "first", "response", "total", "status"],
@@ -399,15 +385,11 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         )
         records = [json.loads(line) for line in out.splitlines()]
         self.assertEqual([r["type"] for r in records], ["run", "run", "run", "summary"])
-        self.assertEqual(
-            [r["new_connection"] for r in records[:3]], [True, False, False]
-        )
+        self.assertEqual([r["new_connection"] for r in records[:3]], [True, False, False])
         self.assertEqual([r["connection"] for r in records[:3]], [1, 1, 1])
         self.assertEqual([r["curl"]["num_connects"] for r in records[:3]], [1, 0, 0])
         summary = records[3]
-        self.assertEqual(
-            (summary["runs"], summary["completed"], summary["connections"]), (3, 3, 1)
-        )
+        self.assertEqual((summary["runs"], summary["completed"], summary["connections"]), (3, 3, 1))
         self.assertEqual(summary["statuses"], {"200": 3})
         self.assertEqual(summary["percentile_method"], "nearest-rank")
         self.assertEqual(
@@ -457,9 +439,7 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
                 ok(b"a")(proto, head, body)
 
         proxy, port = self.startProxy(respond)
-        code, out, err = self.runAgainst(
-            port, "--count", "5", "--json", "example.com"
-        )
+        code, out, err = self.runAgainst(port, "--count", "5", "--json", "example.com")
         self.assertEqual(code, 3)
         records = [json.loads(line) for line in out.splitlines()]
         self.assertEqual([r["type"] for r in records], ["run", "run", "summary"])
@@ -496,9 +476,7 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
             def connect(self, factory: Any) -> defer.Deferred[Any]:
                 return defer.Deferred()
 
-        env, out, err = makeEnv(
-            clock=timeouts, endpointFactory=lambda h, p, t: Hanging()
-        )
+        env, out, err = makeEnv(clock=timeouts, endpointFactory=lambda h, p, t: Hanging())
         result = defer.ensureDeferred(runClient(env, ["--timeout", "2.5", "example.com"]))
         self.assertNoResult(result)
         timeouts.advance(2.5)
@@ -513,9 +491,7 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         proxy, port = self.startProxy(ok(b"ignored"))
         code, out, err = self.runAgainst(port, "--head", "example.com")
         self.assertEqual(code, 0)
-        self.assertTrue(
-            proxy.requests[0][0].startswith(b"HEAD http://example.com/ HTTP/1.1\r\n")
-        )
+        self.assertTrue(proxy.requests[0][0].startswith(b"HEAD http://example.com/ HTTP/1.1\r\n"))
         self.assertIn("Round-trip time", out)
         self.assertNotIn("ignored", out)
 
@@ -554,8 +530,7 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         with open(path, "rb") as f:
             self.assertEqual(f.read(), lines)
         self.assertIn(
-            "  row 9\n  [... %d bytes in all; --show-body prints the whole body]\n"
-            % (len(lines),),
+            "  row 9\n  [... %d bytes in all; --show-body prints the whole body]\n" % (len(lines),),
             out,
         )
 
@@ -620,7 +595,6 @@ class FakeProxyTests(NetworkTestsMixin, SynchronousTestCase):
         self.assertEqual(len(proxy.requests), 1)
 
 
-
 class StoppingTests(NetworkTestsMixin, SynchronousTestCase):
     """
     Ctrl-C and a closed standard output stop the client: the first says
@@ -656,9 +630,13 @@ class StoppingTests(NetworkTestsMixin, SynchronousTestCase):
             def connect(self, factory: Any) -> defer.Deferred[Any]:
                 return defer.Deferred()
 
+        def interrupts(callback: Callable[[], None]) -> Callable[[], None]:
+            handlers.append(callback)
+            return lambda: None
+
         env, out, err = makeEnv(
             endpointFactory=lambda h, p, t: Hanging(),
-            interrupts=lambda callback: handlers.append(callback) or (lambda: None),
+            interrupts=interrupts,
         )
         result = defer.ensureDeferred(runClient(env, ["--count", "3", "example.com"]))
         handlers[0]()
@@ -702,7 +680,6 @@ class StoppingTests(NetworkTestsMixin, SynchronousTestCase):
         self.assertEqual((code, err), (141, ""))
 
 
-
 class TimingTests(NetworkTestsMixin, SynchronousTestCase):
     """
     Each mark is taken at the event that defines it; work that is not the
@@ -721,7 +698,15 @@ class TimingTests(NetworkTestsMixin, SynchronousTestCase):
         resolver = FakeResolver(pending=True)
         proxy, port = self.startProxy(ok())
         result, out, err = self.net.start(
-            ["-x", "proxy.test:%d" % (port,), "--json", "--count", "2", "--new-connection", "example.com"],
+            [
+                "-x",
+                "proxy.test:%d" % (port,),
+                "--json",
+                "--count",
+                "2",
+                "--new-connection",
+                "example.com",
+            ],
             resolver=resolver,
             monotonic=clock,
         )
@@ -826,7 +811,12 @@ class TimingTests(NetworkTestsMixin, SynchronousTestCase):
 
         proxy, port = self.startProxy(respond)
         code, out, err = self.runAgainst(
-            port, "-v", "example.com", monotonic=clock, stdout=SlowTerminal(), interfaceTable=slowTable
+            port,
+            "-v",
+            "example.com",
+            monotonic=clock,
+            stdout=SlowTerminal(),
+            interfaceTable=slowTable,
         )
         self.assertEqual(code, 0)
         self.assertIn("Round-trip time: 0.250 seconds\n", out)

@@ -56,19 +56,16 @@ class HTTPSTests(NetworkTestsMixin, SynchronousTestCase):
             ],
         )
         self.assertTrue(
-            proxy.requests[0][0].startswith(
-                b"GET /a HTTP/1.1\r\nHost: localhost:%d\r\n" % (port,)
-            )
+            proxy.requests[0][0].startswith(b"GET /a HTTP/1.1\r\nHost: localhost:%d\r\n" % (port,))
         )
         lines = out.splitlines()
         self.assertEqual(
             lines[0],
-            "Tunnel has been opened: CONNECT localhost:%d HTTP/1.1 -> HTTP/1.1 200 Connection established"
+            "Tunnel has been opened: CONNECT localhost:%d HTTP/1.1 -> "
+            "HTTP/1.1 200 Connection established"
             "  [12:34:56.123]" % (port,),
         )
-        self.assertTrue(
-            lines[1].startswith("Request has been sent: GET /a HTTP/1.1\\r\\n")
-        )
+        self.assertTrue(lines[1].startswith("Request has been sent: GET /a HTTP/1.1\\r\\n"))
         self.assertIn("  hello over TLS", lines)
         for label in (
             "proxy connect",
@@ -76,9 +73,7 @@ class HTTPSTests(NetworkTestsMixin, SynchronousTestCase):
             "TLS handshake",
             "request sent",
         ):
-            self.assertTrue(
-                any(line.startswith("  " + label + " ") for line in lines), label
-            )
+            self.assertTrue(any(line.startswith("  " + label + " ") for line in lines), label)
         self.assertTrue(any("time_appconnect=" in line for line in lines))
 
     def test_verifiedJSONAndKeepAlive(self) -> None:
@@ -118,9 +113,7 @@ class HTTPSTests(NetworkTestsMixin, SynchronousTestCase):
         self.assertGreater(curl["time_appconnect"], curl["time_connect"])
         self.assertGreaterEqual(first["timings_ms"]["tunnel"], 0)
         self.assertGreater(first["timings_ms"]["tls"], 0)
-        self.assertEqual(
-            (second["new_connection"], second["timings_ms"]["tls"]), (False, 0.0)
-        )
+        self.assertEqual((second["new_connection"], second["timings_ms"]["tls"]), (False, 0.0))
         self.assertIn("tls", summary["phases_ms"])
 
     def test_unverified(self) -> None:
@@ -131,14 +124,10 @@ class HTTPSTests(NetworkTestsMixin, SynchronousTestCase):
         proxy, port, caFile = self.startTunnel()
         code, out, err = self.runAgainst(port, "https://localhost/")
         self.assertEqual(code, 3)
-        self.assertTrue(
-            err.startswith("proxyclient: TLS verification of localhost failed: "), err
-        )
+        self.assertTrue(err.startswith("proxyclient: TLS verification of localhost failed: "), err)
         self.assertIn("certificate verify failed", err)
         self.assertTrue(
-            err.endswith(
-                "Use --cacert FILE to trust its CA, or --insecure to skip verification.\n"
-            )
+            err.endswith("Use --cacert FILE to trust its CA, or --insecure to skip verification.\n")
         )
         self.assertEqual(proxy.requests, [])
 
@@ -153,9 +142,7 @@ class HTTPSTests(NetworkTestsMixin, SynchronousTestCase):
         A trusted certificate for another name fails verification.
         """
         proxy, port, caFile = self.startTunnel()
-        code, out, err = self.runAgainst(
-            port, "--cacert", caFile, "https://127.0.0.1/"
-        )
+        code, out, err = self.runAgainst(port, "--cacert", caFile, "https://127.0.0.1/")
         self.assertEqual(code, 3)
         self.assertTrue(
             err.startswith(
@@ -166,9 +153,7 @@ class HTTPSTests(NetworkTestsMixin, SynchronousTestCase):
         self.assertEqual(proxy.requests, [])
 
     def test_garbageAnswer(self) -> None:
-        proxy, port, caFile = self.startTunnel(
-            refuse=b"220 smtp.example ESMTP\r\n\r\n"
-        )
+        proxy, port, caFile = self.startTunnel(refuse=b"220 smtp.example ESMTP\r\n\r\n")
         code, out, err = self.runAgainst(port, "https://localhost/")
         self.assertEqual(code, 3)
         self.assertRegex(
@@ -185,9 +170,7 @@ class HTTPSTests(NetworkTestsMixin, SynchronousTestCase):
             % (len(text), text)
         )
         proxy, port, caFile = self.startTunnel(refuse=refusal)
-        code, out, err = self.runAgainst(
-            port, "--json", "https://localhost:8443/"
-        )
+        code, out, err = self.runAgainst(port, "--json", "https://localhost:8443/")
         self.assertEqual(code, 3)
         self.assertEqual(
             err,
@@ -196,7 +179,5 @@ class HTTPSTests(NetworkTestsMixin, SynchronousTestCase):
             'is not allowed"): 403 Forbidden: CONNECT to port 8443 is not allowed.\n',
         )
         record = json.loads(out)
-        self.assertTrue(
-            record["proxy_status"].startswith("proxy.test; error=http_request_denied")
-        )
+        self.assertTrue(record["proxy_status"].startswith("proxy.test; error=http_request_denied"))
         self.assertEqual(record["exit_code"], 3)

@@ -19,13 +19,12 @@ import tomllib
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests._loopback import sleep, slowOrigin
+from tests._loopback import connectionsClosed, listenLocal, portNumber, proxyService, slowOrigin
 from tests._twistd import ROOT, startTwistd, twistdArgv, twistdEnv
+from tests._typing import TestCaseMixin
 from twisted_proxy.app.options import OptionError
 from twisted_proxy.app.settings import (
     SETTINGS,
@@ -34,9 +33,10 @@ from twisted_proxy.app.settings import (
     readConfigFile,
 )
 from twisted_proxy.app.tap import Options, makeService
+from twisted_proxy.testing import logEvents
 
 
-class ConfigDirMixin:
+class ConfigDirMixin(TestCaseMixin):
     def setUp(self) -> None:
         self.dir = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.dir)
@@ -120,7 +120,12 @@ class ReadTests(ConfigDirMixin, SynchronousTestCase):
         config = self.parse(
             'connect-timeout = 5\nidle-timeout = 7\ndeny-host = ["a.example"]\n'
             'allow = ["10.0.0.0/8"]\ndeny = ["10.66.0.0/16"]\n',
-            "--connect-timeout", "9", "--deny-host", "b.example", "--allow", "192.0.2.0/24",
+            "--connect-timeout",
+            "9",
+            "--deny-host",
+            "b.example",
+            "--allow",
+            "192.0.2.0/24",
         )
         settings = config["settings"]
         self.assertEqual(config["connect-timeout"], 9.0)
@@ -148,33 +153,75 @@ class ReadTests(ConfigDirMixin, SynchronousTestCase):
         """
         p = self.path
         for text, expected in [
-            ("conect-timeout = 5", f"{p}: unknown key 'conect-timeout' (did you mean connect-timeout?)"),
-            ("[proxy]\nlisten = [\"8080\"]", f"{p}: unknown key 'proxy' (write every key at the top level"),
-            ("check-config = true", f"{p}: unknown key 'check-config' (it is a command-line option only)"),
-            ("config = \"x.toml\"", f"{p}: unknown key 'config' (it is a command-line option only)"),
-            ("connect-timeout = \"10\"",
-             f'{p}: connect-timeout = "10": expected a positive number of seconds'),
-            ("connect-timeout = -5", f"{p}: connect-timeout = -5: expected a positive number of seconds"),
-            ("connect-timeout = true", f"{p}: connect-timeout = true: expected a positive number of seconds"),
-            ("max-connections = 2.5", f"{p}: max-connections = 2.5: expected a whole number, at least 1"),
-            ("max-body = \"lots\"",
-             f'{p}: max-body = "lots": expected a size in bytes, optionally followed by k, M or G'),
-            ("forwarded = \"maybe\"", f'{p}: forwarded = "maybe": expected one of off, xff, rfc7239'),
-            ("deny-private-destinations = \"yes\"",
-             f'{p}: deny-private-destinations = "yes": expected true or false'),
+            (
+                "conect-timeout = 5",
+                f"{p}: unknown key 'conect-timeout' (did you mean connect-timeout?)",
+            ),
+            (
+                '[proxy]\nlisten = ["8080"]',
+                f"{p}: unknown key 'proxy' (write every key at the top level",
+            ),
+            (
+                "check-config = true",
+                f"{p}: unknown key 'check-config' (it is a command-line option only)",
+            ),
+            ('config = "x.toml"', f"{p}: unknown key 'config' (it is a command-line option only)"),
+            (
+                'connect-timeout = "10"',
+                f'{p}: connect-timeout = "10": expected a positive number of seconds',
+            ),
+            (
+                "connect-timeout = -5",
+                f"{p}: connect-timeout = -5: expected a positive number of seconds",
+            ),
+            (
+                "connect-timeout = true",
+                f"{p}: connect-timeout = true: expected a positive number of seconds",
+            ),
+            (
+                "max-connections = 2.5",
+                f"{p}: max-connections = 2.5: expected a whole number, at least 1",
+            ),
+            (
+                'max-body = "lots"',
+                f'{p}: max-body = "lots": expected a size in bytes, '
+                "optionally followed by k, M or G",
+            ),
+            ('forwarded = "maybe"', f'{p}: forwarded = "maybe": expected one of off, xff, rfc7239'),
+            (
+                'deny-private-destinations = "yes"',
+                f'{p}: deny-private-destinations = "yes": expected true or false',
+            ),
             ("workers = 0", f"{p}: workers = 0: expected a whole number, at least 1, or auto"),
             ("allow-host = 5", f"{p}: allow-host = 5: expected a list of host patterns"),
-            ("allow-host = [\"bad host\"]", f'{p}: allow-host item "bad host": expected a host (example.com'),
-            ("allow = [\"10.0.0.1/8\"]", f'{p}: allow item "10.0.0.1/8": host bits are set; did you mean 10.0.0.0/8?'),
-            ("listen = [\"tcp:80000\"]", f'{p}: listen item "tcp:80000": a port is 0-65535'),
+            (
+                'allow-host = ["bad host"]',
+                f'{p}: allow-host item "bad host": expected a host (example.com',
+            ),
+            (
+                'allow = ["10.0.0.1/8"]',
+                f'{p}: allow item "10.0.0.1/8": host bits are set; did you mean 10.0.0.0/8?',
+            ),
+            ('listen = ["tcp:80000"]', f'{p}: listen item "tcp:80000": a port is 0-65535'),
             ("listen = []", f"{p}: listen = []: expected at least one endpoint"),
-            ("history = \"/\"", f'{p}: history = "/": is a directory'),
-            ("access-log = \"nodir/access.log\"",
-             f'{p}: access-log = "{self.dir}/nodir/access.log": cannot write there'),
-            ("upstream-proxy = \"ftp://x\"", f'{p}: upstream-proxy = "ftp://x": the parent proxy must be an http:// URL'),
-            ("connect-ports = \"x\"", f'{p}: connect-ports = "x": expected port numbers (1-65535)'),
-            ("auth-file = \"missing\"", f'{p}: auth-file = {self.dir}/missing: cannot read the auth file'),
-            ("pseudonym = \"a b\"", f'{p}: pseudonym = "a b": expected letters, digits and - . _ : ~ only'),
+            ('history = "/"', f'{p}: history = "/": is a directory'),
+            (
+                'access-log = "nodir/access.log"',
+                f'{p}: access-log = "{self.dir}/nodir/access.log": cannot write there',
+            ),
+            (
+                'upstream-proxy = "ftp://x"',
+                f'{p}: upstream-proxy = "ftp://x": the parent proxy must be an http:// URL',
+            ),
+            ('connect-ports = "x"', f'{p}: connect-ports = "x": expected port numbers (1-65535)'),
+            (
+                'auth-file = "missing"',
+                f"{p}: auth-file = {self.dir}/missing: cannot read the auth file",
+            ),
+            (
+                'pseudonym = "a b"',
+                f'{p}: pseudonym = "a b": expected letters, digits and - . _ : ~ only',
+            ),
             ("connect-timeout = ", f"{p}: not valid TOML: "),
         ]:
             with self.subTest(text=text):
@@ -193,7 +240,7 @@ class ReadTests(ConfigDirMixin, SynchronousTestCase):
             str(caught.exception), f"--config {self.dir}: is a directory; expected a TOML file"
         )
         with open(self.path, "wb") as f:
-            f.write(b"pseudonym = \"\xff\"\n")
+            f.write(b'pseudonym = "\xff"\n')
         with self.assertRaises(OptionError) as caught:
             Options().parseOptions(["--config", self.path])
         self.assertTrue(str(caught.exception).startswith(f"{self.path}: not valid TOML"))
@@ -283,9 +330,14 @@ class CacheReverseMetricsTests(ConfigDirMixin, SynchronousTestCase):
         config.parseOptions([])
         proxyConfig = config["proxyConfig"]
         self.assertEqual(
-            (proxyConfig.cacheSize, proxyConfig.cacheMaxObject, proxyConfig.cacheDir,
-             proxyConfig.cacheDiskSize, proxyConfig.cacheHeuristicMax,
-             proxyConfig.cacheCollapseTimeout),
+            (
+                proxyConfig.cacheSize,
+                proxyConfig.cacheMaxObject,
+                proxyConfig.cacheDir,
+                proxyConfig.cacheDiskSize,
+                proxyConfig.cacheHeuristicMax,
+                proxyConfig.cacheCollapseTimeout,
+            ),
             (64 << 20, 8 << 20, None, 1 << 30, 86400.0, 10.0),
         )
         self.assertEqual((proxyConfig.reverse, proxyConfig.reverseHosts), (None, ()))
@@ -295,11 +347,19 @@ class CacheReverseMetricsTests(ConfigDirMixin, SynchronousTestCase):
 
     def test_commandLine(self) -> None:
         config = Options()
-        config.parseOptions([
-            "--cache-size", "0", "--reverse-host", "a.example=http://127.0.0.1:81",
-            "--reverse-host", "b.example=http://127.0.0.1:82", "--reverse-rewrite-host",
-            "--metrics", "unix:" + os.path.join(self.dir, "metrics.sock"),
-        ])
+        config.parseOptions(
+            [
+                "--cache-size",
+                "0",
+                "--reverse-host",
+                "a.example=http://127.0.0.1:81",
+                "--reverse-host",
+                "b.example=http://127.0.0.1:82",
+                "--reverse-rewrite-host",
+                "--metrics",
+                "unix:" + os.path.join(self.dir, "metrics.sock"),
+            ]
+        )
         proxyConfig = config["proxyConfig"]
         self.assertEqual(proxyConfig.cacheSize, 0)
         self.assertIsNone(proxyConfig.newCache(lambda: 0.0))
@@ -314,21 +374,36 @@ class CacheReverseMetricsTests(ConfigDirMixin, SynchronousTestCase):
         """
         nowhere = os.path.join(self.dir, "no", "such")
         for args, expected in [
-            (["--cache-dir", nowhere],
-             f"--cache-dir {nowhere}: cannot create or write it (is {self.dir}/no an existing, "
-             "writable directory?)"),
-            (["--cache-size", "lots"],
-             "--cache-size lots: expected a size in bytes, optionally followed by k, M or G"),
-            (["--cache-heuristic-max", "0"],
-             "--cache-heuristic-max 0: expected a positive number of seconds"),
-            (["--reverse", "ftp://x"],
-             "--reverse ftp://x: must be an http:// URL, e.g. http://127.0.0.1:8000"),
-            (["--reverse", "http://h/path"],
-             "--reverse http://h/path: must be an origin without a path"),
-            (["--reverse-host", "nourl"],
-             "--reverse-host nourl: expected NAME=http://host[:port], e.g. "
-             "www.example.com=http://127.0.0.1:8000"),
-            (["--reverse-host", "a=https://x"], "--reverse-host a=https://x: must be an http:// URL"),
+            (
+                ["--cache-dir", nowhere],
+                f"--cache-dir {nowhere}: cannot create or write it (is {self.dir}/no an existing, "
+                "writable directory?)",
+            ),
+            (
+                ["--cache-size", "lots"],
+                "--cache-size lots: expected a size in bytes, optionally followed by k, M or G",
+            ),
+            (
+                ["--cache-heuristic-max", "0"],
+                "--cache-heuristic-max 0: expected a positive number of seconds",
+            ),
+            (
+                ["--reverse", "ftp://x"],
+                "--reverse ftp://x: must be an http:// URL, e.g. http://127.0.0.1:8000",
+            ),
+            (
+                ["--reverse", "http://h/path"],
+                "--reverse http://h/path: must be an origin without a path",
+            ),
+            (
+                ["--reverse-host", "nourl"],
+                "--reverse-host nourl: expected NAME=http://host[:port], e.g. "
+                "www.example.com=http://127.0.0.1:8000",
+            ),
+            (
+                ["--reverse-host", "a=https://x"],
+                "--reverse-host a=https://x: must be an http:// URL",
+            ),
             (["--metrics", "nosuch:1"], "--metrics nosuch:1: not a valid endpoint ("),
             (["--metrics", "tcp:70000"], "--metrics tcp:70000: not a valid endpoint ("),
         ]:
@@ -339,21 +414,24 @@ class CacheReverseMetricsTests(ConfigDirMixin, SynchronousTestCase):
                 self.assertNotIn("\n", message)
                 self.assertTrue(message.startswith(expected), message)
         p = self.path
-        for text, expected in [
-            ('cache-dir = "no/such"',
-             f'{p}: cache-dir = "{self.dir}/no/such": cannot create or write it'),
+        cases: list[tuple[str, str | None]] = [
+            (
+                'cache-dir = "no/such"',
+                f'{p}: cache-dir = "{self.dir}/no/such": cannot create or write it',
+            ),
             ("metrics = true", f"{p}: metrics = true: expected an endpoint such as 9100"),
             ('metrics = "tcp:x"', f'{p}: metrics = "tcp:x": not a valid endpoint'),
-            ("reverse-host = \"a=http://x\"", None),
+            ('reverse-host = "a=http://x"', None),
             ('reverse-host = ["a"]', f'{p}: reverse-host item "a": expected NAME=http://host'),
             ("reverse-rewrite-host = 1", f"{p}: reverse-rewrite-host = 1: expected true or false"),
-        ]:
+        ]
+        for text, prefix in cases:
             with self.subTest(text=text):
-                if expected is None:
+                if prefix is None:
                     self.parse(text)
                     continue
                 message = self.error(text)
-                self.assertTrue(message.startswith(expected), message)
+                self.assertTrue(message.startswith(prefix), message)
 
     def test_checkConfig(self) -> None:
         """
@@ -391,11 +469,12 @@ class MetricsReloadTests(ConfigDirMixin, SynchronousTestCase):
         service = makeService(config, MemoryReactorClock())
         service.startService()
         self.addCleanup(service.stopService)
+        assert service.metrics is not None
         self.addCleanup(service.metrics.listener.close)
         summary = dict(service.metrics.monitor.summary())
         self.assertEqual(summary["Header values in logs"], "redacted")
         self.write('metrics = "tcp:9999:interface=127.0.0.1"\nhistory-headers = "all"\n')
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         service.reload()
         [reloaded] = [e for e in events if "changes" in e]
         self.assertIn(
@@ -510,10 +589,14 @@ class CheckConfigTests(ConfigDirMixin, SynchronousTestCase):
         self.assertIn("https://alice:***@127.0.0.1:3128", message)
 
     def test_throughTwistd(self) -> None:
-        self.write('connect-timeout = 5\n')
+        self.write("connect-timeout = 5\n")
         result = subprocess.run(
             twistdArgv("-n", "proxyserver", "--check-config", "--config", self.path),
-            capture_output=True, text=True, env=twistdEnv(), cwd=self.dir, timeout=60,
+            capture_output=True,
+            text=True,
+            env=twistdEnv(),
+            cwd=self.dir,
+            timeout=60,
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("connect-timeout = 5  # from the file", result.stdout)
@@ -521,7 +604,11 @@ class CheckConfigTests(ConfigDirMixin, SynchronousTestCase):
         self.write('connect-timeout = "soon"\n')
         result = subprocess.run(
             twistdArgv("-n", "proxyserver", "--check-config", "--config", self.path),
-            capture_output=True, text=True, env=twistdEnv(), cwd=self.dir, timeout=60,
+            capture_output=True,
+            text=True,
+            env=twistdEnv(),
+            cwd=self.dir,
+            timeout=60,
         )
         self.assertEqual(result.returncode, 2)
         self.assertEqual(
@@ -543,14 +630,14 @@ class ReloadTests(ConfigDirMixin, TestCase):
         ConfigDirMixin.setUp(self)
 
     async def startProxy(self, text: str, *args: str):
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
-        self.origin = "http://127.0.0.1:%d" % (originPort.getHost().port,)
+        self.origin = "http://127.0.0.1:%d" % (portNumber(originPort),)
         self.write(text)
         config = Options()
         config.parseOptions(["--config", self.path, *args])
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        service = makeService(config, reactor)
+        self.events = logEvents(self, clock=reactor)
+        service = proxyService(config)
         service.startService()
 
         async def stop() -> None:
@@ -575,17 +662,18 @@ class ReloadTests(ConfigDirMixin, TestCase):
         """
         seen = len(self.logged())
         os.kill(os.getpid(), signal.SIGHUP)
-        for _ in range(500):
-            if len(self.logged()) > seen:
-                return
-            await sleep(0.01)
-        self.fail("no reload was logged")
+        outcome = self.events.when(lambda events: len(self.logged()) > seen)
+        await outcome.addTimeout(10, reactor)
 
     def logged(self) -> list[str]:
+        """
+        What the reloads said: the outcome of each, in order.
+        """
         from twisted.logger import formatEvent
 
         return [
-            formatEvent(e) for e in self.events
+            formatEvent(e)
+            for e in self.events
             if (e.get("log_format") or "").startswith(("Configuration", "SIGHUP"))
         ]
 
@@ -678,18 +766,19 @@ class ReloadTests(ConfigDirMixin, TestCase):
         A new listening address that cannot be opened refuses the whole
         reload: nothing changes.
         """
-        taken = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        taken = listenLocal(slowOrigin())
         self.addCleanup(taken.stopListening)
         await self.startProxy('listen = ["tcp:0:interface=127.0.0.1"]\n')
         port = await self.port()
-        busy = taken.getHost().port
+        busy = portNumber(taken)
         self.write(
             f'listen = ["tcp:0:interface=127.0.0.1", "tcp:{busy}:interface=127.0.0.1"]\n'
-            'connect-timeout = 3\n'
+            "connect-timeout = 3\n"
         )
         await self.sighup()
-        self.assertIn("Configuration not reloaded: cannot listen on 127.0.0.1:%d" % busy,
-                      self.logged()[-1])
+        self.assertIn(
+            "Configuration not reloaded: cannot listen on 127.0.0.1:%d" % busy, self.logged()[-1]
+        )
         self.assertEqual(self.service.factory.config.connectTimeout, 10.0)
         self.assertEqual(await self.get(port), (200, b"hello from the origin\n"))
 
@@ -700,10 +789,8 @@ class ReloadTests(ConfigDirMixin, TestCase):
         self.write('listen = ["tcp:0:interface=127.0.0.1"]\nhistory = "history.jsonl"\n')
         await self.sighup()
         await self.get(port)
-        for _ in range(100):
-            if self.service.factory.connections == set():
-                break
-            await sleep(0.01)
+        # Every record of a connection is out once the connection is closed.
+        await connectionsClosed(self.service.factory)
         # The history writer buffers for up to 50 ms.
         for observer in self.service.records.observers:
             observer.flush()
@@ -715,12 +802,12 @@ class ReloadTests(ConfigDirMixin, TestCase):
         """
         Without a file, SIGHUP says there is nothing to reload.
         """
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
         config = Options()
         config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1"])
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        service = makeService(config, reactor)
+        self.events = logEvents(self, clock=reactor)
+        service = proxyService(config)
         service.startService()
         self.addCleanup(service.stopService)
         self.service = service
@@ -739,35 +826,33 @@ class WorkerReloadTests(ConfigDirMixin, TestCase):
         ConfigDirMixin.setUp(self)
 
     async def test_reloadReachesTheWorkers(self) -> None:
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
-        origin = "http://127.0.0.1:%d/small" % (originPort.getHost().port,)
-        self.write('listen = ["tcp:0:interface=127.0.0.1"]\nworkers = 2\n')
-        twistd = startTwistd(self, "-n", "--pidfile=", "proxyserver", "--config", self.path,
-                             cwd=self.dir)
+        origin = "http://127.0.0.1:%d/small" % (portNumber(originPort),)
+        # At debug level each worker says when it has applied a reload.
+        self.write('listen = ["tcp:0:interface=127.0.0.1"]\nworkers = 2\nlog-level = "debug"\n')
+        twistd = startTwistd(
+            self, "-n", "--pidfile=", "proxyserver", "--config", self.path, cwd=self.dir
+        )
         await twistd.waitFor("Started worker 2")
         port = twistd.port()
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", port), reactor)
 
         async def status() -> int:
-            from twisted.internet.error import ConnectionRefusedError
-
-            for _ in range(200):
-                try:
-                    response = await agent.request(b"GET", origin.encode())
-                except ConnectionRefusedError:
-                    await sleep(0.05)
-                    continue
-                await readBody(response)
-                return response.code
-            self.fail("the workers never served")
+            # The parent listens before it says where: a connection waits
+            # in the backlog until a worker accepts it.
+            response = await agent.request(b"GET", origin.encode())
+            await readBody(response)
+            return response.code
 
         self.assertEqual(await status(), 200)
-        self.write('listen = ["tcp:0:interface=127.0.0.1"]\nworkers = 2\n'
-                   'deny-host = ["127.0.0.1"]\n')
+        self.write(
+            'listen = ["tcp:0:interface=127.0.0.1"]\nworkers = 2\nlog-level = "debug"\n'
+            'deny-host = ["127.0.0.1"]\n'
+        )
         twistd.signal("HUP")
         await twistd.waitFor("Configuration reloaded")
-        await sleep(0.5)
+        await twistd.waitFor("applied the reloaded configuration", count=2)
         # Every new connection, whichever worker takes it, is refused.
         codes = [await status() for _ in range(6)]
         self.assertEqual(codes, [403] * 6)

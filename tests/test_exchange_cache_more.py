@@ -22,13 +22,14 @@ from typing import Any
 
 from twisted.internet import error as ierror
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import EventLoggingObserver, StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_proxy.proxy.cache import DiskStore, HTTPCache, MemoryStore
-from twisted_proxy.testing import Harness
+from twisted_proxy.http.framing import RequestHead
+from twisted_proxy.http.target import Target
+from twisted_proxy.proxy.cache import CacheLookup, DiskStore, HTTPCache, MemoryStore
+from twisted_proxy.testing import Harness, logEvents
 
 GET = b"GET http://a.test/page HTTP/1.1\r\nHost: a.test\r\n\r\n"
 CACHEABLE = (
@@ -74,24 +75,25 @@ class SpiedHarness(Harness):
         self.closed: set[int] = set()
         lookup, lookupAgain, finished = cache.lookup, cache.lookupAgain, cache.finished
 
-        def spiedLookup(*a: Any) -> Any:
-            lk = lookup(*a)
+        def spiedLookup(request: RequestHead, target: Target) -> CacheLookup:
+            lk = lookup(request, target)
             self.handedOut.append(lk)
             if lk.background is not None:
                 self.handedOut.append(lk.background)
             return lk
 
-        def spiedLookupAgain(previous: Any) -> Any:
+        def spiedLookupAgain(previous: CacheLookup) -> CacheLookup:
             self.closed.add(id(previous))
             lk = lookupAgain(previous)
             self.handedOut.append(lk)
             return lk
 
-        def spiedFinished(lk: Any) -> None:
+        def spiedFinished(lk: CacheLookup) -> None:
             self.closed.add(id(lk))
             finished(lk)
 
-        cache.lookup = spiedLookup  # type: ignore[method-assign, assignment]
+        # Spies in place of the cache's methods, on this instance only.
+        cache.lookup = spiedLookup  # type: ignore[method-assign]
         cache.lookupAgain = spiedLookupAgain  # type: ignore[method-assign]
         cache.finished = spiedFinished  # type: ignore[method-assign, assignment]
 
@@ -115,10 +117,7 @@ class SpiedHarness(Harness):
 
 class ProtocolTestCase(SynchronousTestCase):
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(
-            self,  # type: ignore[arg-type]
-            globalLogPublisher,
-        )
+        self.events = logEvents(self)
 
     def records(self) -> list[dict[str, Any]]:
         return [e["transaction"] for e in self.events if "transaction" in e]

@@ -134,15 +134,14 @@ class FramingAssertions:
         """
         error = None
         for how, pieces in deliveries(data):
-            parser = makeParser()
 
-            def feedAll() -> None:
+            def feedAll(parser: Any, pieces: list[bytes]) -> None:
                 for piece in pieces:
                     parser.feed(piece)
                 if eof:
                     parser.feedEOF()
 
-            error = self.assertRaises(ProxyError, feedAll)
+            error = self.assertRaises(ProxyError, feedAll, makeParser(), pieces)
             self.assertEqual(error.status, status, "{}: {!r}".format(how, error))
             if proxyStatus is not None:
                 self.assertEqual(error.proxyStatus, proxyStatus, "{}: {!r}".format(how, error))
@@ -276,7 +275,10 @@ class RequestFramingTests(SynchronousTestCase, FramingAssertions):
         self.assertParses(
             RequestParser,
             b"GET / HTTP/1.1\r\nHost:  h \r\nX: \ta \t b\t \r\n\r\n",
-            [RequestHead(b"GET", b"/", b"1.1", [(b"Host", b"h"), (b"X", b"a \t b")]), EndOfMessage()],
+            [
+                RequestHead(b"GET", b"/", b"1.1", [(b"Host", b"h"), (b"X", b"a \t b")]),
+                EndOfMessage(),
+            ],
         )
 
     def test_emptyValue(self) -> None:
@@ -468,6 +470,7 @@ class RequestFramingTests(SynchronousTestCase, FramingAssertions):
         for split in range(len(rest) + 1):
             parser = RequestParser()
             [first, end] = parser.feed(head + rest[:split])
+            assert isinstance(first, RequestHead)
             self.assertEqual(first.target, b"/ws")
             self.assertTrue(parser.switched)
             events = parser.resume()
@@ -535,9 +538,7 @@ class RequestRejectionTests(SynchronousTestCase, FramingAssertions):
             b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
             b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
         ]:
-            self.assertBadRequest(
-                b"POST / HTTP/1.1\r\nHost: h\r\n" + fields + b"\r\n0\r\n\r\n"
-            )
+            self.assertBadRequest(b"POST / HTTP/1.1\r\nHost: h\r\n" + fields + b"\r\n0\r\n\r\n")
 
     def test_transferEncodingInHTTP10(self) -> None:
         """
@@ -554,7 +555,14 @@ class RequestRejectionTests(SynchronousTestCase, FramingAssertions):
         A request whose final coding is not chunked cannot be framed (RFC
         9112 6.3).
         """
-        for te in [b"gzip", b"chunked, gzip", b"identity", b"chunked;q=1x", b"", b"chunked, chunked"]:
+        for te in [
+            b"gzip",
+            b"chunked, gzip",
+            b"identity",
+            b"chunked;q=1x",
+            b"",
+            b"chunked, chunked",
+        ]:
             self.assertBadRequest(
                 b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: " + te + b"\r\n\r\n0\r\n\r\n"
             )
@@ -729,6 +737,7 @@ class RequestLimitsTests(SynchronousTestCase, FramingAssertions):
         total = 0
         for _ in range(2000):
             for e in parser.feed(b"1;ext=" + b"e" * 100 + b"\r\nx\r\n"):
+                assert isinstance(e, Body)
                 total += len(e.data)
         self.assertEqual(total, 2000)
 
@@ -792,9 +801,7 @@ class ResponseFramingTests(SynchronousTestCase, FramingAssertions):
             responseParser(b"GET"),
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello",
             [
-                ResponseHead(
-                    200, b"OK", b"1.1", [(b"Content-Length", b"5"), (b"Server", b"x")], 5
-                ),
+                ResponseHead(200, b"OK", b"1.1", [(b"Content-Length", b"5"), (b"Server", b"x")], 5),
                 Body(b"hello"),
                 EndOfMessage(),
             ],
@@ -893,7 +900,11 @@ class ResponseFramingTests(SynchronousTestCase, FramingAssertions):
         parser.expect(b"GET")
         self.assertEqual(
             joinBodies(parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")),
-            [ResponseHead(200, b"OK", b"1.1", [(b"Content-Length", b"3")], 3), Body(b"abc"), EndOfMessage()],
+            [
+                ResponseHead(200, b"OK", b"1.1", [(b"Content-Length", b"3")], 3),
+                Body(b"abc"),
+                EndOfMessage(),
+            ],
         )
 
     def test_headResponseWithBytesAfter(self) -> None:
@@ -1064,12 +1075,18 @@ class ResponseFramingTests(SynchronousTestCase, FramingAssertions):
             (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", False, True),
             (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx", False, False),
             (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", False, False),
-            (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx", False, True),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx",
+                False,
+                True,
+            ),
             (b"HTTP/1.1 200 OK\r\n\r\nx", True, False),
             (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", False, True),
         ]
         for data, eof, keepAlive in cases:
-            self.assertParses(responseParser(b"GET"), data, self._any(data, eof), eof=eof, keepAlive=keepAlive)
+            self.assertParses(
+                responseParser(b"GET"), data, self._any(data, eof), eof=eof, keepAlive=keepAlive
+            )
 
     def _any(self, data: bytes, eof: bool) -> list[Any]:
         events, _ = response(b"GET", data, eof)
@@ -1087,7 +1104,11 @@ class ResponseFramingTests(SynchronousTestCase, FramingAssertions):
         self.assertParses(
             responseParser(b"GET"),
             data,
-            [ResponseHead(200, b"OK", b"1.1", [(b"Content-Length", b"2")], 2), Body(b"ok"), EndOfMessage()],
+            [
+                ResponseHead(200, b"OK", b"1.1", [(b"Content-Length", b"2")], 2),
+                Body(b"ok"),
+                EndOfMessage(),
+            ],
             keepAlive=False,
         )
 
@@ -1101,7 +1122,11 @@ class ResponseFramingTests(SynchronousTestCase, FramingAssertions):
             (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na", 3),
             (b"HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n", 2),
             (b"POST", b"HTTP/1.1 204 No Content\r\n\r\n", 2),
-            (b"GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nb\r\n0\r\n\r\n", 3),
+            (
+                b"GET",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nb\r\n0\r\n\r\n",
+                3,
+            ),
         ]:
             parser.expect(method)
             self.assertFalse(parser.inMessage)
@@ -1131,7 +1156,9 @@ class ResponseRejectionTests(SynchronousTestCase, FramingAssertions):
     says why (RFC 9209).
     """
 
-    def assertBadGateway(self, method: bytes, data: bytes, proxyStatus: str, eof: bool = False) -> ProxyError:
+    def assertBadGateway(
+        self, method: bytes, data: bytes, proxyStatus: str, eof: bool = False
+    ) -> ProxyError:
         return self.assertRejects(responseParser(method), data, 502, proxyStatus, eof=eof)
 
     def test_notHTTP(self) -> None:
@@ -1153,7 +1180,9 @@ class ResponseRejectionTests(SynchronousTestCase, FramingAssertions):
             b"HTTP/2.0 200 OK",
             b"HTTP/1.1 200 O\x00K",
         ]:
-            self.assertBadGateway(b"GET", line + b"\r\nContent-Length: 0\r\n\r\n", "http_protocol_error")
+            self.assertBadGateway(
+                b"GET", line + b"\r\nContent-Length: 0\r\n\r\n", "http_protocol_error"
+            )
 
     def test_badFraming(self) -> None:
         for fields in [
@@ -1182,13 +1211,12 @@ class ResponseRejectionTests(SynchronousTestCase, FramingAssertions):
         data = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 65536 + b"\r\n\r\n"
         for method in [b"GET", b"HEAD", b"CONNECT"]:
             for split in [len(data), 1, 30000, len(data) - 2]:
-                parser = responseParser(method)()
 
-                def feed() -> None:
+                def feed(parser: ResponseParser, split: int) -> None:
                     parser.feed(data[:split])
                     parser.feed(data[split:])
 
-                e = self.assertRaises(ProxyError, feed)
+                e = self.assertRaises(ProxyError, feed, responseParser(method)(), split)
                 self.assertEqual(
                     (e.status, e.proxyStatus),
                     (502, "http_response_header_section_size"),
@@ -1250,7 +1278,10 @@ class ResponseRejectionTests(SynchronousTestCase, FramingAssertions):
     def test_incompleteHead(self) -> None:
         for method in [b"GET", b"HEAD", b"CONNECT"]:
             self.assertBadGateway(
-                method, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n", "http_response_incomplete", eof=True
+                method,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n",
+                "http_response_incomplete",
+                eof=True,
             )
 
     def test_noResponse(self) -> None:
@@ -1272,7 +1303,12 @@ class SerialisationTests(SynchronousTestCase):
     def test_requestHeadRoundTrip(self) -> None:
         for method, target, headers, version in [
             (b"GET", b"/", [(b"Host", b"h")], b"1.1"),
-            (b"POST", b"http://h:8080/a?b#", [(b"Host", b"h:8080"), (b"Content-Length", b"0")], b"1.1"),
+            (
+                b"POST",
+                b"http://h:8080/a?b#",
+                [(b"Host", b"h:8080"), (b"Content-Length", b"0")],
+                b"1.1",
+            ),
             (b"BREW", b"/pot", [(b"Host", b"h"), (b"X", b"")], b"1.1"),
             (b"OPTIONS", b"*", [(b"Host", b"h")], b"1.1"),
             (b"GET", b"http://h/", [], b"1.0"),
@@ -1287,7 +1323,7 @@ class SerialisationTests(SynchronousTestCase):
                         target,
                         version,
                         headers,
-                        headerValue(headers, b"content-length") and 0,
+                        0 if headerValue(headers, b"content-length") is not None else None,
                         keepAlive=version == b"1.1",
                     ),
                     EndOfMessage(),
@@ -1340,6 +1376,8 @@ class SerialisationTests(SynchronousTestCase):
         self.assertEqual(headerValue(headers, b"connection"), b"close, X-A,  Upgrade ,")
         self.assertEqual(headerValues(headers, b"connection"), [b"close, X-A", b" Upgrade ,"])
         self.assertIsNone(headerValue(headers, b"y"))
-        self.assertEqual(tokens(headerValue(headers, b"connection")), [b"close", b"x-a", b"upgrade"])
+        self.assertEqual(
+            tokens(headerValue(headers, b"connection")), [b"close", b"x-a", b"upgrade"]
+        )
         self.assertEqual(tokens(None), [])
         self.assertEqual(tokens(b" , ,"), [])

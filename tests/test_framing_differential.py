@@ -17,6 +17,7 @@ quick.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -56,12 +57,33 @@ VCHARS = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100))
 TARGET_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?%"
 
 METHODS = [
-    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE",
-    b"PROPFIND", b"MKCOL", b"BREW", b"PROPFIND-X", b"get", b"X",
+    b"GET",
+    b"HEAD",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"OPTIONS",
+    b"PATCH",
+    b"TRACE",
+    b"PROPFIND",
+    b"MKCOL",
+    b"BREW",
+    b"PROPFIND-X",
+    b"get",
+    b"X",
 ]
 # Fields whose meaning the generator controls itself.
-RESERVED = {b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade",
-            b"keep-alive", b"te", b"trailer", b"expect"}
+RESERVED = {
+    b"host",
+    b"content-length",
+    b"transfer-encoding",
+    b"connection",
+    b"upgrade",
+    b"keep-alive",
+    b"te",
+    b"trailer",
+    b"expect",
+}
 
 # What a mutation may insert.
 INSERTIONS = [b"\r", b"\n", b"\r\n", b" ", b"\t", b":", b"\x00", b",", b"0", b"\x7f", b"\xff", b";"]
@@ -94,7 +116,7 @@ def ourRequests(data: bytes, splits: list[int]) -> tuple[list[Message], bool]:
     messages: list[Message] = []
     bounds = [0] + sorted(set(splits)) + [len(data)]
     try:
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             for e in parser.feed(data[a:b]):
                 addEvent(messages, e)
     except ProxyError:
@@ -134,7 +156,7 @@ def ourResponse(method: bytes, data: bytes, splits: list[int]) -> tuple[list[Mes
     messages: list[Message] = []
     bounds = [0] + sorted(set(splits)) + [len(data)]
     try:
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             for e in parser.feed(data[a:b]):
                 addEvent(messages, e)
         for e in parser.feedEOF():
@@ -197,9 +219,7 @@ def h11Response(method: bytes, data: bytes) -> tuple[list[Message], bool]:
     try:
         while True:
             e = conn.next_event()
-            if e is h11.NEED_DATA or e is h11.PAUSED or e is h11.ConnectionClosed or isinstance(
-                e, h11.ConnectionClosed
-            ):
+            if e is h11.NEED_DATA or e is h11.PAUSED or isinstance(e, h11.ConnectionClosed):
                 return messages, False
             if isinstance(e, (h11.Response, h11.InformationalResponse)):
                 messages.append(
@@ -285,9 +305,7 @@ def comparable(m: Message) -> tuple[Any, ...]:
 
 tokens = st.text(TOKEN_CHARS, min_size=1, max_size=12).map(lambda s: s.encode("ascii"))
 fieldNames = tokens.filter(lambda n: n.lower() not in RESERVED)
-words = st.binary(min_size=1, max_size=8).map(
-    lambda b: bytes(VCHARS[c % len(VCHARS)] for c in b)
-)
+words = st.binary(min_size=1, max_size=8).map(lambda b: bytes(VCHARS[c % len(VCHARS)] for c in b))
 fieldValues = st.lists(
     st.tuples(words, st.sampled_from([b" ", b"\t", b"  ", b" \t"])), max_size=3
 ).map(lambda parts: b"".join(w + s for w, s in parts).rstrip(b" \t")) | st.just(b"")
@@ -314,7 +332,7 @@ def bodies(draw: Any) -> tuple[list[tuple[bytes, bytes]], bytes, list[tuple[byte
     if framing == "length":
         return [(b"Content-Length", b"%d" % len(body))], body, []
     cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=3)))
-    pieces = [body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)]) if body[a:b]]
+    pieces = [body[a:b] for a, b in itertools.pairwise([0, *cuts, len(body)]) if body[a:b]]
     wire = b""
     for p in pieces:
         ext = draw(st.sampled_from([b"", b";a=b", b";x", b';q="v w"']))
@@ -387,7 +405,9 @@ def mutated(draw: Any, base: st.SearchStrategy[bytes]) -> bytes:
             if end == -1:
                 continue
             extra = {
-                "duplicate": re.search(rb"(?i)\r\n((?:content-length|transfer-encoding|host):[^\r\n]*)\r\n", data),
+                "duplicate": re.search(
+                    rb"(?i)\r\n((?:content-length|transfer-encoding|host):[^\r\n]*)\r\n", data
+                ),
                 "conflict": None,
                 "te": None,
             }[op]
@@ -397,7 +417,9 @@ def mutated(draw: Any, base: st.SearchStrategy[bytes]) -> bytes:
                 line = b"Content-Length: %d" % draw(st.integers(0, 50))
             elif op == "te":
                 line = b"Transfer-Encoding: " + draw(
-                    st.sampled_from([b"chunked", b"gzip", b"gzip, chunked", b"chunked, gzip", b"identity"])
+                    st.sampled_from(
+                        [b"chunked", b"gzip", b"gzip, chunked", b"chunked, gzip", b"identity"]
+                    )
                 )
             else:
                 continue
@@ -495,9 +517,7 @@ class RequestDifferentialTests(SynchronousTestCase):
         Any request head we accept, serialised again, is one well-framed
         request that parses to the same head.
         """
-        wire = data.draw(
-            st.one_of(requests(), mutated(requests()))
-        )
+        wire = data.draw(st.one_of(requests(), mutated(requests())))
         ours, _ = ourRequests(wire, [])
         for m in ours:
             head: RequestHead = m["parsed"]
@@ -516,7 +536,8 @@ class RequestDifferentialTests(SynchronousTestCase):
             b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
             b"\rGET / HTTP/1.1\r\nHost: h\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\n"
+            b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         ]:
             self.assertIsNotNone(justifiedAcceptance(data), data)
             self.assertEqual(ourRequests(data, [])[1], False, data)
@@ -536,7 +557,7 @@ class ResponseDifferentialTests(SynchronousTestCase):
     def assertAgrees(self, method: bytes, data: bytes, splits: list[int]) -> None:
         ours, oursRejected = ourResponse(method, data, splits)
         theirs, theirsRejected = h11Response(method, data)
-        context = "{} {!r} split at {}: ours {} {!r}, h11 {} {!r}".format(
+        context = "{!r} {!r} split at {}: ours {} {!r}, h11 {} {!r}".format(
             method,
             data,
             splits,

@@ -24,7 +24,9 @@ class TimeoutTests(SynchronousTestCase):
         """
         h = Harness(bodyTimeout=60)
         proto, client = h.client()
-        proto.dataReceived(b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n12")
+        proto.dataReceived(
+            b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n12"
+        )
         up, upTransport = h.connect()
         h.clock.advance(59)
         proto.dataReceived(b"34")
@@ -42,8 +44,11 @@ class TimeoutTests(SynchronousTestCase):
         """
         h = Harness(bodyTimeout=60)
         proto, client = h.client()
-        proto.dataReceived(b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n12")
+        proto.dataReceived(
+            b"PUT http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\n\r\n12"
+        )
         up, upTransport = h.connect()
+        assert upTransport.producer is not None
         upTransport.producer.pauseProducing()
         h.clock.advance(61)
         self.assertTrue(client.value().startswith(b"HTTP/1.1 504 "), client.value())
@@ -73,6 +78,7 @@ class TimeoutTests(SynchronousTestCase):
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         up, upTransport = h.connect()
         up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+        assert client.producer is not None
         client.producer.pauseProducing()
         h.clock.advance(61)
         self.assertTrue(client.disconnected)
@@ -139,7 +145,8 @@ class SizeLimitTests(SynchronousTestCase):
             h = Harness(maxBody=1024)
             proto, client = h.client()
             proto.dataReceived(
-                b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % length
+                b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n"
+                % length
             )
             if refused:
                 self.assertTrue(client.value().startswith(b"HTTP/1.1 413 "))
@@ -280,7 +287,8 @@ class SmugglingTests(SynchronousTestCase):
         proto, client = h.client()
         proto.dataReceived(
             b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\n\r\nabc"
-            b"GET http://a.test/x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+            b"GET http://a.test/x HTTP/1.1\r\n"
+            b"Host: a.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
         )
         up, upTransport = h.connect()
         sent = upTransport.value()
@@ -376,6 +384,7 @@ class FoundByFaultTests(SynchronousTestCase):
             + b"x" * 10000
         )
         up, upTransport = h.connect()
+        assert upTransport.producer is not None
         upTransport.producer.stopProducing()
         up.connectionLost(Failure(ierror.ConnectionLost()))
         self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "), client.value())

@@ -4,6 +4,8 @@ Tests for L{twisted_proxy.http.fields} and L{twisted_proxy.http.target}.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.http.errors import BadRequest
@@ -70,7 +72,10 @@ class ParseTargetTests(SynchronousTestCase):
 
     def test_originForm(self) -> None:
         t = self.assertTarget(
-            b"GET", b"/x?y#z", b"Example.com:8080", ("http", "example.com", 8080, b"/x?y", b"example.com:8080")
+            b"GET",
+            b"/x?y#z",
+            b"Example.com:8080",
+            ("http", "example.com", 8080, b"/x?y", b"example.com:8080"),
         )
         self.assertEqual(t.url, "http://example.com:8080/x?y")
         self.assertTarget(b"POST", b"/", b" h ", ("http", "h", 80, b"/", b"h"))
@@ -82,7 +87,10 @@ class ParseTargetTests(SynchronousTestCase):
 
     def test_authorityForm(self) -> None:
         t = self.assertTarget(
-            b"CONNECT", b"example.com:443", None, ("https", "example.com", 443, b"", b"example.com:443")
+            b"CONNECT",
+            b"example.com:443",
+            None,
+            ("https", "example.com", 443, b"", b"example.com:443"),
         )
         self.assertEqual(t.url, "example.com:443")
         self.assertTarget(b"CONNECT", b"h:22", b"h:22", ("tcp", "h", 22, b"", b"h:22"))
@@ -141,8 +149,8 @@ class ForwardRequestHeadersTests(SynchronousTestCase):
 
     target = Target("http", "origin.example", 8080, b"/", b"origin.example:8080")
 
-    def forward(self, headers: list[tuple[bytes, bytes]], **kw: object) -> list[tuple[bytes, bytes]]:
-        return forwardRequestHeaders(headers, self.target, b"1.1", PSEUDONYM, **kw)  # type: ignore[arg-type]
+    def forward(self, headers: list[tuple[bytes, bytes]], **kw: Any) -> list[tuple[bytes, bytes]]:
+        return forwardRequestHeaders(headers, self.target, b"1.1", PSEUDONYM, **kw)
 
     def test_plain(self) -> None:
         """
@@ -150,7 +158,9 @@ class ForwardRequestHeadersTests(SynchronousTestCase):
         their order and case; Via is appended.
         """
         self.assertEqual(
-            self.forward([(b"Accept", b"*/*"), (b"Host", b"elsewhere"), (b"X-A", b"1"), (b"x-a", b"2")]),
+            self.forward(
+                [(b"Accept", b"*/*"), (b"Host", b"elsewhere"), (b"X-A", b"1"), (b"x-a", b"2")]
+            ),
             [
                 (b"Host", b"origin.example:8080"),
                 (b"Accept", b"*/*"),
@@ -181,7 +191,9 @@ class ForwardRequestHeadersTests(SynchronousTestCase):
             (b"X-Kept", b"k"),
         ]
         out = self.forward(headers)
-        self.assertEqual(out, [(b"Host", b"origin.example:8080"), (b"X-Kept", b"k"), (b"Via", b"1.1 proxy1")])
+        self.assertEqual(
+            out, [(b"Host", b"origin.example:8080"), (b"X-Kept", b"k"), (b"Via", b"1.1 proxy1")]
+        )
         for n, _ in out:
             self.assertNotIn(n.lower(), HOP_BY_HOP)
 
@@ -190,7 +202,12 @@ class ForwardRequestHeadersTests(SynchronousTestCase):
         Proxy-Authorization is for this proxy, even when Connection does not
         name it and even when upgrading.
         """
-        for kw in [{}, {"upgrade": True}, {"forwarded": "xff", "clientHost": "10.0.0.1"}]:
+        kws: list[dict[str, Any]] = [
+            {},
+            {"upgrade": True},
+            {"forwarded": "xff", "clientHost": "10.0.0.1"},
+        ]
+        for kw in kws:
             out = self.forward(
                 [(b"Proxy-Authorization", b"Basic dTpw"), (b"PROXY-AUTHORIZATION", b"x")], **kw
             )
@@ -213,7 +230,11 @@ class ForwardRequestHeadersTests(SynchronousTestCase):
         )
         self.assertEqual(
             out,
-            [(b"Host", b"origin.example:8080"), (b"X", b"y"), (b"Via", b"1.1 a, 1.0 b (comment), 1.0 proxy1")],
+            [
+                (b"Host", b"origin.example:8080"),
+                (b"X", b"y"),
+                (b"Via", b"1.1 a, 1.0 b (comment), 1.0 proxy1"),
+            ],
         )
 
     def test_upgradeKeptOnlyWhenUpgrading(self) -> None:
@@ -232,7 +253,8 @@ class ForwardRequestHeadersTests(SynchronousTestCase):
         )
         # Nothing to upgrade to: no Connection: upgrade either.
         self.assertEqual(
-            self.forward([], upgrade=True), [(b"Host", b"origin.example:8080"), (b"Via", b"1.1 proxy1")]
+            self.forward([], upgrade=True),
+            [(b"Host", b"origin.example:8080"), (b"Via", b"1.1 proxy1")],
         )
 
     def test_chunked(self) -> None:
@@ -263,14 +285,21 @@ class ForwardRequestHeadersTests(SynchronousTestCase):
         bracketed; a host with a colon is quoted.
         """
         out = self.forward(
-            [(b"Forwarded", b"for=192.0.2.60;proto=http")], forwarded="rfc7239", clientHost="10.0.0.7"
+            [(b"Forwarded", b"for=192.0.2.60;proto=http")],
+            forwarded="rfc7239",
+            clientHost="10.0.0.7",
         )
         self.assertEqual(
             out[-1],
-            (b"Forwarded", b'for=192.0.2.60;proto=http, for=10.0.0.7;proto=http;host="origin.example:8080"'),
+            (
+                b"Forwarded",
+                b'for=192.0.2.60;proto=http, for=10.0.0.7;proto=http;host="origin.example:8080"',
+            ),
         )
         target = Target("http", "h", 80, b"/", b"h")
-        out = forwardRequestHeaders([], target, b"1.1", PSEUDONYM, forwarded="rfc7239", clientHost="2001:db8::7")
+        out = forwardRequestHeaders(
+            [], target, b"1.1", PSEUDONYM, forwarded="rfc7239", clientHost="2001:db8::7"
+        )
         self.assertEqual(out[-1], (b"Forwarded", b'for="[2001:db8::7]";proto=http;host=h'))
 
     def test_forwardedOff(self) -> None:
@@ -333,7 +362,9 @@ class ForwardResponseHeadersTests(SynchronousTestCase):
 
     def test_chunked(self) -> None:
         self.assertEqual(
-            forwardResponseHeaders([(b"Transfer-Encoding", b"chunked")], b"1.1", PSEUDONYM, chunked=True),
+            forwardResponseHeaders(
+                [(b"Transfer-Encoding", b"chunked")], b"1.1", PSEUDONYM, chunked=True
+            ),
             [(b"Transfer-Encoding", b"chunked"), (b"Via", b"1.1 proxy1")],
         )
 
@@ -456,8 +487,13 @@ class RedactTests(SynchronousTestCase):
             SECRET_HEADERS,
             {b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"},
         )
-        for name in ("WWW-Authenticate", "Proxy-Authenticate", "Authentication-Info",
-                     "X-Cookie-Like", "Cookies"):
+        for name in (
+            "WWW-Authenticate",
+            "Proxy-Authenticate",
+            "Authentication-Info",
+            "X-Cookie-Like",
+            "Cookies",
+        ):
             self.assertEqual(redactValue(name, 'Basic realm="proxy"'), 'Basic realm="proxy"')
         for name in ("Cookie", "SET-COOKIE"):
             self.assertEqual(redactValue(name, "Basic abc"), REDACTED)

@@ -12,13 +12,13 @@ import random
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests._records import T0, FakeClocks, successfulRecord
+from tests._records import REQUEST_FIELDS, RESPONSE_FIELDS, T0, FakeClocks, successfulRecord
 from twisted_proxy.http.fields import REDACTED, redactHeaders
 from twisted_proxy.records.emit import emitTransaction
 from twisted_proxy.records.record import (
@@ -406,9 +406,7 @@ class TransactionRecordTests(SynchronousTestCase):
         present = {phase for phase, value in data["times"].items() if value}
         self.assertEqual(present, {"accepted", "requestHead", "end"})
         self.assertEqual(data["durations"]["total"], 0.5)
-        self.assertEqual(
-            [data["durations"][name] for name in DURATIONS[:-1]], [None] * 4
-        )
+        self.assertEqual([data["durations"][name] for name in DURATIONS[:-1]], [None] * 4)
         # No response fields: "HTTP/1.1 403 " CRLF, then the empty line.
         self.assertEqual(data["responseHeadSize"], len("HTTP/1.1 403 \r\n\r\n"))
 
@@ -468,13 +466,13 @@ class TransactionRecordTests(SynchronousTestCase):
         asText = successfulRecord(FakeClocks())
         asBytes = successfulRecord(FakeClocks())
         asBytes.requestHeaders = [
-            (n.encode("latin-1"), v.encode("latin-1")) for n, v in asText.requestHeaders
+            (n.encode("latin-1"), v.encode("latin-1")) for n, v in REQUEST_FIELDS
         ]
         asBytes.responseHeaders = [
-            (n.encode("latin-1"), v.encode("latin-1")) for n, v in asText.responseHeaders
+            *((n.encode("latin-1"), v.encode("latin-1")) for n, v in RESPONSE_FIELDS),
+            (b"X-Name", b"caf\xe9"),
         ]
-        asBytes.responseHeaders.append((b"X-Name", b"caf\xe9"))
-        asText.responseHeaders = [*asText.responseHeaders, ("X-Name", "caf\xe9")]
+        asText.responseHeaders = [*RESPONSE_FIELDS, ("X-Name", "caf\xe9")]
         for redact in (True, False):
             self.assertEqual(asBytes.asDict(redact), asText.asDict(redact))
 
@@ -558,12 +556,8 @@ class RedactionTests(SynchronousTestCase):
         record = self.record()
         data = record.asDict(redact=False)
         self.assertIs(data["headersRedacted"], False)
-        self.assertEqual(
-            data["requestHeaders"], [list(pair) for pair in record.requestHeaders]
-        )
-        self.assertEqual(
-            data["responseHeaders"], [list(pair) for pair in record.responseHeaders]
-        )
+        self.assertEqual(data["requestHeaders"], [list(pair) for pair in record.requestHeaders])
+        self.assertEqual(data["responseHeaders"], [list(pair) for pair in record.responseHeaders])
 
 
 class EmitTransactionTests(SynchronousTestCase):
@@ -660,17 +654,25 @@ class TimestampTests(SynchronousTestCase):
         seconds (and the date), for instants spread over years and for
         those next to a second's edge.
         """
+
         def reference(when: float) -> str:
-            text = datetime.fromtimestamp(when, timezone.utc).isoformat(
-                timespec="microseconds"
-            )
+            text = datetime.fromtimestamp(when, UTC).isoformat(timespec="microseconds")
             return text.replace("+00:00", "Z")
 
         generator = random.Random(12)
         instants = [generator.uniform(0, 4e9) for _ in range(2000)]
         for second in (0, 59, 86399, 951782399, 1700000000, 4102444799):
-            for fraction in (0.0, 0.4999995, 0.5000005, 0.9999994, 0.9999995, 0.9999996,
-                             0.9999999999, 1e-7, 5e-7):
+            for fraction in (
+                0.0,
+                0.4999995,
+                0.5000005,
+                0.9999994,
+                0.9999995,
+                0.9999996,
+                0.9999999999,
+                1e-7,
+                5e-7,
+            ):
                 instants.append(second + fraction)
         instants.append(-1.5)
         for when in instants:
@@ -680,12 +682,8 @@ class TimestampTests(SynchronousTestCase):
         """
         Z, offsets and naive (UTC) timestamps are accepted.
         """
-        self.assertEqual(
-            timestampMicroseconds("2023-11-14T22:13:20.123456Z"), 1700000000123456
-        )
-        self.assertEqual(
-            timestampMicroseconds("2023-11-14T23:13:20.5+01:00"), 1700000000500000
-        )
+        self.assertEqual(timestampMicroseconds("2023-11-14T22:13:20.123456Z"), 1700000000123456)
+        self.assertEqual(timestampMicroseconds("2023-11-14T23:13:20.5+01:00"), 1700000000500000)
         self.assertEqual(timestampMicroseconds("2023-11-14T22:13:20"), 1700000000000000)
         self.assertEqual(parseTimestamp("1970-01-01T00:00:00Z").timestamp(), 0)
         self.assertRaises(ValueError, parseTimestamp, "yesterday")

@@ -12,7 +12,14 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests._records import T0, FakeClocks, TempDirMixin, readLines, successfulRecord
+from tests._records import (
+    REQUEST_FIELDS,
+    T0,
+    FakeClocks,
+    TempDirMixin,
+    readLines,
+    successfulRecord,
+)
 from twisted_proxy.records.accesslog import formatAccessLine
 from twisted_proxy.records.emit import emitTransaction
 from twisted_proxy.records.logfiles import accessLogObserver
@@ -55,9 +62,7 @@ class AccessLogTests(TempDirMixin, SynchronousTestCase):
         self.assertEqual(line(kind="refused", status=400), "NONE_NONE/400")
         self.assertEqual(line(kind="tunnel", status=200), "TCP_TUNNEL/200")
         self.assertEqual(line(cacheStatus="hit", status=200), "TCP_HIT/200")
-        self.assertEqual(
-            line(cacheStatus="revalidated", status=200), "TCP_REFRESH_UNMODIFIED/200"
-        )
+        self.assertEqual(line(cacheStatus="revalidated", status=200), "TCP_REFRESH_UNMODIFIED/200")
         self.assertEqual(line(status=200, aborted=True), "TCP_MISS_ABORTED/200")
         self.assertEqual(line(aborted=True), "TCP_MISS_ABORTED/000")
 
@@ -97,7 +102,7 @@ class AccessLogTests(TempDirMixin, SynchronousTestCase):
         escapes.
         """
         record = successfulRecord(FakeClocks())
-        record.requestHeaders.append(("Referer", 'http://r.example/"x"\\'))
+        record.requestHeaders = [*REQUEST_FIELDS, ("Referer", 'http://r.example/"x"\\')]
         record.finish()
         self.assertEqual(
             formatAccessLine(record.asDict(), "combined"),
@@ -163,15 +168,22 @@ class AccessLogTests(TempDirMixin, SynchronousTestCase):
         record.finish()
         data = record.asDict()
         squidTarget = formatAccessLine(data, "squid").split()[6]
-        expected = "".join(
-            f"%{c:02X}" if c <= 0x20 or c in (0x25, 0x7F) else chr(c) for c in range(0x80)
-        ) + "caf\xe9"
+        expected = (
+            "".join(f"%{c:02X}" if c <= 0x20 or c in (0x25, 0x7F) else chr(c) for c in range(0x80))
+            + "caf\xe9"
+        )
         self.assertEqual(squidTarget, expected)
         combined = formatAccessLine(data, "combined")
-        quoted = "".join(
-            f"\\x{c:02x}" if c < 0x20 or c == 0x7F
-            else "\\" + chr(c) if chr(c) in '"\\' else chr(c)
-            for c in range(0x80)
-        ) + "caf\xe9"
+        quoted = (
+            "".join(
+                f"\\x{c:02x}"
+                if c < 0x20 or c == 0x7F
+                else "\\" + chr(c)
+                if chr(c) in '"\\'
+                else chr(c)
+                for c in range(0x80)
+            )
+            + "caf\xe9"
+        )
         self.assertTrue(combined.endswith(' "' + quoted + '"'), combined)
         self.assertEqual(combined.count("\n"), 0)

@@ -14,7 +14,7 @@ import random
 import signal
 import stat
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any, cast
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -82,9 +82,7 @@ class HistoryObserverTests(TempDirMixin, SynchronousTestCase):
         events = [numberedEvent(1), numberedEvent(2)]
         observer(events[0])
         # Flushed per record: another reader sees it before any close.
-        self.assertEqual(
-            [json.loads(line) for line in readLines(path)], [events[0]["transaction"]]
-        )
+        self.assertEqual([json.loads(line) for line in readLines(path)], [events[0]["transaction"]])
         observer(events[1])
         with open(path, "rb") as f:
             content = f.read()
@@ -182,9 +180,7 @@ class HistoryObserverTests(TempDirMixin, SynchronousTestCase):
             [json.loads(line)["sequence"] for line in readLines(path + "-20250102")],
             [1, 2],
         )
-        self.assertEqual(
-            [json.loads(line)["sequence"] for line in readLines(path)], [3]
-        )
+        self.assertEqual([json.loads(line)["sequence"] for line in readLines(path)], [3])
 
     def test_rotationWhileRenamedAway(self) -> None:
         """
@@ -207,12 +203,8 @@ class HistoryObserverTests(TempDirMixin, SynchronousTestCase):
             [json.loads(line)["sequence"] for line in readLines(path + "-old")],
             [1, 2, 3],
         )
-        self.assertEqual(
-            [json.loads(line)["sequence"] for line in readLines(path + ".1")], [4]
-        )
-        self.assertEqual(
-            [json.loads(line)["sequence"] for line in readLines(path)], [5]
-        )
+        self.assertEqual([json.loads(line)["sequence"] for line in readLines(path + ".1")], [4])
+        self.assertEqual([json.loads(line)["sequence"] for line in readLines(path)], [5])
 
     def test_failedReopenKeepsWriting(self) -> None:
         """
@@ -323,8 +315,6 @@ class HistoryObserverTests(TempDirMixin, SynchronousTestCase):
         self.assertRaises(OSError, historyObserver, path, 0, 1)
 
 
-
-
 class _FlakyFile:
     """
     Stands in for a L{RecordLogFile}'s open file: passes writes through to
@@ -357,9 +347,12 @@ def lineOf(number: int, padding: int = 0) -> bytes:
     """
     The line the history writes for L{numberedEvent}C{(number, padding)}.
     """
-    return json.dumps(numberedEvent(number, padding)["transaction"], separators=(",", ":")).encode(
-        "ascii"
-    ) + b"\n"
+    return (
+        json.dumps(numberedEvent(number, padding)["transaction"], separators=(",", ":")).encode(
+            "ascii"
+        )
+        + b"\n"
+    )
 
 
 class BufferedWriterTests(TempDirMixin, SynchronousTestCase):
@@ -384,7 +377,7 @@ class BufferedWriterTests(TempDirMixin, SynchronousTestCase):
         """
         logFile = observer._logFile
         flaky = _FlakyFile(logFile._file)
-        logFile._file = flaky  # type: ignore[assignment]
+        logFile._file = flaky  # type: ignore[assignment]  # a file-like stand-in
         return flaky
 
     def sequences(self, path: str | None = None) -> list[int]:
@@ -497,7 +490,7 @@ class BufferedWriterTests(TempDirMixin, SynchronousTestCase):
         byAge = sorted(
             names, key=lambda name: -int(name.rsplit(".", 1)[1]) if name[-1].isdigit() else 0
         )
-        sequences = []
+        sequences: list[int] = []
         for name in byAge:
             with open(os.path.join(directory, name), "rb") as f:
                 content = f.read()
@@ -549,9 +542,11 @@ class BufferedWriterTests(TempDirMixin, SynchronousTestCase):
             self.assertEqual(sequences, list(range(20)), failAfter)
             written = (lineOf(5) + lineOf(6) + lineOf(7))[:failAfter]
             complete = written.count(b"\n")
-            expected = [] if written.endswith(b"\n") or not written else [
-                written.split(b"\n")[complete].decode("ascii")
-            ]
+            expected = (
+                []
+                if written.endswith(b"\n") or not written
+                else [written.split(b"\n")[complete].decode("ascii")]
+            )
             self.assertEqual(fragments, expected, failAfter)
 
     def test_failureWithoutClock(self) -> None:
@@ -661,7 +656,8 @@ class LogFilesServiceTests(TempDirMixin, SynchronousTestCase):
         directory = self.makeDir()
         twistdLog = LogFile("twistd.log", directory)
         self.addCleanup(twistdLog.close)
-        textObserver = textFileLogObserver(twistdLog)
+        # A LogFile is file-like enough: twistd hands it over the same way.
+        textObserver = textFileLogObserver(cast(IO[str], twistdLog))
         globalLogPublisher.addObserver(textObserver)
         self.addCleanup(globalLogPublisher.removeObserver, textObserver)
         reactor = _ThreadCallReactor()
@@ -753,9 +749,7 @@ class ServiceWiringTests(TempDirMixin, SynchronousTestCase):
         C{--history-rotate-size} and C{--history-keep} still rotate and
         prune when given.
         """
-        directory = self.runProxy(
-            "--history-rotate-size", "2k", "--history-keep", "2", records=30
-        )
+        directory = self.runProxy("--history-rotate-size", "2k", "--history-keep", "2", records=30)
         self.assertEqual(
             sorted(os.listdir(directory)),
             ["history.jsonl", "history.jsonl.1", "history.jsonl.2"],

@@ -60,6 +60,7 @@ class PercentileTests(SynchronousTestCase):
             values = sorted(generator.randrange(1000) for _ in range(n))
             for percent in (1, 7, 33.3, 50, 66.7, 95, 99):
                 result = percentile(values, percent)
+                assert result is not None
                 atOrBelow = sum(1 for v in values if v <= result)
                 self.assertGreaterEqual(atOrBelow * 100, percent * n, (n, percent))
                 smaller = [v for v in values if v < result]
@@ -91,4 +92,4 @@ class PercentileTests(SynchronousTestCase):
         A percent outside 0..100, or not a number, is a L{ValueError}.
         """
         for percent in (-1, 100.5, math.nan, math.inf, True, "50"):
-            self.assertRaises(ValueError, percentile, [1.0], percent)  # type: ignore[arg-type]
+            self.assertRaises(ValueError, percentile, [1.0], percent)

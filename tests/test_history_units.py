@@ -46,5 +46,3 @@ class ParseSizeTests(SynchronousTestCase):
             error = self.assertRaises(ValueError, parseSize, text)
             self.assertIn(repr(text), str(error))
             self.assertIn("e.g. 10M", str(error))
-
-

@@ -19,6 +19,7 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests._typing import TestCaseMixin
 from twisted_proxy.historytool.har import harFromRecords
 from twisted_proxy.historytool.main import main
 from twisted_proxy.records.logfiles import historyObserver
@@ -158,7 +159,7 @@ def fixtureRecords() -> list[dict[str, Any]]:
     return records
 
 
-class ToolTestMixin:
+class ToolTestMixin(TestCaseMixin):
     """
     Run L{main} in-process on files in a temporary directory.
     """
@@ -167,7 +168,7 @@ class ToolTestMixin:
 
     def makeDir(self) -> str:
         directory = tempfile.mkdtemp(prefix="twisted-proxy-test-")
-        self.addCleanup(shutil.rmtree, directory)  # type: ignore[attr-defined]
+        self.addCleanup(shutil.rmtree, directory)
         return directory
 
     def writeRecords(self, records: list[dict[str, Any]], name: str = "h.jsonl") -> str:
@@ -187,7 +188,7 @@ class ToolTestMixin:
         The targets listed (one per data line) by C{proxyhistory argv}.
         """
         status, out, err = self.runTool(*argv)
-        self.assertEqual((status, err), (0, ""))  # type: ignore[attr-defined]
+        self.assertEqual((status, err), (0, ""))
         return [line.split()[-1] for line in out.splitlines()[1:]]
 
 
@@ -322,9 +323,7 @@ class ListingTests(ToolTestMixin, SynchronousTestCase):
         path = self.writeRecords(list(reversed(records)))
         status, out, err = self.runTool("--json", "--host", "other.org", path)
         self.assertEqual((status, err), (0, ""))
-        self.assertEqual(
-            [json.loads(line) for line in out.splitlines()], records[10:13]
-        )
+        self.assertEqual([json.loads(line) for line in out.splitlines()], records[10:13])
 
 
 class FilterTests(ToolTestMixin, SynchronousTestCase):
@@ -348,14 +347,10 @@ class FilterTests(ToolTestMixin, SynchronousTestCase):
         self.assertEqual(
             self.targets("--host", "OTHER.org", self.path), self.expected([10, 11, 12])
         )
-        self.assertEqual(
-            self.targets("--host", "*.com", self.path), self.expected(list(range(10)))
-        )
+        self.assertEqual(self.targets("--host", "*.com", self.path), self.expected(list(range(10))))
         self.assertEqual(self.targets("--host", "example", self.path), [])
         self.assertEqual(
-            len(
-                self.targets("--host", "example.com", "--host", "other.org", self.path)
-            ),
+            len(self.targets("--host", "example.com", "--host", "other.org", self.path)),
             13,
         )
 
@@ -364,9 +359,7 @@ class FilterTests(ToolTestMixin, SynchronousTestCase):
         C{--status} takes codes and classes, also comma-separated.
         """
         self.assertEqual(self.targets("--status", "404", self.path), self.expected([8]))
-        self.assertEqual(
-            self.targets("--status", "4xx,5xx", self.path), self.expected([8, 9, 13])
-        )
+        self.assertEqual(self.targets("--status", "4xx,5xx", self.path), self.expected([8, 9, 13]))
         self.assertEqual(
             self.targets("--status", "3XX", "--status", "503", self.path),
             self.expected([9, 11]),
@@ -400,9 +393,7 @@ class FilterTests(ToolTestMixin, SynchronousTestCase):
         """
         self.now = T0 + 14 * 60 + 30
         self.assertEqual(self.targets("--since", "2m", self.path), self.expected([13]))
-        self.assertEqual(
-            self.targets("--since", "2.5m", self.path), self.expected([12, 13])
-        )
+        self.assertEqual(self.targets("--since", "2.5m", self.path), self.expected([12, 13]))
         self.assertEqual(
             self.targets("--since", "0.25h", "--until", "10.5m", self.path),
             self.expected([0, 1, 2, 3]),
@@ -415,16 +406,10 @@ class FilterTests(ToolTestMixin, SynchronousTestCase):
         """
         C{--client} takes addresses (IPv6 in any spelling) and networks.
         """
+        self.assertEqual(self.targets("--client", "10.0.0.3", self.path), self.expected([3]))
+        self.assertEqual(self.targets("--client", "0:0::1", self.path), self.expected([10, 11, 12]))
         self.assertEqual(
-            self.targets("--client", "10.0.0.3", self.path), self.expected([3])
-        )
-        self.assertEqual(
-            self.targets("--client", "0:0::1", self.path), self.expected([10, 11, 12])
-        )
-        self.assertEqual(
-            self.targets(
-                "--client", "192.168.0.0/16", "--client", "10.0.0.8/31", self.path
-            ),
+            self.targets("--client", "192.168.0.0/16", "--client", "10.0.0.8/31", self.path),
             self.expected([8, 9, 13]),
         )
         self.assertEqual(len(self.targets("--client", "::/0", self.path)), 3)
@@ -433,12 +418,8 @@ class FilterTests(ToolTestMixin, SynchronousTestCase):
         """
         C{--slower-than} compares the total time, strictly.
         """
-        self.assertEqual(
-            self.targets("--slower-than", "90ms", self.path), self.expected([9, 12])
-        )
-        self.assertEqual(
-            self.targets("--slower-than", "0.2s", self.path), self.expected([12])
-        )
+        self.assertEqual(self.targets("--slower-than", "90ms", self.path), self.expected([9, 12]))
+        self.assertEqual(self.targets("--slower-than", "0.2s", self.path), self.expected([12]))
         self.assertEqual(self.targets("--slower-than", "300", self.path), [])
 
     def test_combined(self) -> None:
@@ -488,37 +469,23 @@ class SummaryTests(ToolTestMixin, SynchronousTestCase):
         self.assertEqual((overall["aborted"], overall["proxyErrors"]), (1, 1))
         self.assertEqual(overall["bytesFromClient"], 10 * 100 + 3 * 50 + 80)
         self.assertEqual(overall["bytesToClient"], 10 * 1000 + 500 + 500 + 7000 + 150)
-        self.assertEqual(
-            overall["total"], {"p50": 40.0, "p90": 100.0, "p99": 300.0, "max": 300.0}
-        )
-        self.assertEqual(
-            overall["ttfb"], {"p50": 25.0, "p90": 50.0, "p99": 150.0, "max": 150.0}
-        )
+        self.assertEqual(overall["total"], {"p50": 40.0, "p90": 100.0, "p99": 300.0, "max": 300.0})
+        self.assertEqual(overall["ttfb"], {"p50": 25.0, "p90": 50.0, "p99": 150.0, "max": 150.0})
         self.assertEqual(list(summary["hosts"]), ["example.com", "other.org", "-"])
         example = summary["hosts"]["example.com"]
         # 10, 20, ..., 100: ranks 5, 9, 10.  5, 10, ..., 50: likewise.
-        self.assertEqual(
-            example["total"], {"p50": 50.0, "p90": 90.0, "p99": 100.0, "max": 100.0}
-        )
-        self.assertEqual(
-            example["ttfb"], {"p50": 25.0, "p90": 45.0, "p99": 50.0, "max": 50.0}
-        )
+        self.assertEqual(example["total"], {"p50": 50.0, "p90": 90.0, "p99": 100.0, "max": 100.0})
+        self.assertEqual(example["ttfb"], {"p50": 25.0, "p90": 45.0, "p99": 50.0, "max": 50.0})
         other = summary["hosts"]["other.org"]
         # 1, 2, 300: ranks 2, 3, 3.  0.5, 1, 150: likewise.
-        self.assertEqual(
-            other["total"], {"p50": 2.0, "p90": 300.0, "p99": 300.0, "max": 300.0}
-        )
-        self.assertEqual(
-            other["ttfb"], {"p50": 1.0, "p90": 150.0, "p99": 150.0, "max": 150.0}
-        )
+        self.assertEqual(other["total"], {"p50": 2.0, "p90": 300.0, "p99": 300.0, "max": 300.0})
+        self.assertEqual(other["ttfb"], {"p50": 1.0, "p90": 150.0, "p99": 150.0, "max": 150.0})
         self.assertEqual(
             other["status"],
             {"1xx": 0, "2xx": 1, "3xx": 1, "4xx": 0, "5xx": 0, "none": 1},
         )
         refused = summary["hosts"]["-"]
-        self.assertEqual(
-            refused["ttfb"], {"p50": None, "p90": None, "p99": None, "max": None}
-        )
+        self.assertEqual(refused["ttfb"], {"p50": None, "p90": None, "p99": None, "max": None})
         self.assertEqual(refused["total"]["max"], 0.5)
         self.assertEqual(summary["first"], "2023-11-14T22:13:20.000Z")
         self.assertEqual(summary["last"], "2023-11-14T22:26:20.000Z")
@@ -535,8 +502,7 @@ class SummaryTests(ToolTestMixin, SynchronousTestCase):
         self.assertEqual(lines[0], "transactions  14  (aborted 1, proxy errors 1)")
         self.assertEqual(
             lines[2],
-            "bytes         from clients 1230, to upstreams 0, from upstreams 0, "
-            "to clients 18150",
+            "bytes         from clients 1230, to upstreams 0, from upstreams 0, to clients 18150",
         )
         table = lines[lines.index("") + 1 :]
         self.assertEqual(table[0].split()[:3], ["HOST", "COUNT", "1XX"])
@@ -626,9 +592,7 @@ class InputTests(ToolTestMixin, SynchronousTestCase):
             f.writelines(json.dumps(record) + "\n" for record in records[:5])
         with gzip.open(unnamed, "wt", encoding="ascii") as f:
             f.writelines(json.dumps(record) + "\n" for record in records[5:])
-        self.assertEqual(
-            self.targets(unnamed, named), [record["target"] for record in records]
-        )
+        self.assertEqual(self.targets(unnamed, named), [record["target"] for record in records])
 
     def test_corruptLines(self) -> None:
         """
@@ -696,9 +660,7 @@ class InputTests(ToolTestMixin, SynchronousTestCase):
         missing = os.path.join(os.path.dirname(path), "nope.jsonl")
         status, out, err = self.runTool(missing, path)
         self.assertEqual(status, 1)
-        self.assertEqual(
-            err, f"proxyhistory: {missing}: cannot read: No such file or directory\n"
-        )
+        self.assertEqual(err, f"proxyhistory: {missing}: cannot read: No such file or directory\n")
         self.assertIn("http://example.com/0", out)
 
     def test_directory(self) -> None:
@@ -718,9 +680,7 @@ class InputTests(ToolTestMixin, SynchronousTestCase):
         records = fixtureRecords()
         directory = self.makeDir()
         path = os.path.join(directory, "history.jsonl.1.gz")
-        data = gzip.compress(
-            b"".join(json.dumps(record).encode() + b"\n" for record in records)
-        )
+        data = gzip.compress(b"".join(json.dumps(record).encode() + b"\n" for record in records))
         with open(path, "wb") as f:
             f.write(data[: len(data) - 4])
         status, out, err = self.runTool(path)
@@ -797,25 +757,15 @@ class HARTests(ToolTestMixin, SynchronousTestCase):
             return document
 
         self.assertFalse(validator.is_valid(broken(lambda e: e.pop("timings"))))
-        self.assertFalse(
-            validator.is_valid(broken(lambda e: e["timings"].update(send=-1)))
-        )
-        self.assertFalse(
-            validator.is_valid(broken(lambda e: e["timings"].update(dns=-2)))
-        )
-        self.assertFalse(
-            validator.is_valid(broken(lambda e: e["request"].update(extra=1)))
-        )
-        self.assertTrue(
-            validator.is_valid(broken(lambda e: e["request"].update(_extra=1)))
-        )
+        self.assertFalse(validator.is_valid(broken(lambda e: e["timings"].update(send=-1))))
+        self.assertFalse(validator.is_valid(broken(lambda e: e["timings"].update(dns=-2))))
+        self.assertFalse(validator.is_valid(broken(lambda e: e["request"].update(extra=1))))
+        self.assertTrue(validator.is_valid(broken(lambda e: e["request"].update(_extra=1))))
         self.assertFalse(
             validator.is_valid(broken(lambda e: e.update(startedDateTime="yesterday")))
         )
         self.assertFalse(
-            validator.is_valid(
-                broken(lambda e: e["response"]["content"].pop("mimeType"))
-            )
+            validator.is_valid(broken(lambda e: e["response"]["content"].pop("mimeType")))
         )
         self.assertFalse(validator.is_valid({"log": {"version": "1.2", "entries": []}}))
 
@@ -921,9 +871,7 @@ class HARTests(ToolTestMixin, SynchronousTestCase):
                 }
             ],
         )
-        self.assertTrue(
-            self.validator().is_valid(harFromRecords([record.asDict(False)]))
-        )
+        self.assertTrue(self.validator().is_valid(harFromRecords([record.asDict(False)])))
 
     def test_timingsByCase(self) -> None:
         """
@@ -952,8 +900,7 @@ class HARTests(ToolTestMixin, SynchronousTestCase):
         entries = harFromRecords([reused, refused, aborted, failed])["log"]["entries"]
         timings = [
             tuple(
-                entry["timings"][key]
-                for key in ("blocked", "connect", "send", "wait", "receive")
+                entry["timings"][key] for key in ("blocked", "connect", "send", "wait", "receive")
             )
             for entry in entries
         ]
@@ -966,9 +913,7 @@ class HARTests(ToolTestMixin, SynchronousTestCase):
                 (-1, -1, 0.0, 30.0, 0.0),
             ],
         )
-        self.assertEqual(
-            [entry["time"] for entry in entries], [22.5, 0.25, 322.0, 30.0]
-        )
+        self.assertEqual([entry["time"] for entry in entries], [22.5, 0.25, 322.0, 30.0])
         self.assertEqual(entries[2]["_error"], "aborted")
         self.assertEqual(entries[3]["_error"], "dns_error")
         self.assertEqual(entries[3]["response"]["status"], 502)
@@ -1019,15 +964,11 @@ class UsageTests(ToolTestMixin, SynchronousTestCase):
         self.assertUsageError("--since", "last week", path, message="invalid time")
         self.assertUsageError("--until", "10 parsecs", path, message="invalid time")
         self.assertUsageError("--slower-than", "fast", path, message="invalid duration")
-        self.assertUsageError(
-            "--client", "10.0.0.0/33", path, message="invalid client network"
-        )
+        self.assertUsageError("--client", "10.0.0.0/33", path, message="invalid client network")
         self.assertUsageError(
             "--har", "x.har", "--summary", path, message="--har cannot be combined"
         )
-        self.assertUsageError(
-            "--host", message="argument --host: expected one argument"
-        )
+        self.assertUsageError("--host", message="argument --host: expected one argument")
 
     def test_help(self) -> None:
         """
@@ -1060,9 +1001,7 @@ class ConsoleScriptTests(SynchronousTestCase):
         status 0, and exits 2 with a clean message on a usage error.
         """
         with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as f:
-            match = re.search(
-                r'^proxyhistory\s*=\s*"([\w.]+):(\w+)"', f.read(), re.MULTILINE
-            )
+            match = re.search(r'^proxyhistory\s*=\s*"([\w.]+):(\w+)"', f.read(), re.MULTILINE)
         assert match is not None
         module, function = match.groups()
         program = f"import sys; from {module} import {function}; sys.exit({function}())"

@@ -7,15 +7,30 @@ from __future__ import annotations
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.protocol import Protocol
-from twisted.logger import globalLogPublisher
-from twisted.internet.testing import EventLoggingObserver
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    ITCPTransport,
+    ITLSTransport,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, ProxyAgent, readBody
 from twisted.web.http_headers import Headers
 
-from tests._loopback import Big, ProxyTestMixin, RawClient, origin, sleep
-from twisted_proxy.app.tap import Options, makeService
+from tests._loopback import (
+    Big,
+    ProxyTestMixin,
+    RawClient,
+    connectionsClosed,
+    listenLocal,
+    origin,
+    portNumber,
+    proxyService,
+)
+from twisted_proxy.app.tap import Options
+from twisted_proxy.proxy.tcp import IStreamTransport
+from twisted_proxy.testing import logEvents
 
 
 class IntegrationTests(ProxyTestMixin, TestCase):
@@ -24,7 +39,7 @@ class IntegrationTests(ProxyTestMixin, TestCase):
         A GET through the proxy returns the origin's body, with our Via, and
         the brief's log lines are emitted as structured events.
         """
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         await self.setUpProxy("--pseudonym", "itest")
         response, content = await self.get("/small")
         self.assertEqual(response.code, 200)
@@ -51,21 +66,26 @@ class IntegrationTests(ProxyTestMixin, TestCase):
         await self.setUpProxy()
         response, content = await self.get("/chunked")
         self.assertEqual(content, b"part one, part two")
-        from twisted.web.client import FileBodyProducer
         from io import BytesIO
 
-        response, content = await self.get("/echo", b"POST", FileBodyProducer(BytesIO(b"x" * 100000)))
+        from twisted.web.client import FileBodyProducer
+
+        response, content = await self.get(
+            "/echo", b"POST", FileBodyProducer(BytesIO(b"x" * 100000))
+        )
         self.assertEqual(content, b"got 100000 bytes: " + b"x" * 32)
 
     async def test_refused(self) -> None:
         await self.setUpProxy()
-        closed = reactor.listenTCP(0, origin(), interface="127.0.0.1")
-        port = closed.getHost().port
-        await closed.stopListening()
+        closed = listenLocal(origin())
+        port = portNumber(closed)
+        await defer.maybeDeferred(closed.stopListening)
         response = await self.agent.request(b"GET", b"http://127.0.0.1:%d/" % (port,))
         content = await readBody(response)
         self.assertEqual(response.code, 502)
-        self.assertIn(b"error=connection_refused", response.headers.getRawHeaders(b"proxy-status")[0])
+        self.assertIn(
+            b"error=connection_refused", response.headers.getRawHeaders(b"proxy-status")[0]
+        )
         self.assertIn(b"refused the connection", content)
 
     async def test_loopToItself(self) -> None:
@@ -98,20 +118,22 @@ class IntegrationTests(ProxyTestMixin, TestCase):
         """
         await self.setUpProxy()
         originPort = self.origin.rsplit(":", 1)[1]
-        received = []
-        done = defer.Deferred()
+        received: list[bytes] = []
+        done: defer.Deferred[bytes] = defer.Deferred()
 
         class Raw(Protocol):
-            def connectionMade(self):
+            transport: ITCPTransport
+
+            def connectionMade(self) -> None:
                 self.transport.write(
                     b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n"
                     % (originPort.encode(),)
                 )
 
-            def dataReceived(self, data):
+            def dataReceived(self, data: bytes) -> None:
                 received.append(data)
 
-            def connectionLost(self, reason):
+            def connectionLost(self, reason: Failure = connectionDone) -> None:
                 done.callback(b"".join(received))
 
         from twisted.internet.endpoints import connectProtocol
@@ -137,7 +159,11 @@ class _HTTPSThroughConnect(RawClient):
     CONNECT, then TLS (verified) on the same connection, then one GET.
     """
 
-    def __init__(self, target: bytes, tlsOptions, get: bytes) -> None:
+    transport: ITLSTransport
+
+    def __init__(
+        self, target: bytes, tlsOptions: IOpenSSLClientConnectionCreator, get: bytes
+    ) -> None:
         super().__init__(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target))
         self.tlsOptions = tlsOptions
         self.get = get
@@ -162,6 +188,8 @@ class _UpgradeEchoOrigin(Protocol):
     """
     Answers an upgrade request with 101, then echoes bytes.
     """
+
+    transport: IStreamTransport
 
     buffer = b""
     switched = False
@@ -193,12 +221,10 @@ class TunnelIntegrationTests(ProxyTestMixin, TestCase):
         from tests._tls import selfSignedLocalhost
 
         certPEM, keyPEM = selfSignedLocalhost()
-        tlsPort = reactor.listenSSL(
-            0, origin(), PrivateCertificate.loadPEM(keyPEM + certPEM).options(), interface="127.0.0.1"
-        )
+        tlsPort = listenLocal(origin(), PrivateCertificate.loadPEM(keyPEM + certPEM).options())
         self.addCleanup(tlsPort.stopListening)
         await self.setUpProxy("--connect-ports", "*")
-        target = b"localhost:%d" % (tlsPort.getHost().port,)
+        target = b"localhost:%d" % (portNumber(tlsPort),)
         client = _HTTPSThroughConnect(
             target,
             optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(certPEM)),
@@ -225,10 +251,10 @@ class TunnelIntegrationTests(ProxyTestMixin, TestCase):
         from twisted.internet.endpoints import connectProtocol
         from twisted.internet.protocol import Factory
 
-        echoPort = reactor.listenTCP(0, Factory.forProtocol(_UpgradeEchoOrigin), interface="127.0.0.1")
+        echoPort = listenLocal(Factory.forProtocol(_UpgradeEchoOrigin))
         self.addCleanup(echoPort.stopListening)
         await self.setUpProxy()
-        port = echoPort.getHost().port
+        port = portNumber(echoPort)
         client = RawClient(
             b"GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: echo\r\n"
             b"Connection: Upgrade\r\n\r\nping" % (port, port)
@@ -255,13 +281,17 @@ class ChainingTests(ProxyTestMixin, TestCase):
         config = Options()
         config.parseOptions(
             [
-                "--listen", "tcp:0:interface=127.0.0.1",
-                "--pseudonym", "child",
-                "--connect-ports", "*",
-                "--upstream-proxy", "http://127.0.0.1:%d" % (parentPort,),
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--pseudonym",
+                "child",
+                "--connect-ports",
+                "*",
+                "--upstream-proxy",
+                "http://127.0.0.1:%d" % (parentPort,),
             ]
         )
-        child = makeService(config, reactor)
+        child = proxyService(config)
         child.startService()
         self.addCleanup(child.stopService)
         port = await list(child)[0]._waitingForPort
@@ -277,11 +307,9 @@ class ChainingTests(ProxyTestMixin, TestCase):
         from tests._tls import selfSignedLocalhost
 
         certPEM, keyPEM = selfSignedLocalhost()
-        tlsPort = reactor.listenSSL(
-            0, origin(), PrivateCertificate.loadPEM(keyPEM + certPEM).options(), interface="127.0.0.1"
-        )
+        tlsPort = listenLocal(origin(), PrivateCertificate.loadPEM(keyPEM + certPEM).options())
         self.addCleanup(tlsPort.stopListening)
-        target = b"localhost:%d" % (tlsPort.getHost().port,)
+        target = b"localhost:%d" % (portNumber(tlsPort),)
         client = _HTTPSThroughConnect(
             target,
             optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(certPEM)),
@@ -290,10 +318,7 @@ class ChainingTests(ProxyTestMixin, TestCase):
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), client)
         data = await client.done
         self.assertTrue(data.endswith(b"hello from the origin\n"), data)
-        for _ in range(500):
-            if not child.factory.connections:
-                break
-            await sleep(0.01)
+        await connectionsClosed(child.factory)
 
 
 class HistoryIntegrationTests(ProxyTestMixin, TestCase):
@@ -334,11 +359,11 @@ class HistoryIntegrationTests(ProxyTestMixin, TestCase):
 
         os.rename(history, history + ".old")
         os.rename(access, access + ".old")
+        events = logEvents(self, clock=reactor)
         os.kill(os.getpid(), signal.SIGUSR1)
-        for _ in range(500):
-            if os.path.exists(history) and os.path.exists(access):
-                break
-            await sleep(0.01)
+        # Said once both files are open again at their paths.
+        await events.whenLogged("Log files reopened").addTimeout(10, reactor)
+        self.assertTrue(os.path.exists(history) and os.path.exists(access))
         await self.get("/small")
         for observer in self.service.records.observers:
             observer.flush()
@@ -387,9 +412,9 @@ class ReloadIntegrationTests(ProxyTestMixin, TestCase):
 
         self.assertEqual(await asBob(), 407)
         write(b"alice", b"bob")
+        events = logEvents(self, clock=reactor)
         os.kill(os.getpid(), signal.SIGHUP)
-        for _ in range(500):
-            if await asBob() == 200:
-                break
-            await sleep(0.01)
+        # The signal is handled on the reactor's next turn; the reload says
+        # when it is done.
+        await events.whenLogged("Configuration reloaded").addTimeout(10, reactor)
         self.assertEqual(await asBob(), 200)

@@ -15,6 +15,7 @@ import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
@@ -38,6 +39,8 @@ class _Collect(ProcessProtocol):
     """
     Collects a process's output; kills it if it runs past C{timeout}.
     """
+
+    transport: IProcessTransport
 
     def __init__(self, timeout: float) -> None:
         self.out = b""
@@ -66,10 +69,19 @@ async def runChromium(chromium: str, profile: str, *args: str) -> tuple[int, byt
     background, no proxy, on loopback only.
     """
     argv = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--disable-breakpad", "--no-proxy-server",
-        "--user-data-dir=" + profile, *args,
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-breakpad",
+        "--no-proxy-server",
+        "--user-data-dir=" + profile,
+        *args,
     ]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": profile, "LANG": "C.UTF-8"}
     collect = _Collect(timeout=60)
@@ -92,8 +104,14 @@ class BrowserTests(ProxyTestMixin, TestCase):
 
     async def setUpPage(self) -> tuple[str, str]:
         chromium = findChromium()
-        await self.setUpProxy("--metrics", "tcp:0:interface=127.0.0.1",
-                              "--deny-host", "*.blocked.test", "--pseudonym", "proxy.test-3128")
+        await self.setUpProxy(
+            "--metrics",
+            "tcp:0:interface=127.0.0.1",
+            "--deny-host",
+            "*.blocked.test",
+            "--pseudonym",
+            "proxy.test-3128",
+        )
         [metrics] = [s for s in self.service if isinstance(s, MetricsService)]
         port = (await metrics._waitingForPort).getHost().port
         for path in ("/small", "/big", "/small", "/chunked", "/missing", "/small"):
@@ -137,8 +155,12 @@ class BrowserTests(ProxyTestMixin, TestCase):
         out = tempfile.mkdtemp(prefix="twisted-proxy-status-")
         path = os.path.join(out, "status-page.png")
         code, _, err = await runChromium(
-            chromium, self.profile(), "--hide-scrollbars", "--window-size=1366,1500",
-            "--screenshot=" + path, url,
+            chromium,
+            self.profile(),
+            "--hide-scrollbars",
+            "--window-size=1366,1500",
+            "--screenshot=" + path,
+            url,
         )
         self.assertEqual(code, 0, err[-2000:])
         self.assertEqual(pngSize(path), (1366, 1500))
@@ -146,4 +168,3 @@ class BrowserTests(ProxyTestMixin, TestCase):
         self.assertGreater(os.path.getsize(path), 40_000)
         sys.stdout.write("\nstatus page screenshot: {}\n".format(path))
         sys.stdout.flush()
-

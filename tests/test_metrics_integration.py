@@ -9,20 +9,21 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterable
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import LogEvent
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, ProxyAgent, readBody
 
-from tests._loopback import ProxyTestMixin, origin, rawRequest
+from tests._loopback import ProxyTestMixin, listenLocal, origin, portNumber, rawRequest
 from twisted_proxy.app.metrics import MetricsService
 from twisted_proxy.app.runtime import StartupError
 from twisted_proxy.app.tap import Options, makeService
+from twisted_proxy.testing import logEvents
 
 
 def parsed(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -37,34 +38,29 @@ def value(samples: dict, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-def waitForEvents(test: TestCase, predicate: Callable[[list[LogEvent]], bool]) -> Deferred[None]:
+def sample(samples: dict, name: str, **labels: str) -> float:
     """
-    A Deferred that fires once the events published since this call
-    satisfy C{predicate} (no polling: an observer checks each event).
+    The value of a sample that must be there.
     """
-    events: list[LogEvent] = []
-    d: Deferred[None] = Deferred()
+    found = value(samples, name, **labels)
+    assert found is not None, (name, labels)
+    return found
 
-    def observe(event: LogEvent) -> None:
-        if d.called:
-            return
-        events.append(event)
-        if predicate(events):
-            d.callback(None)
 
-    # Not removed as soon as it fires: removing an observer while the
-    # publisher iterates over its observers makes it skip the next one.
-    globalLogPublisher.addObserver(observe)
-    test.addCleanup(globalLogPublisher.removeObserver, observe)
-    return d
+def transactions(events: Iterable[LogEvent]) -> int:
+    """
+    How many transaction records C{events} carry.
+    """
+    return sum(1 for e in events if "transaction" in e)
 
 
 class SingleProcessTests(ProxyTestMixin, TestCase):
     timeout = 30
 
     async def setUpMetrics(self, *args: str) -> None:
-        await self.setUpProxy("--metrics", "tcp:0:interface=127.0.0.1",
-                              "--deny-host", "*.blocked.test", *args)
+        await self.setUpProxy(
+            "--metrics", "tcp:0:interface=127.0.0.1", "--deny-host", "*.blocked.test", *args
+        )
         [metrics] = [s for s in self.service if isinstance(s, MetricsService)]
         self.metrics = metrics
         port = await metrics._waitingForPort
@@ -96,7 +92,7 @@ class SingleProcessTests(ProxyTestMixin, TestCase):
         self.assertEqual(value(samples, requests, method="GET", status_class="2xx"), 3)
         self.assertEqual(value(samples, requests, method="GET", status_class="4xx"), 2)
         self.assertGreater(
-            value(samples, "twisted_proxy_bytes_total", side="client", direction="sent"),
+            sample(samples, "twisted_proxy_bytes_total", side="client", direction="sent"),
             1024 * 1024,
         )
         self.assertEqual(
@@ -107,7 +103,7 @@ class SingleProcessTests(ProxyTestMixin, TestCase):
             value(samples, "twisted_proxy_refusals_total", rule="deny-host *.blocked.test"), 1
         )
         self.assertEqual(value(samples, "twisted_proxy_client_connections"), 0)
-        self.assertGreater(value(samples, "process_resident_memory_bytes") or 1, 0)
+        self.assertGreater(sample(samples, "process_resident_memory_bytes") or 1, 0)
 
     async def test_healthAndPage(self) -> None:
         await self.setUpMetrics()
@@ -132,8 +128,10 @@ class SingleProcessTests(ProxyTestMixin, TestCase):
         target = "127.0.0.1:%d" % (self.metricsPort,)
         answer = await rawRequest(
             self.proxyPort,
-            ("GET http://%s/ HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
-             % (target, target)).encode("ascii"),
+            (
+                "GET http://%s/ HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                % (target, target)
+            ).encode("ascii"),
         )
         self.assertTrue(answer.startswith(b"HTTP/1.1 508 "), answer[:100])
         self.assertNotIn(b"twisted-proxy</h1>", answer)
@@ -144,12 +142,19 @@ class SingleProcessTests(ProxyTestMixin, TestCase):
         """
         await self.setUpMetrics()
         config = Options()
-        config.parseOptions(["--listen", "tcp:0:interface=127.0.0.1",
-                             "--metrics", "tcp:%d:interface=127.0.0.1" % (self.metricsPort,)])
+        config.parseOptions(
+            [
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--metrics",
+                "tcp:%d:interface=127.0.0.1" % (self.metricsPort,),
+            ]
+        )
         service = makeService(config, reactor)
         error = self.assertRaises(StartupError, service.privilegedStartService)
-        self.assertIn("cannot listen on 127.0.0.1:%d for --metrics" % (self.metricsPort,),
-                      str(error))
+        self.assertIn(
+            "cannot listen on 127.0.0.1:%d for --metrics" % (self.metricsPort,), str(error)
+        )
         self.assertNotIn("\n", str(error))
         # Nothing is left open: the proxy's own port was closed again.
         self.assertEqual([listener.socket for listener in service.listeners], [None])
@@ -163,35 +168,42 @@ class WorkersTests(TestCase):
     timeout = 60
 
     async def test_aggregated(self) -> None:
-        originPort = reactor.listenTCP(0, origin(), interface="127.0.0.1")
+        originPort = listenLocal(origin())
         self.addCleanup(originPort.stopListening)
-        originURL = "http://127.0.0.1:%d" % (originPort.getHost().port,)
+        originURL = "http://127.0.0.1:%d" % (portNumber(originPort),)
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d)
         config = Options()
         config.parseOptions(
-            ["--listen", "tcp:0:interface=127.0.0.1", "--workers", "2",
-             "--metrics", "tcp:0:interface=127.0.0.1",
-             "--history", os.path.join(d, "history.jsonl")]
+            [
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--workers",
+                "2",
+                "--metrics",
+                "tcp:0:interface=127.0.0.1",
+                "--history",
+                os.path.join(d, "history.jsonl"),
+            ]
         )
         # Both workers have reported their gauges at least once.
-        reported = waitForEvents(
-            self, lambda events: {e.get("worker") for e in events if "metricsGauges" in e}
-            >= {1, 2},
+        events = logEvents(self, clock=reactor)
+        reported = events.when(
+            lambda events: {e.get("worker") for e in events if "metricsGauges" in e} >= {1, 2}
         )
         service = makeService(config, reactor)
         service.privilegedStartService()
         service.startService()
         self.addCleanup(service.stopService)
         [metrics] = [s for s in service if isinstance(s, MetricsService)]
-        metricsPort = (await metrics._waitingForPort).getHost().port
+        metricsPort = portNumber(await metrics._waitingForPort)
         await reported
         proxyPort = service.listeners[0].port
+        assert proxyPort is not None
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", proxyPort), reactor)
         count = 20
-        finished = waitForEvents(
-            self, lambda events: sum(1 for e in events if "transaction" in e) >= count
-        )
+        before = transactions(events)
+        finished = events.when(lambda events: transactions(events) >= before + count)
         for _ in range(count):
             response = await agent.request(b"GET", (originURL + "/small").encode("ascii"))
             await readBody(response)
@@ -208,7 +220,8 @@ class WorkersTests(TestCase):
         if os.path.isdir("/proc/self"):
             for worker in ("1", "2"):
                 self.assertGreater(
-                    value(samples, "twisted_proxy_worker_process_resident_memory_bytes",
-                          worker=worker),
+                    sample(
+                        samples, "twisted_proxy_worker_process_resident_memory_bytes", worker=worker
+                    ),
                     0,
                 )

@@ -42,12 +42,27 @@ def transaction(**fields: Any) -> dict[str, Any]:
     A record dict (as a worker sends it) with sensible defaults.
     """
     record = {
-        "kind": "http", "method": "GET", "target": "http://a.test/", "status": 200,
-        "clientHost": "127.0.0.1", "user": None, "proxyError": None, "aborted": False,
-        "connectionReused": False, "bytesFromClient": 40, "bytesToClient": 100,
-        "bytesFromUpstream": 90, "bytesToUpstream": 45, "cacheStatus": None,
-        "durations": {"upstreamConnect": 2.0, "send": 0.1, "wait": 10.0, "receive": 1.0,
-                      "total": 13.1},
+        "kind": "http",
+        "method": "GET",
+        "target": "http://a.test/",
+        "status": 200,
+        "clientHost": "127.0.0.1",
+        "user": None,
+        "proxyError": None,
+        "aborted": False,
+        "connectionReused": False,
+        "bytesFromClient": 40,
+        "bytesToClient": 100,
+        "bytesFromUpstream": 90,
+        "bytesToUpstream": 45,
+        "cacheStatus": None,
+        "durations": {
+            "upstreamConnect": 2.0,
+            "send": 0.1,
+            "wait": 10.0,
+            "receive": 1.0,
+            "total": 13.1,
+        },
     }
     record.update(fields)
     return record
@@ -65,8 +80,9 @@ class Fixture:
         self.stats = TransactionStats()
         self.health = Health()
         options = Options()
-        options.parseOptions(["--listen", "tcp:3128:interface=127.0.0.1",
-                              "--metrics", "9100", *args])
+        options.parseOptions(
+            ["--listen", "tcp:3128:interface=127.0.0.1", "--metrics", "9100", *args]
+        )
         gauges = ProxyGauges(self.harness.factory, self.harness.pool).read
         self.monitor = Monitor(
             stats=self.stats,
@@ -93,8 +109,11 @@ class Fixture:
         transport = StringTransport()
         proto.makeConnection(transport)
         proto.dataReceived(
-            b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1:9100\r\nConnection: close\r\n"
-            + b"".join(h + b"\r\n" for h in headers) + b"\r\n"
+            b"GET "
+            + path
+            + b" HTTP/1.1\r\nHost: 127.0.0.1:9100\r\nConnection: close\r\n"
+            + b"".join(h + b"\r\n" for h in headers)
+            + b"\r\n"
         )
         head, _, body = transport.value().partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
@@ -116,7 +135,7 @@ def _unchunk(data: bytes) -> bytes:
         n = int(size, 16)
         if not n:
             break
-        out, data = out + data[:n], data[n + 2:]
+        out, data = out + data[:n], data[n + 2 :]
     return out
 
 
@@ -170,8 +189,9 @@ class MetricsPageTests(SynchronousTestCase):
         self.assertEqual(headers[b"content-type"], b"text/plain; version=0.0.4; charset=utf-8")
         families = {m.name: m for m in text_string_to_metric_families(body.decode())}
         [sample] = families["twisted_proxy_requests"].samples
-        self.assertEqual((sample.labels, sample.value),
-                         ({"method": "GET", "status_class": "4xx"}, 1.0))
+        self.assertEqual(
+            (sample.labels, sample.value), ({"method": "GET", "status_class": "4xx"}, 1.0)
+        )
 
     def test_openMetricsGzip(self) -> None:
         """
@@ -258,13 +278,27 @@ class StatusPageTests(SynchronousTestCase):
         the elements it would have with harmless values.
         """
         f = Fixture()
-        f.add(target=HOSTILE_TARGET, user="<b>mallory</b>", clientHost="<i>10.0.0.1</i>",
-              proxyError="<u>err</u>", method="<s>", kind="<x>", cacheStatus="<hit>")
+        f.add(
+            target=HOSTILE_TARGET,
+            user="<b>mallory</b>",
+            clientHost="<i>10.0.0.1</i>",
+            proxyError="<u>err</u>",
+            method="<s>",
+            kind="<x>",
+            cacheStatus="<hit>",
+        )
         f.stats.addRefusal("<em>rule</em>")
         hostile = parse(renderStatusPage(f.monitor))
         g = Fixture()
-        g.add(target="http://evil.test/", user="mallory", clientHost="10.0.0.1",
-              proxyError="err", method="GET", kind="other", cacheStatus="hit")
+        g.add(
+            target="http://evil.test/",
+            user="mallory",
+            clientHost="10.0.0.1",
+            proxyError="err",
+            method="GET",
+            kind="other",
+            cacheStatus="hit",
+        )
         g.stats.addRefusal("rule")
         harmless = parse(renderStatusPage(g.monitor))
         self.assertEqual(hostile.tags, harmless.tags)
@@ -284,8 +318,7 @@ class StatusPageTests(SynchronousTestCase):
 
 class RedactionTests(SynchronousTestCase):
     def test_userinfo(self) -> None:
-        self.assertEqual(redactTarget("http://alice:s3cret@a.test/x"),
-                         "http://<redacted>@a.test/x")
+        self.assertEqual(redactTarget("http://alice:s3cret@a.test/x"), "http://<redacted>@a.test/x")
         self.assertEqual(redactTarget("ftp://token@a.test/"), "ftp://<redacted>@a.test/")
         self.assertEqual(redactTarget("http://a.test/x@y"), "http://a.test/x@y")
         self.assertEqual(redactTarget("a.test:443"), "a.test:443")
@@ -296,8 +329,10 @@ class RedactionTests(SynchronousTestCase):
             "http://a.test/p?q=cats&password=<redacted>&api_key=<redacted>"
             ";access_token=<redacted>#x",
         )
-        self.assertEqual(redactTarget("http://a.test/?Session=abc&page=2"),
-                         "http://a.test/?Session=<redacted>&page=2")
+        self.assertEqual(
+            redactTarget("http://a.test/?Session=abc&page=2"),
+            "http://a.test/?Session=<redacted>&page=2",
+        )
 
     def test_onThePage(self) -> None:
         f = Fixture()
@@ -315,11 +350,21 @@ class RedactionTests(SynchronousTestCase):
         rows = dict(Fixture().monitor.summary())
         self.assertEqual(rows["Cache"], "in memory, 67108864 bytes (objects up to 8388608 bytes)")
         self.assertNotIn("Reverse proxy", rows)
-        rows = dict(Fixture("--cache-size", "0", "--reverse", "http://127.0.0.1:8000",
-                            "--reverse-host", "a.test=http://127.0.0.1:8001").monitor.summary())
+        rows = dict(
+            Fixture(
+                "--cache-size",
+                "0",
+                "--reverse",
+                "http://127.0.0.1:8000",
+                "--reverse-host",
+                "a.test=http://127.0.0.1:8001",
+            ).monitor.summary()
+        )
         self.assertEqual(rows["Cache"], "off")
-        self.assertEqual(rows["Reverse proxy"],
-                         "a.test -> http://127.0.0.1:8001, others -> http://127.0.0.1:8000")
+        self.assertEqual(
+            rows["Reverse proxy"],
+            "a.test -> http://127.0.0.1:8001, others -> http://127.0.0.1:8000",
+        )
 
     def test_configurationHasNoSecrets(self) -> None:
         """

@@ -29,6 +29,7 @@ from passlib.hash import (
 )
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests._typing import TestCaseMixin
 from twisted_proxy.http.errors import Forbidden, ProxyAuthenticationRequired, ProxyError
 from twisted_proxy.proxy.policy import (
     DEFAULT_CONNECT_PORTS,
@@ -66,9 +67,7 @@ def _fastBcrypt(password: str | bytes, prefix: bytes = b"2b") -> str:
     """
     if isinstance(password, str):
         password = password.encode("utf-8")
-    return bcrypt.hashpw(password, bcrypt.gensalt(rounds=4, prefix=prefix)).decode(
-        "ascii"
-    )
+    return bcrypt.hashpw(password, bcrypt.gensalt(rounds=4, prefix=prefix)).decode("ascii")
 
 
 # One generator per supported htpasswd format.
@@ -83,7 +82,7 @@ _FORMATS: dict[str, Callable[[str], str]] = {
 }
 
 
-class _TempFileMixin:
+class _TempFileMixin(TestCaseMixin):
     """
     Write files under a temporary directory removed after the test.
     """
@@ -299,9 +298,7 @@ class DestinationRulesTests(SynchronousTestCase):
     L{DestinationRules}: C{--deny-host} and C{--allow-host}.
     """
 
-    def assertAllowed(
-        self, rules: DestinationRules, allowedBy: str | None, *hosts: str
-    ) -> None:
+    def assertAllowed(self, rules: DestinationRules, allowedBy: str | None, *hosts: str) -> None:
         for host in hosts:
             self.assertEqual(rules.check(host), (None, allowedBy), host)
 
@@ -333,9 +330,7 @@ class DestinationRulesTests(SynchronousTestCase):
             "EXAMPLE.com.",
             "Example.Com",
         )
-        self.assertAllowed(
-            rules, None, "www.example.com", "example.com.evil", "badexample.com"
-        )
+        self.assertAllowed(rules, None, "www.example.com", "example.com.evil", "badexample.com")
 
     def test_subdomainWildcard(self) -> None:
         """
@@ -358,9 +353,7 @@ class DestinationRulesTests(SynchronousTestCase):
         subdomains.
         """
         rules = DestinationRules(denyHosts=[".example.com"])
-        self.assertRefused(
-            rules, "deny-host .example.com", "example.com", "a.b.example.com"
-        )
+        self.assertRefused(rules, "deny-host .example.com", "example.com", "a.b.example.com")
         self.assertAllowed(rules, None, "badexample.com", "example.org")
 
     def test_regex(self) -> None:
@@ -393,17 +386,13 @@ class DestinationRulesTests(SynchronousTestCase):
         rules = DestinationRules(allowHosts=["*.example.org", "example.net"])
         self.assertAllowed(rules, "allow-host *.example.org", "www.example.org")
         self.assertAllowed(rules, "allow-host example.net", "example.net")
-        self.assertRefused(
-            rules, "allow-host none-matched", "example.org", "example.com", ""
-        )
+        self.assertRefused(rules, "allow-host none-matched", "example.org", "example.com", "")
 
     def test_denyBeatsAllow(self) -> None:
         """
         A deny match refuses even when an allow pattern matches too.
         """
-        rules = DestinationRules(
-            allowHosts=[".example.com"], denyHosts=["secret.example.com"]
-        )
+        rules = DestinationRules(allowHosts=[".example.com"], denyHosts=["secret.example.com"])
         self.assertRefused(rules, "deny-host secret.example.com", "secret.example.com")
         self.assertAllowed(rules, "allow-host .example.com", "www.example.com")
 
@@ -453,9 +442,7 @@ class DestinationRulesTests(SynchronousTestCase):
             "exa mple.com",
             "example.com/path",
         ]:
-            e = self.assertRaises(
-                ConfigurationError, DestinationRules, denyHosts=[pattern]
-            )
+            e = self.assertRaises(ConfigurationError, DestinationRules, denyHosts=[pattern])
             self.assertIn("--deny-host", str(e))
         e = self.assertRaises(ConfigurationError, DestinationRules, allowHosts=["re:("])
         self.assertIn("--allow-host", str(e))
@@ -465,9 +452,7 @@ class DestinationRulesTests(SynchronousTestCase):
         """
         The description lists both kinds of pattern.
         """
-        self.assertEqual(
-            DestinationRules().describe(), "hosts: deny-host none; allow-host any"
-        )
+        self.assertEqual(DestinationRules().describe(), "hosts: deny-host none; allow-host any")
         self.assertEqual(
             DestinationRules(allowHosts=["a.org"], denyHosts=["*.b.org"]).describe(),
             "hosts: deny-host *.b.org; allow-host a.org",
@@ -502,9 +487,7 @@ class ConnectPortTests(SynchronousTestCase):
         """
         self.assertEqual(DEFAULT_CONNECT_PORTS, frozenset({443}))
         policy = _policy()
-        self.assertTrue(
-            policy.checkRequest(b"CONNECT", "example.com", 443, None).allowed
-        )
+        self.assertTrue(policy.checkRequest(b"CONNECT", "example.com", 443, None).allowed)
         decision = policy.checkRequest(b"CONNECT", "example.com", 22, None)
         refusal = decision.refusal
         self.assertIsInstance(refusal, Refused)
@@ -689,17 +672,13 @@ class HtpasswdFormatTests(_TempFileMixin, SynchronousTestCase):
         Each supported format verifies the right password and refuses a
         wrong one.
         """
-        entries = [
-            (f"user{i}", make(_PASSWORD)) for i, make in enumerate(_FORMATS.values())
-        ]
+        entries = [(f"user{i}", make(_PASSWORD)) for i, make in enumerate(_FORMATS.values())]
         for (_, stored), prefix in zip(entries, _FORMATS, strict=True):
             self.assertTrue(stored.startswith(prefix), stored)
         htpasswd = Htpasswd(self.htpasswd(entries))
         self.assertEqual(len(htpasswd), len(_FORMATS))
         for user, _ in entries:
-            self.assertEqual(
-                htpasswd.authenticate(user.encode(), _PASSWORD.encode()), (user, None)
-            )
+            self.assertEqual(htpasswd.authenticate(user.encode(), _PASSWORD.encode()), (user, None))
             self.assertEqual(
                 htpasswd.authenticate(user.encode(), b"wrong"),
                 (user, "wrong-password"),
@@ -710,9 +689,7 @@ class HtpasswdFormatTests(_TempFileMixin, SynchronousTestCase):
         L{Policy.checkRequest} admits each format's user with the right
         password and names the user.
         """
-        entries = [
-            (f"u{i}", make(_PASSWORD)) for i, make in enumerate(_FORMATS.values())
-        ]
+        entries = [(f"u{i}", make(_PASSWORD)) for i, make in enumerate(_FORMATS.values())]
         policy = _policy(authFile=self.htpasswd(entries))
         for user, _ in entries:
             decision = policy.checkRequest(b"GET", "h", 80, _basic(user, _PASSWORD))
@@ -807,14 +784,10 @@ class HtpasswdFormatTests(_TempFileMixin, SynchronousTestCase):
         """
         Comments, blank lines and CRLF line ends are accepted.
         """
-        path = self.writeFile(
-            f"# comment\r\n\r\n  alice:{_fastBcrypt(_PASSWORD)}  \r\n"
-        )
+        path = self.writeFile(f"# comment\r\n\r\n  alice:{_fastBcrypt(_PASSWORD)}  \r\n")
         htpasswd = Htpasswd(path)
         self.assertEqual(len(htpasswd), 1)
-        self.assertEqual(
-            htpasswd.authenticate(b"alice", _PASSWORD.encode()), ("alice", None)
-        )
+        self.assertEqual(htpasswd.authenticate(b"alice", _PASSWORD.encode()), ("alice", None))
 
     def test_emptyFile(self) -> None:
         """
@@ -832,9 +805,7 @@ class HtpasswdFormatTests(_TempFileMixin, SynchronousTestCase):
         htpasswd = Htpasswd(self.htpasswd([("jürgen", _fastBcrypt("pässwörd"))]))
         for encoding in ("utf-8", "latin-1"):
             self.assertEqual(
-                htpasswd.authenticate(
-                    "jürgen".encode(encoding), "pässwörd".encode(encoding)
-                ),
+                htpasswd.authenticate("jürgen".encode(encoding), "pässwörd".encode(encoding)),
                 ("jürgen", None),
                 encoding,
             )
@@ -851,9 +822,7 @@ class HtpasswdFormatTests(_TempFileMixin, SynchronousTestCase):
         password = b"p" * 100
         htpasswd = Htpasswd(self.htpasswd([("alice", _fastBcrypt(password[:72]))]))
         self.assertEqual(htpasswd.authenticate(b"alice", password), ("alice", None))
-        self.assertEqual(
-            htpasswd.authenticate(b"alice", b"q" * 100), ("alice", "wrong-password")
-        )
+        self.assertEqual(htpasswd.authenticate(b"alice", b"q" * 100), ("alice", "wrong-password"))
 
 
 class AuthenticationTests(_TempFileMixin, SynchronousTestCase):
@@ -867,12 +836,8 @@ class AuthenticationTests(_TempFileMixin, SynchronousTestCase):
         )
         self.policy = _policy(authFile=self.path)
 
-    def refusal(
-        self, value: bytes | None, policy: Policy | None = None
-    ) -> AuthenticationRequired:
-        decision = (policy or self.policy).checkRequest(
-            b"GET", "example.com", 80, value
-        )
+    def refusal(self, value: bytes | None, policy: Policy | None = None) -> AuthenticationRequired:
+        decision = (policy or self.policy).checkRequest(b"GET", "example.com", 80, value)
         self.assertFalse(decision.allowed)
         self.assertIsNone(decision.user)
         refusal = decision.refusal
@@ -886,9 +851,7 @@ class AuthenticationTests(_TempFileMixin, SynchronousTestCase):
         """
         Right credentials: allowed, and the decision names the user.
         """
-        decision = self.policy.checkRequest(
-            b"GET", "example.com", 80, _basic("alice", _PASSWORD)
-        )
+        decision = self.policy.checkRequest(b"GET", "example.com", 80, _basic("alice", _PASSWORD))
         self.assertTrue(decision.allowed)
         self.assertEqual(decision.user, "alice")
         self.assertIsNone(decision.refusal)
@@ -927,9 +890,7 @@ class AuthenticationTests(_TempFileMixin, SynchronousTestCase):
         A realm that cannot go in a header field is a configuration error.
         """
         for realm in ["", "a\r\nb", "caf\u00e9"]:
-            e = self.assertRaises(
-                ConfigurationError, _policy, authFile=self.path, realm=realm
-            )
+            e = self.assertRaises(ConfigurationError, _policy, authFile=self.path, realm=realm)
             self.assertIn("--auth-realm", str(e))
 
     def test_malformed(self) -> None:
@@ -973,9 +934,7 @@ class AuthenticationTests(_TempFileMixin, SynchronousTestCase):
         A wrong password: 407; the claimed user is kept for the logs, the
         password appears nowhere.
         """
-        decision = self.policy.checkRequest(
-            b"GET", "h", 80, _basic("alice", "s3cr3t-guess")
-        )
+        decision = self.policy.checkRequest(b"GET", "h", 80, _basic("alice", "s3cr3t-guess"))
         refusal = decision.refusal
         assert isinstance(refusal, AuthenticationRequired)
         self.assertEqual(refusal.rule, "auth-file wrong-password")
@@ -1019,12 +978,8 @@ class AuthenticationTests(_TempFileMixin, SynchronousTestCase):
         403 still names the user.
         """
         policy = _policy(authFile=self.path, denyHosts=["example.com"])
-        self.assertEqual(
-            self.refusal(None, policy).rule, "auth-file missing-credentials"
-        )
-        decision = policy.checkRequest(
-            b"GET", "example.com", 80, _basic("alice", _PASSWORD)
-        )
+        self.assertEqual(self.refusal(None, policy).rule, "auth-file missing-credentials")
+        decision = policy.checkRequest(b"GET", "example.com", 80, _basic("alice", _PASSWORD))
         self.assertEqual(decision.user, "alice")
         self.assertIsInstance(decision.refusal, Refused)
         self.assertEqual(decision.rule, "deny-host example.com")
@@ -1051,8 +1006,7 @@ class AuthenticationTests(_TempFileMixin, SynchronousTestCase):
         self.assertIn(
             (
                 "Proxy-Status",
-                "tp; error=http_request_denied; "
-                'details="proxy authentication required"',
+                'tp; error=http_request_denied; details="proxy authentication required"',
             ),
             headers,
         )
@@ -1137,12 +1091,8 @@ class VerificationCacheTests(_TempFileMixin, SynchronousTestCase):
         refused for the same reason.
         """
         for _ in range(3):
-            self.assertEqual(
-                self.check("alice", "guess").rule, "auth-file wrong-password"
-            )
-            self.assertEqual(
-                self.check("mallory", "guess").rule, "auth-file unknown-user"
-            )
+            self.assertEqual(self.check("alice", "guess").rule, "auth-file wrong-password")
+            self.assertEqual(self.check("mallory", "guess").rule, "auth-file unknown-user")
         self.assertEqual(self.verify.calls, 2)
         self.check("alice", "guess2")
         self.assertEqual(self.verify.calls, 3)
@@ -1179,9 +1129,7 @@ class VerificationCacheTests(_TempFileMixin, SynchronousTestCase):
         self.htpasswd([("alice", _fastBcrypt("new password"))])
         self.assertEqual(self.check("alice", _PASSWORD).user, "alice")
         self.policy.reload()
-        self.assertEqual(
-            self.check("alice", _PASSWORD).rule, "auth-file wrong-password"
-        )
+        self.assertEqual(self.check("alice", _PASSWORD).rule, "auth-file wrong-password")
         self.assertEqual(self.check("alice", "new password").user, "alice")
         self.assertEqual(self.check("carol", _PASSWORD).rule, "auth-file unknown-user")
 
@@ -1250,9 +1198,7 @@ class PolicyTests(_TempFileMixin, SynchronousTestCase):
         self.assertIsNone(policy.checkClient("192.168.1.1"))
         self.assertIsNotNone(policy.checkClient("203.0.113.1"))
         self.assertTrue(policy.checkRequest(b"GET", "example.com", 80, None).allowed)
-        self.assertFalse(
-            policy.checkRequest(b"CONNECT", "example.com", 80, None).allowed
-        )
+        self.assertFalse(policy.checkRequest(b"CONNECT", "example.com", 80, None).allowed)
         self.assertIsNone(policy.checkConnectedAddress("127.0.0.1"))
 
     def test_describe(self) -> None:

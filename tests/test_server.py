@@ -6,6 +6,8 @@ exact and no socket is opened.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransport
@@ -13,8 +15,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests._server import OK_RESPONSE, writeHtpasswd
-from twisted_proxy.testing import Harness
-
+from twisted_proxy.testing import Harness, logEvents
 
 GET_ABSOLUTE = (
     b"GET http://example.com/path?q=1 HTTP/1.1\r\n"
@@ -26,7 +27,6 @@ GET_ABSOLUTE = (
     b"Accept: */*\r\n"
     b"\r\n"
 )
-
 
 
 def headLines(data: bytes) -> list[bytes]:
@@ -74,7 +74,8 @@ class RelayTests(SynchronousTestCase):
         self.assertEqual((host, port), ("93.184.216.34", 80))
         up, upTransport = h.connect()
         self.assertEqual(
-            upTransport.value(), b"GET / HTTP/1.1\r\nHost: 93.184.216.34\r\nVia: 1.1 test-proxy\r\n\r\n"
+            upTransport.value(),
+            b"GET / HTTP/1.1\r\nHost: 93.184.216.34\r\nVia: 1.1 test-proxy\r\n\r\n",
         )
 
     def test_ipv6Target(self) -> None:
@@ -196,7 +197,8 @@ class RelayTests(SynchronousTestCase):
         up, upTransport = h.connect()
         up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
         self.assertEqual(
-            client.value(), b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nVia: 1.1 test-proxy\r\n\r\n"
+            client.value(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nVia: 1.1 test-proxy\r\n\r\n",
         )
         self.assertEqual(h.pool.idleCount(), 1)
 
@@ -229,6 +231,41 @@ class RelayTests(SynchronousTestCase):
         self.assertTrue(client.value().startswith(b"HTTP/1.1 200 OK\r\n"))
 
 
+class ConnectionsClosedTests(SynchronousTestCase):
+    """
+    L{ProxyFactory.whenConnectionsClosed}: a Deferred for the moment the
+    last client connection is gone.
+    """
+
+    def test_noneOpen(self) -> None:
+        """
+        With no connection open it has fired already.
+        """
+        self.assertIsNone(self.successResultOf(Harness().factory.whenConnectionsClosed()))
+
+    def test_lastOneCloses(self) -> None:
+        """
+        It fires when the last open connection is lost, not before; each
+        waiter fires once, and a later call waits for the connections open
+        then.
+        """
+        h = Harness()
+        first, _ = h.client()
+        second, _ = h.client()
+        closed = h.factory.whenConnectionsClosed()
+        alsoClosed = h.factory.whenConnectionsClosed()
+        first.connectionLost(Failure(ierror.ConnectionDone()))
+        self.assertNoResult(closed)
+        second.connectionLost(Failure(ierror.ConnectionLost()))
+        self.assertIsNone(self.successResultOf(closed))
+        self.assertIsNone(self.successResultOf(alsoClosed))
+        third, _ = h.client()
+        again = h.factory.whenConnectionsClosed()
+        self.assertNoResult(again)
+        third.connectionLost()
+        self.assertIsNone(self.successResultOf(again))
+
+
 class ErrorTests(SynchronousTestCase):
     def assertError(self, data: bytes, status: bytes, proxyStatus: bytes) -> None:
         self.assertTrue(data.startswith(b"HTTP/1.1 " + status), data)
@@ -244,7 +281,8 @@ class ErrorTests(SynchronousTestCase):
         proto, client = h.client()
         proto.dataReceived(
             b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET http://a.test/smuggled HTTP/1.1\r\n\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            b"GET http://a.test/smuggled HTTP/1.1\r\n\r\n"
         )
         self.assertError(client.value(), b"400", b"http_request_error")
         self.assertTrue(client.disconnecting)
@@ -312,7 +350,9 @@ class ErrorTests(SynchronousTestCase):
     def test_originClosesBeforeResponse(self) -> None:
         h = Harness()
         proto, client = h.client()
-        proto.dataReceived(b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n")
+        proto.dataReceived(
+            b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n"
+        )
         up, upTransport = h.connect()
         up.connectionLost(Failure(ierror.ConnectionDone()))
         self.assertError(client.value(), b"502", b"http_response_incomplete")
@@ -426,6 +466,7 @@ class BackpressureTests(SynchronousTestCase):
         up, upTransport = h.connect()
         up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 65536)
         self.assertIs(client.producer, up)
+        assert client.producer is not None
         client.producer.pauseProducing()
         self.assertEqual(upTransport.producerState, "paused")
         client.producer.resumeProducing()
@@ -447,6 +488,7 @@ class BackpressureTests(SynchronousTestCase):
         up, upTransport = h.connect()
         self.assertIsNotNone(upTransport.producer)
         proto.dataReceived(b"y" * 65536)
+        assert upTransport.producer is not None
         upTransport.producer.pauseProducing()
         self.assertEqual(client.producerState, "paused")
         upTransport.producer.resumeProducing()
@@ -464,6 +506,7 @@ class BackpressureTests(SynchronousTestCase):
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         up, upTransport = h.connect()
         up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        assert client.producer is not None
         client.producer.pauseProducing()
         up.dataReceived(b"cd")
         self.assertEqual(h.pool.idleCount(), 1)
@@ -486,10 +529,9 @@ class LoggingTests(SynchronousTestCase):
         The brief's lines are structured events; secrets in the logged request
         head are redacted, and times are rendered to the microsecond.
         """
-        from twisted.internet.testing import EventLoggingObserver
-        from twisted.logger import formatEvent, globalLogPublisher
+        from twisted.logger import formatEvent
 
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         h = Harness()
         h.clock.advance(1234.5)
         proto, client = h.client()
@@ -518,7 +560,6 @@ class LoggingTests(SynchronousTestCase):
         ):
             self.assertTrue(any(t.startswith(line) for t in texts), (line, texts))
 
-
     def test_generatedResponsesInWords(self) -> None:
         """
         A response the proxy makes itself is logged as what it is: a
@@ -526,10 +567,9 @@ class LoggingTests(SynchronousTestCase):
         request that failed on the way to the origin -- never a timeout as
         a "refusal".
         """
-        from twisted.internet.testing import EventLoggingObserver
-        from twisted.logger import formatEvent, globalLogPublisher
+        from twisted.logger import formatEvent
 
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         h = Harness(responseTimeout=30)
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
@@ -540,7 +580,9 @@ class LoggingTests(SynchronousTestCase):
         proto, client = h.client()
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\n\r\n")
         texts = [formatEvent(e) for e in events]
-        outcomes = [t.split(" (")[0] for t in texts if t.startswith("Request ") and "has been" not in t]
+        outcomes = [
+            t.split(" (")[0] for t in texts if t.startswith("Request ") and "has been" not in t
+        ]
         self.assertEqual(
             outcomes,
             [
@@ -596,7 +638,9 @@ class PolicyTests(SynchronousTestCase):
     def test_denyHost(self) -> None:
         h = Harness(policy=self.policy(denyHosts=["*.blocked.test"]))
         proto, client = h.client()
-        proto.dataReceived(b"GET http://ads.blocked.test/ HTTP/1.1\r\nHost: ads.blocked.test\r\n\r\n")
+        proto.dataReceived(
+            b"GET http://ads.blocked.test/ HTTP/1.1\r\nHost: ads.blocked.test\r\n\r\n"
+        )
         self.assertTrue(client.value().startswith(b"HTTP/1.1 403 "))
         self.assertEqual(h.attempts, [])
 
@@ -647,6 +691,22 @@ class TunnelTests(SynchronousTestCase):
         self.assertEqual(upTransport.value(), b"\x16\x03\x01hellomore")
         self.assertTrue(client.value().endswith(b"server bytes"))
         self.assertEqual(h.pool.idleCount(), 0)
+
+    def test_connectionLostDefaultReason(self) -> None:
+        """
+        C{connectionLost()} with C{IProtocol}'s default reason (a clean
+        close) ends a tunnel like a clean close: the upstream connection is
+        closed, not aborted.  (The default used to be L{None}, which the
+        tunnel could not read.)
+        """
+        h = Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"CONNECT secure.test:443 HTTP/1.1\r\nHost: secure.test:443\r\n\r\n")
+        up, upTransport = h.connect(peer=("93.184.216.34", 443))
+        proto.connectionLost()
+        self.assertTrue(upTransport.disconnecting)
+        self.assertFalse(upTransport.disconnected)
+        self.assertEqual(proto.state, "CLOSED")
 
     def test_connectPortNotAllowed(self) -> None:
         h = Harness()
@@ -734,7 +794,9 @@ class TunnelTests(SynchronousTestCase):
         proto, client = h.client()
         proto.dataReceived(b"GET http://ws.test/ HTTP/1.1\r\nHost: ws.test\r\n\r\n")
         up, upTransport = h.connect()
-        up.dataReceived(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
+        up.dataReceived(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"
+        )
         self.assertTrue(client.value().startswith(b"HTTP/1.1 502 "))
         self.assertIn(b"error=http_protocol_error", client.value())
 
@@ -755,8 +817,8 @@ class TunnelTests(SynchronousTestCase):
 
 class ParentProxyTests(SynchronousTestCase):
     def harness(self, bypass=()):
-        from twisted_proxy.proxy.policy import HostPatterns
         from twisted_proxy.proxy.parent import ParentProxy
+        from twisted_proxy.proxy.policy import HostPatterns
 
         return Harness(
             parent=ParentProxy.fromURL("http://user:pa%3Ass@parent.test:3128"),
@@ -779,7 +841,9 @@ class ParentProxyTests(SynchronousTestCase):
     def test_bypass(self) -> None:
         h = self.harness(bypass=["*.internal.test"])
         proto, client = h.client()
-        proto.dataReceived(b"GET http://wiki.internal.test/ HTTP/1.1\r\nHost: wiki.internal.test\r\n\r\n")
+        proto.dataReceived(
+            b"GET http://wiki.internal.test/ HTTP/1.1\r\nHost: wiki.internal.test\r\n\r\n"
+        )
         [(host, port, _, _)] = h.attempts
         self.assertEqual((host, port), ("wiki.internal.test", 80))
 
@@ -832,10 +896,8 @@ class TransactionRecordTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        from twisted.internet.testing import EventLoggingObserver
-        from twisted.logger import globalLogPublisher
 
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = logEvents(self)
 
     def Harness(self, **kwargs) -> Harness:
         return Harness(transactionDetail=True, **kwargs)
@@ -849,7 +911,8 @@ class TransactionRecordTests(SynchronousTestCase):
         proto, client = h.client()
         h.clock.advance(0.5)
         proto.dataReceived(
-            b"POST http://a.test/up HTTP/1.1\r\nHost: a.test\r\nCookie: k=v\r\nContent-Length: 3\r\n\r\nabc"
+            b"POST http://a.test/up HTTP/1.1\r\n"
+            b"Host: a.test\r\nCookie: k=v\r\nContent-Length: 3\r\n\r\nabc"
         )
         h.clock.advance(0.25)
         up, upTransport = h.connect()
@@ -867,14 +930,22 @@ class TransactionRecordTests(SynchronousTestCase):
         self.assertIs(record["connectionReused"], False)
         self.assertEqual(
             record["durations"],
-            {"upstreamConnect": 250.0, "send": 0.0, "wait": 125.0, "receive": 1000.0, "total": 1375.0},
+            {
+                "upstreamConnect": 250.0,
+                "send": 0.0,
+                "wait": 125.0,
+                "receive": 1000.0,
+                "total": 1375.0,
+            },
         )
         self.assertEqual(record["times"]["accepted"], "1970-01-01T00:16:40.000000Z")
         self.assertEqual(record["times"]["requestHead"], "1970-01-01T00:16:40.500000Z")
         self.assertIn(["Cookie", "<redacted>"], record["requestHeaders"])
         self.assertEqual(record["bytesToUpstream"], len(upTransport.value()))
         self.assertEqual(record["bytesToClient"], len(client.value()))
-        self.assertEqual(record["bytesFromUpstream"], len(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"))
+        self.assertEqual(
+            record["bytesFromUpstream"], len(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+        )
         self.assertFalse(record["aborted"])
 
     def test_upstreamFailure(self) -> None:
@@ -945,9 +1016,9 @@ class SlowVerificationTests(SynchronousTestCase):
         calls: list = []
         pending: list[Deferred] = []
 
-        def runInThread(f, *args):
+        def runInThread(f: Callable[..., object], *args: object) -> Deferred[None]:
             calls.append((f, args))
-            d = Deferred()
+            d: Deferred[None] = Deferred()
             pending.append(d)
             return d
 
@@ -980,7 +1051,12 @@ class SlowVerificationTests(SynchronousTestCase):
         path = writeHtpasswd(self)
         h = Harness(policy=Policy.fromOptions(authFile=path))
         pending: list[Deferred] = []
-        h.factory.runInThread = lambda f, *args: pending.append(Deferred()) or pending[-1]
+
+        def runInThread(f: Callable[..., object], *args: object) -> Deferred[None]:
+            pending.append(Deferred())
+            return pending[-1]
+
+        h.factory.runInThread = runInThread
         proto, client = h.client()
         proto.dataReceived(
             b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n"
@@ -1014,7 +1090,9 @@ class MaxForwardsTests(SynchronousTestCase):
     def test_optionsZeroAnsweredHere(self) -> None:
         h = Harness()
         proto, client = h.client()
-        proto.dataReceived(b"OPTIONS http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n\r\n")
+        proto.dataReceived(
+            b"OPTIONS http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n\r\n"
+        )
         self.assertEqual(h.attempts, [])
         self.assertTrue(client.value().startswith(b"HTTP/1.1 200 OK\r\n"))
         self.assertIn(b"Content-Length: 0\r\n", client.value())
@@ -1022,7 +1100,9 @@ class MaxForwardsTests(SynchronousTestCase):
     def test_decremented(self) -> None:
         h = Harness()
         proto, client = h.client()
-        proto.dataReceived(b"OPTIONS http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 5\r\n\r\n")
+        proto.dataReceived(
+            b"OPTIONS http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 5\r\n\r\n"
+        )
         up, upTransport = h.connect()
         self.assertIn(b"Max-Forwards: 4\r\n", upTransport.value())
         self.assertNotIn(b"Max-Forwards: 5", upTransport.value())
@@ -1030,14 +1110,18 @@ class MaxForwardsTests(SynchronousTestCase):
     def test_otherMethodsUntouched(self) -> None:
         h = Harness()
         proto, client = h.client()
-        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n\r\n")
+        proto.dataReceived(
+            b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: 0\r\n\r\n"
+        )
         up, upTransport = h.connect()
         self.assertIn(b"Max-Forwards: 0\r\n", upTransport.value())
 
     def test_invalidIsBadRequest(self) -> None:
         h = Harness()
         proto, client = h.client()
-        proto.dataReceived(b"TRACE http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: -1\r\n\r\n")
+        proto.dataReceived(
+            b"TRACE http://a.test/ HTTP/1.1\r\nHost: a.test\r\nMax-Forwards: -1\r\n\r\n"
+        )
         self.assertTrue(client.value().startswith(b"HTTP/1.1 400 "))
 
     def test_optionsWithEmptyPathIsAsterisk(self) -> None:
@@ -1049,11 +1133,13 @@ class MaxForwardsTests(SynchronousTestCase):
         proto, client = h.client()
         proto.dataReceived(b"OPTIONS http://a.test:8001 HTTP/1.1\r\nHost: a.test:8001\r\n\r\n")
         up, upTransport = h.connect()
-        self.assertTrue(upTransport.value().startswith(b"OPTIONS * HTTP/1.1\r\nHost: a.test:8001\r\n"))
+        self.assertTrue(
+            upTransport.value().startswith(b"OPTIONS * HTTP/1.1\r\nHost: a.test:8001\r\n")
+        )
 
     def test_optionsAsteriskToParent(self) -> None:
-        from twisted_proxy.proxy.policy import HostPatterns
         from twisted_proxy.proxy.parent import ParentProxy
+        from twisted_proxy.proxy.policy import HostPatterns
 
         h = Harness(
             parent=ParentProxy.fromURL("http://parent.test:3128"),
@@ -1084,16 +1170,17 @@ class UnixSocketClientTests(SynchronousTestCase):
 
     def test_unixClientLogged(self) -> None:
         from twisted.internet.address import UNIXAddress
-        from twisted.internet.testing import EventLoggingObserver
-        from twisted.logger import formatEvent, globalLogPublisher
+        from twisted.logger import formatEvent
 
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         h = Harness()
         proto = h.factory.buildProtocol(UNIXAddress(None))
         proto.makeConnection(
             StringTransport(peerAddress=UNIXAddress(None), hostAddress=UNIXAddress(b"/run/p.sock"))
         )
         self.assertTrue(
-            any(formatEvent(e).startswith("Connection has been accepted from: unix:/run/p.sock")
-                for e in events)
+            any(
+                formatEvent(e).startswith("Connection has been accepted from: unix:/run/p.sock")
+                for e in events
+            )
         )

@@ -17,19 +17,25 @@ import time
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests._loopback import RawClient, origin, sleep, slowOrigin
+from tests._loopback import (
+    RawClient,
+    connectionsClosed,
+    listenLocal,
+    origin,
+    portNumber,
+    proxyService,
+    slowOrigin,
+)
 from tests._twistd import startTwistd, twistdArgv, twistdEnv
 from twisted_proxy.app import listening
 from twisted_proxy.app.listening import Listener, ListenError, listenBacklog
 from twisted_proxy.app.runtime import StartupError
 from twisted_proxy.app.service import ProxyService
 from twisted_proxy.app.tap import Options, makeService
-
+from twisted_proxy.testing import logEvents
 
 
 def hasIPv6() -> bool:
@@ -87,10 +93,12 @@ class ListenerTests(SynchronousTestCase):
         ours = self.bound("tcp:0:interface=127.0.0.1", backlog=77)
         theirs = self.bound("tcp:0:interface=127.0.0.1:backlog=5", backlog=77)
         self.assertEqual((ours.effectiveBacklog, theirs.effectiveBacklog), (77, 5))
+        assert ours.socket is not None
         shown = listenQueue(ours.socket.getsockname()[1])
         if shown is None:
             raise SkipTest("ss is not installed")
         self.assertEqual(shown, 77)
+        assert theirs.socket is not None
         self.assertEqual(listenQueue(theirs.socket.getsockname()[1]), 5)
 
     def test_ipv6BesideIPv4(self) -> None:
@@ -104,12 +112,12 @@ class ListenerTests(SynchronousTestCase):
         v4, v6 = Listener.parse("0")
         v4.bind(10)
         self.addCleanup(v4.close)
+        assert v4.socket is not None
         v6.port = v4.socket.getsockname()[1]
         v6.bind(10)
         self.addCleanup(v6.close)
-        self.assertEqual(
-            v6.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY), 1
-        )
+        assert v6.socket is not None
+        self.assertEqual(v6.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY), 1)
         self.assertEqual(v6.describe(), "[::]:%d" % (v6.port,))
 
     def test_ipv6IsOptionalForABarePort(self) -> None:
@@ -117,8 +125,6 @@ class ListenerTests(SynchronousTestCase):
         The IPv6 half of a bare port that cannot be opened is left out with
         a warning; the IPv4 half serves.
         """
-        from twisted.internet.testing import EventLoggingObserver
-        from twisted.logger import globalLogPublisher
 
         from twisted_proxy.app.ports import bindAll
 
@@ -131,7 +137,7 @@ class ListenerTests(SynchronousTestCase):
         self.addCleanup(blocker.close)
         v4, v6 = Listener.parse("0")
         v6.port = blocker.getsockname()[1]
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         bound = bindAll([v4, v6], 100)
         self.addCleanup(v4.close)
         self.assertEqual(bound, [v4])
@@ -140,6 +146,7 @@ class ListenerTests(SynchronousTestCase):
 
     def test_addressInUse(self) -> None:
         taken = self.bound("tcp:0:interface=127.0.0.1")
+        assert taken.socket is not None
         port = taken.socket.getsockname()[1]
         [again] = Listener.parse("tcp:%d:interface=127.0.0.1" % (port,))
         with self.assertRaises(ListenError) as caught:
@@ -179,16 +186,16 @@ class DualStackTests(TestCase):
     async def test_bothFamilies(self) -> None:
         if not hasIPv6():
             raise SkipTest("no IPv6 here")
-        originPort = reactor.listenTCP(0, origin(), interface="127.0.0.1")
+        originPort = listenLocal(origin())
         self.addCleanup(originPort.stopListening)
-        target = "http://127.0.0.1:%d/small" % (originPort.getHost().port,)
+        target = "http://127.0.0.1:%d/small" % (portNumber(originPort),)
         config = Options()
         config.parseOptions(["--listen", "0"])
         v4, v6 = config["built"].listeners
         v4.bind(50)
         v6.port = port = v4.socket.getsockname()[1]
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        service = makeService(config, reactor)
+        events = logEvents(self)
+        service = proxyService(config)
         service.startService()
         self.addCleanup(service.stopService)
         for endpoint in (
@@ -202,15 +209,15 @@ class DualStackTests(TestCase):
                 response = await agent.request(b"GET", b"http://%s:%d/" % (host.encode(), port))
                 await readBody(response)
                 self.assertEqual(response.code, 508)
-        peers = [e["peer"][0] for e in events if (e.get("log_format") or "").startswith(
-            "Connection has been accepted")]
+        peers = [
+            e["peer"][0]
+            for e in events
+            if (e.get("log_format") or "").startswith("Connection has been accepted")
+        ]
         self.assertIn("127.0.0.1", peers)
         self.assertIn("::1", peers)
         self.assertFalse([p for p in peers if p.startswith("::ffff:")])
-        for _ in range(100):
-            if not service.factory.connections:
-                break
-            await sleep(0.01)
+        await connectionsClosed(service.factory)
 
 
 class ServiceStartTests(TestCase):
@@ -219,9 +226,9 @@ class ServiceStartTests(TestCase):
         A port that cannot be opened stops the start with one line saying
         which and why.
         """
-        taken = reactor.listenTCP(0, origin(), interface="127.0.0.1")
+        taken = listenLocal(origin())
         self.addCleanup(taken.stopListening)
-        port = taken.getHost().port
+        port = portNumber(taken)
         config = Options()
         config.parseOptions(["--listen", "tcp:%d:interface=127.0.0.1" % (port,)])
         service = makeService(config, reactor)
@@ -267,7 +274,11 @@ class StartupErrorTests(SynchronousTestCase):
 
     def twistd(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            twistdArgv(*args), cwd=self.dir, env=twistdEnv(), capture_output=True, text=True,
+            twistdArgv(*args),
+            cwd=self.dir,
+            env=twistdEnv(),
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
 
@@ -294,16 +305,33 @@ class StartupErrorTests(SynchronousTestCase):
         port = self.takenPort()
         listen = "tcp:%d:interface=127.0.0.1" % (port,)
         expected = (
-            "twistd proxyserver: cannot listen on 127.0.0.1:%d: the address is already in use." % (port,)
+            "twistd proxyserver: cannot listen on 127.0.0.1:%d: the address is already in use."
+            % (port,)
         )
         pidfile = os.path.join(self.dir, "twistd.pid")
         for args in (
             ["-n", "--pidfile", pidfile, "proxyserver", "--listen", listen],
-            ["--pidfile", pidfile, "-l", os.path.join(self.dir, "twistd.log"), "proxyserver",
-             "--listen", listen],
+            [
+                "--pidfile",
+                pidfile,
+                "-l",
+                os.path.join(self.dir, "twistd.log"),
+                "proxyserver",
+                "--listen",
+                listen,
+            ],
             ["-n", "--pidfile", pidfile, "proxyserver", "--listen", listen, "--workers", "2"],
-            ["--pidfile", pidfile, "-l", os.path.join(self.dir, "twistd.log"), "proxyserver",
-             "--listen", listen, "--workers", "2"],
+            [
+                "--pidfile",
+                pidfile,
+                "-l",
+                os.path.join(self.dir, "twistd.log"),
+                "proxyserver",
+                "--listen",
+                listen,
+                "--workers",
+                "2",
+            ],
         ):
             with self.subTest(args=args):
                 result = self.twistd(*args)
@@ -327,18 +355,31 @@ class StartupErrorTests(SynchronousTestCase):
         workerHolder = DiskStore(os.path.join(cache, "worker-1"))
         self.addCleanup(workerHolder.close)
         pidfile = os.path.join(self.dir, "twistd.pid")
-        daemon = ["--pidfile", pidfile, "-l", os.path.join(self.dir, "twistd.log"), "proxyserver",
-                  "--listen", "tcp:0:interface=127.0.0.1"]
-        inUse = "twistd proxyserver: cannot listen on 127.0.0.1:%d for --metrics: the address " \
+        daemon = [
+            "--pidfile",
+            pidfile,
+            "-l",
+            os.path.join(self.dir, "twistd.log"),
+            "proxyserver",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        ]
+        inUse = (
+            "twistd proxyserver: cannot listen on 127.0.0.1:%d for --metrics: the address "
             "is already in use." % (port,)
+        )
         for args, expected in [
             (daemon + ["--metrics", metrics], inUse),
             (daemon + ["--metrics", metrics, "--workers", "2"], inUse),
-            (daemon + ["--cache-dir", cache],
-             f"twistd proxyserver: Cache directory {cache} is in use by another process"),
-            (daemon + ["--cache-dir", cache, "--workers", "2"],
-             f"twistd proxyserver: Cache directory {cache}/worker-1 is in use by another "
-             "process"),
+            (
+                daemon + ["--cache-dir", cache],
+                f"twistd proxyserver: Cache directory {cache} is in use by another process",
+            ),
+            (
+                daemon + ["--cache-dir", cache, "--workers", "2"],
+                f"twistd proxyserver: Cache directory {cache}/worker-1 is in use by another "
+                "process",
+            ),
         ]:
             with self.subTest(args=args):
                 result = self.twistd(*args)
@@ -351,17 +392,29 @@ class StartupErrorTests(SynchronousTestCase):
         expected, and exit 2, without the help text.
         """
         for args, start in [
-            (["--connect-timeout", "-5"],
-             "twistd proxyserver: --connect-timeout -5: expected a positive number of seconds; "
-             "see twistd proxyserver --help"),
-            (["--access-log", self.dir], f"twistd proxyserver: --access-log {self.dir}: is a directory"),
+            (
+                ["--connect-timeout", "-5"],
+                "twistd proxyserver: --connect-timeout -5: expected a positive number of seconds; "
+                "see twistd proxyserver --help",
+            ),
+            (
+                ["--access-log", self.dir],
+                f"twistd proxyserver: --access-log {self.dir}: is a directory",
+            ),
             (["--history", "/proc/nope"], "twistd proxyserver: --history /proc/nope: cannot "),
-            (["--listen", "tcp:80000"], "twistd proxyserver: --listen tcp:80000: a port is 0-65535"),
-            (["--listen", "unix:/nonexistent/p.sock"],
-             "twistd proxyserver: --listen unix:/nonexistent/p.sock: cannot make a socket there"),
+            (
+                ["--listen", "tcp:80000"],
+                "twistd proxyserver: --listen tcp:80000: a port is 0-65535",
+            ),
+            (
+                ["--listen", "unix:/nonexistent/p.sock"],
+                "twistd proxyserver: --listen unix:/nonexistent/p.sock: cannot make a socket there",
+            ),
             (["--metrics", "tcp:x"], "twistd proxyserver: --metrics tcp:x: not a valid endpoint"),
-            (["--cache-dir", "/proc/nope/cache"],
-             "twistd proxyserver: --cache-dir /proc/nope/cache: cannot create or write it"),
+            (
+                ["--cache-dir", "/proc/nope/cache"],
+                "twistd proxyserver: --cache-dir /proc/nope/cache: cannot create or write it",
+            ),
         ]:
             with self.subTest(args=args):
                 result = self.twistd("-n", "--pidfile=", "proxyserver", *args)
@@ -392,15 +445,21 @@ class SignalTests(TestCase):
         self.addCleanup(shutil.rmtree, d)
         pidfile = os.path.join(d, "twistd.pid")
         twistd = startTwistd(
-            self, "-n", "--pidfile", pidfile, "proxyserver", "--listen",
-            "tcp:0:interface=127.0.0.1", cwd=d,
+            self,
+            "-n",
+            "--pidfile",
+            pidfile,
+            "proxyserver",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            cwd=d,
         )
         await twistd.waitFor("listening on 127.0.0.1:")
         self.assertTrue(os.path.exists(pidfile))
         twistd.signal("HUP")
         await twistd.waitFor("SIGHUP: nothing to reload")
         twistd.signal("HUP")
-        await sleep(0.2)
+        await twistd.waitFor("SIGHUP: nothing to reload", count=2)
         self.assertFalse(twistd.ended.called)
         twistd.signal("TERM")
         self.assertEqual(await twistd.ended, 0)
@@ -416,8 +475,15 @@ class SignalTests(TestCase):
         """
         for _attempt in range(2):
             twistd = startTwistd(
-                self, "-n", "--pidfile=", "proxyserver", "--listen",
-                "tcp:0:interface=127.0.0.1", "--workers", "2", newSession=True,
+                self,
+                "-n",
+                "--pidfile=",
+                "proxyserver",
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--workers",
+                "2",
+                newSession=True,
             )
             await twistd.waitFor("Started worker 2")
             # At once: the workers are still starting (importing), as when a
@@ -439,26 +505,29 @@ class SecondSignalTests(TestCase):
     timeout = 120
 
     async def test_secondCtrlC(self) -> None:
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
-        port = originPort.getHost().port
+        port = portNumber(originPort)
         for extra, cut in (
             ([], "Stopping now: cutting 1 connection still in progress."),
             (["--workers", "2"], "Stopping now: the workers cut what they still serve."),
         ):
             twistd = startTwistd(
-                self, "-n", "--pidfile=", "proxyserver", "--listen",
-                "tcp:0:interface=127.0.0.1", "--connect-ports", str(port), *extra,
+                self,
+                "-n",
+                "--pidfile=",
+                "proxyserver",
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--connect-ports",
+                str(port),
+                *extra,
             )
             await twistd.waitFor("listening on 127.0.0.1:")
             proxy = TCP4ClientEndpoint(reactor, "127.0.0.1", twistd.port())
             tunnel = RawClient()
-            for _ in range(200):
-                try:
-                    await connectProtocol(proxy, tunnel)
-                    break
-                except Exception:
-                    await sleep(0.05)
+            # Listening before it says so (with workers, in the parent).
+            await connectProtocol(proxy, tunnel)
             tunnel.transport.write(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (port,))
             await tunnel.waitFor(b"\r\n\r\n")
             twistd.signal("INT")
@@ -481,17 +550,22 @@ class GracefulStopTests(TestCase):
     timeout = 60
 
     async def startProxy(self, *args: str) -> ProxyService:
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
-        self.originPort = originPort.getHost().port
+        self.originPort = portNumber(originPort)
         self.origin = "http://127.0.0.1:%d" % (self.originPort,)
         config = Options()
         config.parseOptions(
-            ["--listen", "tcp:0:interface=127.0.0.1", "--connect-ports", str(self.originPort),
-             *args]
+            [
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--connect-ports",
+                str(self.originPort),
+                *args,
+            ]
         )
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        service = makeService(config, reactor)
+        self.events = logEvents(self)
+        service = proxyService(config)
         service.startService()
         self.service = service
 
@@ -535,7 +609,12 @@ class GracefulStopTests(TestCase):
         tunnel = await self.openTunnel()
 
         done: list[bool] = []
-        stopped = service.stopService().addBoth(lambda result: done.append(True) or result)
+
+        def ended(result: object) -> object:
+            done.append(True)
+            return result
+
+        stopped = service.stopService().addBoth(ended)
         # The idle connection is closed at once, and nothing new accepted.
         await idle.done
         self.assertEqual(done, [])
@@ -561,6 +640,7 @@ class GracefulStopTests(TestCase):
         from twisted.web.client import Agent
 
         service = await self.startProxy("--metrics", "tcp:0:interface=127.0.0.1")
+        assert service.metrics is not None
         metricsPort = (await service.metrics._waitingForPort).getHost().port
 
         async def fetch(path: bytes) -> tuple[int, bytes]:
@@ -623,12 +703,18 @@ class SigtermTests(TestCase):
     timeout = 60
 
     async def test_sigtermLetsWorkFinish(self) -> None:
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
-        port = originPort.getHost().port
+        port = portNumber(originPort)
         twistd = startTwistd(
-            self, "-n", "--pidfile=", "proxyserver", "--listen", "tcp:0:interface=127.0.0.1",
-            "--connect-ports", str(port),
+            self,
+            "-n",
+            "--pidfile=",
+            "proxyserver",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--connect-ports",
+            str(port),
         )
         await twistd.waitFor("listening on 127.0.0.1:")
         proxy = TCP4ClientEndpoint(reactor, "127.0.0.1", twistd.port())
@@ -651,6 +737,8 @@ class SigtermTests(TestCase):
         self.assertIn(b"hello from the origin", await tunnel.done)
         self.assertEqual(await body, b"slow" * 10)
         self.assertEqual(await twistd.ended, 0)
-        self.assertIn("waiting up to 30 s for 2 connections in progress (1 of them a tunnel)", twistd.output)
+        self.assertIn(
+            "waiting up to 30 s for 2 connections in progress (1 of them a tunnel)", twistd.output
+        )
         self.assertIn("All connections finished after", twistd.output)
         self.assertNotIn("cutting", twistd.output)

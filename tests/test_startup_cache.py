@@ -12,10 +12,10 @@ import os
 import shutil
 import tempfile
 
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
-from twisted.logger import globalLogPublisher
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests._typing import TestCaseMixin
 from twisted_proxy.app.runtime import StartupError
 from twisted_proxy.app.service import ProxyService
 from twisted_proxy.app.tap import Options, makeService
@@ -23,6 +23,7 @@ from twisted_proxy.app.workerprocess import workerConfig
 from twisted_proxy.app.workers import checkWorkerCaches
 from twisted_proxy.proxy.cache import CacheDirectoryError, DiskStore, MemoryStore
 from twisted_proxy.proxy.cache.entry import StoredResponse
+from twisted_proxy.testing import logEvents
 
 
 def storedEntry(path: str, key: str = "http://h/a") -> None:
@@ -53,7 +54,7 @@ def storedEntry(path: str, key: str = "http://h/a") -> None:
     store.close()
 
 
-class TempDirMixin:
+class TempDirMixin(TestCaseMixin):
     def setUp(self) -> None:
         self.dir = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.dir)
@@ -85,6 +86,7 @@ class CacheLifecycleTests(TempDirMixin, SynchronousTestCase):
         off.
         """
         cache = self.service("--cache-max-object", "1M").factory.cache
+        assert cache is not None
         self.assertIsInstance(cache.store, MemoryStore)
         self.assertEqual((cache.store.capacity, cache.store.maxObjectSize), (64 << 20, 1 << 20))
         self.assertIsNone(self.service("--cache-size", "0").factory.cache)
@@ -99,6 +101,7 @@ class CacheLifecycleTests(TempDirMixin, SynchronousTestCase):
         storedEntry(path)
         reactor = MemoryReactorClock()
         service = self.service("--cache-dir", path, reactor=reactor)
+        assert service.factory.cache is not None
         store = service.factory.cache.store
         self.assertIsInstance(store, DiskStore)
         self.assertEqual(store.count, 0)
@@ -181,18 +184,17 @@ class CacheReloadTests(TempDirMixin, SynchronousTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = logEvents(self)
 
     def reload(self, service: ProxyService, text: str) -> str:
         with open(self.config, "w") as f:
             f.write(text)
         before = len(self.events)
         service.reload()
-        [line] = [
-            e for e in self.events[before:] if "Configuration" in (e.get("log_format") or "")
-        ]
-        self.assertEqual(line["log_format"], "Configuration reloaded{source}: {changes}.",
-                         line.get("error"))
+        [line] = [e for e in self.events[before:] if "Configuration" in (e.get("log_format") or "")]
+        self.assertEqual(
+            line["log_format"], "Configuration reloaded{source}: {changes}.", line.get("error")
+        )
         return line["changes"]
 
     def started(self, text: str) -> ProxyService:
@@ -206,6 +208,7 @@ class CacheReloadTests(TempDirMixin, SynchronousTestCase):
     def test_memoryCacheResized(self) -> None:
         service = self.started('cache-size = "1M"\n')
         cache = service.factory.cache
+        assert cache is not None
         store = cache.store
         changes = self.reload(
             service,
@@ -224,14 +227,24 @@ class CacheReloadTests(TempDirMixin, SynchronousTestCase):
         ones evict them, and the log says so.
         """
         service = self.started('cache-size = "1M"\n')
+        assert service.factory.cache is not None
         store = service.factory.cache.store
         writer = store.openWriter(
             StoredResponse(
-                key="http://h/a", varyNames=(), varyValues=(), status=200, reason=b"OK",
-                version=b"1.1", headers=[], requestTime=1.0, responseTime=2.0, dateValue=2.0,
+                key="http://h/a",
+                varyNames=(),
+                varyValues=(),
+                status=200,
+                reason=b"OK",
+                version=b"1.1",
+                headers=[],
+                requestTime=1.0,
+                responseTime=2.0,
+                dateValue=2.0,
                 ageValue=0,
             )
         )
+        assert writer is not None
         writer.write(b"x" * 100_000)
         writer.commit()
         changes = self.reload(service, "cache-size = 50000\n")
@@ -248,17 +261,20 @@ class CacheReloadTests(TempDirMixin, SynchronousTestCase):
         changes = self.reload(service, "cache-size = 0\n")
         self.assertIn("turning the cache off takes a restart", changes)
         self.assertIs(service.factory.cache, cache)
+        assert cache is not None
         self.assertEqual(cache.store.capacity, 64 << 20)
 
     def test_diskCacheDoesNotMove(self) -> None:
         first = os.path.join(self.dir, "one")
         service = self.started(f'cache-dir = "{first}"\n')
+        assert service.factory.cache is not None
         store = service.factory.cache.store
         changes = self.reload(
             service, f'cache-dir = "{os.path.join(self.dir, "two")}"\ncache-disk-size = "2G"\n'
         )
         self.assertIn(f'cache-dir takes a restart to change (still "{first}")', changes)
         self.assertIs(service.factory.cache.store, store)
+        assert isinstance(store, DiskStore)
         self.assertEqual(store.path, first)
         self.assertEqual(store.capacity, 1 << 30)
         # The disk budget of the same directory changes in place.
@@ -271,4 +287,5 @@ class CacheReloadTests(TempDirMixin, SynchronousTestCase):
         changes = self.reload(service, 'pseudonym = "two"\n')
         self.assertIn("the cache keeps its old name in Cache-Status until a restart", changes)
         self.assertEqual(service.factory.pseudonymText, "two")
+        assert service.factory.cache is not None
         self.assertEqual(service.factory.cache.config.name, "one")

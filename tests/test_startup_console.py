@@ -18,16 +18,26 @@ from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests._loopback import sleep
-from tests._twistd import startTwistd
+from tests._twistd import pollUntil, startTwistd
 from twisted_proxy.app import console
 from twisted_proxy.app.console import Console, formatLine, wanted
 
 
-def event(fmt: str, level: LogLevel = LogLevel.info, namespace: str = "twisted_proxy.x",
-          **fields: object) -> dict:
-    return dict(log_format=fmt, log_level=level, log_namespace=namespace, log_time=0.0,
-                **fields)
+def event(
+    fmt: str, level: LogLevel = LogLevel.info, namespace: str = "twisted_proxy.x", **fields: object
+) -> dict:
+    return dict(log_format=fmt, log_level=level, log_namespace=namespace, log_time=0.0, **fields)
+
+
+def _read(path: str) -> str:
+    """
+    What the file at C{path} holds, or nothing if there is no such file.
+    """
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 class _Stream(io.StringIO):
@@ -76,11 +86,15 @@ class FilterTests(SynchronousTestCase):
 
 class FormatTests(SynchronousTestCase):
     def test_briefLineKeepsItsTag(self) -> None:
-        line = formatLine(event("Connection has been closed.  [12:00:00.000001]",
-                                log_system="proxy"))
+        line = formatLine(
+            event("Connection has been closed.  [12:00:00.000001]", log_system="proxy")
+        )
         assert line is not None
-        self.assertRegex(line, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[proxy\] "
-                               r"Connection has been closed\.  \[12:00:00\.000001\]\n$")
+        self.assertRegex(
+            line,
+            r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[proxy\] "
+            r"Connection has been closed\.  \[12:00:00\.000001\]\n$",
+        )
 
     def test_tags(self) -> None:
         self.assertIn(" [proxy] Access", formatLine(event("Access policy")))
@@ -93,6 +107,7 @@ class FormatTests(SynchronousTestCase):
 
     def test_fieldsAndLines(self) -> None:
         line = formatLine(event("a {n}\nb", n=1))
+        assert line is not None
         self.assertTrue(line.endswith("] a 1\n\tb\n"), line)
 
     def test_transactionEventsAreNotShown(self) -> None:
@@ -248,7 +263,12 @@ class ConsoleOfTwistdTests(TestCase):
 
     async def runProxy(self, *args: str) -> str:
         twistd = startTwistd(
-            self, "-n", "--pidfile=", "proxyserver", "--listen", "tcp:0:interface=127.0.0.1",
+            self,
+            "-n",
+            "--pidfile=",
+            "proxyserver",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
             *args,
         )
         await twistd.waitFor("listening on 127.0.0.1:")
@@ -269,8 +289,15 @@ class ConsoleOfTwistdTests(TestCase):
         output = await self.runProxy()
         self.assertIn("[proxy] Connection has been accepted from: ('127.0.0.1', ", output)
         self.assertIn("[proxy] Request has been received: GET http://127.0.0.1:1/ HTTP/1.1", output)
-        for unwanted in ("#debug", "ProxyFactory", "starting on", "Starting factory",
-                         "reactor class", "Traceback", "twistd 2"):
+        for unwanted in (
+            "#debug",
+            "ProxyFactory",
+            "starting on",
+            "Starting factory",
+            "reactor class",
+            "Traceback",
+            "twistd 2",
+        ):
             self.assertNotIn(unwanted, output)
 
     async def test_warn(self) -> None:
@@ -282,13 +309,20 @@ class ConsoleOfTwistdTests(TestCase):
         self.addCleanup(shutil.rmtree, d)
         path = os.path.join(d, "proxy.sock")
         twistd = startTwistd(
-            self, "-n", "--pidfile=", "proxyserver", "--listen", "unix:" + path,
-            "--log-level", "warn", "--connect-ports", "1",
+            self,
+            "-n",
+            "--pidfile=",
+            "proxyserver",
+            "--listen",
+            "unix:" + path,
+            "--log-level",
+            "warn",
+            "--connect-ports",
+            "1",
         )
-        for _ in range(1000):
-            if os.path.exists(path):
-                break
-            await sleep(0.01)
+        # At warn the proxy prints nothing, not even where it listens: its
+        # socket file appearing is the only sign that it is ready.
+        await pollUntil(lambda: os.path.exists(path), "the proxy's socket " + path)
         from twisted.internet.endpoints import UNIXClientEndpoint
 
         agent = ProxyAgent(UNIXClientEndpoint(reactor, path), reactor)
@@ -307,18 +341,24 @@ class ConsoleOfTwistdTests(TestCase):
         self.addCleanup(shutil.rmtree, d)
         path = os.path.join(d, "proxy.log")
         twistd = startTwistd(
-            self, "-n", "--pidfile=", "-l", path, "proxyserver", "--listen",
-            "tcp:0:interface=127.0.0.1", cwd=d,
+            self,
+            "-n",
+            "--pidfile=",
+            "-l",
+            path,
+            "proxyserver",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            cwd=d,
         )
-        for _ in range(1000):
-            if os.path.exists(path) and "listening on" in open(path).read():
-                break
-            await sleep(0.01)
+        # With -l, twistd prints to its log file only: what it writes there
+        # is looked for.
+        await pollUntil(lambda: "listening on" in _read(path), "listening, in " + path)
         twistd.signal("USR1")
-        for _ in range(1000):
-            if os.path.exists(path + ".1") and "Log files reopened" in open(path).read():
-                break
-            await sleep(0.01)
+        await pollUntil(
+            lambda: os.path.exists(path + ".1") and "Log files reopened" in _read(path),
+            "the rotation of " + path,
+        )
         twistd.signal("TERM")
         self.assertEqual(await twistd.ended, 0)
         with open(path) as f:

@@ -132,7 +132,7 @@ def imports(module: str, path: str, known: dict[str, str]) -> tuple[set[str], se
         if name != module:
             ours.add(name)
 
-    typeOnly = set()
+    typeOnly: set[int] = set()
     for node in ast.walk(tree):
         # Imports under "if TYPE_CHECKING:" are never run: they name types
         # for annotations and do not make a module depend on another.
@@ -322,7 +322,7 @@ class TestHelpersTests(SynchronousTestCase):
                     elif module == "tests":
                         targets = [a.name for a in node.names]
                     elif module.startswith("tests."):
-                        targets = [module[len("tests."):]]
+                        targets = [module[len("tests.") :]]
                 for target in targets:
                     if target.split(".")[-1].startswith("test_"):
                         offenders.append("{} imports {}".format(name, target))

@@ -8,11 +8,11 @@ from __future__ import annotations
 import io
 import sys
 
-from twisted.scripts.twistd import ServerOptions
 from twisted.application.service import IServiceMaker
 from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
+from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_proxy.app import console
@@ -61,8 +61,18 @@ class OptionsTests(SynchronousTestCase):
         units (sizes in bytes).
         """
         config = parse(
-            "--connect-timeout", "2.5", "--max-body", "10M", "--linger-timeout", "1",
-            "--dns-cache-ttl", "0", "--forwarded", "xff", "--pseudonym", "p1",
+            "--connect-timeout",
+            "2.5",
+            "--max-body",
+            "10M",
+            "--linger-timeout",
+            "1",
+            "--dns-cache-ttl",
+            "0",
+            "--forwarded",
+            "xff",
+            "--pseudonym",
+            "p1",
         )
         proxyConfig = config["proxyConfig"]
         self.assertEqual(proxyConfig.connectTimeout, 2.5)
@@ -111,47 +121,80 @@ class OptionsTests(SynchronousTestCase):
 
     # Each bad command line, and the one line that says what is wrong.
     BAD = [
-        (["--connect-timeout", "-5"], "--connect-timeout -5: expected a positive number of seconds"),
-        (["--connect-timeout", "soon"],
-         "--connect-timeout soon: expected a positive number of seconds"),
+        (
+            ["--connect-timeout", "-5"],
+            "--connect-timeout -5: expected a positive number of seconds",
+        ),
+        (
+            ["--connect-timeout", "soon"],
+            "--connect-timeout soon: expected a positive number of seconds",
+        ),
         (["--idle-timeout", "0"], "--idle-timeout 0: expected a positive number of seconds"),
         (["--dns-cache-ttl", "-1"], "--dns-cache-ttl -1: expected a number of seconds, 0 or more"),
         (["--max-connections", "0"], "--max-connections 0: expected a whole number, at least 1"),
-        (["--max-connections", "1.5"],
-         "--max-connections 1.5: expected a whole number, at least 1"),
-        (["--pool-max-idle-per-host", "-2"],
-         "--pool-min-idle-per-host -2: expected a whole number, 0 or more"),
-        (["--max-body", "10X"],
-         "--max-body 10X: expected a size in bytes, optionally followed by k, M or G "
-         "(e.g. 64M), more than 0"),
+        (
+            ["--max-connections", "1.5"],
+            "--max-connections 1.5: expected a whole number, at least 1",
+        ),
+        (
+            ["--pool-max-idle-per-host", "-2"],
+            "--pool-min-idle-per-host -2: expected a whole number, 0 or more",
+        ),
+        (
+            ["--max-body", "10X"],
+            "--max-body 10X: expected a size in bytes, optionally followed by k, M or G "
+            "(e.g. 64M), more than 0",
+        ),
         (["--forwarded", "maybe"], "--forwarded maybe: expected one of off, xff, rfc7239"),
         (["--log-level", "loud"], "--log-level loud: expected one of debug, info, warn, error"),
-        (["--pseudonym", "bad name"],
-         "--pseudonym bad name: expected letters, digits and - . _ : ~ only"),
-        (["--workers", "zero"],
-         "--workers zero: expected a whole number, at least 1, or auto (one per CPU)"),
-        (["--listen", "tcp:notaport"],
-         "--listen tcp:notaport: the port is not a number; use tcp:PORT"),
+        (
+            ["--pseudonym", "bad name"],
+            "--pseudonym bad name: expected letters, digits and - . _ : ~ only",
+        ),
+        (
+            ["--workers", "zero"],
+            "--workers zero: expected a whole number, at least 1, or auto (one per CPU)",
+        ),
+        (
+            ["--listen", "tcp:notaport"],
+            "--listen tcp:notaport: the port is not a number; use tcp:PORT",
+        ),
         (["--listen", "nosuchendpoint:1"], "--listen nosuchendpoint:1: unknown endpoint type"),
         (["--listen", "tcp:80000"], "--listen tcp:80000: a port is 0-65535"),
         (["--listen", "70000"], "--listen 70000: a port is 0-65535"),
-        (["--listen", "unix:/nonexistent/p.sock"],
-         "--listen unix:/nonexistent/p.sock: cannot make a socket there: /nonexistent is not "
-         "a directory"),
-        (["--listen", "tcp:8080:interface=localhost"],
-         "--listen tcp:8080:interface=localhost: interface=localhost is not an IP address"),
+        (
+            ["--listen", "unix:/nonexistent/p.sock"],
+            "--listen unix:/nonexistent/p.sock: cannot make a socket there: /nonexistent is not "
+            "a directory",
+        ),
+        (
+            ["--listen", "tcp:8080:interface=localhost"],
+            "--listen tcp:8080:interface=localhost: interface=localhost is not an IP address",
+        ),
         (["--history", "/"], "--history /: is a directory"),
-        (["--access-log", "/nonexistent/dir/access.log"],
-         "--access-log /nonexistent/dir/access.log: cannot write there: the directory "
-         "/nonexistent/dir does not exist"),
-        (["--allow", "10.0.0.1/8"], "--allow 10.0.0.1/8: host bits are set; did you mean 10.0.0.0/8?"),
+        (
+            ["--access-log", "/nonexistent/dir/access.log"],
+            "--access-log /nonexistent/dir/access.log: cannot write there: the directory "
+            "/nonexistent/dir does not exist",
+        ),
+        (
+            ["--allow", "10.0.0.1/8"],
+            "--allow 10.0.0.1/8: host bits are set; did you mean 10.0.0.0/8?",
+        ),
         (["--deny-host", "bad host"], "--deny-host bad host: expected a host (example.com"),
         (["--connect-ports", "443,x"], "--connect-ports 443,x: expected port numbers (1-65535)"),
-        (["--upstream-proxy", "https://p.test:1"],
-         "--upstream-proxy https://p.test:1: the parent proxy must be an http:// URL"),
-        (["--auth-file", "/nonexistent"],
-         "--auth-file /nonexistent: cannot read the auth file: No such file or directory"),
-        (["--conect-timeout", "5"], "unknown option --conect-timeout (did you mean --connect-timeout?)"),
+        (
+            ["--upstream-proxy", "https://p.test:1"],
+            "--upstream-proxy https://p.test:1: the parent proxy must be an http:// URL",
+        ),
+        (
+            ["--auth-file", "/nonexistent"],
+            "--auth-file /nonexistent: cannot read the auth file: No such file or directory",
+        ),
+        (
+            ["--conect-timeout", "5"],
+            "unknown option --conect-timeout (did you mean --connect-timeout?)",
+        ),
         (["--listen"], "--listen needs a value"),
         (["--check-config=yes"], "--check-config takes no value"),
         (["stray"], "unexpected argument 'stray'"),
@@ -228,6 +271,7 @@ class TwistdOptionsTests(SynchronousTestCase):
         config = ServerOptions()
         config.parseOptions(["-n", "proxyserver", "--log-level", "warn"])
         self.assertEqual(config["logger"], console.twistdObserver)
+        assert console._pending is not None
         self.assertEqual(console._pending["level"], "warn")
         self.assertTrue(config.subOptions.runByTwistd)
 
@@ -236,9 +280,7 @@ class TwistdOptionsTests(SynchronousTestCase):
         A --logger given to twistd is left alone.
         """
         config = ServerOptions()
-        config.parseOptions(
-            ["-n", "--logger", "twisted.logger.textFileLogObserver", "proxyserver"]
-        )
+        config.parseOptions(["-n", "--logger", "twisted.logger.textFileLogObserver", "proxyserver"])
         from twisted.logger import textFileLogObserver
 
         self.assertIs(config["logger"], textFileLogObserver)
@@ -252,7 +294,7 @@ class MakeServiceTests(SynchronousTestCase):
         """
         config = parse("--listen", "tcp:0", "--listen", "tcp:0", "--pseudonym", "p1")
         service = makeService(config, MemoryReactorClock())
-        self.assertIsInstance(service, ProxyService)
+        assert isinstance(service, ProxyService)
         self.assertEqual(list(service), [])
         self.assertEqual([x.socket for x in service.listeners], [None, None])
         self.assertEqual(service.factory.pseudonymText, "p1")
@@ -262,5 +304,5 @@ class MakeServiceTests(SynchronousTestCase):
 
         config = parse("--listen", "tcp:0", "--workers", "2")
         service = makeService(config, MemoryReactorClock())
-        self.assertIsInstance(service, WorkerSupervisor)
+        assert isinstance(service, WorkerSupervisor)
         self.assertEqual(service.count, 2)

@@ -10,17 +10,26 @@ from __future__ import annotations
 import socket
 
 from twisted.internet import defer, reactor
+from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
-from twisted_proxy.proxy.tcp import writeNow
+from tests._loopback import listenLocal, portNumber
+from twisted_proxy.proxy.server import ProxyServerProtocol
+from twisted_proxy.proxy.tcp import IStreamTransport, writeNow
 from twisted_proxy.testing import Harness
 
 
 class _Accepted(Protocol):
+    transport: IStreamTransport
+
+    def __init__(self, accepted: defer.Deferred[_Accepted]) -> None:
+        self.accepted = accepted
+
     def connectionMade(self) -> None:
-        self.factory.accepted.callback(self)
+        self.accepted.callback(self)
 
 
 class WriteNowTests(TestCase):
@@ -30,13 +39,13 @@ class WriteNowTests(TestCase):
     """
 
     async def connected(self) -> tuple[Protocol, socket.socket]:
-        factory = Factory.forProtocol(_Accepted)
-        factory.accepted = defer.Deferred()
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        accepted: defer.Deferred[_Accepted] = defer.Deferred()
+        factory = Factory.forProtocol(lambda: _Accepted(accepted))
+        port = listenLocal(factory)
         self.addCleanup(port.stopListening)
-        peer = socket.create_connection(("127.0.0.1", port.getHost().port))
+        peer = socket.create_connection(("127.0.0.1", portNumber(port)))
         self.addCleanup(peer.close)
-        proto = await factory.accepted
+        proto = await accepted
         self.addCleanup(proto.transport.abortConnection)
         peer.setblocking(False)
         return proto, peer
@@ -56,6 +65,7 @@ class WriteNowTests(TestCase):
         them.
         """
         proto, peer = await self.connected()
+        assert proto.transport is not None
         proto.transport.write(b"first ")
         self.assertFalse(writeNow(proto.transport, b"second"))
         with self.assertRaises(BlockingIOError):
@@ -80,6 +90,7 @@ class WriteNowTests(TestCase):
         done: defer.Deferred[bytes] = defer.Deferred()
         received: list[bytes] = []
 
+        @implementer(IReadDescriptor)
         class Reader:
             def fileno(self) -> int:
                 return peer.fileno()
@@ -101,6 +112,7 @@ class WriteNowTests(TestCase):
 
     async def test_notAfterLoseConnection(self) -> None:
         proto, peer = await self.connected()
+        assert proto.transport is not None
         proto.transport.loseConnection()
         self.assertFalse(writeNow(proto.transport, b"late"))
 
@@ -130,10 +142,11 @@ class HeadWithBodyTests(SynchronousTestCase):
     end of its own read.
     """
 
-    def client(self, h: Harness) -> tuple[object, CountingTransport]:
+    def client(self, h: Harness) -> tuple[ProxyServerProtocol, CountingTransport]:
         from twisted.internet.address import IPv4Address
 
         proto = h.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        assert isinstance(proto, ProxyServerProtocol)
         transport = CountingTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
         proto.makeConnection(transport)
         return proto, transport

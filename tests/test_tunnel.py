@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet.defer import Deferred, DeferredList
@@ -25,7 +26,7 @@ from twisted.internet.error import (
     ConnectionDone,
     ConnectionLost,
 )
-from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 from twisted.internet.task import Clock
@@ -37,7 +38,10 @@ from twisted.test.iosim import FakeTransport, IOPump, connect
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from tests._loopback import listenLocal, portNumber
 from tests._tls import selfSignedLocalhost as _selfSignedLocalhost
+from tests._typing import TestCaseMixin
+from twisted_proxy.proxy.tcp import IStreamTransport
 from twisted_proxy.proxy.tunnel import (
     CLIENT_LOST,
     CLOSED_NORMALLY,
@@ -93,7 +97,7 @@ class _WrappingTransport(_StrictTransport):
         return getattr(self._beneath, name)
 
 
-class _TunnelMixin:
+class _TunnelMixin(TestCaseMixin):
     """
     Builds a started tunnel on two L{_HalfCloseableTransport}s.
     """
@@ -101,11 +105,11 @@ class _TunnelMixin:
     def makeTunnel(
         self,
         idleTimeout: float | None = 300.0,
-        client: StringTransport | None = None,
-        upstream: StringTransport | None = None,
+        client: _StrictTransport | None = None,
+        upstream: _StrictTransport | None = None,
         pendingFromClient: bytes = b"",
         pendingFromUpstream: bytes = b"",
-    ) -> tuple[Clock, Tunnel, StringTransport, StringTransport]:
+    ) -> tuple[Clock, Tunnel, _StrictTransport, _StrictTransport]:
         clock = Clock()
         clock.advance(1000)
         tunnel = Tunnel(clock, idleTimeout=idleTimeout)
@@ -187,11 +191,13 @@ class RelayTests(_TunnelMixin, SynchronousTestCase):
         slow upstream stops reads from the client.
         """
         clock, tunnel, client, upstream = self.makeTunnel()
+        assert client.producer is not None
         client.producer.pauseProducing()
         self.assertEqual(upstream.producerState, "paused")
         self.assertEqual(client.producerState, "producing")
         client.producer.resumeProducing()
         self.assertEqual(upstream.producerState, "producing")
+        assert upstream.producer is not None
         upstream.producer.pauseProducing()
         self.assertEqual(client.producerState, "paused")
         upstream.producer.resumeProducing()
@@ -215,9 +221,7 @@ class RelayTests(_TunnelMixin, SynchronousTestCase):
         """
         client = _HalfCloseableTransport()
         client.registerProducer(object(), True)
-        self.assertRaises(
-            RuntimeError, Tunnel(Clock()).start, client, _HalfCloseableTransport()
-        )
+        self.assertRaises(RuntimeError, Tunnel(Clock()).start, client, _HalfCloseableTransport())
 
     def test_startTwice(self) -> None:
         """
@@ -485,6 +489,7 @@ class ConnectionLostTests(_TunnelMixin, SynchronousTestCase):
         """
         clock, tunnel, client, upstream = self.makeTunnel()
         # What a FileDescriptor does in connectionLost: stop its producer.
+        assert upstream.producer is not None
         upstream.producer.stopProducing()
         upstream.producer = None
         d = tunnel.whenClosed()
@@ -645,7 +650,7 @@ class TunnelUpstreamProtocolTests(SynchronousTestCase):
         )
         [(host, port, factory, timeout, bind)] = reactor.tcpClients
         wrapper = factory.buildProtocol(None)
-        self.assertTrue(IHalfCloseableProtocol.providedBy(wrapper))
+        assert IHalfCloseableProtocol.providedBy(wrapper)
         upstream = _HalfCloseableTransport()
         wrapper.makeConnection(upstream)
         proto = self.successResultOf(d)
@@ -741,6 +746,8 @@ class _Peer(Protocol):
     and records what it receives.
     """
 
+    transport: IStreamTransport
+
     chunkSize = 32 * 1024
     paused = False
     lost = False
@@ -785,6 +792,8 @@ class _ClientSide(Protocol):
     Stands in for C{ProxyServerProtocol} once it handed over to a tunnel.
     """
 
+    transport: IStreamTransport
+
     def __init__(self, tunnel: Tunnel) -> None:
         self.tunnel = tunnel
 
@@ -823,9 +832,7 @@ class LargeTransferTests(SynchronousTestCase):
         self.clientTransport = _FlowControlledTransport(self.client, False)
         self.clientSide = _FlowControlledTransport(_ClientSide(self.tunnel), True)
         _link(self.clientTransport, self.clientSide)
-        self.upstreamSide = _FlowControlledTransport(
-            TunnelUpstreamProtocol(self.tunnel), False
-        )
+        self.upstreamSide = _FlowControlledTransport(TunnelUpstreamProtocol(self.tunnel), False)
         self.originTransport = _FlowControlledTransport(self.origin, True)
         _link(self.upstreamSide, self.originTransport)
         self.pumps = [
@@ -941,9 +948,14 @@ class _Echo(Protocol):
     The origin: echoes, and tells when its connection is gone.
     """
 
-    def connectionMade(self) -> None:
+    transport: IStreamTransport
+
+    def __init__(self, connections: list[_Echo]) -> None:
         self.lost: Deferred[None] = Deferred()
-        self.factory.connections.append(self)
+        self.connections = connections
+
+    def connectionMade(self) -> None:
+        self.connections.append(self)
 
     def dataReceived(self, data: bytes) -> None:
         self.transport.write(data)
@@ -952,10 +964,24 @@ class _Echo(Protocol):
         self.lost.callback(None)
 
 
+class _EchoFactory(Factory):
+    """
+    Builds L{_Echo}s, and keeps the connected ones.
+    """
+
+    def __init__(self) -> None:
+        self.connections: list[_Echo] = []
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        return _Echo(self.connections)
+
+
 class _EchoClient(Protocol):
     """
     Sends a message and collects the echo.
     """
+
+    transport: IStreamTransport
 
     def __init__(self, message: bytes) -> None:
         self.message = message
@@ -981,17 +1007,34 @@ class _Relay(_ClientSide):
     origin, as the proxy does after a CONNECT.
     """
 
+    def __init__(self, tunnel: Tunnel, relays: _RelayFactory) -> None:
+        super().__init__(tunnel)
+        self.relays = relays
+
     def connectionMade(self) -> None:
-        self.factory.tunnels.append(self.tunnel)
+        self.relays.tunnels.append(self.tunnel)
         self.transport.pauseProducing()
         d = connectProtocol(
-            TCP4ClientEndpoint(
-                self.factory.reactor, "127.0.0.1", self.factory.originPort
-            ),
+            TCP4ClientEndpoint(self.relays.reactor, "127.0.0.1", self.relays.originPort),
             TunnelUpstreamProtocol(self.tunnel),
         )
         d.addCallback(lambda up: self.tunnel.start(self.transport, up.transport))
         d.addErrback(lambda f: self.transport.abortConnection())
+
+
+class _RelayFactory(Factory):
+    """
+    Builds L{_Relay}s to the origin on C{originPort}, and keeps their
+    tunnels.
+    """
+
+    def __init__(self, reactor: Any, originPort: int) -> None:
+        self.reactor = reactor
+        self.originPort = originPort
+        self.tunnels: list[Tunnel] = []
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        return _Relay(Tunnel(self.reactor, idleTimeout=30), self)
 
 
 class LoopbackTLSTests(TestCase):
@@ -1009,30 +1052,19 @@ class LoopbackTLSTests(TestCase):
 
         certPEM, keyPEM = _selfSignedLocalhost()
         serverOptions = PrivateCertificate.loadPEM(keyPEM + certPEM).options()
-        originFactory = Factory.forProtocol(_Echo)
-        originFactory.connections = []
-        originPort = reactor.listenTCP(
-            0,
-            TLSMemoryBIOFactory(serverOptions, False, originFactory),
-            interface="127.0.0.1",
-        )
+        originFactory = _EchoFactory()
+        originPort = listenLocal(TLSMemoryBIOFactory(serverOptions, False, originFactory))
         self.addCleanup(originPort.stopListening)
 
-        relayFactory = Factory()
-        relayFactory.tunnels = []
-        relayFactory.originPort = originPort.getHost().port
-        relayFactory.reactor = reactor
-        relayFactory.protocol = lambda: _Relay(Tunnel(reactor, idleTimeout=30))
-        relayPort = reactor.listenTCP(0, relayFactory, interface="127.0.0.1")
+        relayFactory = _RelayFactory(reactor, portNumber(originPort))
+        relayPort = listenLocal(relayFactory)
         self.addCleanup(relayPort.stopListening)
 
         message = b"through the tunnel\r\n" * 1000
-        clientOptions = optionsForClientTLS(
-            "localhost", trustRoot=Certificate.loadPEM(certPEM)
-        )
+        clientOptions = optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(certPEM))
         endpoint = wrapClientTLS(
             clientOptions,
-            TCP4ClientEndpoint(reactor, "127.0.0.1", relayPort.getHost().port),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", portNumber(relayPort)),
         )
         client = await connectProtocol(endpoint, _EchoClient(message))
         self.addCleanup(self._closeAll, client, originFactory, relayFactory)
@@ -1052,13 +1084,14 @@ class LoopbackTLSTests(TestCase):
         self.assertGreater(tunnel.bytesFromUpstream, len(message))
 
     def _closeAll(
-        self, client: _EchoClient, originFactory: Factory, relayFactory: Factory
-    ) -> Deferred[object]:
+        self, client: _EchoClient, originFactory: _EchoFactory, relayFactory: _RelayFactory
+    ) -> Deferred[list[tuple[bool, Any]]]:
         """
         Abort whatever a failed test left open, and wait until it is gone.
         """
-        waits: list[Deferred[object]] = []
-        for proto in [client, *originFactory.connections]:
+        waits: list[Deferred[Any]] = []
+        protocols: list[_EchoClient | _Echo] = [client, *originFactory.connections]
+        for proto in protocols:
             if not proto.lost.called:
                 proto.transport.abortConnection()
                 waits.append(proto.lost)

@@ -5,17 +5,36 @@ the parent-proxy URL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from twisted.internet import error as ierror
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import (
+    IAddress,
+    IHostnameResolver,
+    IHostResolution,
+    IResolutionReceiver,
+)
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
-from twisted_proxy.testing import Harness
 from twisted_proxy.proxy.dns import CachingResolver
 from twisted_proxy.proxy.parent import ParentProxy
+from twisted_proxy.testing import Harness
 
 
+@implementer(IHostResolution)
+class _Resolution:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def cancel(self) -> None:
+        pass
+
+
+@implementer(IHostnameResolver)
 class FakeResolver:
     """
     Answers from a table; counts the names it was asked.
@@ -25,25 +44,35 @@ class FakeResolver:
         self.table = table
         self.asked: list[str] = []
 
-    def resolveHostName(self, receiver, hostName, portNumber=0, addressTypes=None,
-                        transportSemantics="TCP"):
+    def resolveHostName(
+        self,
+        receiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Sequence[type[IAddress]] | None = None,
+        transportSemantics: str = "TCP",
+    ) -> IHostResolution:
         self.asked.append(hostName)
-        receiver.resolutionBegan(object())
+        resolution = _Resolution(hostName)
+        receiver.resolutionBegan(resolution)
         for address in self.table.get(hostName, []):
+            kind: type[IPv4Address] | type[IPv6Address]
             kind = IPv6Address if ":" in address else IPv4Address
             receiver.addressResolved(kind("TCP", address, portNumber))
         receiver.resolutionComplete()
+        return resolution
 
 
+@implementer(IResolutionReceiver)
 class Receiver:
     def __init__(self) -> None:
-        self.addresses: list = []
+        self.addresses: list[IAddress] = []
         self.complete = False
 
-    def resolutionBegan(self, resolution) -> None:
+    def resolutionBegan(self, resolution: IHostResolution) -> None:
         pass
 
-    def addressResolved(self, address) -> None:
+    def addressResolved(self, address: IAddress) -> None:
         self.addresses.append(address)
 
     def resolutionComplete(self) -> None:
@@ -56,7 +85,7 @@ class CachingResolverTests(SynchronousTestCase):
         self.fake = FakeResolver({"a.test": ["192.0.2.1", "2001:db8::1"]})
         self.resolver = CachingResolver(self.fake, self.clock, ttl=60, negativeTtl=5)
 
-    def resolve(self, name: str, port: int = 80) -> list:
+    def resolve(self, name: str, port: int = 80) -> list[IAddress]:
         receiver = Receiver()
         self.resolver.resolveHostName(receiver, name, port)
         self.assertTrue(receiver.complete)
@@ -64,7 +93,9 @@ class CachingResolverTests(SynchronousTestCase):
 
     def test_cachedForTTL(self) -> None:
         first = self.resolve("a.test", 80)
-        self.assertEqual(first, [IPv4Address("TCP", "192.0.2.1", 80), IPv6Address("TCP", "2001:db8::1", 80)])
+        self.assertEqual(
+            first, [IPv4Address("TCP", "192.0.2.1", 80), IPv6Address("TCP", "2001:db8::1", 80)]
+        )
         self.clock.advance(59)
         self.assertEqual(
             self.resolve("A.test", 8080),
@@ -181,14 +212,14 @@ class PoolCapTests(SynchronousTestCase):
         h.pool.minIdlePerHost = 2
         h.pool.idleTimeout = 60
         clients = [h.client() for _ in range(6)]
-        for proto, client in clients:
+        for proto, _client in clients:
             proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         ups = [h.connect()[0] for _ in range(6)]
         for up in ups:
             up.dataReceived(OK)
         self.assertEqual(h.pool.idleCount(), 6)
         # The next round reuses them all.
-        for proto, client in clients:
+        for proto, _client in clients:
             proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         self.assertEqual(h.attempts, [])
         self.assertEqual(h.pool.opened, 6)

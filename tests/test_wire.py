@@ -15,14 +15,18 @@ import socket
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import ISystemHandle
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import EventLoggingObserver, StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from tests._loopback import listenLocal, portNumber
 from twisted_proxy.http.fields import forwardRequestHeaders, forwardResponseHeaders
 from twisted_proxy.http.target import Target
-from twisted_proxy.testing import Harness
+from twisted_proxy.proxy.factory import Refuser
+from twisted_proxy.proxy.server import ProxyServerProtocol
+from twisted_proxy.proxy.tcp import IStreamTransport
+from twisted_proxy.testing import Harness, logEvents
 
 from ._loopback import ProxyTestMixin, RawClient
 
@@ -41,17 +45,24 @@ class HalfCloseableTransport(StringTransport):
         self.writeClosed = True
 
 
-def halfCloseableClient(h: Harness) -> tuple[object, HalfCloseableTransport]:
+def halfCloseableClient(
+    h: Harness,
+) -> tuple[ProxyServerProtocol | Refuser, HalfCloseableTransport]:
+    """
+    A client connection over a transport that can be half-closed: a
+    protocol for it, or the refusal of one over a connection limit.
+    """
     proto = h.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+    assert isinstance(proto, (ProxyServerProtocol, Refuser))
     transport = HalfCloseableTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
     proto.makeConnection(transport)
     return proto, transport
 
 
 def post(length: int, extra: bytes = b"") -> bytes:
-    return (
-        b"POST http://a.test/upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n%s\r\n"
-        % (length, extra)
+    return b"POST http://a.test/upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n%s\r\n" % (
+        length,
+        extra,
     )
 
 
@@ -85,7 +96,9 @@ class EarlyResponseTests(SynchronousTestCase):
         rest = smuggled + b"y" * (99000 - len(smuggled))
         client.clear()
         proto.dataReceived(rest[:50000])
-        proto.dataReceived(rest[50000:] + b"GET http://a.test/next HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        proto.dataReceived(
+            rest[50000:] + b"GET http://a.test/next HTTP/1.1\r\nHost: a.test\r\n\r\n"
+        )
         self.assertEqual([(host, port) for host, port, _, _ in h.attempts], [("a.test", 80)])
         up2, upTransport2 = h.connect()
         self.assertTrue(upTransport2.value().startswith(b"GET /next HTTP/1.1\r\n"))
@@ -210,7 +223,7 @@ class RefusalRecordTests(SynchronousTestCase):
     """
 
     def test_connectionLimitRecorded(self) -> None:
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logEvents(self)
         h = Harness(maxConnections=1, transactionDetail=True)
         h.client()
         proto, client = halfCloseableClient(h)
@@ -322,7 +335,8 @@ class FramingIsOursTests(SynchronousTestCase):
         proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
         up, upTransport = h.connect()
         up.dataReceived(
-            b"HTTP/1.1 200 OK\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\n"
+            b"Connection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5\r\nhello\r\n0\r\n\r\n"
         )
         head, _, body = client.value().partition(b"\r\n\r\n")
@@ -335,7 +349,11 @@ class FramingIsOursTests(SynchronousTestCase):
         its place, and a missing one is added.
         """
         target = Target("http", "a.test", 80, b"/", b"a.test")
-        headers = [(b"Connection", b"content-length, host"), (b"content-length", b"5"), (b"X", b"1")]
+        headers = [
+            (b"Connection", b"content-length, host"),
+            (b"content-length", b"5"),
+            (b"X", b"1"),
+        ]
         self.assertEqual(
             forwardRequestHeaders(headers, target, b"1.1", b"p", contentLength=5),
             [(b"Host", b"a.test"), (b"content-length", b"5"), (b"X", b"1"), (b"Via", b"1.1 p")],
@@ -345,17 +363,19 @@ class FramingIsOursTests(SynchronousTestCase):
             [(b"content-length", b"5"), (b"X", b"1"), (b"Via", b"1.1 p")],
         )
         self.assertEqual(
-            forwardResponseHeaders([(b"Connection", b"Content-Length"), (b"Content-Length", b"7")],
-                                   b"1.1", b"p"),
+            forwardResponseHeaders(
+                [(b"Connection", b"Content-Length"), (b"Content-Length", b"7")], b"1.1", b"p"
+            ),
             [(b"Content-Length", b"7"), (b"Via", b"1.1 p")],
             "a response to HEAD keeps its Content-Length",
         )
 
 
 def _nodelay(transport: object) -> int:
-    return transport.getHandle().getsockopt(  # type: ignore[attr-defined]
-        socket.IPPROTO_TCP, socket.TCP_NODELAY
-    )
+    assert ISystemHandle.providedBy(transport)
+    handle = transport.getHandle()
+    assert isinstance(handle, socket.socket)
+    return handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 class _EarlyAnswer(Protocol):
@@ -363,6 +383,8 @@ class _EarlyAnswer(Protocol):
     An origin that answers 302 as soon as it has the request head, and
     keeps reading (nginx's behaviour).
     """
+
+    transport: IStreamTransport
 
     answered = False
 
@@ -398,11 +420,16 @@ class LoopbackWireTests(ProxyTestMixin, TestCase):
         client.transport.loseConnection()
         await client.done
 
-        tunnelClient = RawClient(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (originPort,))
-        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), tunnelClient)
+        tunnelClient = RawClient(
+            b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % (originPort,)
+        )
+        await connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), tunnelClient
+        )
         await tunnelClient.waitFor(b"200 Connection Established\r\n\r\n")
         [conn] = factory.connections
         self.assertTrue(_nodelay(conn.transport))
+        assert conn._tunnel is not None
         self.assertTrue(_nodelay(conn._tunnel._upstream.transport))
         tunnelClient.transport.loseConnection()
         await tunnelClient.done
@@ -414,15 +441,14 @@ class LoopbackWireTests(ProxyTestMixin, TestCase):
         of its body dropped by a lingering close (here: over
         --discard-body-max), instead of getting a reset.
         """
-        earlyPort = reactor.listenTCP(0, Factory.forProtocol(_EarlyAnswer), interface="127.0.0.1")
+        earlyPort = listenLocal(Factory.forProtocol(_EarlyAnswer))
         self.addCleanup(earlyPort.stopListening)
         await self.setUpProxy("--discard-body-max", "64k")
-        port = earlyPort.getHost().port
+        port = portNumber(earlyPort)
         size = 8 * 1024 * 1024
         client = RawClient(
-            b"POST http://127.0.0.1:%d/up HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: %d\r\n\r\n"
-            % (port, port, size)
-            + b"x" * size
+            b"POST http://127.0.0.1:%d/up HTTP/1.1\r\n"
+            b"Host: 127.0.0.1:%d\r\nContent-Length: %d\r\n\r\n" % (port, port, size) + b"x" * size
         )
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.proxyPort), client)
         data = await client.done

@@ -12,43 +12,53 @@ import tempfile
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests._loopback import sleep, slowOrigin
+from tests._loopback import listenLocal, portNumber, slowOrigin
+from tests._typing import TestCaseMixin
 from twisted_proxy.app.tap import Options, makeService
 from twisted_proxy.app.workers import WorkerSupervisor
+from twisted_proxy.testing import logEvents
 
 
-class WorkersMixin:
+class WorkersMixin(TestCaseMixin):
     """
     Start a supervisor of real workers on loopback, and talk to them.
     """
 
     timeout = 60
 
-    async def startWorkers(self, *args: str, count: int = 2, history: bool = True) -> WorkerSupervisor:
-        originPort = reactor.listenTCP(0, slowOrigin(), interface="127.0.0.1")
+    async def startWorkers(
+        self, *args: str, count: int = 2, history: bool = True
+    ) -> WorkerSupervisor:
+        originPort = listenLocal(slowOrigin())
         self.addCleanup(originPort.stopListening)
-        self.origin = "http://127.0.0.1:%d" % (originPort.getHost().port,)
+        self.origin = "http://127.0.0.1:%d" % (portNumber(originPort),)
         self.dir = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.dir)
         self.history = os.path.join(self.dir, "history.jsonl")
         config = Options()
         config.parseOptions(
-            ["--listen", "tcp:0:interface=127.0.0.1", "--workers", str(count),
-             *(["--history", self.history] if history else []), *args]
+            [
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                "--workers",
+                str(count),
+                *(["--history", self.history] if history else []),
+                *args,
+            ]
         )
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = logEvents(self, clock=reactor)
         service = makeService(config, reactor)
-        self.assertIsInstance(service, WorkerSupervisor)
+        assert isinstance(service, WorkerSupervisor)
         service.privilegedStartService()
         service.startService()
         self.addCleanup(self.stopWorkers, service)
         self.service = service
-        self.port = service.listeners[0].socket.getsockname()[1]
+        sock = service.listeners[0].socket
+        assert sock is not None
+        self.port = sock.getsockname()[1]
         return service
 
     async def stopWorkers(self, service: WorkerSupervisor) -> None:
@@ -56,38 +66,53 @@ class WorkersMixin:
             await service.stopService()
 
     def logged(self, text: str) -> bool:
-        return any(text in (e.get("log_format") or "") for e in self.events)
+        return self.events.logged(text)
 
-    async def waitFor(self, condition, timeout: float = 20.0) -> None:
-        for _ in range(int(timeout / 0.01)):
-            if condition():
-                return
-            await sleep(0.01)
+    def count(self, text: str) -> int:
+        """
+        How many events logged so far say C{text}.
+        """
+        return sum(1 for e in self.events if text in (e.get("log_format") or ""))
+
+    async def waitForLogged(self, text: str, count: int = 1, timeout: float = 20.0) -> None:
+        """
+        Wait until C{text} has been logged C{count} times in all.
+        """
+        await self.events.when(lambda events: self.count(text) >= count).addTimeout(
+            timeout, reactor
+        )
 
     async def request(self, path: str = "/small") -> bytes:
+        """
+        A request through the workers.  The parent listens before it starts
+        them: while none accepts yet, the connection waits in the backlog.
+        """
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
         response = await agent.request(b"GET", (self.origin + path).encode("ascii"))
         return await readBody(response)
 
-    async def requestUntilServed(self, path: str = "/small") -> bytes:
-        """
-        Workers start asynchronously: retry a refused connection for a while.
-        """
-        from twisted.internet.error import ConnectionRefusedError
-
-        for _ in range(200):
-            try:
-                return await self.request(path)
-            except ConnectionRefusedError:
-                await sleep(0.05)
-        return await self.request(path)
-
     def transactions(self) -> list[dict]:
         return [e["transaction"] for e in self.events if "transaction" in e]
 
-    async def waitForTransactions(self, n: int) -> None:
-        await self.waitFor(lambda: len(self.transactions()) >= n)
+    async def waitForTransactions(self, n: int, timeout: float = 20.0) -> None:
+        """
+        Wait until the parent has logged C{n} transactions from the workers.
+        """
+        await self.events.when(lambda events: len(self.transactions()) >= n).addTimeout(
+            timeout, reactor
+        )
 
+    async def bothServe(self) -> int:
+        """
+        Send requests until each worker has served one (the kernel picks the
+        worker that accepts); how many it took.
+        """
+        for count in range(1, 201):
+            self.assertEqual(await self.request(), b"hello from the origin\n")
+            await self.waitForTransactions(count)
+            if {t["connectionId"].split("-")[0] for t in self.transactions()} == {"w1", "w2"}:
+                return count
+        self.fail("one worker served 200 requests in a row")
 
 
 class WorkersTests(WorkersMixin, TestCase):
@@ -97,15 +122,7 @@ class WorkersTests(WorkersMixin, TestCase):
         reach the parent's log and its single history file.
         """
         await self.startWorkers()
-        seen: set[str] = set()
-        count = 0
-        for count in range(1, 201):
-            self.assertEqual(await self.requestUntilServed(), b"hello from the origin\n")
-            await self.waitForTransactions(count)
-            seen = {t["connectionId"].split("-")[0] for t in self.transactions()}
-            if seen == {"w1", "w2"}:
-                break
-        self.assertEqual(seen, {"w1", "w2"})
+        count = await self.bothServe()
         self.assertEqual({e.get("worker") for e in self.events if "transaction" in e}, {1, 2})
         # The parent's history writer buffers for up to 50 ms.
         for observer in self.service.records.observers:
@@ -117,13 +134,16 @@ class WorkersTests(WorkersMixin, TestCase):
     async def test_crashedWorkerRestarted(self) -> None:
         service = await self.startWorkers()
         victim = service.workers[1]
+        assert victim.transport is not None
+        started = self.count("Started worker")
         os.kill(victim.transport.pid, signal.SIGKILL)
         await victim.ended
-        await self.waitFor(lambda: 1 in service.workers and service.workers[1] is not victim)
+        # Started again after a back-off of a second.
+        await self.waitForLogged("Started worker", started + 1)
         self.assertIsNot(service.workers.get(1, victim), victim)
         self.assertTrue(self.logged("exited unexpectedly"))
         for _ in range(5):
-            self.assertEqual(await self.requestUntilServed(), b"hello from the origin\n")
+            self.assertEqual(await self.request(), b"hello from the origin\n")
 
     async def test_workersIgnoreTerminalSignals(self) -> None:
         """
@@ -131,13 +151,19 @@ class WorkersTests(WorkersMixin, TestCase):
         closing terminal sends them to the whole process group) leave it
         running: the parent decides, and tells the workers.
         """
+        if not os.path.exists("/proc/self/status"):
+            raise SkipTest("needs /proc to read a process's ignored signals")
         service = await self.startWorkers()
-        await self.requestUntilServed()
+        # Both have served: both are past the start, where they ignore them.
+        await self.bothServe()
         workers = dict(service.workers)
         for worker in workers.values():
-            os.kill(worker.transport.pid, signal.SIGINT)
-            os.kill(worker.transport.pid, signal.SIGHUP)
-        await sleep(0.3)
+            assert worker.pid is not None
+            # Ignored (SIG_IGN): the kernel discards them as they are sent,
+            # so there is nothing to wait for after sending them.
+            self.assertLessEqual({signal.SIGINT, signal.SIGHUP}, ignoredSignals(worker.pid))
+            os.kill(worker.pid, signal.SIGINT)
+            os.kill(worker.pid, signal.SIGHUP)
         self.assertEqual(service.workers, workers)
         self.assertFalse(any(worker.ended.called for worker in workers.values()))
         for _ in range(4):
@@ -149,7 +175,7 @@ class WorkersTests(WorkersMixin, TestCase):
         progress in a worker finish, and waits for the workers to exit.
         """
         service = await self.startWorkers()
-        await self.requestUntilServed()
+        await self.request()
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
         response = await agent.request(b"GET", (self.origin + "/slow").encode("ascii"))
         body = defer.ensureDeferred(_read(response))
@@ -166,7 +192,7 @@ class WorkersTests(WorkersMixin, TestCase):
         Workers that serve nothing stop at once.
         """
         service = await self.startWorkers()
-        await self.requestUntilServed()
+        await self.request()
         workers = list(service.workers.values())
         await service.stopService()
         self.assertTrue(all(w.ended.called for w in workers))
@@ -175,6 +201,18 @@ class WorkersTests(WorkersMixin, TestCase):
 
 async def _read(response) -> bytes:
     return await readBody(response)
+
+
+def ignoredSignals(pid: int) -> set[int]:
+    """
+    The signals process C{pid} ignores (its C{SigIgn} mask in /proc).
+    """
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("SigIgn:"):
+                mask = int(line.split()[1], 16)
+                return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+    return set()
 
 
 class WorkerRollingTests(WorkersMixin, TestCase):
@@ -190,29 +228,29 @@ class WorkerRollingTests(WorkersMixin, TestCase):
         with open(config, "w") as f:
             f.write('listen = ["tcp:0:interface=127.0.0.1"]\n')
         service = await self.startWorkers("--config", config)
-        await self.requestUntilServed()
+        await self.request()
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
         response = await agent.request(b"GET", (self.origin + "/slow").encode("ascii"))
         body = defer.ensureDeferred(_read(response))
         old = set(service.workers.values())
-        service.source = _Source(service.source, ["tcp:0:interface=127.0.0.1",
-                                                  "tcp:0:interface=127.0.0.2"])
+        service.source = _Source(
+            service.source, ["tcp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.2"]
+        )
         service.reload()
         self.assertTrue(self.logged("Configuration reloaded"))
         self.assertEqual(len(service.listeners), 2)
         self.assertFalse(set(service.workers.values()) & old)
         self.assertEqual(service.retiring, old)
         self.assertEqual(await body, b"slow" * 10)
-        await self.waitFor(lambda: not service.retiring)
+        await defer.gatherResults([worker.ended for worker in old])
         self.assertEqual(service.retiring, set())
-        second = service.listeners[1].socket.getsockname()[1]
+        sock = service.listeners[1].socket
+        assert sock is not None
+        second = sock.getsockname()[1]
+        # The parent listens on the new socket: the request waits in its
+        # backlog for a new worker.
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.2", second), reactor)
-        for _ in range(200):
-            try:
-                response = await agent.request(b"GET", (self.origin + "/small").encode("ascii"))
-                break
-            except Exception:
-                await sleep(0.05)
+        response = await agent.request(b"GET", (self.origin + "/small").encode("ascii"))
         self.assertEqual(await readBody(response), b"hello from the origin\n")
 
 
@@ -229,27 +267,31 @@ class WorkerRollingCacheTests(WorkersMixin, TestCase):
         with open(config, "w") as f:
             f.write('listen = ["tcp:0:interface=127.0.0.1"]\n')
         cache = os.path.join(os.path.dirname(config), "cache")
-        service = await self.startWorkers("--config", config, "--cache-dir", cache,
-                                          history=False)
-        await self.requestUntilServed()
+        service = await self.startWorkers("--config", config, "--cache-dir", cache, history=False)
+        await self.request()
         self.assertEqual(sorted(os.listdir(cache)), ["worker-1", "worker-2"])
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
         response = await agent.request(b"GET", (self.origin + "/slow").encode("ascii"))
         body = defer.ensureDeferred(_read(response))
         old = dict(service.workers)
-        service.source = _Source(service.source, ["tcp:0:interface=127.0.0.1",
-                                                  "tcp:0:interface=127.0.0.2"])
+        started = self.count("Started worker")
+        service.source = _Source(
+            service.source, ["tcp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.2"]
+        )
         service.reload()
         self.assertTrue(self.logged("Configuration reloaded"))
         # Worker 1 is retiring, worker 2 still serves; no new worker yet.
         self.assertEqual(service.retiring, {old[1]})
         self.assertEqual(service.workers, {2: old[2]})
         self.assertEqual(await body, b"slow" * 10)
-        await self.waitFor(lambda: len(service.workers) == 2 and not service.retiring)
+        # Worker 2 retires once the new worker 1 is started; the new worker 2
+        # starts once it has ended.
+        await self.waitForLogged("Started worker", started + 2)
+        self.assertEqual((len(service.workers), service.retiring), (2, set()))
         self.assertFalse(set(service.workers.values()) & set(old.values()))
         self.assertFalse(self.logged("exited unexpectedly"))
         self.assertFalse(any("in use" in str(e.get("line", "")) for e in self.events))
-        self.assertEqual(await self.requestUntilServed(), b"hello from the origin\n")
+        self.assertEqual(await self.request(), b"hello from the origin\n")
 
 
 class WorkerMetricsTests(WorkersMixin, TestCase):
@@ -260,14 +302,14 @@ class WorkerMetricsTests(WorkersMixin, TestCase):
         """
         from twisted_proxy.app.metrics import MetricsService
 
-        service = await self.startWorkers("--metrics", "tcp:0:interface=127.0.0.1",
-                                          history=False)
-        self.assertIsInstance(service.metrics, MetricsService)
+        service = await self.startWorkers("--metrics", "tcp:0:interface=127.0.0.1", history=False)
+        metrics = service.metrics
+        assert isinstance(metrics, MetricsService)
         for _ in range(3):
-            self.assertEqual(await self.requestUntilServed(), b"hello from the origin\n")
+            self.assertEqual(await self.request(), b"hello from the origin\n")
+        # The metrics observe the same log events, as they are published.
         await self.waitForTransactions(3)
-        await self.waitFor(lambda: service.metrics.monitor.stats.total >= 3)
-        self.assertEqual(service.metrics.monitor.stats.total, 3)
+        self.assertEqual(metrics.monitor.stats.total, 3)
         self.assertTrue(all("record" not in e for e in self.events if "transaction" in e))
 
     async def test_drainingWhileWorkersFinish(self) -> None:
@@ -278,8 +320,8 @@ class WorkerMetricsTests(WorkersMixin, TestCase):
         from twisted.internet.error import ConnectionRefusedError
         from twisted.web.client import Agent
 
-        service = await self.startWorkers("--metrics", "tcp:0:interface=127.0.0.1",
-                                          history=False)
+        service = await self.startWorkers("--metrics", "tcp:0:interface=127.0.0.1", history=False)
+        assert service.metrics is not None
         metricsPort = (await service.metrics._waitingForPort).getHost().port
 
         async def health() -> tuple[int, bytes]:
@@ -288,7 +330,7 @@ class WorkerMetricsTests(WorkersMixin, TestCase):
             )
             return response.code, await readBody(response)
 
-        await self.requestUntilServed()
+        await self.request()
         self.assertEqual(await health(), (200, b"ok\n"))
         agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), reactor)
         response = await agent.request(b"GET", (self.origin + "/slow").encode("ascii"))
@@ -309,33 +351,27 @@ class WorkerRecordsTests(WorkersMixin, TestCase):
         """
         config = os.path.join(tempfile.mkdtemp(), "proxy.toml")
         self.addCleanup(shutil.rmtree, os.path.dirname(config))
+        # At debug level each worker says when it has applied a reload.
         with open(config, "w") as f:
-            f.write("log-level = \"info\"\n")
+            f.write('log-level = "debug"\n')
         service = await self.startWorkers("--config", config, history=False)
-        await self.requestUntilServed()
+        await self.request()
         with open(config, "w") as f:
-            f.write(f"history = {json.dumps(self.history)}\n")
+            f.write(f'log-level = "debug"\nhistory = {json.dumps(self.history)}\n')
         service.reload()
         self.assertTrue(self.logged("Configuration reloaded"))
-
-        def records() -> int:
-            if not os.path.exists(self.history):
-                return 0
-            with open(self.history) as f:
-                return len(f.read().splitlines())
-
-        # The workers get the reload through their pipes, a moment later.
-        for _ in range(100):
-            await self.request()
-            await self.waitFor(lambda: records() > 0, timeout=0.1)
-            if records():
-                break
-        before = records()
-        self.assertGreater(before, 0)
+        # The workers get the reload through their pipes, a moment later;
+        # until then they send no records (only the summary events).
+        await self.waitForLogged("applied the reloaded configuration", 2)
+        self.assertEqual(self.transactions(), [])
         for _ in range(4):
             self.assertEqual(await self.request(), b"hello from the origin\n")
-        await self.waitFor(lambda: records() >= before + 4)
-        self.assertEqual(records(), before + 4)
+        await self.waitForTransactions(4)
+        # The parent's history writer buffers for up to 50 ms.
+        for observer in service.records.observers:
+            observer.flush()
+        with open(self.history) as f:
+            self.assertEqual(len(f.read().splitlines()), 4)
 
 
 class _Source:

@@ -14,20 +14,102 @@ proxy can be driven byte by byte without a socket.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
+from twisted.logger import LogEvent, LogPublisher, globalLogPublisher
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from .proxy.config import ProxyConfig
 from .proxy.factory import ProxyFactory
 from .proxy.upstream import UpstreamPool
 
-__all__ = ["FakeEndpoint", "Harness"]
+if TYPE_CHECKING:
+    from twisted.trial.unittest import SynchronousTestCase
+
+__all__ = ["FakeEndpoint", "Harness", "LogEvents", "logEvents"]
 
 
+class LogEvents(EventLoggingObserver):
+    """
+    The events logged while a test runs (an C{EventLoggingObserver}), and
+    L{Deferred}s that fire once they include what the test waits for: a
+    test waits for the event that says something happened, not for time to
+    pass.
+
+    @ivar _clock: fires the Deferreds on its next turn instead of inside the
+        log call (so that the test does not go on, and perhaps end and
+        remove this observer, while the publisher is still delivering the
+        event), or L{None} to fire them at once.
+    """
+
+    def __init__(self, clock: IReactorTime | None = None) -> None:
+        super().__init__()
+        self._clock = clock
+        self._waiting: list[tuple[Callable[[LogEvents], bool], Deferred[None]]] = []
+
+    def __call__(self, event: LogEvent) -> None:
+        super().__call__(event)
+        if self._waiting:
+            self._check()
+
+    def when(self, predicate: Callable[[LogEvents], bool]) -> Deferred[None]:
+        """
+        A L{Deferred} that fires once C{predicate(self)} holds: now, or
+        after the event that makes it hold.
+        """
+        d: Deferred[None] = Deferred()
+        self._waiting.append((predicate, d))
+        self._check()
+        return d
+
+    def whenLogged(self, text: str) -> Deferred[None]:
+        """
+        A L{Deferred} that fires once an event whose format contains
+        C{text} has been logged.
+        """
+        return self.when(lambda events: self.logged(text))
+
+    def logged(self, text: str) -> bool:
+        """
+        Whether an event whose format contains C{text} has been logged.
+        """
+        return any(text in (event.get("log_format") or "") for event in self)
+
+    def _check(self) -> None:
+        for entry in list(self._waiting):
+            predicate, d = entry
+            if predicate(self):
+                self._waiting.remove(entry)
+                if self._clock is None:
+                    d.callback(None)
+                else:
+                    self._clock.callLater(0, d.callback, None)
+
+
+def logEvents(
+    testCase: SynchronousTestCase,
+    publisher: LogPublisher = globalLogPublisher,
+    clock: IReactorTime | None = None,
+) -> LogEvents:
+    """
+    Collect what C{publisher} logs until C{testCase} ends (as Twisted's
+    C{EventLoggingObserver.createWithCleanup}, for a synchronous test case
+    as well).  With a C{clock}, the L{LogEvents.when} Deferreds fire on its
+    next turn.
+    """
+    observer = LogEvents(clock)
+    publisher.addObserver(observer)
+    testCase.addCleanup(publisher.removeObserver, observer)
+    return observer
+
+
+@implementer(IStreamClientEndpoint)
 class FakeEndpoint:
     """
     An endpoint whose connection attempts the test completes or fails

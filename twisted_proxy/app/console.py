@@ -31,9 +31,15 @@ import atexit
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from twisted.logger import ILogObserver, LogLevel, formatEvent
+from twisted.logger import (
+    ILogFilterPredicate,
+    ILogObserver,
+    LogLevel,
+    PredicateResult,
+    formatEvent,
+)
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
@@ -82,6 +88,19 @@ def _ours(event: dict[str, Any]) -> bool:
         return True
     system = event.get("log_system")
     return system is not None and system.startswith(("proxy", "worker-"))
+
+
+@implementer(ILogFilterPredicate)
+class _Wanted:
+    """
+    L{wanted} as a log filter predicate.
+    """
+
+    def __init__(self, level: LogLevel) -> None:
+        self.level = level
+
+    def __call__(self, event: dict[str, Any]) -> Any:  # a PredicateResult
+        return PredicateResult.yes if wanted(event, self.level) else PredicateResult.no
 
 
 def wanted(event: dict[str, Any], level: LogLevel) -> bool:
@@ -323,14 +342,15 @@ def twistdObserver() -> Any:
     options = pending["options"]
     level = LEVELS[pending["level"]]
     if options.get("syslog"):
-        from twisted.logger import FilteringLogObserver, LegacyLogObserverWrapper, PredicateResult
-        from twisted.python import syslog
+        from twisted.logger import FilteringLogObserver, LegacyLogObserverWrapper
+        from twisted.python import log, syslog
 
-        legacy = LegacyLogObserverWrapper(syslog.SyslogObserver(options.get("prefix") or "twisted").emit)
-        return FilteringLogObserver(
-            legacy,
-            [lambda e: PredicateResult.yes if wanted(e, level) else PredicateResult.no],
+        # A bound method cannot declare the (legacy) observer interface it
+        # provides by its shape.
+        emit = cast(
+            log.ILogObserver, syslog.SyslogObserver(options.get("prefix") or "twisted").emit
         )
+        return FilteringLogObserver(LegacyLogObserverWrapper(emit), [_Wanted(level)])
     logfile = options.get("logfile") or ""
     nodaemon = bool(options.get("nodaemon"))
     stream: IO[str] | LogFile

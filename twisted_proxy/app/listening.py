@@ -169,7 +169,7 @@ def _parse(description: str, factory: Any) -> _Parsed:
     failures: list[Any] = []
     d.addErrback(failures.append)
     if failures and failures[0].check(_Parsed):
-        return failures[0].value  # type: ignore[no-any-return]
+        return failures[0].value
     if failures and failures[0].check(ValueError):
         raise failures[0].value
     if failures:
@@ -290,8 +290,14 @@ class Listener:
             if os.path.exists(path) and not stat.S_ISSOCK(os.stat(path).st_mode):
                 raise ValueError(f"{path} exists and is not a socket")
             return [
-                cls(text, "unix", socket.AF_UNIX, path=path, mode=parsed.params["mode"],
-                    backlog=backlog)
+                cls(
+                    text,
+                    "unix",
+                    socket.AF_UNIX,
+                    path=path,
+                    mode=parsed.params["mode"],
+                    backlog=backlog,
+                )
             ]
         return [cls(text, "adopted", parsed.params["family"], fd=parsed.params["fd"])]
 

@@ -191,11 +191,11 @@ class Options(usage.Options):
             sys.stdout.write(formatSettings(built))
             sys.stdout.flush()
             raise SystemExit(0)
-        if self.runByTwistd and self.parent.get("logger") is None:
+        parent = self.parent  # set when run by twistd
+        if parent is not None and parent.get("logger") is None:
             # twistd starts logging after parsing its options and before
             # making the service; the console is ours (see console.py).
-            assert self.parent is not None
-            self.parent["logger"] = prepareConsole(self.parent, settings["log-level"])
+            parent["logger"] = prepareConsole(parent, settings["log-level"])
 
 
 def _addRepeatable(setting: Any) -> None:

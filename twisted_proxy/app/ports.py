@@ -52,7 +52,8 @@ class ListeningPort(Service):
             "twisted-proxy {version} listening on {address}{backlog}",
             version=__version__,
             address=address,
-            backlog="" if listener.effectiveBacklog is None
+            backlog=""
+            if listener.effectiveBacklog is None
             else f" (listen backlog {listener.effectiveBacklog})",
         )
         self._waitingForPort.callback(port)
@@ -75,7 +76,7 @@ def bindAll(listeners: list[Listener], maxConnections: int) -> list[Listener]:
     @raise ListenError: if one cannot be opened; the others are closed again.
     """
     backlog = listenBacklog(maxConnections)
-    bound = []
+    bound: list[Listener] = []
     for listener in listeners:
         try:
             listener.bind(backlog)

@@ -80,7 +80,11 @@ class RecordFiles:
 
 
 _RECORD_SETTINGS = (
-    "history", "history-rotate-size", "history-keep", "access-log", "access-log-format"
+    "history",
+    "history-rotate-size",
+    "history-keep",
+    "access-log",
+    "access-log-format",
 )
 
 
@@ -99,14 +103,26 @@ def _openRecordFiles(settings: Settings, clock: Any) -> list[Any]:
 
     opening = []
     if settings["history"]:
-        opening.append(("history", lambda: historyObserver(
-            settings["history"], settings["history-rotate-size"], settings["history-keep"],
-            clock,
-        )))
+        opening.append(
+            (
+                "history",
+                lambda: historyObserver(
+                    settings["history"],
+                    settings["history-rotate-size"],
+                    settings["history-keep"],
+                    clock,
+                ),
+            )
+        )
     if settings["access-log"]:
-        opening.append(("access-log", lambda: accessLogObserver(
-            settings["access-log"], settings["access-log-format"], clock
-        )))
+        opening.append(
+            (
+                "access-log",
+                lambda: accessLogObserver(
+                    settings["access-log"], settings["access-log-format"], clock
+                ),
+            )
+        )
     observers: list[Any] = []
     for name, open_ in opening:
         try:

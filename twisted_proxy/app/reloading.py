@@ -63,9 +63,7 @@ def reloadInto(service: Any) -> None:
         settings.configFile is None
         and settings["auth-file"] is None
         and not any(
-            item.startswith("@")
-            for s in SETTINGS if s.kind.repeatable
-            for item in settings[s.name]
+            item.startswith("@") for s in SETTINGS if s.kind.repeatable for item in settings[s.name]
         )
     ):
         _log.info(

@@ -100,7 +100,8 @@ class ProxyRuntime:
         ttl = config.dnsCacheTtl
         self.resolver = (
             CachingResolver(reactor.nameResolver, reactor, ttl=ttl, negativeTtl=min(5.0, ttl))
-            if hasattr(reactor, "nameResolver") else None
+            if hasattr(reactor, "nameResolver")
+            else None
         )
         self._endpoints = _EndpointFactory(reactor, config.connectTimeout, self.resolver)
         self.pool: UpstreamPool = UpstreamPool(
@@ -203,7 +204,8 @@ class ProxyRuntime:
                     "the least recently used"
                 )
         if (cache.config.heuristicMax, cache.config.collapseTimeout) != (
-            new.cacheHeuristicMax, new.cacheCollapseTimeout
+            new.cacheHeuristicMax,
+            new.cacheCollapseTimeout,
         ):
             cache.config = dataclasses.replace(
                 cache.config,

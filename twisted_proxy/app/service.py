@@ -22,6 +22,7 @@ daemonizes, so a port that cannot be opened is reported on the terminal.
 
 from __future__ import annotations
 
+import functools
 import signal
 from typing import TYPE_CHECKING, Any
 
@@ -85,9 +86,7 @@ class ProxyService(MultiService):
         self._twistdConsole = twistdConsole
         self.records = RecordFiles(built.settings, reactor)
         try:
-            self.runtime = ProxyRuntime(
-                built.config, reactor, transactionDetail=bool(self.records)
-            )
+            self.runtime = ProxyRuntime(built.config, reactor, transactionDetail=bool(self.records))
         except StartupError:
             self.records.close()
             raise
@@ -188,7 +187,7 @@ class ProxyService(MultiService):
         if not self.running:
             return
         for signum in STOP_SIGNALS:
-            self.signals.install(signum, lambda signum=signum: self.stopSignal(signum))
+            self.signals.install(signum, functools.partial(self.stopSignal, signum))
 
     def stopSignal(self, signum: int) -> None:
         """
@@ -288,8 +287,11 @@ class ProxyService(MultiService):
         # The listening ports stop first: no new connections.
         Service.stopService(self)
         d: defer.Deferred[Any] = defer.DeferredList(
-            [defer.maybeDeferred(child.stopService) for child in reversed(list(self))
-             if child is not metrics]
+            [
+                defer.maybeDeferred(child.stopService)
+                for child in reversed(list(self))
+                if child is not metrics
+            ]
         )
         timeout = self.built.settings["shutdown-timeout"]
         draining = self._draining = Draining(self.runtime.factory, self.reactor, timeout)

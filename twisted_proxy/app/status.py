@@ -51,9 +51,11 @@ Seconds between the status page's refreshes.
 
 _SECURITY_HEADERS = (
     # No script, no frames, no external loads; inline CSS only.
-    (b"Content-Security-Policy",
-     b"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
-     b"frame-ancestors 'none'"),
+    (
+        b"Content-Security-Policy",
+        b"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+        b"frame-ancestors 'none'",
+    ),
     (b"X-Content-Type-Options", b"nosniff"),
     (b"Referrer-Policy", b"no-referrer"),
     (b"Cache-Control", b"no-store"),
@@ -345,7 +347,8 @@ def _countTable(title: str, column: str, counts: Mapping[str, int], empty: str) 
     if not rows:
         body = '<div class="empty">{}</div>'.format(empty)
     else:
-        body = "<table><thead><tr><th>{}</th><th class=num>Count</th></tr></thead><tbody>{}" \
+        body = (
+            "<table><thead><tr><th>{}</th><th class=num>Count</th></tr></thead><tbody>{}"
             "</tbody></table>".format(
                 column,
                 "".join(
@@ -353,6 +356,7 @@ def _countTable(title: str, column: str, counts: Mapping[str, int], empty: str) 
                     for k, v in rows[:20]
                 ),
             )
+        )
     return "<section><h2>{}</h2>{}</section>".format(title, body)
 
 
@@ -368,7 +372,7 @@ def renderStatusPage(monitor: Monitor, refresh: int = DEFAULT_REFRESH) -> bytes:
     draining = monitor.health.draining
     parts: list[str] = []
     add = parts.append
-    add("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">")
+    add('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">')
     if refresh:
         add('<meta http-equiv="refresh" content="{}">'.format(refresh))
     add('<meta name="viewport" content="width=device-width, initial-scale=1">')
@@ -376,14 +380,19 @@ def renderStatusPage(monitor: Monitor, refresh: int = DEFAULT_REFRESH) -> bytes:
     add("<style>{}</style></head><body>".format(_STYLE))
 
     add("<header><h1>twisted-proxy<small>{}</small></h1>".format(_text(monitor.version)))
-    add('<span class="badge {}">{}</span>'.format(
-        "draining" if draining else "ok", "Draining" if draining else "Accepting"))
-    add('<span class="meta">{} \u00b7 up {} \u00b7 {} UTC{}</span></header>'.format(
-        _text(monitor.pseudonym),
-        _uptime(monitor.uptime()),
-        _text(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))),
-        " \u00b7 refreshes every {} s".format(refresh) if refresh else "",
-    ))
+    add(
+        '<span class="badge {}">{}</span>'.format(
+            "draining" if draining else "ok", "Draining" if draining else "Accepting"
+        )
+    )
+    add(
+        '<span class="meta">{} \u00b7 up {} \u00b7 {} UTC{}</span></header>'.format(
+            _text(monitor.pseudonym),
+            _uptime(monitor.uptime()),
+            _text(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))),
+            " \u00b7 refreshes every {} s".format(refresh) if refresh else "",
+        )
+    )
     add("<main>")
 
     # Live counters.
@@ -391,46 +400,86 @@ def renderStatusPage(monitor: Monitor, refresh: int = DEFAULT_REFRESH) -> bytes:
     errors = sum(stats.errors.values())
     add('<div class="cards">')
     add(_card("Requests", _count(stats.total), "{:.1f}/s, last minute".format(stats.rate(now))))
-    add(_card("Connections", _count(gauges.get("clientConnections", 0)),
-              "{} handling a request".format(_count(gauges.get("activeRequests", 0)))))
+    add(
+        _card(
+            "Connections",
+            _count(gauges.get("clientConnections", 0)),
+            "{} handling a request".format(_count(gauges.get("activeRequests", 0))),
+        )
+    )
     add(_card("Tunnels", _count(gauges.get("tunnels", 0)), "CONNECT and upgrades"))
     reuse = stats.newConnections + stats.reusedConnections
-    add(_card("Upstream pool", "{} idle".format(_count(gauges.get("idleUpstreamConnections", 0))),
-              "{:.0f}% reused ({} of {})".format(
-                  100.0 * stats.reusedConnections / reuse, _count(stats.reusedConnections),
-                  _count(reuse)) if reuse else "no upstream request yet"))
+    add(
+        _card(
+            "Upstream pool",
+            "{} idle".format(_count(gauges.get("idleUpstreamConnections", 0))),
+            "{:.0f}% reused ({} of {})".format(
+                100.0 * stats.reusedConnections / reuse,
+                _count(stats.reusedConnections),
+                _count(reuse),
+            )
+            if reuse
+            else "no upstream request yet",
+        )
+    )
     refused = sum(stats.refusals.values())
     add(_card("Errors", _count(errors), "{} refused by policy".format(_count(refused))))
-    add(_card("Client traffic", _bytes(stats.clientOut),
-              "sent; {} received".format(_bytes(stats.clientIn))))
-    add(_card("Upstream traffic", _bytes(stats.upstreamIn),
-              "received; {} sent".format(_bytes(stats.upstreamOut))))
+    add(
+        _card(
+            "Client traffic",
+            _bytes(stats.clientOut),
+            "sent; {} received".format(_bytes(stats.clientIn)),
+        )
+    )
+    add(
+        _card(
+            "Upstream traffic",
+            _bytes(stats.upstreamIn),
+            "received; {} sent".format(_bytes(stats.upstreamOut)),
+        )
+    )
     if "cache.hits" in gauges or "cache.misses" in gauges:
         hits, misses = gauges.get("cache.hits", 0), gauges.get("cache.misses", 0)
-        add(_card("Cache hits",
-                  "{:.0f}%".format(100.0 * hits / (hits + misses)) if hits + misses else "\u2013",
-                  "{} hits, {} misses".format(_count(hits), _count(misses))))
+        add(
+            _card(
+                "Cache hits",
+                "{:.0f}%".format(100.0 * hits / (hits + misses)) if hits + misses else "\u2013",
+                "{} hits, {} misses".format(_count(hits), _count(misses)),
+            )
+        )
     if monitor.workers > 1:
-        add(_card("Workers", "{} / {}".format(_count(gauges.get("workers", 0)), monitor.workers),
-                  "reporting"))
+        add(
+            _card(
+                "Workers",
+                "{} / {}".format(_count(gauges.get("workers", 0)), monitor.workers),
+                "reporting",
+            )
+        )
     add("</div>")
 
     # Responses and latency.
-    add('<div class="row"><section><h2>Responses</h2><table><thead><tr><th>Status</th>'
-        '<th class=num>Count</th><th class=num>Share</th><th></th></tr></thead><tbody>')
+    add(
+        '<div class="row"><section><h2>Responses</h2><table><thead><tr><th>Status</th>'
+        "<th class=num>Count</th><th class=num>Share</th><th></th></tr></thead><tbody>"
+    )
     total = stats.total
     for name in ("1xx", "2xx", "3xx", "4xx", "5xx", "none"):
         count = classes.get(name, 0)
         if not count and name in ("1xx", "none"):
             continue
         share = 100.0 * count / total if total else 0.0
-        add('<tr><td>{}</td><td class=num>{}</td><td class=num>{:.1f}%</td>'
+        add(
+            "<tr><td>{}</td><td class=num>{}</td><td class=num>{:.1f}%</td>"
             '<td><div class="bar"><span style="width:{:.1f}%"></span></div></td></tr>'.format(
-                "no response" if name == "none" else name, _count(count), share, share))
+                "no response" if name == "none" else name, _count(count), share, share
+            )
+        )
     add("</tbody></table></section>")
-    add('<section><h2>Latency <span class="muted">estimated from the histograms</span></h2>'
+    add(
+        '<section><h2>Latency <span class="muted">estimated from the histograms</span></h2>'
         "<table><thead><tr><th></th><th class=num>Count</th><th class=num>p50</th>"
-        "<th class=num>p90</th><th class=num>p99</th><th class=num>Mean</th></tr></thead><tbody>")
+        "<th class=num>p90</th><th class=num>p99</th><th class=num>Mean</th></tr></thead><tbody>"
+    )
     add(_latencyRow("Request (http)", stats.durations.get("http")))
     add(_latencyRow("Time to first byte", stats.firstByte))
     add(_latencyRow("Upstream connect", stats.upstreamConnect))
@@ -442,14 +491,19 @@ def renderStatusPage(monitor: Monitor, refresh: int = DEFAULT_REFRESH) -> bytes:
     # The last transactions.
     recent = stats.recent
     recent.reverse()
-    add('<section><h2>Last {} transactions <span class="muted">newest first</span></h2>'.format(
-        len(recent)))
+    add(
+        '<section><h2>Last {} transactions <span class="muted">newest first</span></h2>'.format(
+            len(recent)
+        )
+    )
     if not recent:
         add('<div class="empty">No transaction yet.</div>')
     else:
-        add("<table><thead><tr><th>Time (UTC)</th><th>Client</th><th>Method</th><th>Target</th>"
+        add(
+            "<table><thead><tr><th>Time (UTC)</th><th>Client</th><th>Method</th><th>Target</th>"
             "<th>Status</th><th class=num>Sent</th><th class=num>First byte</th>"
-            "<th class=num>Total</th><th>Note</th></tr></thead><tbody>")
+            "<th class=num>Total</th><th>Note</th></tr></thead><tbody>"
+        )
         for t in recent:
             target = redactTarget(str(t.target)) if t.target is not None else ""
             notes = []
@@ -464,7 +518,7 @@ def renderStatusPage(monitor: Monitor, refresh: int = DEFAULT_REFRESH) -> bytes:
             if t.user:
                 notes.append('<span class="tag">user {}</span>'.format(_text(t.user, 40)))
             add(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"target\" title=\"{}\">{}</td>"
+                '<tr><td>{}</td><td>{}</td><td>{}</td><td class="target" title="{}">{}</td>'
                 "<td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td>"
                 "<td>{}</td></tr>".format(
                     _clock(t.when),
@@ -491,10 +545,13 @@ def renderStatusPage(monitor: Monitor, refresh: int = DEFAULT_REFRESH) -> bytes:
     for label, value in monitor.summary():
         add("<dt>{}</dt><dd>{}</dd>".format(_text(label), _text(value)))
     add("</dl></section>")
-    add('</main><footer><a href="/metrics">/metrics</a> \u00b7 <a href="/healthz">/healthz</a>'
+    add(
+        '</main><footer><a href="/metrics">/metrics</a> \u00b7 <a href="/healthz">/healthz</a>'
         ' \u00b7 <a href="/?refresh={}">{}</a></footer></body></html>\n'.format(
             0 if refresh else DEFAULT_REFRESH,
-            "stop refreshing" if refresh else "refresh every {} s".format(DEFAULT_REFRESH)))
+            "stop refreshing" if refresh else "refresh every {} s".format(DEFAULT_REFRESH),
+        )
+    )
     return "".join(parts).encode("utf-8")
 
 
@@ -530,31 +587,41 @@ def configurationSummary(options: Mapping[str, Any], config: Any) -> list[tuple[
     else:
         rows.append(("Upstream", "parent proxy " + parent.describe()))
     perClient = config.maxConnectionsPerClient
-    rows.append((
-        "Connections",
-        "at most {} ({} per client)".format(
-            config.maxConnections, "no limit" if perClient is None else perClient
-        ),
-    ))
-    rows.append(("Request body limit", "none" if config.maxBody is None else
-                 "{} bytes".format(config.maxBody)))
-    rows.append((
-        "Timeouts",
-        "connect {}, response {}, idle {}, header {}, body {}, tunnel idle {}".format(
-            _duration(config.connectTimeout),
-            _duration(config.responseTimeout),
-            _duration(config.idleTimeout),
-            _duration(config.headerTimeout),
-            _duration(config.bodyTimeout),
-            _duration(config.tunnelIdleTimeout),
-        ),
-    ))
-    rows.append((
-        "Upstream pool",
-        "at least {} idle per destination, kept {}".format(
-            config.poolMinIdlePerHost, _duration(config.poolIdleTimeout)
-        ),
-    ))
+    rows.append(
+        (
+            "Connections",
+            "at most {} ({} per client)".format(
+                config.maxConnections, "no limit" if perClient is None else perClient
+            ),
+        )
+    )
+    rows.append(
+        (
+            "Request body limit",
+            "none" if config.maxBody is None else "{} bytes".format(config.maxBody),
+        )
+    )
+    rows.append(
+        (
+            "Timeouts",
+            "connect {}, response {}, idle {}, header {}, body {}, tunnel idle {}".format(
+                _duration(config.connectTimeout),
+                _duration(config.responseTimeout),
+                _duration(config.idleTimeout),
+                _duration(config.headerTimeout),
+                _duration(config.bodyTimeout),
+                _duration(config.tunnelIdleTimeout),
+            ),
+        )
+    )
+    rows.append(
+        (
+            "Upstream pool",
+            "at least {} idle per destination, kept {}".format(
+                config.poolMinIdlePerHost, _duration(config.poolIdleTimeout)
+            ),
+        )
+    )
     rows.append(("Forwarded header", config.forwarded))
     if config.cacheDir is not None:
         cache = "on disk in {}, {} bytes".format(config.cacheDir, config.cacheDiskSize)
@@ -575,10 +642,12 @@ def configurationSummary(options: Mapping[str, Any], config: Any) -> list[tuple[
     history = options.get("history")
     rows.append(("History", history if history else "off"))
     accessLog = options.get("access-log")
-    rows.append((
-        "Access log",
-        "{} ({})".format(accessLog, options.get("access-log-format")) if accessLog else "off",
-    ))
+    rows.append(
+        (
+            "Access log",
+            "{} ({})".format(accessLog, options.get("access-log-format")) if accessLog else "off",
+        )
+    )
     rows.append(("Header values in logs", "redacted" if config.redactHistory else "all"))
     rows.append(("Metrics endpoint", str(options.get("metrics"))))
     return rows

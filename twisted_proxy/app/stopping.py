@@ -70,7 +70,8 @@ class Draining:
             timeout=_seconds(self.timeout),
             busy=_plural(len(busy), "connection"),
             tunnels=f" ({tunnels} of them {'a tunnel' if tunnels == 1 else 'tunnels'})"
-            if tunnels else "",
+            if tunnels
+            else "",
             count=len(busy),
         )
         self._started = self.clock.seconds()

@@ -5,19 +5,20 @@ The twistd plugin's C{makeService}: C{twistd -n proxyserver [options]}.
 
 from __future__ import annotations
 
-from typing import Any
-
-from twisted.application.service import MultiService
+from typing import TYPE_CHECKING, Any
 
 from .options import Options, reportError
 from .runtime import StartupError
 from .service import ProxyService
 from .settings import SettingError
 
+if TYPE_CHECKING:
+    from .workers import WorkerSupervisor
+
 __all__ = ["Options", "makeService"]
 
 
-def makeService(config: Options, reactor: Any = None) -> MultiService:
+def makeService(config: Options, reactor: Any = None) -> ProxyService | WorkerSupervisor:
     """
     Build the proxy service from parsed options: one process, or with
     C{--workers} a supervisor of worker processes.
@@ -30,12 +31,12 @@ def makeService(config: Options, reactor: Any = None) -> MultiService:
     daemon, after twistd's launcher started waiting for it.)
     """
     if reactor is None:
-        from twisted.internet import reactor  # noqa: F811
+        from twisted.internet import reactor
 
     built = config["built"]
     byTwistd = config.runByTwistd
     try:
-        service: MultiService
+        service: ProxyService | WorkerSupervisor
         if built.settings["workers"] > 1:
             from .workers import WorkerSupervisor
 
@@ -43,7 +44,7 @@ def makeService(config: Options, reactor: Any = None) -> MultiService:
         else:
             service = ProxyService(built, reactor, config["source"], byTwistd)
         if byTwistd:
-            service.bind()  # type: ignore[attr-defined]
+            service.bind()
     except SettingError as e:
         if not byTwistd:
             raise

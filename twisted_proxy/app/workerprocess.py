@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService
 from twisted.internet import error as ierror
-from twisted.logger import Logger, eventAsJSON
+from twisted.internet.interfaces import IReactorFromThreads, IReadDescriptor
+from twisted.logger import ILogObserver, Logger, eventAsJSON
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from .listening import Listener
 from .runtime import ProxyRuntime, StartupError, raiseFileLimit
@@ -43,6 +45,7 @@ _log = Logger()
 WORKER_IGNORES = {signal.SIGINT, signal.SIGHUP, signal.SIGUSR1}
 
 
+@implementer(IReadDescriptor)
 class _Commands:
     """
     Reads the parent's commands from standard input (an C{IReadDescriptor}
@@ -127,9 +130,7 @@ class _Worker:
         for host, port in self.ownAddresses:
             factory.addListeningAddress(host, port)
         for fd, family, description in self.adopted:
-            listener = next(
-                (x for x in Listener.parse(description) if x.family == family), None
-            )
+            listener = next((x for x in Listener.parse(description) if x.family == family), None)
             wrapped = listener.wrap(factory) if listener is not None else factory
             port = self.reactor.adoptStreamPort(fd, socket.AddressFamily(family), wrapped)
             if family == socket.AF_UNIX:
@@ -148,8 +149,9 @@ class _Worker:
             try:
                 new = build(Settings.fromJSON(message["reload"]["settings"]))
             except SettingError as e:
-                _log.error("Worker {worker} kept its configuration: {error}",
-                           worker=self.workerId, error=e)
+                _log.error(
+                    "Worker {worker} kept its configuration: {error}", worker=self.workerId, error=e
+                )
                 return
             self.runtime.apply(workerConfig(new.config, self.workerId))
             raiseFileLimit(self.runtime)
@@ -162,6 +164,9 @@ class _Worker:
                 self.relay.level = LEVELS[settings["log-level"]]
                 self.relay.records = records
             self.built = new
+            # Its new requests follow the new settings from here: what a
+            # test (or a person at --log-level debug) can wait for.
+            _log.debug("Worker {worker} applied the reloaded configuration.", worker=self.workerId)
         elif "stop" in message:
             self.stop(message["stop"].get("timeout"))
         elif "abort" in message:
@@ -226,6 +231,7 @@ def _keepSocketFile(port: Any) -> None:
     port.connectionLost = connectionLost
 
 
+@implementer(ILogObserver)
 class _JSONRelay:
     """
     The worker's log observer: events the parent shows or records, as JSON
@@ -308,13 +314,16 @@ def main(argv: list[str] | None = None) -> None:
         worker.start()
         commands.feed(rest)
         reactor.addReader(commands)
+        fromThreads = IReactorFromThreads(reactor)
         signal.signal(
             signal.SIGTERM,
-            lambda *a: reactor.callFromThread(worker.stop, None, "SIGTERM"),
+            lambda *a: fromThreads.callFromThread(worker.stop, None, "SIGTERM"),
         )
 
     reactor.callWhenRunning(running)
-    reactor.run(installSignalHandlers=False)
+    # Every Twisted reactor's run() takes installSignalHandlers; IReactorCore,
+    # the reactor's declared type, does not list it.
+    reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]
     relay.writer.stopBuffering()
 
 

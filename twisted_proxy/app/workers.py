@@ -41,6 +41,7 @@ them, and kills any still running a few seconds after that.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -88,6 +89,13 @@ class _WorkerProcess(ProcessProtocol):
         self.ended: Deferred[None] = Deferred()
         self.startedAt = supervisor.reactor.seconds()
         self.retiring = False
+
+    @property
+    def pid(self) -> int | None:
+        """
+        The worker's process id, once it was spawned.
+        """
+        return None if self.transport is None else self.transport.pid
 
     def send(self, message: dict[str, Any]) -> None:
         """
@@ -235,7 +243,8 @@ class WorkerSupervisor(MultiService):
             _log.info(
                 "twisted-proxy listening on {address}{backlog} for {count} workers",
                 address=listener.describe(),
-                backlog="" if listener.effectiveBacklog is None
+                backlog=""
+                if listener.effectiveBacklog is None
                 else f" (listen backlog {listener.effectiveBacklog})",
                 count=self.count,
             )
@@ -253,7 +262,7 @@ class WorkerSupervisor(MultiService):
         if not self.running:
             return
         for signum in STOP_SIGNALS:
-            self.signals.install(signum, lambda signum=signum: self.stopSignal(signum))
+            self.signals.install(signum, functools.partial(self.stopSignal, signum))
 
     def stopSignal(self, signum: int) -> None:
         """
@@ -291,7 +300,13 @@ class WorkerSupervisor(MultiService):
             fd = listener.fileno()
             childFDs[fd] = fd
             listeners.append([fd, int(listener.family), listener.description])
-        args = [sys.executable, "-m", "twisted_proxy.app.workerprocess", "--worker-id", str(workerId)]
+        args = [
+            sys.executable,
+            "-m",
+            "twisted_proxy.app.workerprocess",
+            "--worker-id",
+            str(workerId),
+        ]
         process = _WorkerProcess(self, workerId)
         self.workers[workerId] = process
         own = []
@@ -311,21 +326,22 @@ class WorkerSupervisor(MultiService):
             )
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        process.send({
-            "start": {
-                "settings": self.built.settings.toJSON(),
-                "listeners": listeners,
-                "ownAddresses": own,
+        process.send(
+            {
+                "start": {
+                    "settings": self.built.settings.toJSON(),
+                    "listeners": listeners,
+                    "ownAddresses": own,
+                }
             }
-        })
-        _log.info("Started worker {worker} (pid {pid})", worker=workerId, pid=process.transport.pid)
+        )
+        _log.info("Started worker {worker} (pid {pid})", worker=workerId, pid=process.pid)
 
     def workerEnded(self, process: _WorkerProcess, reason: Failure) -> None:
         workerId = process.workerId
         if process in self.retiring:
             self.retiring.discard(process)
-            _log.info("Worker {worker} (pid {pid}) stopped.", worker=workerId,
-                      pid=process.transport.pid)
+            _log.info("Worker {worker} (pid {pid}) stopped.", worker=workerId, pid=process.pid)
             return
         if self.workers.get(workerId) is process:
             del self.workers[workerId]
@@ -333,8 +349,10 @@ class WorkerSupervisor(MultiService):
             _log.info("Worker {worker} stopped.", worker=workerId)
             return
         ranFor = self.reactor.seconds() - process.startedAt
-        delay = 1.0 if ranFor >= self.stableAfter else min(
-            self.maxBackoff, self._backoff.get(workerId, 0.5) * 2
+        delay = (
+            1.0
+            if ranFor >= self.stableAfter
+            else min(self.maxBackoff, self._backoff.get(workerId, 0.5) * 2)
         )
         self._backoff[workerId] = delay
         _log.error(
@@ -508,8 +526,8 @@ class WorkerSupervisor(MultiService):
 
     def _kill(self) -> None:
         for process in self._processes():
-            _log.warn("Worker {worker} did not stop in time; killing it.",
-                      worker=process.workerId)
+            _log.warn("Worker {worker} did not stop in time; killing it.", worker=process.workerId)
+            assert process.transport is not None  # every worker listed was spawned
             try:
                 process.transport.signalProcess("KILL")
             except ierror.ProcessExitedAlready:

@@ -106,14 +106,10 @@ def checkHost(host: str, original: str) -> str:
     try:
         ascii = name.encode("idna").decode("ascii").lower()
     except UnicodeError:
-        raise TargetError(
-            "{!r} is not a valid IP address or host name".format(original)
-        ) from None
+        raise TargetError("{!r} is not a valid IP address or host name".format(original)) from None
     labels = ascii.split(".")
     if len(ascii) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
-        raise TargetError(
-            "{!r} is not a valid IP address or host name".format(original)
-        )
+        raise TargetError("{!r} is not a valid IP address or host name".format(original))
     if labels[-1].isdigit():
         raise TargetError("{!r} is not a valid IPv4 address".format(host))
     return ascii
@@ -145,9 +141,7 @@ def parseTarget(text: str) -> Target:
         scheme = scheme.lower()
         if scheme not in DEFAULT_PORTS:
             raise TargetError(
-                "{}:// addresses are not supported: use http:// or https://".format(
-                    scheme
-                )
+                "{}:// addresses are not supported: use http:// or https://".format(scheme)
             )
     else:
         try:
@@ -161,9 +155,7 @@ def parseTarget(text: str) -> Target:
         raise TargetError("{!r} has no host".format(text))
     if "@" in netloc:
         raise TargetError(
-            "{!r}: user names and passwords in the address are not supported".format(
-                text
-            )
+            "{!r}: user names and passwords in the address are not supported".format(text)
         )
     if netloc.count(":") > 1 and not netloc.startswith("["):
         raise TargetError(
@@ -175,8 +167,7 @@ def parseTarget(text: str) -> Target:
         port = parts.port
     except ValueError:
         raise TargetError(
-            "{!r} has an invalid host or port "
-            "(a port is a number from 1 to 65535)".format(text)
+            "{!r} has an invalid host or port (a port is a number from 1 to 65535)".format(text)
         ) from None
     if port == 0:
         raise TargetError("{!r}: port 0 cannot be connected to".format(text))

@@ -14,9 +14,13 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO, TypeAlias
 
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLContextFactory,
+    IStreamClientEndpoint,
+)
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
@@ -43,6 +47,14 @@ __all__ = [
     "makeTLSCreator",
     "configure",
 ]
+
+TLSCreator: TypeAlias = IOpenSSLClientConnectionCreator | IOpenSSLContextFactory
+"""
+The client's TLS settings, as L{TLSMemoryBIOFactory
+<twisted.protocols.tls.TLSMemoryBIOFactory>} takes them: the options of
+C{optionsForClientTLS}, or C{CertificateOptions(verify=False)} for
+C{--insecure}.
+"""
 
 
 @dataclass
@@ -127,7 +139,7 @@ class OutputFile:
         """
         self.path = path
         existed = os.path.lexists(path)
-        self._file: BinaryIO = open(path, "ab")  # noqa: SIM115 (closed by close())
+        self._file: BinaryIO = open(path, "ab")  # closed by close()
         self._created = not existed
         self._started = False
 
@@ -181,7 +193,7 @@ class Config:
     json: bool
     showBody: bool
     output: OutputFile | None = None
-    tlsCreator: object = None
+    tlsCreator: TLSCreator | None = None
 
     @property
     def proxy(self) -> str | None:
@@ -262,7 +274,7 @@ def buildRequest(
     return method, head, shown
 
 
-def makeTLSCreator(options: Options, host: str) -> object:
+def makeTLSCreator(options: Options, host: str) -> TLSCreator:
     """
     The TLS client options: verification of the certificate and host name
     (service_identity) against the system's CAs or C{--cacert}, or none
@@ -279,12 +291,8 @@ def makeTLSCreator(options: Options, host: str) -> object:
         with open(path, "rb") as f:
             pem = f.read()
     except OSError as e:
-        raise usage.UsageError(
-            "--cacert {}: {}".format(path, e.strerror or e)
-        ) from None
-    blocks = re.findall(
-        rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.DOTALL
-    )
+        raise usage.UsageError("--cacert {}: {}".format(path, e.strerror or e)) from None
+    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.DOTALL)
     try:
         certificates = [Certificate.loadPEM(block) for block in blocks]
     except Exception:

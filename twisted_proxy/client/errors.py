@@ -109,9 +109,7 @@ def framingError(error: ProxyError) -> ClientError:
     match = re.search(r"not valid HTTP/1\.1 \((.*)\)\.?\Z", error.detail)
     if match:
         return ClientError(
-            "The response is not valid HTTP/1.1 ({}).".format(
-                printable(match.group(1))
-            )
+            "The response is not valid HTTP/1.1 ({}).".format(printable(match.group(1)))
         )
     return ClientError("The response cannot be read: {}".format(error.detail))
 
@@ -128,19 +126,16 @@ def tlsFailure(reason: Failure, host: str) -> ClientError:
                 host, detail, advice
             )
         )
-    if reason.check(SSL.Error):
-        errors = reason.value.args[0] if reason.value.args else []
+    value = reason.value
+    if isinstance(value, SSL.Error):
+        errors = value.args[0] if value.args else []
         texts = [e[2] for e in errors if isinstance(e, tuple) and len(e) == 3]
         detail = "; ".join(texts) or detail
         if "certificate verify failed" in detail:
-            return ClientError(
-                "TLS verification of {} failed: {}. {}".format(host, detail, advice)
-            )
+            return ClientError("TLS verification of {} failed: {}. {}".format(host, detail, advice))
         return ClientError("The TLS handshake with {} failed: {}.".format(host, detail))
     return ClientError(
-        "The connection closed during the TLS handshake with {}{}.".format(
-            host, lossDetail(reason)
-        )
+        "The connection closed during the TLS handshake with {}{}.".format(host, lossDetail(reason))
     )
 
 
@@ -170,9 +165,7 @@ def connectFailure(reason: Failure, where: str, direct: bool = False) -> ClientE
 
 _CHALLENGE_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED_STRING = r'"(?:[^"\\]|\\.)*"'
-_PARAM = re.compile(
-    r"\s*({})\s*=\s*({}|[^\s,]*)\s*\Z".format(_CHALLENGE_TOKEN, _QUOTED_STRING)
-)
+_PARAM = re.compile(r"\s*({})\s*=\s*({}|[^\s,]*)\s*\Z".format(_CHALLENGE_TOKEN, _QUOTED_STRING))
 _SCHEME = re.compile(r"\s*({})(?:\s+(.*))?\Z".format(_CHALLENGE_TOKEN), re.DOTALL)
 
 
@@ -239,9 +232,7 @@ def authenticationError(head: ResponseHead, where: str, user: str | None) -> Cli
     @param where: C{"the proxy at HOST:PORT"}.
     @param user: the user name that was sent, or L{None} if none was.
     """
-    challenges = parseChallenges(
-        [v for n, v in head.headers if n.lower() == b"proxy-authenticate"]
-    )
+    challenges = parseChallenges([v for n, v in head.headers if n.lower() == b"proxy-authenticate"])
     basic = [params for scheme, params in challenges if scheme == "basic"]
     if basic:
         realm = basic[0].get("realm")

@@ -82,9 +82,7 @@ def _linkAddress(table: Any, interface: str) -> str | None:
     return None
 
 
-def findMacAddress(
-    localAddress: str | None, table: Any, peer: str = "the proxy"
-) -> MacAddress:
+def findMacAddress(localAddress: str | None, table: Any, peer: str = "the proxy") -> MacAddress:
     """
     Find the MAC address of the interface that carried a connection.
 
@@ -171,8 +169,4 @@ def lookUpMac(
     try:
         return findMacAddress(localAddress, table, peer)
     except (OSError, ValueError) as e:
-        return MacAddress(
-            None, reason="the interface table could not be read: {}".format(e)
-        )
-
-
+        return MacAddress(None, reason="the interface table could not be read: {}".format(e))

@@ -153,9 +153,9 @@ async def runClient(env: Environment, argv: Sequence[str]) -> int:
     reporter: Reporter = Reporter()
     session = Session(config, env, reporter)
     if config.json:
-        session.reporter = JSONReporter(config, out, env.stderr, session)  # type: ignore[arg-type]
+        session.reporter = JSONReporter(config, out, env.stderr, session)
     else:
-        session.reporter = TextReporter(config, out, env.stderr, env.wallClock)  # type: ignore[arg-type]
+        session.reporter = TextReporter(config, out, env.stderr, env.wallClock)
     out.whenClosed(session.outputClosed)
     uninstall = env.interrupts(session.interrupt) if env.interrupts is not None else None
     try:

@@ -97,9 +97,7 @@ class ThreadResolver:
         """
         @return: the addresses, or a failure with L{DNSLookupError}.
         """
-        return deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), _lookUp, host, port
-        )
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), _lookUp, host, port)
 
 
 _TCP_ESTABLISHED = 1
@@ -253,9 +251,11 @@ class ConnectNowEndpoint:
             self._result.errback(error.TimeoutError())
         else:
             self._result.errback(
-                error.ConnectingCancelledError(IPv4Address("TCP", self._host, self._port)
-                if self._family == socket.AF_INET
-                else IPv6Address("TCP", self._host, self._port))
+                error.ConnectingCancelledError(
+                    IPv4Address("TCP", self._host, self._port)
+                    if self._family == socket.AF_INET
+                    else IPv6Address("TCP", self._host, self._port)
+                )
             )
 
     def _stopWaiting(self) -> None:

@@ -159,8 +159,7 @@ class Options(usage.Options):
         [
             "show-body",
             None,
-            "Print the whole response body "
-            "(by default: the first lines of a text body).",
+            "Print the whole response body (by default: the first lines of a text body).",
         ],
         [
             "insecure",
@@ -218,8 +217,7 @@ class Options(usage.Options):
             "cacert",
             None,
             None,
-            "https: trust the CA certificates in this PEM file "
-            "instead of the system's.",
+            "https: trust the CA certificates in this PEM file instead of the system's.",
         ],
     ]
 
@@ -234,9 +232,7 @@ class Options(usage.Options):
         name = name.strip()
         fieldValue = fieldValue.strip()
         if not colon or not TOKEN.match(name):
-            raise usage.UsageError(
-                "--header {!r}: write a header as 'Name: value'".format(value)
-            )
+            raise usage.UsageError("--header {!r}: write a header as 'Name: value'".format(value))
         if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in fieldValue):
             raise usage.UsageError(
                 "--header {!r}: the value contains control characters".format(value)
@@ -298,9 +294,7 @@ class Options(usage.Options):
             count = 0
         if count < 1:
             raise usage.UsageError(
-                "--count must be a positive whole number, not {!r}".format(
-                    self["count"]
-                )
+                "--count must be a positive whole number, not {!r}".format(self["count"])
             )
         self["count"] = count
         try:
@@ -309,9 +303,7 @@ class Options(usage.Options):
             timeout = 0.0
         if not 0 < timeout < 1e7:
             raise usage.UsageError(
-                "--timeout must be a positive number of seconds, not {!r}".format(
-                    self["timeout"]
-                )
+                "--timeout must be a positive number of seconds, not {!r}".format(self["timeout"])
             )
         self["timeout"] = timeout
         if self["data"] is not None and self["data-file"] is not None:
@@ -321,14 +313,10 @@ class Options(usage.Options):
             raise usage.UsageError("--request {!r} is not a method name".format(method))
         if self["head"]:
             if method not in (None, "HEAD"):
-                raise usage.UsageError(
-                    "--head and --request {} contradict".format(method)
-                )
+                raise usage.UsageError("--head and --request {} contradict".format(method))
             if self["data"] is not None or self["data-file"] is not None:
                 raise usage.UsageError("a HEAD request cannot send --data")
         if method == "CONNECT":
             raise usage.UsageError(
                 "--request CONNECT is not supported: https:// targets open a tunnel"
             )
-
-

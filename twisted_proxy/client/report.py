@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from twisted_proxy.http.framing import ResponseHead
 
@@ -33,6 +33,7 @@ from .session import PREVIEW_BYTES, Reporter, Session
 from .stats import summarize
 
 __all__ = [
+    "TextOutput",
     "TextReporter",
     "JSONReporter",
     "bodyPreview",
@@ -40,6 +41,18 @@ __all__ = [
     "clockTime",
     "isoTime",
 ]
+
+
+class TextOutput(Protocol):
+    """
+    Where a reporter writes its report: standard output, or the guarded
+    standard output of C{proxyclient} (L{twisted_proxy.client.main.GuardedOutput}).
+    """
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> object: ...
+
 
 _PREVIEW_LINES = 10
 
@@ -62,8 +75,6 @@ def escapeHead(head: bytes) -> str:
     return "".join(out)
 
 
-
-
 def clockTime(seconds: float) -> str:
     """
     A local time of day with milliseconds: C{12:34:56.123}.
@@ -75,9 +86,7 @@ def clockTime(seconds: float) -> str:
 def isoTime(seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    return (
-        datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="milliseconds")
-    )
+    return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="milliseconds")
 
 
 _TEXT_TYPES = (
@@ -109,9 +118,7 @@ def bodyPreview(
         charset = match.group(1)
     encoded = (head.get(b"content-encoding") or b"identity").strip().lower()
     textual = encoded == b"identity" and (
-        mime.startswith("text/")
-        or mime in _TEXT_TYPES
-        or mime.endswith(("+json", "+xml"))
+        mime.startswith("text/") or mime in _TEXT_TYPES or mime.endswith(("+json", "+xml"))
     )
     if encoded == b"identity" and not mime:
         try:
@@ -124,11 +131,7 @@ def bodyPreview(
         kind = mime or "unknown type"
         if encoded != b"identity":
             kind += ", " + encoded.decode("latin-1") + "-encoded"
-        return [
-            "[{} bytes of {}: not shown; --output FILE saves the body]".format(
-                total, kind
-            )
-        ]
+        return ["[{} bytes of {}: not shown; --output FILE saves the body]".format(total, kind)]
     try:
         text = data.decode(charset, "replace")
     except LookupError:
@@ -136,9 +139,7 @@ def bodyPreview(
     lines = text.splitlines()
     shown = ["  " + printable(line) for line in lines[:maxLines]]
     if len(lines) > maxLines or total > len(data):
-        shown.append(
-            "  [... {} bytes in all; --show-body prints the whole body]".format(total)
-        )
+        shown.append("  [... {} bytes in all; --show-body prints the whole body]".format(total))
     return shown
 
 
@@ -151,7 +152,7 @@ class TextReporter(Reporter):
     def __init__(
         self,
         config: Config,
-        out: TextIO,
+        out: TextOutput,
         err: TextIO,
         wallClock: Callable[[], float] = time.time,
     ) -> None:
@@ -276,16 +277,15 @@ class TextReporter(Reporter):
             if value is None:
                 continue
             names = curlFor.get(key, [])
-            variables = " ".join("{}={:.6f}".format(n, curl[n]) for n in names)
-            self._write(
-                "  {:<20} {:>10.3f} ms  {}".format(label, value, variables).rstrip()
+            variables = " ".join(
+                "{}={:.6f}".format(n, v) for n in names if (v := curl[n]) is not None
             )
+            self._write("  {:<20} {:>10.3f} ms  {}".format(label, value, variables).rstrip())
         self._write(
             "  http_code={http_code} size_download={size_download} "
             "size_header={size_header} size_request={size_request} "
             "speed_download={speed_download} num_connects={num_connects}".format(
-                size_request=len(self._config.requestHead)
-                + len(self._config.requestBody),
+                size_request=len(self._config.requestHead) + len(self._config.requestBody),
                 **curl,
             )
         )
@@ -303,8 +303,9 @@ class TextReporter(Reporter):
             printable(run.head.reason.decode("latin-1")),
             run.bodyBytes,
         )
-        if run.complete:
-            line += "{:.3f} ms".format(run.phasesMs()["total"])
+        total = run.phasesMs()["total"] if run.complete else None
+        if total is not None:
+            line += "{:.3f} ms".format(total)
         else:
             line += state
         line += ", " + ("new connection" if run.newConnection else "reused connection")
@@ -314,9 +315,9 @@ class TextReporter(Reporter):
             self._write(
                 "  "
                 + "  ".join(
-                    "{} {:.3f}".format(key, phases[key])
+                    "{} {:.3f}".format(key, value)
                     for key, _ in PHASES
-                    if phases[key] is not None
+                    if (value := phases[key]) is not None
                 )
                 + " (ms)"
             )
@@ -327,9 +328,7 @@ class TextReporter(Reporter):
             self._err.write("proxyclient: {}\n".format(problem.message))
             self._err.flush()
 
-    def finished(
-        self, runs: list[Run], mac: MacAddress | None, connections: int
-    ) -> None:
+    def finished(self, runs: list[Run], mac: MacAddress | None, connections: int) -> None:
         if not self._single:
             self._writeStatistics(runs, connections)
         if mac is not None:
@@ -399,9 +398,7 @@ class JSONReporter(Reporter):
     runs.
     """
 
-    def __init__(
-        self, config: Config, out: TextIO, err: TextIO, session: Session
-    ) -> None:
+    def __init__(self, config: Config, out: TextOutput, err: TextIO, session: Session) -> None:
         self._config = config
         self._out = out
         self._err = err
@@ -446,13 +443,10 @@ class JSONReporter(Reporter):
                 "status": head.status if head else None,
                 "reason": head.reason.decode("latin-1") if head else None,
                 "http_version": head.version.decode() if head else None,
-                "headers": [
-                    [n.decode("latin-1"), v.decode("latin-1")] for n, v in head.headers
-                ]
+                "headers": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in head.headers]
                 if head
                 else None,
-                "proxy_status": proxyStatusOf(head)
-                or (error.proxyStatus if error else None),
+                "proxy_status": proxyStatusOf(head) or (error.proxyStatus if error else None),
                 "started_at": isoTime(run.wall.get("start")),
                 "sent_at": isoTime(run.wall.get("sent")),
                 "received_at": isoTime(run.wall.get("received")),
@@ -470,9 +464,7 @@ class JSONReporter(Reporter):
             }
         )
 
-    def finished(
-        self, runs: list[Run], mac: MacAddress | None, connections: int
-    ) -> None:
+    def finished(self, runs: list[Run], mac: MacAddress | None, connections: int) -> None:
         if self._config.count == 1:
             return
         complete = [r for r in runs if r.complete]

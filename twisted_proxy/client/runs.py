@@ -183,6 +183,7 @@ PHASES = [
     ("total", "total"),
 ]
 
+
 def runExitCode(run: Run) -> int:
     """
     The exit code of one run: its problem's, else by the response status.

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLContextFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
@@ -84,9 +85,7 @@ class Reporter:
     def runFinished(self, run: Run) -> None:
         pass
 
-    def finished(
-        self, runs: list[Run], mac: MacAddress | None, connections: int
-    ) -> None:
+    def finished(self, runs: list[Run], mac: MacAddress | None, connections: int) -> None:
         pass
 
 
@@ -320,9 +319,11 @@ class Session:
             self.env.interfaceTable()
         creator = self.config.tlsCreator
         with contextlib.suppress(Exception):
-            if hasattr(creator, "clientConnectionForTLS"):
-                creator.clientConnectionForTLS(None)
-            elif hasattr(creator, "getContext"):
+            if IOpenSSLClientConnectionCreator.providedBy(creator):
+                # Twisted's creator ignores the protocol but for its
+                # handshake callbacks, which this connection never runs.
+                creator.clientConnectionForTLS(None)  # type: ignore[arg-type]
+            elif IOpenSSLContextFactory.providedBy(creator):
                 creator.getContext()
         self.reporter.prepare()
         if not isAddress(self.config.route.host) and not self._stopping:
@@ -408,8 +409,7 @@ class Session:
         proxyStatus = proxyStatusOf(head)
         if proxyErrorOf(proxyStatus):
             run.refusal = ClientError(
-                "the proxy could not complete the request: {} {} "
-                "(Proxy-Status: {})".format(
+                "the proxy could not complete the request: {} {} (Proxy-Status: {})".format(
                     head.status,
                     printable(head.reason.decode("latin-1")),
                     printable(proxyStatus or ""),
@@ -561,4 +561,3 @@ class _OneProtocol(Factory):
 def _abort(wire: ProxyWire) -> None:
     if wire.transport is not None:
         wire.transport.abortConnection()
-

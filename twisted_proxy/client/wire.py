@@ -15,21 +15,42 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from OpenSSL import SSL
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IHandshakeListener, ITCPTransport
+from twisted.internet.interfaces import IHandshakeListener, ISystemHandle, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_proxy.http.errors import ProxyError
-from twisted_proxy.http.framing import Body, EndOfMessage, ResponseHead, ResponseParser
+from twisted_proxy.http.framing import (
+    Body,
+    EndOfMessage,
+    ResponseEvent,
+    ResponseHead,
+    ResponseParser,
+)
 
 from .errors import ClientError, framingError, lossDetail, printable, tlsFailure
 from .sendnow import SendNow
 
+if TYPE_CHECKING:
+    from .config import TLSCreator
+
 __all__ = ["RunListener", "HTTPLayer", "ProxyWire"]
+
+
+class _IHTTPTransport(ITCPTransport, ISystemHandle):
+    """
+    What L{HTTPLayer} uses of its transport: the TCP connection's, through
+    a L{SendNow} (which provides what the transport provides), or the TLS
+    layer's, whose C{getHandle} is the OpenSSL connection.  For the type
+    checker only: Twisted types C{Protocol.transport} as an optional
+    L{ITransport}, and the layer is only ever used connected.
+    """
 
 
 class RunListener:
@@ -105,6 +126,7 @@ class HTTPLayer(Protocol):
         for knowing when a write has reached the kernel.
     """
 
+    transport: _IHTTPTransport
     reusable = False
     tlsVersion: str | None = None
     wire: ProxyWire | None = None
@@ -125,6 +147,7 @@ class HTTPLayer(Protocol):
 
     def handshakeCompleted(self) -> None:
         handle = self.transport.getHandle()
+        assert isinstance(handle, SSL.Connection)  # the TLS layer's handle
         self.tlsVersion = handle.get_protocol_version_name()
         self._listener.tlsEstablished(self.tlsVersion, self._readAt())
         self._becomeReady()
@@ -142,9 +165,7 @@ class HTTPLayer(Protocol):
             self._state = "closed"
             self.ready.errback(error)
 
-    def request(
-        self, method: bytes, data: bytes, listener: RunListener
-    ) -> Deferred[None]:
+    def request(self, method: bytes, data: bytes, listener: RunListener) -> Deferred[None]:
         """
         Send a request and read its response.
 
@@ -202,7 +223,7 @@ class HTTPLayer(Protocol):
             return
         self._handle(events)
 
-    def _handle(self, events: list[object]) -> None:
+    def _handle(self, events: list[ResponseEvent]) -> None:
         listener = self._listener
         for event in events:
             if self._state != "receiving":
@@ -259,17 +280,9 @@ class HTTPLayer(Protocol):
             return
         how = lossDetail(reason)
         if state in ("sending", "waiting"):
-            message = (
-                "The proxy closed the connection{} without sending a response.".format(
-                    how
-                )
-            )
+            message = "The proxy closed the connection{} without sending a response.".format(how)
         elif not self._headSeen:
-            message = (
-                "The connection closed{} in the middle of the response head.".format(
-                    how
-                )
-            )
+            message = "The connection closed{} in the middle of the response head.".format(how)
         else:
             message = (
                 "The connection closed{} after {} body bytes, before the end of "
@@ -322,12 +335,13 @@ class ProxyWire(Protocol):
     @ivar _refusal: the start of the body of a refused C{CONNECT}.
     """
 
+    transport: ITCPTransport
     localAddress: str | None = None
     lastReadAt: float | None = None
     out: SendNow | None = None
     tunnelHead: ResponseHead | None = None
     _state = "connecting"
-    _upper: Protocol | None = None
+    _upper: HTTPLayer | TLSMemoryBIOProtocol | None = None
     _parser: ResponseParser | None = None
 
     def __init__(
@@ -336,7 +350,7 @@ class ProxyWire(Protocol):
         listener: RunListener,
         tunnelHead: bytes | None = None,
         tunnelTarget: str = "",
-        tlsCreator: object = None,
+        tlsCreator: TLSCreator | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
@@ -367,7 +381,7 @@ class ProxyWire(Protocol):
         self._parser.expect(b"CONNECT")
         self.out.write(self._tunnelRequest)
 
-    def _open(self, upper: Protocol) -> None:
+    def _open(self, upper: HTTPLayer | TLSMemoryBIOProtocol) -> None:
         self._state = "open"
         self._upper = upper
         upper.makeConnection(self.out)
@@ -406,6 +420,9 @@ class ProxyWire(Protocol):
     def _startTLS(self) -> None:
         if self.tunnelHead is not None:
             self.listener.tunnelOpened(self.tunnelHead, self.lastReadAt)
+        # A tunnel is opened, and TLS started, for an https:// target only,
+        # which always has its TLS settings.
+        assert self._tlsCreator is not None
         factory = TLSMemoryBIOFactory(self._tlsCreator, True, _Only(self._http))
         # Not Twisted's default BufferingTLSTransport, which holds small
         # writes until the next reactor iteration (a callLater(0) on the
@@ -424,9 +441,7 @@ class ProxyWire(Protocol):
             self._tunnelTarget, head.status, printable(head.reason.decode("latin-1"))
         )
         if proxyStatus:
-            message += " (Proxy-Status: {})".format(
-                printable(proxyStatus.decode("latin-1"))
-            )
+            message += " (Proxy-Status: {})".format(printable(proxyStatus.decode("latin-1")))
         firstLine = self._refusal.decode("utf-8", "replace").strip().split("\n")[0]
         if firstLine:
             message += ": " + printable(firstLine)
@@ -446,8 +461,9 @@ class ProxyWire(Protocol):
         """
         Close the connection (with a TLS close_notify if TLS is running).
         """
-        if self._state == "open" and self._upper is not self._http:
-            self._upper.loseConnection()  # type: ignore[union-attr]
+        upper = self._upper
+        if self._state == "open" and isinstance(upper, TLSMemoryBIOProtocol):
+            upper.loseConnection()
         elif self._state != "closed":
             self.transport.loseConnection()
 
@@ -466,5 +482,3 @@ class ProxyWire(Protocol):
                 )
             )
         self.closed.callback(None)
-
-

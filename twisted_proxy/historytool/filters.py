@@ -12,7 +12,7 @@ import fnmatch
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..records.record import parseTimestamp
@@ -27,7 +27,7 @@ __all__ = [
     "parseClients",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -72,8 +72,7 @@ def parseDuration(text: str) -> float:
     match = _DURATION.fullmatch(text.strip().lower())
     if match is None:
         raise UsageError(
-            f"invalid duration {text!r}: expected a number with us, ms, s or m, "
-            "e.g. 500ms"
+            f"invalid duration {text!r}: expected a number with us, ms, s or m, e.g. 500ms"
         )
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
@@ -90,8 +89,7 @@ def parseStatus(specs: Iterable[str]) -> Callable[[Any], bool]:
             match = _STATUS.fullmatch(part.strip())
             if match is None:
                 raise UsageError(
-                    f"invalid status {part!r}: expected a code such as 404 or a "
-                    "class such as 2xx"
+                    f"invalid status {part!r}: expected a code such as 404 or a class such as 2xx"
                 )
             if match.group(1):
                 classes.add(int(match.group(1)))

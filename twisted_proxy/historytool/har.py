@@ -73,9 +73,7 @@ def _harUrl(record: Record) -> str:
         if ":" in host and not host.startswith("["):
             host = "[" + host + "]"
         port = record.get("destPort")
-        return "http://{}{}{}".format(
-            host, "" if port in (None, 80) else f":{port}", target
-        )
+        return "http://{}{}{}".format(host, "" if port in (None, 80) else f":{port}", target)
     return str(target)
 
 
@@ -166,9 +164,7 @@ def _harEntry(record: Record) -> dict[str, Any]:
                 "mimeType": _headerValue(responseHeaders, "content-type") or "",
             },
             "redirectURL": _headerValue(responseHeaders, "location") or "",
-            "headersSize": (
-                responseHeadSize if isinstance(responseHeadSize, int) else -1
-            ),
+            "headersSize": (responseHeadSize if isinstance(responseHeadSize, int) else -1),
             "bodySize": responseBody,
         },
         "cache": {},

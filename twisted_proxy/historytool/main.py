@@ -68,9 +68,7 @@ def buildParser() -> _Parser:
     filters.add_argument(
         "--since", metavar="WHEN", help="started at or after WHEN (ISO time or 10m)"
     )
-    filters.add_argument(
-        "--until", metavar="WHEN", help="started before WHEN (ISO time or 10m)"
-    )
+    filters.add_argument("--until", metavar="WHEN", help="started before WHEN (ISO time or 10m)")
     filters.add_argument(
         "--client",
         action="append",

@@ -12,7 +12,7 @@ import json
 import os
 import zlib
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from ..records.record import RECORD_VERSION, timestampMicroseconds
@@ -79,9 +79,7 @@ def checkRecord(value: Any) -> Record:
     times = value["times"]
     if not isinstance(times.get("accepted"), str):
         raise ValueError("times.accepted is not a timestamp")
-    if times.get("requestHead") is not None and not isinstance(
-        times["requestHead"], str
-    ):
+    if times.get("requestHead") is not None and not isinstance(times["requestHead"], str):
         raise ValueError("times.requestHead is not a timestamp")
     startMicroseconds(value)
     return value
@@ -127,8 +125,7 @@ def readRecords(paths: Iterable[str], stderr: IO[str]) -> tuple[list[Record], bo
                 except (ValueError, KeyError, TypeError) as e:
                     truncated = "" if line.endswith(b"\n") else " (truncated)"
                     stderr.write(
-                        f"{PROG}: {path}:{lineNumber}: skipped corrupt"
-                        f" record{truncated}: {e}\n"
+                        f"{PROG}: {path}:{lineNumber}: skipped corrupt record{truncated}: {e}\n"
                     )
                     continue
                 records.append(record)
@@ -136,19 +133,15 @@ def readRecords(paths: Iterable[str], stderr: IO[str]) -> tuple[list[Record], bo
             ok = False
             where = f"{path}:{lineNumber + 1}" if lineNumber else path
             stderr.write(
-                "{}: {}: cannot read: {}\n".format(
-                    PROG, where, getattr(e, "strerror", None) or e
-                )
+                "{}: {}: cannot read: {}\n".format(PROG, where, getattr(e, "strerror", None) or e)
             )
     return records, ok
 
 
 def formatStart(record: Record) -> str:
     micros = startMicroseconds(record)
-    moment = datetime.fromtimestamp(micros // 1000000, timezone.utc)
-    return "{}.{:03d}Z".format(
-        moment.strftime("%Y-%m-%dT%H:%M:%S"), (micros // 1000) % 1000
-    )
+    moment = datetime.fromtimestamp(micros // 1000000, UTC)
+    return "{}.{:03d}Z".format(moment.strftime("%Y-%m-%dT%H:%M:%S"), (micros // 1000) % 1000)
 
 
 def clientText(record: Record) -> str:

@@ -49,9 +49,7 @@ def _group(records: Sequence[Record]) -> dict[str, Any]:
             for record in records
             if isinstance(record["durations"].get(durationKey), (int, float))
         ]
-        stats: dict[str, float | None] = {
-            f"p{p}": percentile(values, p) for p in _PERCENTILES
-        }
+        stats: dict[str, float | None] = {f"p{p}": percentile(values, p) for p in _PERCENTILES}
         stats["max"] = max(values) if values else None
         result[name] = stats
     return result
@@ -113,11 +111,8 @@ def summaryText(summary: dict[str, Any]) -> list[str]:
         "transactions  {}  (aborted {}, proxy errors {})".format(
             overall["count"], overall["aborted"], overall["proxyErrors"]
         ),
-        "period        {} .. {}".format(
-            summary["first"] or "-", summary["last"] or "-"
-        ),
-        "bytes         from clients {}, to upstreams {}, from upstreams {}, "
-        "to clients {}".format(
+        "period        {} .. {}".format(summary["first"] or "-", summary["last"] or "-"),
+        "bytes         from clients {}, to upstreams {}, from upstreams {}, to clients {}".format(
             overall["bytesFromClient"],
             overall["bytesToUpstream"],
             overall["bytesFromUpstream"],

@@ -12,7 +12,12 @@ Pure: no I/O, no Twisted imports.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .framing import RequestEvent
 
 __all__ = [
     "ProxyError",
@@ -86,7 +91,7 @@ class ProxyError(Exception):
     status = 500
     proxyStatus: str | None = "proxy_internal_error"
     closeConnection = False
-    events: list[object] = []  # noqa: RUF012 (replaced per instance, never mutated)
+    events: Sequence[RequestEvent] = ()
 
     def __init__(
         self,

@@ -107,7 +107,6 @@ _KNOWN_SCHEMES = frozenset(
 )
 
 
-
 def _connectionTokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
     """
     The field names listed in C{Connection}, lower cased.

@@ -32,6 +32,7 @@ This module must not import C{twisted.internet}.
 from __future__ import annotations
 
 import re
+from typing import Generic, TypeAlias, TypeVar
 
 from httptools import (
     HttpParserCallbackError,
@@ -58,6 +59,8 @@ __all__ = [
     "EndOfMessage",
     "RequestParser",
     "ResponseParser",
+    "RequestEvent",
+    "ResponseEvent",
     "serializeRequestHead",
     "serializeResponseHead",
     "serializeFields",
@@ -110,7 +113,7 @@ class _Head:
     every slot (events are values, as in h11).
     """
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
     headers: list[tuple[bytes, bytes]]
 
     def get(self, name: bytes) -> bytes | None:
@@ -260,6 +263,19 @@ class EndOfMessage:
         return "<EndOfMessage {!r}>".format(self.trailers)
 
 
+RequestEvent: TypeAlias = RequestHead | Body | EndOfMessage
+"""
+What L{RequestParser.feed} returns a list of.
+"""
+
+ResponseEvent: TypeAlias = ResponseHead | Body | EndOfMessage
+"""
+What L{ResponseParser.feed} returns a list of.
+"""
+
+_E = TypeVar("_E", RequestEvent, ResponseEvent)
+
+
 def _bodyFraming(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool, bool]:
     """
     Content-Length and Transfer-Encoding as llhttp validated them.
@@ -280,7 +296,7 @@ def _bodyFraming(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool, 
     return None, bool(codings) and codings[-1] == b"chunked", True
 
 
-class _HeadCollector:
+class _HeadCollector(Generic[_E]):
     """
     Shared state of both parsers: the header section being collected, with
     its limits.
@@ -294,9 +310,9 @@ class _HeadCollector:
         way).
     """
 
-    _events: list
-    _headers: list
-    _trailers: list | None
+    _events: list[_E]
+    _headers: list[tuple[bytes, bytes]]
+    _trailers: list[tuple[bytes, bytes]] | None
     _inHead = False
     _inMessage = False
     _headBytes = 0
@@ -327,7 +343,7 @@ class _HeadCollector:
             raise self._headTooLarge()
 
 
-class RequestParser(_HeadCollector):
+class RequestParser(_HeadCollector[RequestEvent]):
     """
     Frames the requests a client sends on one connection.
 
@@ -431,9 +447,8 @@ class RequestParser(_HeadCollector):
         if v == b"1.1":
             if hosts != 1:
                 raise BadRequest(
-                    "An HTTP/1.1 request must have exactly one Host header field; it has {}.".format(
-                        hosts
-                    )
+                    "An HTTP/1.1 request must have exactly one Host header field; "
+                    "it has {}.".format(hosts)
                 )
         self._events.append(
             RequestHead(
@@ -477,7 +492,7 @@ class RequestParser(_HeadCollector):
 
     # public API
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes) -> list[RequestEvent]:
         """
         Parse C{data}; return the events it completes.
 
@@ -485,16 +500,13 @@ class RequestParser(_HeadCollector):
             C{events} attribute holds the complete requests that came before
             the bad one in C{data}, to be answered before the error.
         """
-        if self.switched:
-            self.trailingData += data
-            return []
         # llhttp does not say where in its input one message ended and the
         # next began, and the next may need a stand-in method
         # (_feedUnknownMethod), so it is fed pieces that never span a message
         # boundary: a message ends at the end of its declared Content-Length
         # or at a CRLF CRLF (the end of a head, or of a chunked body).
-        events: list = []
-        while data:
+        events: list[RequestEvent] = []
+        while data and not self.switched:
             piece, data = self._nextPiece(data)
             try:
                 events += self._feedPiece(piece)
@@ -508,9 +520,9 @@ class RequestParser(_HeadCollector):
                 e.events = events[: last + 1]
                 raise
             self._tail = piece[-3:] if len(piece) >= 3 else (self._tail + piece)[-3:]
-            if self.switched:
-                self.trailingData += data
-                break
+        if self.switched:
+            # After a switch (CONNECT, Upgrade) the rest belongs to the tunnel.
+            self.trailingData += data
         return events
 
     @property
@@ -539,9 +551,9 @@ class RequestParser(_HeadCollector):
         i = data.find(b"\r\n\r\n")
         if i == -1:
             return data, b""
-        return data[: i + 4], data[i + 4:]
+        return data[: i + 4], data[i + 4 :]
 
-    def _feedPiece(self, data: bytes) -> list:
+    def _feedPiece(self, data: bytes) -> list[RequestEvent]:
         """
         Parse one piece of input (see L{feed}); return the events it
         completes.
@@ -566,21 +578,21 @@ class RequestParser(_HeadCollector):
             self._parser.feed_data(data)
         except HttpParserUpgrade as e:
             self.switched = True
-            self.trailingData = data[e.args[0]:]
+            self.trailingData = data[e.args[0] :]
         except HttpParserCallbackError as e:
             self._raiseFromCallback(e)
-        except HttpParserInvalidMethodError:
+        except HttpParserInvalidMethodError as e:
             if self._lineBytes is not None and not self._events:
                 return self._feedUnknownMethod(self._lineBytes)
-            raise BadRequest("The request method is not a valid token.")
+            raise BadRequest("The request method is not a valid token.") from e
         except HttpParserError as e:
-            raise BadRequest("Malformed request: {}.".format(str(e).rstrip(".")))
+            raise BadRequest("Malformed request: {}.".format(str(e).rstrip("."))) from e
         self._checkHeadSize()
         events = self._events
         self._events = []
         return events
 
-    def _feedUnknownMethod(self, data: bytes) -> list:
+    def _feedUnknownMethod(self, data: bytes) -> list[RequestEvent]:
         """
         A request method llhttp does not know: if it is a valid token, parse
         the request with a stand-in method and report the real one.
@@ -604,10 +616,11 @@ class RequestParser(_HeadCollector):
     def _raiseFromCallback(self, e: Exception) -> None:
         cause = e.__context__
         if isinstance(cause, ProxyError):
-            raise cause
-        raise BadRequest("Malformed request: {}.".format(cause or e))
+            # Our own error, raised in a callback: llhttp's wrapper adds nothing.
+            raise cause from None
+        raise BadRequest("Malformed request: {}.".format(cause or e)) from e
 
-    def resume(self) -> list:
+    def resume(self) -> list[RequestEvent]:
         """
         The switch did not happen: parse the bytes after the switching
         request as HTTP again.
@@ -646,7 +659,7 @@ class _Unsolicited(Exception):
     """
 
 
-class ResponseParser(_HeadCollector):
+class ResponseParser(_HeadCollector[ResponseEvent]):
     """
     Frames the responses an origin sends on one connection.
 
@@ -667,7 +680,9 @@ class ResponseParser(_HeadCollector):
     trailingData = b""
     keepAlive = True
 
-    def __init__(self, maxHeaderBytes: int | None = None, maxHeaderCount: int | None = None) -> None:
+    def __init__(
+        self, maxHeaderBytes: int | None = None, maxHeaderCount: int | None = None
+    ) -> None:
         if maxHeaderBytes is not None:
             self.maxHeaderBytes = maxHeaderBytes
         if maxHeaderCount is not None:
@@ -796,7 +811,7 @@ class ResponseParser(_HeadCollector):
 
     # public API
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes) -> list[ResponseEvent]:
         """
         Parse C{data}; return the events it completes.
 
@@ -826,17 +841,18 @@ class ResponseParser(_HeadCollector):
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade as e:
-            self._switch(data[e.args[0]:])
+            self._switch(data[e.args[0] :])
         except HttpParserCallbackError as e:
             cause = e.__context__
             if isinstance(cause, _Unsolicited):
                 self.keepAlive = False
                 return
             if isinstance(cause, ProxyError):
-                raise cause
-            raise self._malformed(cause or e)
+                # Our own error, raised in a callback: llhttp's wrapper adds nothing.
+                raise cause from None
+            raise self._malformed(cause or e) from e
         except HttpParserError as e:
-            raise self._malformed(e)
+            raise self._malformed(e) from e
         self._checkHeadSize()
 
     def _malformed(self, e: object) -> ProxyError:
@@ -864,7 +880,7 @@ class ResponseParser(_HeadCollector):
                     raise self._headTooLarge()
                 self._scanBuffer = buf
                 return
-            head, buf = buf[: end + 4], buf[end + 4:]
+            head, buf = buf[: end + 4], buf[end + 4 :]
             self._parser = HttpResponseParser(self)
             self._feed(head)
             if self.switched:
@@ -898,7 +914,7 @@ class ResponseParser(_HeadCollector):
         if buf:
             self._feed(buf)
 
-    def feedEOF(self) -> list:
+    def feedEOF(self) -> list[ResponseEvent]:
         """
         The connection closed.  End a close-delimited body, or raise if a
         message was cut short.
@@ -916,9 +932,7 @@ class ResponseParser(_HeadCollector):
             self._events = []
             return events
         # An interim (1xx) response promises a final one.
-        interimOnly = (
-            not self._done and self._lastHead is not None and self._lastHead.interim
-        )
+        interimOnly = not self._done and self._lastHead is not None and self._lastHead.interim
         if self._inMessage or self._inHead or self._scanBuffer or interimOnly:
             raise BadGateway(
                 "The origin closed the connection before the response was complete.",

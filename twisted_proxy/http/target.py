@@ -86,7 +86,7 @@ def parseAuthority(authority: bytes, defaultPort: int | None) -> tuple[str, int,
         if close == -1:
             raise BadRequest("Unterminated IPv6 address in the destination.")
         literal = authority[1:close]
-        rest = authority[close + 1:]
+        rest = authority[close + 1 :]
         try:
             address = ipaddress.IPv6Address(literal.decode("ascii"))
         except ValueError:
@@ -140,7 +140,7 @@ def parseTarget(
         return Target("https" if port == 443 else "tcp", host, port, b"", authority)
     lower = target[:8].lower()
     if lower.startswith(b"http://") or websocket and lower.startswith(b"ws://"):
-        rest = target[lower.index(b"://") + 3:]
+        rest = target[lower.index(b"://") + 3 :]
         end = len(rest)
         for sep in (b"/", b"?", b"#"):
             i = rest.find(sep)

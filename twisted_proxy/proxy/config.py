@@ -22,8 +22,8 @@ from typing import Any
 from ..http.errors import ProxyError
 from ..http.target import parseAuthority
 from .cache import CacheConfig, DiskStore, HTTPCache, MemoryStore, Store
-from .policy import HostPatterns, Policy
 from .parent import ParentProxy
+from .policy import HostPatterns, Policy
 
 __all__ = ["ConfigError", "ProxyConfig", "ReverseOrigin"]
 
@@ -53,7 +53,7 @@ class ReverseOrigin:
         """
         if not url.lower().startswith("http://"):
             raise ValueError("must be an http:// URL, e.g. http://127.0.0.1:8000")
-        rest = url[len("http://"):].rstrip("/")
+        rest = url[len("http://") :].rstrip("/")
         if "/" in rest or "?" in rest or "#" in rest:
             raise ValueError("must be an origin without a path, e.g. http://127.0.0.1:8000")
         try:
@@ -116,9 +116,7 @@ class ProxyConfig:
     discardBodyMax: int = _option("discard-body-max", 64 << 20)
     lingerTimeout: float = _option("linger-timeout", 2.0)
     maxConnections: int = _option("max-connections", 4096)
-    maxConnectionsPerClient: int | None = _option(
-        "max-connections-per-client", None
-    )
+    maxConnectionsPerClient: int | None = _option("max-connections-per-client", None)
     maxTargetLength: int = _option("max-target-length", 8192)
     maxHeaderBytes: int = _option("max-header-size", 32768)
     maxHeaderCount: int = _option("max-header-count", 100)
@@ -126,23 +124,15 @@ class ProxyConfig:
     # The upstream side.
     connectTimeout: float = _option("connect-timeout", 10.0)
     responseTimeout: float = _option("response-timeout", 30.0)
-    responseBodyTimeout: float | None = _option(
-        "response-body-timeout", 60.0
-    )
-    tunnelIdleTimeout: float | None = _option(
-        "tunnel-idle-timeout", 300.0
-    )
-    maxResponseHeaderBytes: int = _option(
-        "max-response-header-size", 65536
-    )
+    responseBodyTimeout: float | None = _option("response-body-timeout", 60.0)
+    tunnelIdleTimeout: float | None = _option("tunnel-idle-timeout", 300.0)
+    maxResponseHeaderBytes: int = _option("max-response-header-size", 65536)
     poolMinIdlePerHost: int = _option("pool-min-idle-per-host", 8)
     poolIdleTimeout: float = _option("pool-idle-timeout", 60.0)
     dnsCacheTtl: float = _option("dns-cache-ttl", 60.0)
     forwarded: str = _option("forwarded", "off")
     parent: ParentProxy | None = _option("upstream-proxy", None)
-    parentBypass: HostPatterns | None = _option(
-        "no-upstream-proxy-for", None
-    )
+    parentBypass: HostPatterns | None = _option("no-upstream-proxy-for", None)
 
     # Access policy.
     policy: Policy = field(default_factory=Policy.fromOptions)
@@ -176,8 +166,13 @@ class ProxyConfig:
             elif f.type in ("int", "int | None") and value is not None:
                 if not isinstance(value, int) or value < 0:
                     self._invalid(f.name, "must be a whole number, 0 or more")
-        for name in ("maxConnections", "maxTargetLength", "maxHeaderBytes", "maxHeaderCount",
-                     "maxResponseHeaderBytes"):
+        for name in (
+            "maxConnections",
+            "maxTargetLength",
+            "maxHeaderBytes",
+            "maxHeaderCount",
+            "maxResponseHeaderBytes",
+        ):
             if getattr(self, name) < 1:
                 self._invalid(name, "must be at least 1")
         if self.maxConnectionsPerClient is not None and self.maxConnectionsPerClient < 1:
@@ -227,8 +222,8 @@ class ProxyConfig:
         """
         return self.reverse is not None or bool(self.reverseHosts)
 
-    def replace(self, **changes: object) -> ProxyConfig:
+    def replace(self, **changes: Any) -> ProxyConfig:
         """
         A copy with C{changes} (checked like any new configuration).
         """
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 __all__ = ["Deadline"]
 
@@ -33,10 +33,10 @@ class Deadline:
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
-        self._call = None
+        self._call: IDelayedCall | None = None
         self._when: float | None = None
-        self._callback = None
-        self._args: tuple = ()
+        self._callback: Callable[..., None] | None = None
+        self._args: tuple[object, ...] = ()
 
     def set(self, seconds: float | None, callback: Callable[..., None], *args: object) -> None:
         """
@@ -87,5 +87,6 @@ class Deadline:
             self._call = self._clock.callLater(when - now, self._fire)
             return
         callback, args = self._callback, self._args
+        assert callback is not None  # set() sets both, clear() clears both
         self.clear()
         callback(*args)

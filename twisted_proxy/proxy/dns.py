@@ -10,17 +10,19 @@ never by resolving a real name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import (
+    IAddress,
     IHostnameResolver,
     IHostResolution,
     IReactorPluggableNameResolver,
     IReactorTCP,
     IReactorTime,
+    IResolutionReceiver,
     IStreamClientEndpoint,
 )
 from zope.interface import implementer
@@ -28,6 +30,11 @@ from zope.interface import implementer
 __all__ = ["CachingResolver", "EndpointFactory", "hostnameEndpointFactory"]
 
 EndpointFactory = Callable[[str, int], IStreamClientEndpoint]
+
+# A cache key: (lower-cased name, transport semantics, address types asked for).
+_Key = tuple[str, str, frozenset[type[IAddress]] | None]
+# A remembered answer: the address class and host of each address.
+_Answer = list[tuple[type[IPv4Address] | type[IPv6Address], str]]
 
 
 def hostnameEndpointFactory(
@@ -80,26 +87,30 @@ class _Resolution:
         pass
 
 
+@implementer(IResolutionReceiver)
 class _Recorder:
     """
     Passes a resolution through to the real receiver, and remembers it.
     """
 
-    def __init__(self, cache: CachingResolver, key: tuple, receiver: object) -> None:
+    def __init__(self, cache: CachingResolver, key: _Key, receiver: IResolutionReceiver) -> None:
         self._cache = cache
         self._key = key
         self._receiver = receiver
-        self._addresses: list = []
+        self._addresses: _Answer = []
 
     def resolutionBegan(self, resolution: IHostResolution) -> None:
         self._receiver.resolutionBegan(resolution)
 
-    def addressResolved(self, address: object) -> None:
-        self._addresses.append(address)
+    def addressResolved(self, address: IAddress) -> None:
+        # Name resolvers give IP addresses; anything else is passed on but
+        # not remembered (the cache could not rebuild it).
+        if isinstance(address, (IPv4Address, IPv6Address)):
+            self._addresses.append((type(address), address.host))
         self._receiver.addressResolved(address)
 
     def resolutionComplete(self) -> None:
-        self._cache._store(self._key, [(type(a), a.host) for a in self._addresses])
+        self._cache._store(self._key, self._addresses)
         self._receiver.resolutionComplete()
 
 
@@ -125,44 +136,60 @@ class CachingResolver:
         self.ttl = ttl
         self.negativeTtl = negativeTtl
         self.maxEntries = maxEntries
-        self._cache: dict[tuple, tuple[float, list]] = {}
+        self._cache: dict[_Key, tuple[float, _Answer]] = {}
 
     def resolveHostName(
         self,
-        resolutionReceiver: object,
+        resolutionReceiver: IResolutionReceiver,
         hostName: str,
         portNumber: int = 0,
-        addressTypes: object = None,
+        addressTypes: Sequence[type[IAddress]] | None = None,
         transportSemantics: str = "TCP",
     ) -> IHostResolution:
         resolution = _Resolution(hostName)
         if isIPAddress(hostName) or isIPv6Address(hostName):
+            kind: type[IPv4Address] | type[IPv6Address]
             kind = IPv6Address if ":" in hostName else IPv4Address
-            self._deliver(resolution, resolutionReceiver, [(kind, hostName)], portNumber,
-                          transportSemantics)
+            self._deliver(
+                resolution, resolutionReceiver, [(kind, hostName)], portNumber, transportSemantics
+            )
             return resolution
-        key = (hostName.lower(), transportSemantics,
-               None if addressTypes is None else frozenset(addressTypes))
+        key: _Key = (
+            hostName.lower(),
+            transportSemantics,
+            None if addressTypes is None else frozenset(addressTypes),
+        )
         entry = self._cache.get(key)
         if entry is not None:
             expires, addresses = entry
             if expires > self._clock.seconds():
-                self._deliver(resolution, resolutionReceiver, addresses, portNumber,
-                              transportSemantics)
+                self._deliver(
+                    resolution, resolutionReceiver, addresses, portNumber, transportSemantics
+                )
                 return resolution
             del self._cache[key]
         return self._resolver.resolveHostName(
-            _Recorder(self, key, resolutionReceiver), hostName, portNumber, addressTypes,
+            _Recorder(self, key, resolutionReceiver),
+            hostName,
+            portNumber,
+            addressTypes,
             transportSemantics,
         )
 
-    def _deliver(self, resolution, receiver, addresses, port, semantics) -> None:
+    def _deliver(
+        self,
+        resolution: IHostResolution,
+        receiver: IResolutionReceiver,
+        addresses: _Answer,
+        port: int,
+        semantics: str,
+    ) -> None:
         receiver.resolutionBegan(resolution)
         for kind, host in addresses:
-            receiver.addressResolved(kind(semantics, host, port))
+            receiver.addressResolved(kind("UDP" if semantics == "UDP" else "TCP", host, port))
         receiver.resolutionComplete()
 
-    def _store(self, key: tuple, addresses: list) -> None:
+    def _store(self, key: _Key, addresses: _Answer) -> None:
         ttl = self.ttl if addresses else self.negativeTtl
         if ttl <= 0:
             return

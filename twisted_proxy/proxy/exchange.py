@@ -87,12 +87,13 @@ from .cache import (
     CachedBody,
     CacheLookup,
     CacheWriter,
+    HTTPCache,
 )
 from .generated import Generated, errorResponse, maxForwards, maxForwardsResponse
+from .parent import ParentConnectProtocol, ParentProxy
 from .revalidation import BackgroundRevalidation
 from .tcp import writeNow
 from .tunnel import Tunnel, TunnelUpstreamProtocol
-from .parent import ParentConnectProtocol, ParentProxy
 from .upstream import UpstreamProtocol, connectFailureToError
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ class Exchange:
     _forward: RequestHead | None = None
     _writer: CacheWriter | None = None
     _served: CachedBody | None = None
-    _serveAtEnd: tuple[ResponseHead, CachedBody | None] | None = None
+    _serveAtEnd: tuple[ResponseHead | None, CachedBody | None] | None = None
     _requestTime = 0.0
 
     def __init__(
@@ -215,6 +216,17 @@ class Exchange:
     @property
     def state(self) -> str:
         return self._state
+
+    @property
+    def _cache(self) -> HTTPCache:
+        """
+        The cache of the current lookup.  There is a lookup only when the
+        factory has a cache (L{_lookUpCache}), and a factory keeps the cache
+        it was built with (a reload reconfigures it, never replaces it).
+        """
+        cache = self.factory.cache
+        assert cache is not None, "a cache lookup without a cache"
+        return cache
 
     @property
     def finished(self) -> bool:
@@ -248,7 +260,11 @@ class Exchange:
                     "The destination {}:{} is this proxy itself.".format(target.host, target.port)
                 )
             maxBody = self.config.maxBody
-            if maxBody is not None and head.contentLength is not None and head.contentLength > maxBody:
+            if (
+                maxBody is not None
+                and head.contentLength is not None
+                and head.contentLength > maxBody
+            ):
                 raise self._tooLarge()
             hops = maxForwards(head)
         except ProxyError as e:
@@ -306,7 +322,7 @@ class Exchange:
             authority = origin.authority
         return Target("http", origin.host, origin.port, target.path, authority)
 
-    def _verified(self, result: object, credentials: bytes) -> None:
+    def _verified(self, result: object, credentials: bytes | None) -> None:
         self.conn.resumeReading("auth")
         if self._state != AUTHORIZING:
             return
@@ -319,7 +335,9 @@ class Exchange:
         destination), then on to the destination.
         """
         head, target, record = self.head, self.target, self.record
-        decision = self.config.policy.checkRequest(head.method, target.host, target.port, credentials)
+        decision = self.config.policy.checkRequest(
+            head.method, target.host, target.port, credentials
+        )
         if decision.refusal is not None:
             record.kind = "refused"
             self.fail(decision.refusal)
@@ -352,19 +370,22 @@ class Exchange:
         self.record.cacheStatus = lookup.verdict
         outcome = lookup.outcome
         if outcome == FRESH_HIT or outcome == NOT_MODIFIED:
-            self._serveFromCache(lookup.head, lookup.body)  # type: ignore[arg-type]
+            self._serveFromCache(lookup.head, lookup.body)
         elif outcome == STALE_WHILE_REVALIDATE:
             if lookup.background is not None:
-                BackgroundRevalidation(self.factory, lookup.background, self.parent).start()
-            self._serveFromCache(lookup.head, lookup.body)  # type: ignore[arg-type]
+                BackgroundRevalidation(
+                    self.factory, self._cache, lookup.background, self.parent
+                ).start()
+            self._serveFromCache(lookup.head, lookup.body)
         elif outcome == COLLAPSED:
             # The same response is on its way for another request: wait
             # for it (bounded), then look again.
             self._state = WAITING
             lookup.wait(self._collapseEnded)
-            self._deadline.set(self.factory.cache.config.collapseTimeout, self._collapseTimedOut)
+            self._deadline.set(self._cache.config.collapseTimeout, self._collapseTimedOut)
         elif outcome == ONLY_IF_CACHED_MISS:
-            self.fail(lookup.error)  # type: ignore[arg-type]
+            assert lookup.error is not None  # this outcome's answer is its error
+            self.fail(lookup.error)
         else:
             self._forward = lookup.forward
             self._connect()
@@ -382,13 +403,17 @@ class Exchange:
         if self._state != WAITING or self._lookup is None:
             return
         self._deadline.clear()
-        self._useLookup(self.factory.cache.lookupAgain(self._lookup))
+        self._useLookup(self._cache.lookupAgain(self._lookup))
 
-    def _serveFromCache(self, head: ResponseHead, body: CachedBody | None) -> None:
+    def _serveFromCache(self, head: ResponseHead | None, body: CachedBody | None) -> None:
         """
         Send a response from the cache: its head now, its body streamed
         from the store (the client transport pausing it as needed).
+
+        @param head: the head of the lookup or decision that said to serve
+            from the cache; only an outcome that serves nothing has none.
         """
+        assert head is not None, "served from the cache without a head"
         self._deadline.clear()
         self._state = SERVING
         client = self.head
@@ -418,7 +443,9 @@ class Exchange:
             self._finish(close)
             return
         self._served = body
-        self._transport.registerProducer(body, True)
+        # A CachedBody is a push producer by its shape: the cache package,
+        # pure, cannot import twisted.internet to declare IPushProducer.
+        self._transport.registerProducer(body, True)  # type: ignore[arg-type]
         self._armStall(self.config.responseBodyTimeout)
         body.start(_ToClient(self))
 
@@ -455,9 +482,7 @@ class Exchange:
         if proto is not None:
             self._upstreamConnected(proto, True)
             return
-        pool.connect(key).addCallbacks(
-            self._upstreamConnected, self._connectFailed, (False,)
-        )
+        pool.connect(key).addCallbacks(self._upstreamConnected, self._connectFailed, (False,))
 
     def _connectFailed(self, failure: Failure) -> None:
         if self._state != CONNECTING:
@@ -483,7 +508,9 @@ class Exchange:
             getattr(transport.getHost(), "host", None) == peerHost
             and factory.listensOnPort(peerPort)
         ):
-            return LoopDetected("The destination {}:{} is this proxy itself.".format(peerHost, peerPort))
+            return LoopDetected(
+                "The destination {}:{} is this proxy itself.".format(peerHost, peerPort)
+            )
         record = self.record
         record.peerHost = peerHost
         record.peerPort = peerPort
@@ -677,7 +704,7 @@ class Exchange:
         )
         lookup = self._lookup
         if lookup is not None:
-            decision = factory.cache.responseReceived(
+            decision = self._cache.responseReceived(
                 lookup, head, self._requestTime, self._clock.seconds()
             )
             self.record.cacheStatus = decision.verdict
@@ -689,12 +716,14 @@ class Exchange:
                 # origin failed and a stale one may be served).
                 if head.noBody:
                     # The upstream response ends right here: serve at its end.
-                    self._serveAtEnd = (decision.head, decision.body)  # type: ignore[assignment]
+                    self._serveAtEnd = (decision.head, decision.body)
                 else:
                     self._dropUpstream()
-                    self._serveFromCache(decision.head, decision.body)  # type: ignore[arg-type]
+                    self._serveFromCache(decision.head, decision.body)
                 return
-            head = decision.head  # type: ignore[assignment]
+            # The upstream head, with the cache's fields added.
+            assert decision.head is not None  # only an error decision has no head
+            head = decision.head
             self._writer = decision.writer
         if head.noBody:
             mode = "none"
@@ -735,6 +764,8 @@ class Exchange:
         # read (readDone, responseEnd), in one write: a head with the body
         # bytes that came with it leaves in one segment.
         self._held = [data]
+        # The upstream connection is the body's producer (FORWARDING has one).
+        assert self.upstream is not None
         transport.registerProducer(self.upstream, True)
         self._armStall(self.config.responseBodyTimeout)
 
@@ -752,7 +783,9 @@ class Exchange:
             )
             return
         self.status = 101
-        headers = forwardResponseHeaders(head.headers, head.version, self.factory.pseudonym, upgrade=True)
+        headers = forwardResponseHeaders(
+            head.headers, head.version, self.factory.pseudonym, upgrade=True
+        )
         self._recordResponse(101, head.reason.decode("latin-1"), head.version, headers)
         data = serializeResponseHead(101, head.reason, headers)
         self.bytesToClient += len(data)
@@ -920,7 +953,11 @@ class Exchange:
         record = self.record
         record.mark("requestSent")
         record.mark("responseHead")
-        record.status, record.reason, record.responseVersion = 200, "Connection Established", "HTTP/1.1"
+        record.status, record.reason, record.responseVersion = (
+            200,
+            "Connection Established",
+            "HTTP/1.1",
+        )
         self.status = 200
         data = b"HTTP/1.1 200 Connection Established\r\n\r\n"
         self.bytesToClient += len(data)
@@ -980,9 +1017,11 @@ class Exchange:
             self._deadline.set(seconds - idle, self._stallCheck, seconds)
             return
         if self._state == SERVING:
-            self.abandon("No progress for {} seconds: the client stopped reading the response.".format(
-                seconds
-            ))
+            self.abandon(
+                "No progress for {} seconds: the client stopped reading the response.".format(
+                    seconds
+                )
+            )
             self.conn.abort()
             return
         if self._state == RELAYING:
@@ -992,7 +1031,7 @@ class Exchange:
                 if proto is not None and proto.paused
                 else "the destination stopped sending the response body"
             )
-            error = GatewayTimeout(
+            error: ProxyError = GatewayTimeout(
                 "No progress for {} seconds: {}.".format(seconds, who),
                 proxyStatus="connection_read_timeout",
             )
@@ -1051,7 +1090,13 @@ class Exchange:
             self.conn.abort()
             return
         head = self.head
-        if retry and self.reused and not self.retried and head.method in _IDEMPOTENT and not head.hasBody:
+        if (
+            retry
+            and self.reused
+            and not self.retried
+            and head.method in _IDEMPOTENT
+            and not head.hasBody
+        ):
             # A reused connection died under us before any response byte:
             # safe to try once more on a fresh one.
             self.retried = True
@@ -1072,11 +1117,11 @@ class Exchange:
         """
         lookup = self._lookup
         if lookup is not None:
-            decision = self.factory.cache.upstreamFailed(lookup)
+            decision = self._cache.upstreamFailed(lookup)
             if decision is not None:
                 self.record.cacheStatus = decision.verdict
                 if decision.error is None:
-                    self._serveFromCache(decision.head, decision.body)  # type: ignore[arg-type]
+                    self._serveFromCache(decision.head, decision.body)
                     return
                 error = decision.error
         self.fail(error)
@@ -1092,7 +1137,10 @@ class Exchange:
         response = errorResponse(error, self.factory.pseudonymText, self.head, close, extraHeaders)
         self.conn.say(
             "{}: {} {} ({}): {}".format(
-                _outcome(response.status), response.status, response.reason, error.proxyStatus,
+                _outcome(response.status),
+                response.status,
+                response.reason,
+                error.proxyStatus,
                 error.detail,
             ),
             status=response.status,
@@ -1142,7 +1190,7 @@ class Exchange:
             self._lookup = None
             self._writer = None
             lookup.cancelWait()
-            self.factory.cache.finished(lookup)
+            self._cache.finished(lookup)
 
     def abandon(self, why: str) -> None:
         """

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorThreads, IReactorTime
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -29,7 +29,7 @@ from .exchange import Exchange
 from .generated import errorResponse
 from .parent import ParentProxy
 from .server import ProxyServerProtocol, fillRecordRequest
-from .tcp import setNoDelay
+from .tcp import IStreamTransport, setNoDelay
 from .upstream import UpstreamPool
 
 __all__ = ["ProxyFactory", "Refuser"]
@@ -52,6 +52,9 @@ class ProxyFactory(Factory):
     @ivar stopping: the proxy is shutting down: no connection is kept open
         after its current response.
     @ivar requests: transactions finished so far.
+    @ivar connections: the open client connections.
+    @ivar _whenClosed: L{Deferred}s of L{whenConnectionsClosed} waiting for
+        the last connection to close.
     """
 
     _log = Logger()
@@ -87,10 +90,11 @@ class ProxyFactory(Factory):
         self.transactionDetail = transactionDetail
         self.connectionIdPrefix = connectionIdPrefix
         self.cache = cache
-        getThreadPool = getattr(clock, "getThreadPool", None)
-        if getThreadPool is not None:
-            self.runInThread: Callable[..., Deferred[Any]] = lambda f, *args: deferToThreadPool(
-                clock, getThreadPool(), f, *args  # type: ignore[arg-type]
+        self.runInThread: Callable[..., Deferred[Any]]
+        if IReactorThreads.providedBy(clock):
+            reactor = clock
+            self.runInThread = lambda f, *args: deferToThreadPool(
+                reactor, reactor.getThreadPool(), f, *args
             )
         else:
             # A test clock has no threads: run it in place.
@@ -98,6 +102,7 @@ class ProxyFactory(Factory):
         self.ownAddresses: set[tuple[str, int]] = set()
         self._wildcardPorts: set[int] = set()
         self.connections: set[ProxyServerProtocol] = set()
+        self._whenClosed: list[Deferred[None]] = []
         self._perClient: dict[str, int] = {}
 
     def reconfigure(self, config: ProxyConfig) -> None:
@@ -171,6 +176,24 @@ class ProxyFactory(Factory):
                 self._perClient[host] = left
             else:
                 self._perClient.pop(host, None)
+            if self._whenClosed and not self.connections:
+                waiting, self._whenClosed = self._whenClosed, []
+                for d in waiting:
+                    d.callback(None)
+
+    def whenConnectionsClosed(self) -> Deferred[None]:
+        """
+        A L{Deferred} that fires once no client connection is open: now if
+        none is, else when the last one closes (its C{connectionLost}).  For
+        whoever must not go on while a connection is left, such as a test
+        that leaves no socket behind.
+        """
+        d: Deferred[None] = Deferred()
+        if self.connections:
+            self._whenClosed.append(d)
+        else:
+            d.callback(None)
+        return d
 
     def nextConnectionId(self) -> str:
         self._connectionCounter += 1
@@ -194,7 +217,6 @@ class ProxyFactory(Factory):
             redact=self.config.redactHistory,
             detail=self.transactionDetail,
         )
-
 
     # stopping gracefully (used by the application's services)
 
@@ -244,6 +266,7 @@ class Refuser(Protocol):
     """
 
     _log = Logger()
+    transport: IStreamTransport
     waitForRequest = 1.0
 
     _answered = False
@@ -295,7 +318,11 @@ class Refuser(Protocol):
         record.kind = "refused"
         record.proxyError = error.proxyStatus
         record.errorDetail = error.detail
-        record.status, record.reason, record.responseVersion = response.status, response.reason, "HTTP/1.1"
+        record.status, record.reason, record.responseVersion = (
+            response.status,
+            response.reason,
+            "HTTP/1.1",
+        )
         record.responseHeaders = response.headers
         record.mark("responseHead")
         data = response.bytes()
@@ -322,7 +349,7 @@ class Refuser(Protocol):
         self._timer = None
         self.transport.loseConnection()
 
-    def connectionLost(self, reason: Failure | None = None) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._timer is not None:
             if self._timer.active():
                 self._timer.cancel()

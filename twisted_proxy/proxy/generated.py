@@ -49,7 +49,10 @@ class Generated:
         The response as sent: head and body in one piece (one write, so
         that they leave in one segment).
         """
-        return serializeResponseHead(self.status, self.reason.encode("ascii"), self.headers) + self.body
+        return (
+            serializeResponseHead(self.status, self.reason.encode("ascii"), self.headers)
+            + self.body
+        )
 
 
 def errorResponse(

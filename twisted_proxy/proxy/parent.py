@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 
-
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
@@ -19,7 +18,7 @@ from zope.interface import implementer
 
 from ..http.errors import BadGateway, ProxyError
 from ..http.framing import ResponseHead, ResponseParser, serializeRequestHead
-from .tcp import setNoDelay
+from .tcp import IStreamTransport, setNoDelay
 
 __all__ = ["ParentConnectProtocol", "ParentProxy"]
 
@@ -52,8 +51,10 @@ class ParentProxy:
         from ..http.target import parseAuthority
 
         if not url.startswith("http://"):
-            raise ValueError("the parent proxy must be an http:// URL, e.g. http://proxy.example:3128")
-        rest = url[len("http://"):].rstrip("/")
+            raise ValueError(
+                "the parent proxy must be an http:// URL, e.g. http://proxy.example:3128"
+            )
+        rest = url[len("http://") :].rstrip("/")
         if "/" in rest:
             raise ValueError("the parent proxy URL must not have a path")
         authorization = None
@@ -87,6 +88,7 @@ class ParentConnectProtocol(Protocol):
         nonsense).
     """
 
+    transport: IStreamTransport
     _state = "CONNECTING"
 
     def __init__(self, tunnel, authority: bytes, authorization: bytes | None, via: bytes) -> None:
@@ -125,7 +127,8 @@ class ParentConnectProtocol(Protocol):
                             "The parent proxy refused the tunnel: {} {}.".format(
                                 event.status, event.reason.decode("latin-1")
                             ),
-                            proxyStatus="http_request_denied" if event.status in (403, 407)
+                            proxyStatus="http_request_denied"
+                            if event.status in (403, 407)
                             else "destination_unavailable",
                         )
                     )

@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from ..http.errors import ProxyError
 from ..http.fields import forwardRequestHeaders
 from ..http.framing import ResponseHead, serializeRequestHead
-from .cache import CacheLookup, CacheWriter
+from .cache import CacheLookup, CacheWriter, HTTPCache
 from .parent import ParentProxy
 from .upstream import UpstreamProtocol
 
@@ -48,8 +48,15 @@ class BackgroundRevalidation:
     _upstream: UpstreamProtocol | None = None
     _timer: Any = None
 
-    def __init__(self, factory: ProxyFactory, lookup: CacheLookup, parent: ParentProxy | None) -> None:
+    def __init__(
+        self,
+        factory: ProxyFactory,
+        cache: HTTPCache,
+        lookup: CacheLookup,
+        parent: ParentProxy | None,
+    ) -> None:
         self._factory = factory
+        self._cache = cache
         self._lookup = lookup
         self._parent = parent
         self._requestTime = 0.0
@@ -86,9 +93,7 @@ class BackgroundRevalidation:
         assert forward is not None
         target = self._lookup.target
         proto.startRequest(self, forward.method)
-        headers = forwardRequestHeaders(
-            forward.headers, target, forward.version, factory.pseudonym
-        )
+        headers = forwardRequestHeaders(forward.headers, target, forward.version, factory.pseudonym)
         if self._parent is not None:
             requestTarget = target.url.encode("latin-1")
             if self._parent.authorization is not None:
@@ -116,7 +121,7 @@ class BackgroundRevalidation:
         if self._state != "WAITING" or head.status < 200:
             return
         factory = self._factory
-        decision = factory.cache.responseReceived(
+        decision = self._cache.responseReceived(
             self._lookup, head, self._requestTime, factory.clock.seconds()
         )
         self._writer = decision.writer
@@ -170,7 +175,7 @@ class BackgroundRevalidation:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        cache = self._factory.cache
+        cache = self._cache
         if failure is not None:
             self._log.info(
                 "Background revalidation of {url} failed: {why}",

@@ -19,23 +19,23 @@ much it sends.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..http.errors import ProxyError
-from ..http.framing import EndOfMessage, RequestHead
+from ..http.framing import Body, EndOfMessage, RequestEvent, RequestHead
 from ..records.record import TransactionRecord
 from .brief import headText, say
 from .deadline import Deadline
 from .exchange import Exchange
-from .tcp import setNoDelay
+from .tcp import IStreamTransport, setNoDelay
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ class ProxyServerProtocol(Protocol):
 
     _log = Logger()
 
+    transport: IStreamTransport
     _state = READING
     _exchange: Exchange | None = None
     _abortTimer: Any = None
@@ -141,7 +142,9 @@ class ProxyServerProtocol(Protocol):
         else:
             name = getattr(transport.getHost(), "name", None)
             origin = "unix:" + (name.decode() if isinstance(name, bytes) else str(name or "?"))
-        self.say("Connection has been accepted from: " + origin, peer=(self.peerHost, self.peerPort))
+        self.say(
+            "Connection has been accepted from: " + origin, peer=(self.peerHost, self.peerPort)
+        )
         factory.connectionOpened(self)
         # A unix-socket client has no IP address: the socket file's
         # permissions decide who may connect, not the network rules.
@@ -151,7 +154,7 @@ class ProxyServerProtocol(Protocol):
                 self._refusal.closeConnection = True
         self._armTimer(self.config.idleTimeout, self._idleTimedOut)
 
-    def connectionLost(self, reason: Failure | None = None) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         state = self._state
         self._state = CLOSED
         self.deadline.cancel()
@@ -201,6 +204,7 @@ class ProxyServerProtocol(Protocol):
         if state not in _HANDLING or self._parseError is not None:
             # Lingering, closing or closed: what comes now is dropped.
             return
+        events: Sequence[RequestEvent]
         try:
             events = self._parser.feed(data)
         except ProxyError as e:
@@ -373,7 +377,10 @@ class ProxyServerProtocol(Protocol):
         remaining = self._parser.bodyRemaining
         if head.contentLength is None or remaining is None:
             return False
-        if remaining == head.contentLength and (head.get(b"expect") or b"").lower() == b"100-continue":
+        if (
+            remaining == head.contentLength
+            and (head.get(b"expect") or b"").lower() == b"100-continue"
+        ):
             return False
         return remaining <= self.config.discardBodyMax
 
@@ -404,8 +411,11 @@ class ProxyServerProtocol(Protocol):
         if self._state not in _HANDLING:
             return
         fullyRead = ex.requestSent or self.requestFullyRead()
-        if close or self.factory.stopping or self._readClosed and not any(
-            type(e) is RequestHead for e in self._queue
+        if (
+            close
+            or self.factory.stopping
+            or self._readClosed
+            and not any(type(e) is RequestHead for e in self._queue)
         ):
             if fullyRead:
                 self._closeConnection()
@@ -438,16 +448,16 @@ class ProxyServerProtocol(Protocol):
         self._armTimer(self.config.idleTimeout, self._idleTimedOut)
         self.processQueue()
 
-    def _discard(self, event: object) -> None:
+    def _discard(self, event: Body | EndOfMessage) -> None:
         """
         Drop a piece of a request that was answered before it was read; at
         its end, read the next request.
         """
-        if type(event) is EndOfMessage:
+        if isinstance(event, EndOfMessage):
             if self._state == DISCARDING:
                 self._nextRequest()
             return
-        self._discarded += len(event.data)  # type: ignore[attr-defined]
+        self._discarded += len(event.data)
         if self._discarded > self.config.discardBodyMax:
             self._lingeringClose()
 
@@ -529,7 +539,9 @@ class ProxyServerProtocol(Protocol):
 
     # client-side timeouts
 
-    def _armTimer(self, seconds: float | None, callback: Callable[[], None], kind: str = "idle") -> None:
+    def _armTimer(
+        self, seconds: float | None, callback: Callable[[], None], kind: str = "idle"
+    ) -> None:
         self.deadline.set(seconds, callback)
         self._timerKind = kind
 
@@ -544,13 +556,14 @@ class ProxyServerProtocol(Protocol):
     def _headerTimedOut(self) -> None:
         self._clientError(
             ProxyError(
-                "The request head did not arrive within {} seconds.".format(self.config.headerTimeout),
+                "The request head did not arrive within {} seconds.".format(
+                    self.config.headerTimeout
+                ),
                 status=408,
                 proxyStatus="http_request_error",
                 closeConnection=True,
             )
         )
-
 
     # stopping gracefully (used by the application's services)
 

@@ -2,7 +2,8 @@
 """
 What every TCP connection the proxy owns gets: no Nagle delay
 (L{setNoDelay}), and writes that reach the kernel at once when nothing is
-queued before them (L{writeNow}).
+queued before them (L{writeNow}); and L{IStreamTransport}, the type of such
+a connection's transport.
 """
 
 from __future__ import annotations
@@ -10,8 +11,26 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import tcp
+from twisted.internet.interfaces import IConsumer, IPushProducer, ITCPTransport
 
-__all__ = ["setNoDelay", "writeNow"]
+__all__ = ["IStreamTransport", "setNoDelay", "writeNow"]
+
+
+class IStreamTransport(ITCPTransport, IPushProducer, IConsumer):
+    """
+    The transport of a stream connection as the proxy's protocols use it: a
+    TCP transport (write, close, abort, addresses) that is also a push
+    producer (pause reading it) and a consumer (register a producer on it,
+    the other side of a relay).  Twisted's TCP and TLS transports provide
+    every part, as does C{StringTransport} in the tests.
+
+    No transport declares this interface; it is for the type checker.
+    Twisted types C{Protocol.transport} as an optional L{ITransport}, which
+    has none of the producer or abort methods; a protocol that is only ever
+    used connected says so with the class annotation C{transport:
+    IStreamTransport}, and then needs no check at each use.
+    """
+
 
 # Transports whose buffering writeNow knows: Twisted's TCP connections.  A
 # subclass may send differently (a unix socket passes descriptors with

@@ -71,7 +71,7 @@ L{CLOSED_NORMALLY}, L{IDLE_TIMEOUT}, L{CLIENT_LOST} or L{UPSTREAM_LOST}.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, cast
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
@@ -86,29 +86,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .tcp import setNoDelay
-
-if TYPE_CHECKING:
-    from typing import Protocol as _StructuralType
-
-    class _RelayTransport(_StructuralType):
-        """
-        What the tunnel uses of a transport: L{ITransport}, L{IConsumer} and
-        L{IPushProducer} together, as TCP and TLS transports provide them.
-        """
-
-        def write(self, data: bytes) -> None: ...
-
-        def loseConnection(self) -> None: ...
-
-        def registerProducer(self, producer: object, streaming: bool) -> None: ...
-
-        def unregisterProducer(self) -> None: ...
-
-        def pauseProducing(self) -> None: ...
-
-        def resumeProducing(self) -> None: ...
-
+from .tcp import IStreamTransport, setNoDelay
 
 __all__ = [
     "CLOSED_NORMALLY",
@@ -172,7 +150,7 @@ class _Side:
     @ivar lostReason: the L{Failure} given to C{connectionLost}, or L{None}.
     """
 
-    transport: _RelayTransport
+    transport: IStreamTransport
     state: str = _CONNECTED
     lostReason: Failure | None = None
 
@@ -313,8 +291,11 @@ class Tunnel:
         """
         if self._state != _NEW:
             raise RuntimeError(f"Tunnel.start() called in state {self._state}")
-        client = cast("_RelayTransport", clientTransport)
-        upstream = cast("_RelayTransport", upstreamTransport)
+        # What the tunnel uses of a transport is more than ITransport says
+        # (producer, consumer, half-close); TCP and TLS transports, and the
+        # tests' StringTransports, have it.
+        client = cast(IStreamTransport, clientTransport)
+        upstream = cast(IStreamTransport, upstreamTransport)
         self._client.transport = client
         self._upstream.transport = upstream
         # Each transport is the other's producer: when one's write buffer
@@ -420,9 +401,7 @@ class Tunnel:
         if self._state != _RELAYING or direction.state != _OPEN:
             return
         self._endDirection(direction)
-        other = (
-            self._fromUpstream if direction is self._fromClient else self._fromClient
-        )
+        other = self._fromUpstream if direction is self._fromClient else self._fromClient
         if other.state == _ENDED:
             self._log.debug("Tunnel: EOF both ways; closing")
             self._closeBoth(CLOSED_NORMALLY, abort=False)
@@ -441,7 +420,7 @@ class Tunnel:
             source=direction.source.name,
             sink=sink.name,
         )
-        sink.transport.loseWriteConnection()  # type: ignore[attr-defined]
+        sink.transport.loseWriteConnection()
 
     def _connectionLost(self, side: _Side, reason: Failure) -> None:
         """
@@ -485,8 +464,7 @@ class Tunnel:
         side's failure replaces a normal close in progress.
         """
         if self.closeReason is None or (
-            self.closeReason == CLOSED_NORMALLY
-            and reason in (CLIENT_LOST, UPSTREAM_LOST)
+            self.closeReason == CLOSED_NORMALLY and reason in (CLIENT_LOST, UPSTREAM_LOST)
         ):
             self.closeReason = reason
 
@@ -510,9 +488,7 @@ class Tunnel:
         if closing:
             # Armed before calling out: a transport may report
             # connectionLost synchronously, and finishing cancels this.
-            self._abortCall = self._clock.callLater(
-                self.abortTimeout, self._abortStragglers
-            )
+            self._abortCall = self._clock.callLater(self.abortTimeout, self._abortStragglers)
         for side in closing:
             if side.state != _SIDE_CLOSING:
                 continue
@@ -541,8 +517,7 @@ class Tunnel:
         for side in (self._client, self._upstream):
             if side.state == _SIDE_CLOSING:
                 self._log.info(
-                    "Tunnel: {side} did not close within {abortTimeout} "
-                    "seconds; aborting",
+                    "Tunnel: {side} did not close within {abortTimeout} seconds; aborting",
                     side=side.name,
                     abortTimeout=self.abortTimeout,
                 )
@@ -626,6 +601,8 @@ class TunnelUpstreamProtocol(Protocol):
     @ivar tunnel: the L{Tunnel} this connection feeds.
     """
 
+    transport: IStreamTransport
+
     def __init__(self, tunnel: Tunnel) -> None:
         self.tunnel = tunnel
 
@@ -634,7 +611,7 @@ class TunnelUpstreamProtocol(Protocol):
         Stop reading until L{Tunnel.start} resumes this transport.
         """
         setNoDelay(self.transport)
-        cast("_RelayTransport", self.transport).pauseProducing()
+        self.transport.pauseProducing()
 
     def dataReceived(self, data: bytes) -> None:
         """

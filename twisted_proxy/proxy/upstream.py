@@ -25,15 +25,16 @@ injecting an endpoint factory, never by resolving a real name.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol as TypingProtocol
+from typing import TYPE_CHECKING, Any, Protocol as TypingProtocol, TypeVar, cast
 
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
+    IAddress,
     IHalfCloseableProtocol,
-    IProtocol,
     IPushProducer,
     IReactorTime,
+    IStreamClientEndpoint,
 )
 from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -41,10 +42,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..http.errors import BadGateway, GatewayTimeout, ProxyError
-from ..http.framing import Body, EndOfMessage, ResponseHead, ResponseParser
+from ..http.framing import Body, EndOfMessage, ResponseEvent, ResponseHead, ResponseParser
 from .deadline import Deadline
 from .dns import EndpointFactory
-from .tcp import setNoDelay, writeNow
+from .tcp import IStreamTransport, setNoDelay, writeNow
+
+if TYPE_CHECKING:
+    from .tunnel import Tunnel
 
 __all__ = ["IResponseReceiver", "UpstreamPool", "UpstreamProtocol", "connectFailureToError"]
 
@@ -71,7 +75,10 @@ class IResponseReceiver(TypingProtocol):
         """
 
 
-class _UpstreamFactory(ClientFactory):
+_P = TypeVar("_P", bound=Protocol)
+
+
+class _UpstreamFactory(ClientFactory[_P]):
     """
     Builds the one protocol of one connection attempt.  Quiet: a proxy opens
     many connections, and a log line for each factory's start and stop costs
@@ -80,11 +87,20 @@ class _UpstreamFactory(ClientFactory):
 
     noisy = False
 
-    def __init__(self, proto: IProtocol) -> None:
+    def __init__(self, proto: _P) -> None:
         self._proto = proto
 
-    def buildProtocol(self, addr: object) -> IProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> _P:
         return self._proto
+
+
+def _connect(endpoint: IStreamClientEndpoint, proto: _P) -> Deferred[_P]:
+    """
+    Connect C{proto} with C{endpoint}; the result fires with C{proto}.
+    """
+    # IStreamClientEndpoint.connect is typed as firing with an IProtocol; it
+    # fires with what the factory built, which is proto.
+    return cast("Deferred[_P]", endpoint.connect(_UpstreamFactory(proto)))
 
 
 def connectFailureToError(failure: Failure, host: str, port: int) -> ProxyError:
@@ -92,7 +108,7 @@ def connectFailureToError(failure: Failure, host: str, port: int) -> ProxyError:
     The proxy error for a failed connection attempt to C{host:port}.
     """
     where = "{}:{}".format(host, port)
-    if failure.check(ProxyError):
+    if isinstance(failure.value, ProxyError):
         return failure.value
     if failure.check(ierror.DNSLookupError):
         return BadGateway(
@@ -145,11 +161,12 @@ class UpstreamProtocol(Protocol):
 
     _log = Logger()
 
+    transport: IStreamTransport
     _state = "CONNECTING"
     receiver: IResponseReceiver | None = None
     onIdleLost: Callable[[UpstreamProtocol], None] | None = None
     onLost: Callable[[UpstreamProtocol], None] | None = None
-    tunnel = None
+    tunnel: Tunnel | None = None
     paused = False
     _gotResponseBytes = False
     bytesReceived = 0
@@ -191,6 +208,8 @@ class UpstreamProtocol(Protocol):
         self.bytesReceived += len(data)
         state = self._state
         if state == "SWITCHED":
+            # The receiver's responseSwitched gave the tunnel, or aborted us.
+            assert self.tunnel is not None
             self.tunnel.dataFromUpstream(data)
             return
         if state == "IDLE":
@@ -215,8 +234,12 @@ class UpstreamProtocol(Protocol):
             return
         self._dispatch(events)
 
-    def _dispatch(self, events: list) -> None:
+    def _dispatch(self, events: list[ResponseEvent]) -> None:
         receiver = self.receiver
+        assert receiver is not None  # events come only while a request is in flight
+        # Dispatched on type(event), taken once; mypy does not narrow event
+        # through that local, hence Any.
+        event: Any
         for event in events:
             t = type(event)
             if t is Body:
@@ -313,7 +336,7 @@ class UpstreamProtocol(Protocol):
             self._state = "CLOSED"
             self.receiver = None
 
-    def switchToTunnel(self, tunnel) -> None:
+    def switchToTunnel(self, tunnel: Tunnel) -> None:
         """
         After a 101: from now on, bytes and closes go to C{tunnel}.
         """
@@ -410,6 +433,7 @@ class UpstreamPool:
             if not idle:
                 del self._idle[key]
             proto.onIdleLost = None
+            assert proto.expiry is not None  # release() gave every idle one its expiry
             proto.expiry.clear()
             if proto.reusable:
                 self.reused += 1
@@ -428,7 +452,7 @@ class UpstreamPool:
         self._alive[key] = self._alive.get(key, 0) + 1
         self._busy(key)
         proto.onLost = self._gone
-        d = self._endpointFactory(host, port).connect(_UpstreamFactory(proto))
+        d = _connect(self._endpointFactory(host, port), proto)
 
         def failed(failure: Failure) -> Failure:
             if proto.onLost is not None:
@@ -446,13 +470,13 @@ class UpstreamPool:
             self._alive.pop(proto.key, None)
             self._peak.pop(proto.key, None)
 
-    def connectRaw(self, host: str, port: int, proto: IProtocol) -> Deferred:
+    def connectRaw(self, host: str, port: int, proto: Protocol) -> Deferred[Protocol]:
         """
         A connection for a tunnel: same endpoints (DNS, timeouts), never
         pooled.
         """
         self.opened += 1
-        return self._endpointFactory(host, port).connect(_UpstreamFactory(proto))
+        return _connect(self._endpointFactory(host, port), proto)
 
     def release(self, proto: UpstreamProtocol) -> None:
         """

@@ -152,9 +152,7 @@ class RecordLogFile(LogFile):
             self._fragment = False
             del records[:count]
 
-    def _keepUnwritten(
-        self, records: list[bytes], count: int, written: int, newline: int
-    ) -> None:
+    def _keepUnwritten(self, records: list[bytes], count: int, written: int, newline: int) -> None:
         """
         After a failed write of the first C{count} of C{records} (preceded
         by C{newline} octets ending a fragment): remove the records that were
@@ -421,9 +419,7 @@ def historyObserver(
     return RecordFileObserver(_openLogFile(path, rotateSize or None, keep), jsonLine, clock)
 
 
-def accessLogObserver(
-    path: str, fmt: str, clock: IReactorTime | None = None
-) -> RecordFileObserver:
+def accessLogObserver(path: str, fmt: str, clock: IReactorTime | None = None) -> RecordFileObserver:
     """
     An observer writing an access log to C{path} (never rotated by the
     proxy: use logrotate and C{reopen()}).

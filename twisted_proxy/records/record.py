@@ -110,7 +110,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..http.fields import redactHeaders
@@ -159,7 +159,7 @@ Header fields as a record holds them: the parser's byte pairs as the server
 hands them over, or text pairs.
 """
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -224,7 +224,7 @@ def parseTimestamp(text: str) -> datetime:
         text = text[:-1] + "+00:00"
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value
 
 
@@ -503,9 +503,7 @@ class TransactionRecord:
         requestSize = responseSize = None
         if self.method and self.target:
             requestSize = _octets(
-                "{} {} {}\r\n".format(
-                    self.method, self.target, self.requestVersion or "HTTP/1.1"
-                )
+                "{} {} {}\r\n".format(self.method, self.target, self.requestVersion or "HTTP/1.1")
             ) + _fieldsSize(self.requestHeaders)
         if self.status is not None:
             responseSize = _octets(

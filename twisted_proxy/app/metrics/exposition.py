@@ -130,8 +130,7 @@ class ProxyCollector(Collector):
         yield refusals
         yield CounterMetricFamily(
             "twisted_proxy_aborted",
-            "Transactions cut short (the client went away, or the upstream failed "
-            "mid-response).",
+            "Transactions cut short (the client went away, or the upstream failed mid-response).",
             value=stats.aborted,
         )
         gauges = self.gauges()
@@ -159,6 +158,13 @@ def _histogramFamily(name: str, documentation: str, histogram: Histogram) -> His
     return family
 
 
+def _returning(pid: int) -> Callable[[], int]:
+    """
+    A function that returns C{pid} (what L{ProcessCollector} asks for).
+    """
+    return lambda: pid
+
+
 class WorkerProcessCollector(Collector):
     """
     The worker processes' C{process_*} metrics, read from C{/proc/PID} by
@@ -179,7 +185,7 @@ class WorkerProcessCollector(Collector):
             if collector is None:
                 collector = ProcessCollector(
                     namespace="twisted_proxy_worker",
-                    pid=lambda pid=pid: pid,  # type: ignore[misc]
+                    pid=_returning(pid),
                     proc=self._proc,
                     registry=None,
                 )

@@ -29,14 +29,22 @@ _log = Logger()
 
 
 GAUGES: tuple[tuple[str, str, str], ...] = (
-    ("clientConnections", "twisted_proxy_client_connections",
-     "Client connections open now."),
-    ("tunnels", "twisted_proxy_tunnels",
-     "Client connections that are tunnels now (CONNECT, or a 101 upgrade)."),
-    ("activeRequests", "twisted_proxy_active_requests",
-     "Requests being handled now (not yet answered completely)."),
-    ("idleUpstreamConnections", "twisted_proxy_upstream_idle_connections",
-     "Idle upstream connections kept in the pool for reuse."),
+    ("clientConnections", "twisted_proxy_client_connections", "Client connections open now."),
+    (
+        "tunnels",
+        "twisted_proxy_tunnels",
+        "Client connections that are tunnels now (CONNECT, or a 101 upgrade).",
+    ),
+    (
+        "activeRequests",
+        "twisted_proxy_active_requests",
+        "Requests being handled now (not yet answered completely).",
+    ),
+    (
+        "idleUpstreamConnections",
+        "twisted_proxy_upstream_idle_connections",
+        "Idle upstream connections kept in the pool for reuse.",
+    ),
 )
 """
 The proxy's gauges: C{(key, metric name, help)}; the key is how
@@ -44,27 +52,55 @@ L{ProxyGauges.read} and the workers' reports name them.
 """
 
 CACHE_COUNTERS: tuple[tuple[str, str, str], ...] = (
-    ("hits", "twisted_proxy_cache_hits",
-     "Requests answered from the cache without contacting the origin (fresh responses and 304s)."),
-    ("staleHits", "twisted_proxy_cache_stale_hits",
-     "Stale stored responses served (max-stale, stale-while-revalidate, stale-if-error)."),
-    ("misses", "twisted_proxy_cache_misses",
-     "Requests forwarded because nothing usable was stored."),
-    ("revalidations", "twisted_proxy_cache_revalidations",
-     "Conditional requests sent to validate a stored response."),
-    ("notModified", "twisted_proxy_cache_not_modified",
-     "Revalidations answered 304 (the stored response was reused)."),
+    (
+        "hits",
+        "twisted_proxy_cache_hits",
+        "Requests answered from the cache without contacting the origin "
+        "(fresh responses and 304s).",
+    ),
+    (
+        "staleHits",
+        "twisted_proxy_cache_stale_hits",
+        "Stale stored responses served (max-stale, stale-while-revalidate, stale-if-error).",
+    ),
+    (
+        "misses",
+        "twisted_proxy_cache_misses",
+        "Requests forwarded because nothing usable was stored.",
+    ),
+    (
+        "revalidations",
+        "twisted_proxy_cache_revalidations",
+        "Conditional requests sent to validate a stored response.",
+    ),
+    (
+        "notModified",
+        "twisted_proxy_cache_not_modified",
+        "Revalidations answered 304 (the stored response was reused).",
+    ),
     ("bypasses", "twisted_proxy_cache_bypasses", "Requests the cache did not handle."),
     ("stored", "twisted_proxy_cache_stores", "Responses stored."),
     ("bytesStored", "twisted_proxy_cache_stored_bytes", "Body bytes stored."),
-    ("storeFailures", "twisted_proxy_cache_store_failures",
-     "Responses that were to be stored but were not (too large, no room, aborted, I/O error)."),
-    ("invalidations", "twisted_proxy_cache_invalidations",
-     "Stored responses removed by unsafe requests (RFC 9111 4.4)."),
-    ("collapsed", "twisted_proxy_cache_collapsed",
-     "Requests that waited for another request's response (collapsed forwarding)."),
-    ("evictions", "twisted_proxy_cache_evictions",
-     "Stored responses evicted to keep the cache within its size."),
+    (
+        "storeFailures",
+        "twisted_proxy_cache_store_failures",
+        "Responses that were to be stored but were not (too large, no room, aborted, I/O error).",
+    ),
+    (
+        "invalidations",
+        "twisted_proxy_cache_invalidations",
+        "Stored responses removed by unsafe requests (RFC 9111 4.4).",
+    ),
+    (
+        "collapsed",
+        "twisted_proxy_cache_collapsed",
+        "Requests that waited for another request's response (collapsed forwarding).",
+    ),
+    (
+        "evictions",
+        "twisted_proxy_cache_evictions",
+        "Stored responses evicted to keep the cache within its size.",
+    ),
 )
 """
 The cache's counters: C{(attribute, metric name without _total, help)}.
@@ -184,7 +220,8 @@ class WorkerGauges:
         self._reports[worker] = (
             pid,
             {
-                str(k): v for k, v in gauges.items()
+                str(k): v
+                for k, v in gauges.items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool)
             },
         )

@@ -188,8 +188,14 @@ class MetricsService(Service):
         self.listener.option = "metrics"
 
     @classmethod
-    def forProxy(cls, reactor: Any, options: Mapping[str, Any], factory: Any, pool: Any,
-                 publisher: LogPublisher | None = None) -> MetricsService:
+    def forProxy(
+        cls,
+        reactor: Any,
+        options: Mapping[str, Any],
+        factory: Any,
+        pool: Any,
+        publisher: LogPublisher | None = None,
+    ) -> MetricsService:
         """
         The endpoint of a proxy serving in this process.
 
@@ -220,13 +226,19 @@ class MetricsService(Service):
             if host is not None:
                 factory.addListeningAddress(host, address.port)
 
-        service = cls(reactor, options["metrics"], monitor, MetricsObserver(stats), publisher,
-                      guard, options)
+        service = cls(
+            reactor, options["metrics"], monitor, MetricsObserver(stats), publisher, guard, options
+        )
         return service
 
     @classmethod
-    def forWorkers(cls, reactor: Any, options: Mapping[str, Any], supervisor: Any,
-                   publisher: LogPublisher | None = None) -> MetricsService:
+    def forWorkers(
+        cls,
+        reactor: Any,
+        options: Mapping[str, Any],
+        supervisor: Any,
+        publisher: LogPublisher | None = None,
+    ) -> MetricsService:
         """
         The endpoint of the parent of worker processes (see the module
         docstring): C{supervisor} has C{workers} (worker id to its process
@@ -255,8 +267,14 @@ class MetricsService(Service):
             pseudonym=supervisor.built.config.pseudonym,
             workers=options["workers"],
         )
-        service = cls(reactor, options["metrics"], monitor,
-                      MetricsObserver(stats, workerGauges), publisher, options=options)
+        service = cls(
+            reactor,
+            options["metrics"],
+            monitor,
+            MetricsObserver(stats, workerGauges),
+            publisher,
+            options=options,
+        )
         return service
 
     def reconfigure(self, options: Mapping[str, Any]) -> None:

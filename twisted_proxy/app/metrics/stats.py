@@ -32,7 +32,21 @@ __all__ = [
 
 
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
 )
 """
 Histogram bucket bounds, in seconds: 1 ms (a response from a pooled
@@ -314,9 +328,7 @@ class TransactionStats:
         """
         self.total += 1
         label = method if method in _METHODS else ("none" if method is None else "other")
-        statusClass = (
-            _STATUS_CLASSES.get(status // 100, "other") if type(status) is int else "none"
-        )
+        statusClass = _STATUS_CLASSES.get(status // 100, "other") if type(status) is int else "none"
         key = (label, statusClass)
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1
@@ -352,8 +364,21 @@ class TransactionStats:
         # A plain tuple (a Recent when read): building a named tuple costs
         # a microsecond.
         self._recent.append(
-            (when, client, user, method, target, status, error, clientOut, firstByte,
-             total, kind, aborted, cacheStatus)
+            (
+                when,
+                client,
+                user,
+                method,
+                target,
+                status,
+                error,
+                clientOut,
+                firstByte,
+                total,
+                kind,
+                aborted,
+                cacheStatus,
+            )
         )
         self._rate.add(when)
 

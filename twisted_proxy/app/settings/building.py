@@ -125,8 +125,7 @@ def build(settings: Settings) -> Built:
     if pseudonym is None:
         pseudonym = "{}:{}".format(_hostname(), _firstPort(listeners))
     fields = {
-        field.name: settings[name] for name, field in configFields().items()
-        if name != "pseudonym"
+        field.name: settings[name] for name, field in configFields().items() if name != "pseudonym"
     }
     reverse = None
     if settings["reverse"] is not None:
@@ -163,7 +162,7 @@ def _policyError(settings: Settings, message: str) -> SettingError:
         name = match.group(1)
         source = settings.sources[name]
         if source not in (COMMAND_LINE, DEFAULT):
-            return SettingError(f"{source}: {name} {message[match.end():]}")
+            return SettingError(f"{source}: {name} {message[match.end() :]}")
         return SettingError(message)
     return SettingError(message)
 

@@ -91,12 +91,9 @@ class Seconds(Kind):
     A duration in seconds: positive, or with C{zero}, 0 or more.
     """
 
-
     def __init__(self, zero: bool = False) -> None:
         self.zero = zero
-        self.expected = (
-            "a number of seconds, 0 or more" if zero else "a positive number of seconds"
-        )
+        self.expected = "a number of seconds, 0 or more" if zero else "a positive number of seconds"
 
     def fromText(self, text: str) -> float:
         try:
@@ -129,7 +126,6 @@ class Count(Kind):
     """
     A whole number, at least C{minimum}.
     """
-
 
     def __init__(self, minimum: int = 1) -> None:
         self.minimum = minimum
@@ -175,12 +171,10 @@ class Size(Kind):
     of 1024).  In a file, an integer (bytes) or a string such as C{"64M"}.
     """
 
-
     def __init__(self, zero: bool = True) -> None:
         self.zero = zero
-        self.expected = (
-            "a size in bytes, optionally followed by k, M or G (e.g. 64M)"
-            + ("" if zero else ", more than 0")
+        self.expected = "a size in bytes, optionally followed by k, M or G (e.g. 64M)" + (
+            "" if zero else ", more than 0"
         )
 
     def fromText(self, text: str) -> int:
@@ -266,7 +260,6 @@ class Path(Kind):
     @ivar writable: the proxy writes this file: its directory must exist
         and be writable, and it must not be a directory.
     """
-
 
     def __init__(self, writable: bool = False) -> None:
         self.writable = writable

@@ -190,9 +190,7 @@ def resolve(
     if clientOrder:
         rules = [(action, x) for action, item in clientOrder for x in expand(action, item)]
     else:
-        rules = [("deny", x) for x in expanded["deny"]] + [
-            ("allow", x) for x in expanded["allow"]
-        ]
+        rules = [("deny", x) for x in expanded["deny"]] + [("allow", x) for x in expanded["allow"]]
     for setting in SETTINGS:
         name = setting.name
         value = values[name]

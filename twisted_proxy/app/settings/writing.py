@@ -24,7 +24,8 @@ def formatSettings(built: Built) -> str:
     lines = [
         "# The effective configuration of twisted-proxy {}, from {}.".format(
             __version__,
-            f"{settings.configFile} and the command line" if settings.configFile
+            f"{settings.configFile} and the command line"
+            if settings.configFile
             else "the command line and the defaults",
         ),
     ]
@@ -54,7 +55,11 @@ def formatSettings(built: Built) -> str:
             )
         elif value == [] and setting.defaultText:
             notes.append("empty: " + setting.defaultText)
-        if setting.secret and value is not None and setting.shown(value) != setting.kind.toToml(value):
+        if (
+            setting.secret
+            and value is not None
+            and setting.shown(value) != setting.kind.toToml(value)
+        ):
             notes.append("password hidden")
         note = ("  # " + "; ".join(notes)) if notes else ""
         if value is None:
@@ -84,7 +89,7 @@ def exampleFile() -> str:
         "# the reason logged.  Check a file with",
         "#     twistd -n proxyserver --check-config --config proxyserver.toml",
         "#",
-        "# Lists of networks and host patterns may name files of them: an item \"@PATH\"",
+        '# Lists of networks and host patterns may name files of them: an item "@PATH"',
         "# stands for the lines of PATH (one item a line, # comments), as Squid's ACL files.",
         "#",
         "# Each key below is shown with its default value, commented out.",
@@ -100,8 +105,10 @@ def exampleFile() -> str:
         out += ["# " + line for line in textwrap.wrap(setting.help, 86, break_on_hyphens=False)]
         value = defaultOf(setting)
         if setting.defaultText is not None and (value is None or value == []):
-            out.append(f"# Default: {'not set' if value is None else 'empty'} "
-                       f"({setting.defaultText}).  For example:")
+            out.append(
+                f"# Default: {'not set' if value is None else 'empty'} "
+                f"({setting.defaultText}).  For example:"
+            )
             out.append(f"#{setting.name} = {_exampleValue(setting)}")
         else:
             if setting.defaultText is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Unpack
 
 from twisted.logger import Logger
 
@@ -22,7 +23,7 @@ from .derived import Derived, derive
 from .entry import StoredResponse
 from .outcomes import CacheLookup
 from .serving import answer
-from .status import cacheStatusValue
+from .status import CacheStatusParams, cacheStatusValue
 from .store import CachedBody, Store
 
 __all__ = ["CacheCore"]
@@ -64,11 +65,11 @@ class CacheCore:
         d = entry.derived
         if d is not None:
             # The common case (a stored response served again), without a call.
-            return d  # type: ignore[no-any-return]
+            return d
         return derive(entry, self.config.heuristicFraction, self.config.heuristicMax)
 
-    def _status(self, **params: object) -> bytes:
-        return cacheStatusValue(self.config.name, **params)  # type: ignore[arg-type]
+    def _status(self, **params: Unpack[CacheStatusParams]) -> bytes:
+        return cacheStatusValue(self.config.name, **params)
 
     def _answer(
         self,

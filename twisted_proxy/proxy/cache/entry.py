@@ -11,7 +11,10 @@ Pure: no I/O, no Twisted imports.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .derived import Derived
 
 __all__ = ["StoredResponse"]
 
@@ -46,6 +49,9 @@ class StoredResponse:
     @ivar entryId: the store's identifier for this entry (set at commit).
     @ivar invalidated: the entry must not be served without validation:
         a C{HEAD} response contradicted it (RFC 9111 4.3.5).
+    @ivar derived: what the cache derives from the headers (directives,
+        lifetime), computed the first time the entry is served; never
+        stored.
     """
 
     __slots__ = (
@@ -98,7 +104,7 @@ class StoredResponse:
         self.bodyLength = bodyLength
         self.entryId = entryId
         self.invalidated = invalidated
-        self.derived: Any = None
+        self.derived: Derived | None = None
 
     def get(self, name: bytes) -> bytes | None:
         """

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TypedDict
 
-__all__ = ["cacheStatusValue", "sfItem"]
+__all__ = ["CacheStatusParams", "cacheStatusValue", "sfItem"]
 
 _SF_TOKEN = re.compile(r"[A-Za-z*][A-Za-z0-9:/!#$%&'*+\-.^_`|~]*")
 
@@ -38,6 +39,21 @@ def sfItem(text: str) -> str:
         return text
     clean = "".join(c if " " <= c <= "~" else "?" for c in text)
     return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class CacheStatusParams(TypedDict, total=False):
+    """
+    The parameters of L{cacheStatusValue} after the cache's name, for a
+    helper that passes them on.
+    """
+
+    hit: bool
+    fwd: str | None
+    fwdStatus: int | None
+    stored: bool
+    collapsed: bool | None
+    ttl: float | None
+    detail: str | None
 
 
 def cacheStatusValue(

@@ -372,9 +372,7 @@ class Policy:
             auth = "auth: none"
         else:
             auth = f'auth: Basic realm "{self._realm}", {self._auth.describe()}'
-        ports = (
-            "any" if self._connectPorts is None else _formatPorts(self._connectPorts)
-        )
+        ports = "any" if self._connectPorts is None else _formatPorts(self._connectPorts)
         private = "refused" if self._denyPrivateDestinations else "allowed"
         return "; ".join(
             [

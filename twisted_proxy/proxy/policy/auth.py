@@ -15,7 +15,8 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TypeVar
+from enum import Enum
+from typing import Literal, TypeVar
 
 from passlib.context import CryptContext
 
@@ -34,8 +35,14 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 DEFAULT_REALM = "twisted-proxy"
-# Htpasswd._lookup: the caches do not know these credentials.
-_UNKNOWN = object()
+
+
+class _Known(Enum):
+    # Htpasswd._lookup: the caches do not know these credentials.
+    UNKNOWN = "unknown"
+
+
+_UNKNOWN: Literal[_Known.UNKNOWN] = _Known.UNKNOWN
 
 
 class UnsupportedScheme(ValueError):
@@ -197,8 +204,7 @@ class Htpasswd:
                 raise HtpasswdError(
                     self.path,
                     number,
-                    "expected 'user:hash'; create entries with "
-                    f"'htpasswd -B {self.path} USER'",
+                    f"expected 'user:hash'; create entries with 'htpasswd -B {self.path} USER'",
                 )
             if user in entries:
                 raise HtpasswdError(
@@ -249,9 +255,7 @@ class Htpasswd:
         except (ValueError, TypeError):
             return False
 
-    def authenticate(
-        self, rawUser: bytes, rawPassword: bytes
-    ) -> tuple[str, str | None]:
+    def authenticate(self, rawUser: bytes, rawPassword: bytes) -> tuple[str, str | None]:
         """
         Check credentials as sent by a client.
 
@@ -260,7 +264,7 @@ class Htpasswd:
         """
         user, digest, entry, known = self._lookup(rawUser, rawPassword)
         if known is not _UNKNOWN:
-            return user, known  # type: ignore[return-value]
+            return user, known
         if entry is None:
             if self._timingEntry is not None:
                 self._verify(rawPassword, self._timingEntry)
@@ -285,7 +289,7 @@ class Htpasswd:
 
     def _lookup(
         self, rawUser: bytes, rawPassword: bytes
-    ) -> tuple[str, bytes, _Entry | None, object]:
+    ) -> tuple[str, bytes, _Entry | None, str | None | Literal[_Known.UNKNOWN]]:
         """
         What the caches already know about these credentials.
 
@@ -294,9 +298,7 @@ class Htpasswd:
             checked).
         """
         user = _decodeText(rawUser)
-        digest = hmac.new(
-            self._cacheKey, rawUser + b":" + rawPassword, hashlib.sha256
-        ).digest()
+        digest = hmac.new(self._cacheKey, rawUser + b":" + rawPassword, hashlib.sha256).digest()
         with self._lock:
             entry = self._entries.get(user)
             cached = self._verified.get(user)
@@ -305,9 +307,7 @@ class Htpasswd:
                 return user, digest, entry, None
             if digest in self._failed:
                 self._failed.move_to_end(digest)
-                return user, digest, entry, (
-                    "unknown-user" if entry is None else "wrong-password"
-                )
+                return user, digest, entry, ("unknown-user" if entry is None else "wrong-password")
         return user, digest, entry, _UNKNOWN
 
     def needsVerification(self, rawUser: bytes, rawPassword: bytes) -> bool:
@@ -338,8 +338,6 @@ def challenge(realm: str) -> str:
         characters.
     """
     if not realm or any(not " " <= c <= "~" for c in realm):
-        raise ConfigurationError(
-            f"--auth-realm {realm!r}: use printable ASCII characters only"
-        )
+        raise ConfigurationError(f"--auth-realm {realm!r}: use printable ASCII characters only")
     quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
     return f'Basic realm="{quoted}"'

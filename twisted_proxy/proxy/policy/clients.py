@@ -93,9 +93,7 @@ class ClientACL:
         parsed: list[tuple[bool, _IPNetwork, str]] = []
         for action, cidr in rules:
             if action not in ("allow", "deny"):
-                raise ConfigurationError(
-                    f"client rule {action!r}: expected 'allow' or 'deny'"
-                )
+                raise ConfigurationError(f"client rule {action!r}: expected 'allow' or 'deny'")
             network = _parseNetwork(cidr, action)
             parsed.append((action == "allow", network, f"{action} {network}"))
         self._isDefault = not any(allow for allow, _, _ in parsed)
@@ -122,9 +120,7 @@ class ClientACL:
             if address in network:
                 if allow:
                     return None
-                return Refused(
-                    f"client {address} is not allowed to use this proxy", rule=text
-                )
+                return Refused(f"client {address} is not allowed to use this proxy", rule=text)
         return Refused(
             f"client {address} is not allowed to use this proxy",
             rule="implicit-deny",

@@ -137,9 +137,7 @@ class DestinationRules:
     patterns exist, one of them must match.
     """
 
-    def __init__(
-        self, allowHosts: Iterable[str] = (), denyHosts: Iterable[str] = ()
-    ) -> None:
+    def __init__(self, allowHosts: Iterable[str] = (), denyHosts: Iterable[str] = ()) -> None:
         """
         @raise ConfigurationError: on a malformed pattern.
         """

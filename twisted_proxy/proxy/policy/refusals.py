@@ -48,9 +48,7 @@ class Refused(Forbidden):
         C{"deny-host *.example.com"}.
     """
 
-    def __init__(
-        self, detail: str, *, rule: str, proxyStatus: str | None = None
-    ) -> None:
+    def __init__(self, detail: str, *, rule: str, proxyStatus: str | None = None) -> None:
         super().__init__(detail, proxyStatus=proxyStatus)
         self.rule = rule
 
@@ -84,10 +82,7 @@ class AuthenticationRequired(ProxyAuthenticationRequired):
         self.claimedUser = claimedUser
 
     def __repr__(self) -> str:
-        return (
-            f"<AuthenticationRequired rule={self.rule!r} "
-            f"claimedUser={self.claimedUser!r}>"
-        )
+        return f"<AuthenticationRequired rule={self.rule!r} claimedUser={self.claimedUser!r}>"
 
 
 Refusal = Refused | AuthenticationRequired
