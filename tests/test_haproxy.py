@@ -11,6 +11,7 @@ from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
@@ -20,17 +21,18 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted_proxy.app.haproxy import PeerFirstHAProxyFactory
 from twisted_proxy.app.tap import Options, makeService
 
-from ._loopback import RawClient, origin
+from ._loopback import RawClient, listenLocal, origin, portNumber
 
 
 class HAProxyListenTests(TestCase):
     async def startProxy(self) -> int:
-        originPort = reactor.listenTCP(0, origin(), interface="127.0.0.1")
+        originPort = listenLocal(origin())
         self.addCleanup(originPort.stopListening)
-        self.originPort = originPort.getHost().port
+        self.originPort = portNumber(originPort)
         config = Options()
-        config.parseOptions(["--listen", "haproxy:tcp:0:interface=127.0.0.1", "--history-headers",
-                             "all"])
+        config.parseOptions(
+            ["--listen", "haproxy:tcp:0:interface=127.0.0.1", "--history-headers", "all"]
+        )
         service = makeService(config, reactor)
         service.startService()
         self.addCleanup(service.stopService)
@@ -39,7 +41,8 @@ class HAProxyListenTests(TestCase):
 
     async def request(self, port: int, source: bytes) -> bytes:
         client = RawClient(
-            b"PROXY TCP4 %s 127.0.0.1 56324 %d\r\n" % (source, port)
+            b"PROXY TCP4 %s 127.0.0.1 56324 %d\r\n"
+            % (source, port)
             + b"GET http://127.0.0.1:%d/small HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
             b"Connection: close\r\n\r\n" % (self.originPort, self.originPort)
         )
@@ -57,8 +60,10 @@ class HAProxyListenTests(TestCase):
         self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:100])
         texts = [formatEvent(e) for e in events]
         self.assertTrue(
-            any(t.startswith("Connection has been accepted from: ('192.168.7.9', 56324)")
-                for t in texts),
+            any(
+                t.startswith("Connection has been accepted from: ('192.168.7.9', 56324)")
+                for t in texts
+            ),
             texts,
         )
         [record] = [e["record"] for e in events if "record" in e]
@@ -81,11 +86,12 @@ class PeerFirstWrapperTests(SynchronousTestCase):
     connected once the header is read, whatever the segments.
     """
 
-    def connect(self) -> tuple[object, list[object], StringTransport]:
+    def connect(self) -> tuple[IProtocol, list[object], StringTransport]:
         seen: list[object] = []
 
         class Recorder(Protocol):
             def connectionMade(self) -> None:
+                assert self.transport is not None
                 seen.append(self.transport.getPeer())
 
             def dataReceived(self, data: bytes) -> None:
@@ -93,6 +99,7 @@ class PeerFirstWrapperTests(SynchronousTestCase):
 
         factory = PeerFirstHAProxyFactory(Factory.forProtocol(Recorder))
         wrapper = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        assert wrapper is not None
         transport = StringTransport()
         wrapper.makeConnection(transport)
         return wrapper, seen, transport

@@ -77,7 +77,9 @@ class PeerFirstHAProxyWrapper(HAProxyProtocolWrapper):
             return
         self._proxyInfo = info
         self._announced = True
-        self.wrappedProtocol.makeConnection(self)
+        # As ProtocolWrapper does: the wrapper is the wrapped protocol's
+        # transport (it provides what its own transport provides).
+        self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
         if remaining:
             self.wrappedProtocol.dataReceived(remaining)
 
@@ -94,4 +96,4 @@ class PeerFirstHAProxyFactory(HAProxyWrappingFactory):
     connected once the header is read.
     """
 
-    protocol = PeerFirstHAProxyWrapper
+    protocol = PeerFirstHAProxyWrapper  # type: ignore[assignment]  # a subclass of the base's

@@ -41,9 +41,9 @@ from twisted.internet.interfaces import (
     IReactorUNIX,
 )
 from twisted.internet.protocol import Factory
+from zope.interface import implementer
 
 from .haproxy import HAProxyWrappingFactory, PeerFirstHAProxyFactory
-from zope.interface import implementer
 
 __all__ = ["Listener", "ListenError", "listenBacklog", "metricsAddress", "metricsEndpoint"]
 
