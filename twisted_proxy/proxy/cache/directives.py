@@ -324,8 +324,18 @@ class ResponseDirectives:
     def fromHeaders(cls, headers: list[tuple[bytes, bytes]]) -> ResponseDirectives:
         """
         The directives of every C{Cache-Control} line of C{headers}.
+
+        Responses of one site repeat a few C{Cache-Control} values, and the
+        directives are values (read, never changed): each distinct set of
+        lines is parsed once, from a bounded table.
         """
-        return cls(parseDirectives([v for n, v in headers if n.lower() == b"cache-control"]))
+        lines = tuple([v for n, v in headers if n.lower() == b"cache-control"])
+        known = _RESPONSE_DIRECTIVES.get(lines)
+        if known is None:
+            if len(_RESPONSE_DIRECTIVES) >= _KNOWN_DIRECTIVES:
+                _RESPONSE_DIRECTIVES.clear()
+            known = _RESPONSE_DIRECTIVES[lines] = cls(parseDirectives(list(lines)))
+        return known
 
     @property
     def prohibitsStale(self) -> bool:
@@ -347,6 +357,12 @@ class ResponseDirectives:
         return "<ResponseDirectives {}>".format(
             ", ".join("{}={!r}".format(a, getattr(self, a)) for a in set_)
         )
+
+
+# ResponseDirectives.fromHeaders: Cache-Control lines -> their directives,
+# at most this many (cleared when full: a miss costs one parse).
+_KNOWN_DIRECTIVES = 512
+_RESPONSE_DIRECTIVES: dict[tuple[bytes, ...], ResponseDirectives] = {}
 
 
 class RequestDirectives:

@@ -16,6 +16,7 @@ Pure: no I/O, no Twisted imports.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import TypedDict
@@ -56,6 +57,7 @@ class CacheStatusParams(TypedDict, total=False):
     detail: str | None
 
 
+@functools.lru_cache(maxsize=1024)
 def cacheStatusValue(
     name: str,
     *,
@@ -81,6 +83,9 @@ def cacheStatusValue(
     @param ttl: the response's remaining freshness lifetime in seconds,
         negative when stale (rounded down).
     @param detail: implementation-specific detail, a short token.
+
+    Values repeat (a few reasons and statuses; ttl in whole seconds), so
+    the latest are kept, built once each.
     """
     if fwd is not None and fwd not in FWD_REASONS:
         raise ValueError("unknown Cache-Status fwd reason: {!r}".format(fwd))
