@@ -105,6 +105,23 @@ async def pollUntil(condition: Callable[[], bool], what: str, timeout: float = 1
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
+def accepting(path: str) -> bool:
+    """
+    Whether a unix socket at C{path} accepts connections (its file exists
+    from the moment it is bound, a moment before it listens).
+    """
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def startTwistd(
     test: TestCase, *args: str, cwd: str | None = None, newSession: bool = False
 ) -> TwistdProcess:

@@ -18,7 +18,7 @@ from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ProxyAgent, readBody
 
-from tests._twistd import pollUntil, startTwistd
+from tests._twistd import accepting, pollUntil, startTwistd
 from twisted_proxy.app import console
 from twisted_proxy.app.console import Console, formatLine, wanted
 
@@ -321,8 +321,9 @@ class ConsoleOfTwistdTests(TestCase):
             "1",
         )
         # At warn the proxy prints nothing, not even where it listens: its
-        # socket file appearing is the only sign that it is ready.
-        await pollUntil(lambda: os.path.exists(path), "the proxy's socket " + path)
+        # socket accepting is the only sign that it is ready (the file
+        # appears when it is bound, a moment before it listens).
+        await pollUntil(lambda: accepting(path), "the proxy's socket " + path)
         from twisted.internet.endpoints import UNIXClientEndpoint
 
         agent = ProxyAgent(UNIXClientEndpoint(reactor, path), reactor)
