@@ -133,6 +133,7 @@ class TransactionRecordTests(SynchronousTestCase):
                 "times": {
                     "accepted": "2023-11-14T22:13:20.000000Z",
                     "requestHead": "2023-11-14T22:13:20.001000Z",
+                    "connectStart": None,
                     "upstreamReady": "2023-11-14T22:13:20.011000Z",
                     "requestSent": "2023-11-14T22:13:20.013000Z",
                     "responseHead": "2023-11-14T22:13:20.063000Z",
@@ -141,6 +142,7 @@ class TransactionRecordTests(SynchronousTestCase):
                 },
                 "offsets": {
                     "requestHead": 1.0,
+                    "connectStart": None,
                     "upstreamReady": 11.0,
                     "requestSent": 13.0,
                     "responseHead": 63.0,
@@ -226,6 +228,24 @@ class TransactionRecordTests(SynchronousTestCase):
         )
         self.assertEqual(data["times"]["requestHead"], "2023-11-14T22:13:20.250000Z")
         self.assertEqual(data["times"]["requestSent"], "2023-11-14T22:13:20.875000Z")
+
+    def test_upstreamConnectFromConnectStart(self) -> None:
+        """
+        For a new upstream connection, upstreamConnect is the connecting
+        itself (connectStart -> upstreamReady), not the work before it.
+        """
+        clocks = FakeClocks()
+        record = clocks.record()
+        clocks.advance(0.001)
+        record.mark("requestHead")
+        clocks.advance(0.0005)
+        record.mark("connectStart")
+        clocks.advance(0.00025)
+        record.mark("upstreamReady")
+        record.finish()
+        data = record.asDict()
+        self.assertEqual(data["durations"]["upstreamConnect"], 0.25)
+        self.assertEqual(data["offsets"]["connectStart"], 1.5)
 
     def test_markTwiceKeepsFirst(self) -> None:
         """
@@ -723,6 +743,7 @@ class PurityTests(SynchronousTestCase):
             PHASES,
             (
                 "requestHead",
+                "connectStart",
                 "upstreamReady",
                 "requestSent",
                 "responseHead",

@@ -918,6 +918,27 @@ class HARTests(ToolTestMixin, SynchronousTestCase):
         self.assertEqual(entries[3]["_error"], "dns_error")
         self.assertEqual(entries[3]["response"]["status"], 502)
 
+    def test_timingsWithConnectStart(self) -> None:
+        """
+        A new connection's record marks when it was asked for: the time
+        before is blocked, the connecting itself is connect.
+        """
+        record = makeRecord(
+            0,
+            {
+                "connectStart": 0.25,
+                "upstreamReady": 1.25,
+                "requestSent": 1.5,
+                "responseHead": 2.5,
+                "responseComplete": 3.0,
+            },
+        )
+        [entry] = harFromRecords([record])["log"]["entries"]
+        self.assertEqual(
+            tuple(entry["timings"][k] for k in ("blocked", "connect", "send", "wait", "receive")),
+            (0.25, 1.0, 0.25, 1.0, 0.5),
+        )
+
     def test_stdout(self) -> None:
         """
         C{--har -} writes the archive to stdout.

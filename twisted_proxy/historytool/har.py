@@ -80,17 +80,19 @@ def _harUrl(record: Record) -> str:
 def _harTimings(record: Record) -> dict[str, float]:
     """
     HAR timings from the monotonic offsets: each interval between two marked
-    phases goes to the bucket of the later one (requestHead -> upstreamReady
-    is C{connect}, or C{blocked} for a pooled connection; -> requestSent is
-    C{send}; -> responseHead is C{wait}; -> end is C{receive}, or C{wait}
-    when no response head came).  C{dns} and C{ssl} are not measured apart
-    (they are inside C{connect}): -1.
+    phases goes to the bucket of the later one (requestHead -> connectStart
+    is C{blocked}; connectStart -> upstreamReady is C{connect}, or, for a
+    pooled connection, requestHead -> upstreamReady is C{blocked}; ->
+    requestSent is C{send}; -> responseHead is C{wait}; -> end is
+    C{receive}, or C{wait} when no response head came).  C{dns} and C{ssl}
+    are not measured apart (they are inside C{connect}): -1.
     """
     offsets = record["offsets"]
     start = offsets.get("requestHead")
     previous = float(start) if isinstance(start, (int, float)) else 0.0
-    buckets = {"pre": 0.0, "send": 0.0, "wait": 0.0, "receive": 0.0}
+    buckets = {"blocked": 0.0, "pre": 0.0, "send": 0.0, "wait": 0.0, "receive": 0.0}
     owner = (
+        ("connectStart", "blocked"),
         ("upstreamReady", "pre"),
         ("requestSent", "send"),
         ("responseHead", "wait"),
@@ -105,8 +107,9 @@ def _harTimings(record: Record) -> dict[str, float]:
     connected = offsets.get("upstreamReady") is not None
     reused = bool(record.get("connectionReused"))
     pre = round(buckets["pre"], 3)
+    blocked = round(buckets["blocked"], 3) if offsets.get("connectStart") is not None else -1
     return {
-        "blocked": pre if connected and reused else -1,
+        "blocked": pre if connected and reused else blocked,
         "dns": -1,
         "connect": pre if connected and not reused else -1,
         "send": round(buckets["send"], 3),

@@ -482,6 +482,7 @@ class Exchange:
         if proto is not None:
             self._upstreamConnected(proto, True)
             return
+        self.record.mark("connectStart")
         pool.connect(key).addCallbacks(self._upstreamConnected, self._connectFailed, (False,))
 
     def _connectFailed(self, failure: Failure) -> None:
@@ -905,6 +906,7 @@ class Exchange:
         tunnel = Tunnel(self._clock, self.config.tunnelIdleTimeout)
         target, parent = self.target, self.parent
         pool = self.factory.pool
+        self.record.mark("connectStart")
         if parent is None:
             d = pool.connectRaw(target.host, target.port, TunnelUpstreamProtocol(tunnel))
         else:

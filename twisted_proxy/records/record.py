@@ -25,6 +25,8 @@ durations.  The phases, in order::
 
   accepted          the client connection was accepted (given to __init__)
   requestHead       the request head was received and parsed
+  connectStart      a new upstream connection was asked for (not marked
+                    for a connection taken from the pool)
   upstreamReady     an upstream connection is ready (new or from the pool)
   requestSent       the request (head and body) was fully sent upstream
   responseHead      the response head was received
@@ -36,8 +38,9 @@ durations.  The phases, in order::
 Durations, in milliseconds (monotonic, rounded to the microsecond; C{null}
 when a phase they need was not marked)::
 
-  upstreamConnect   requestHead -> upstreamReady (for a reused connection:
-                    the time to take it from the pool)
+  upstreamConnect   connectStart -> upstreamReady: connecting (for a
+                    reused connection, requestHead -> upstreamReady: the
+                    time to take it from the pool)
   send              upstreamReady -> requestSent
   wait              requestSent -> responseHead  (time to first byte, TTFB)
   receive           responseHead -> responseComplete
@@ -87,8 +90,8 @@ the order they are written::
   aborted             true if the transaction was cut short (the client
                       went away, or the upstream died mid-response)
   times               object: phase name (accepted, requestHead,
-                      upstreamReady, requestSent, responseHead,
-                      responseComplete, end) -> UTC timestamp
+                      connectStart, upstreamReady, requestSent,
+                      responseHead, responseComplete, end) -> UTC timestamp
                       "2025-01-02T03:04:05.123456Z" or null
   offsets             object: the same phases except accepted -> monotonic
                       milliseconds since accepted, or null
@@ -130,6 +133,7 @@ RECORD_VERSION = 1
 
 PHASES = (
     "requestHead",
+    "connectStart",
     "upstreamReady",
     "requestSent",
     "responseHead",
@@ -492,6 +496,8 @@ class TransactionRecord:
         """
         between = self._between
         result = {name: between(start, end) for name, start, end in _DURATION_PHASES}
+        if "connectStart" in self._mono:
+            result["upstreamConnect"] = between("connectStart", "upstreamReady")
         result["total"] = self.total()
         return result
 
