@@ -414,3 +414,191 @@ class ParentReadsRecordsTests(TestCase):
         self.assertTrue(parentReadsRecords(metrics))
         self.assertTrue(parentReadsRecords(plain, metrics))
         self.assertFalse(parentReadsRecords(metrics, plain))
+
+
+class _Supervisor:
+    """
+    What a L{_WorkerProcess} reads of its supervisor: the console, and the
+    publisher it hands JSON events to.
+    """
+
+    def __init__(self, console) -> None:
+        from twisted.internet.task import Clock
+
+        self.reactor = Clock()
+        self.console = console
+        self.published: list[dict] = []
+
+    def publish(self, event: dict) -> None:
+        self.published.append(event)
+
+
+class RelayTests(TestCase):
+    """
+    A worker's log events on their way to the parent: console lines as
+    text, rendered by the worker; what the parent's observers read as
+    JSON.
+    """
+
+    def relay(self, text: bool = True, records: bool = True):
+        import io
+
+        from twisted.logger import LogLevel
+
+        from twisted_proxy.app.console import BufferedWriter
+        from twisted_proxy.app.workerprocess import _Relay
+
+        relay = _Relay(2, LogLevel.info, records, text)
+        self.out = io.StringIO()
+        relay.writer = BufferedWriter(self.out)
+        return relay
+
+    def event(self, fmt: str, **fields):
+        from twisted.logger import LogLevel
+
+        return {
+            "log_format": fmt,
+            "log_level": fields.pop("level", LogLevel.info),
+            "log_namespace": "twisted_proxy.proxy.server.ProxyServerProtocol",
+            "log_system": "proxy",
+            "log_time": 1796177540.25,
+            **fields,
+        }
+
+    def records(self) -> list[str]:
+        from twisted_proxy.app.workerprocess import RS
+
+        return self.out.getvalue().split(RS)[:-1]
+
+    def test_consoleLineAsText(self) -> None:
+        """
+        An event that is only shown travels as the parent's console line
+        for it, tagged with the worker.
+        """
+        from twisted_proxy.app.console import formatLine
+
+        self.relay()(self.event("Request has been received: GET / at 03:00:00.000001"))
+        [record] = self.records()
+        expected = formatLine(
+            self.event(
+                "Request has been received: GET / at 03:00:00.000001", log_system="worker-2 proxy"
+            )
+        )
+        assert expected is not None
+        self.assertEqual(record, "T" + expected)
+        self.assertIn("[worker-2 proxy] Request has been received", record)
+
+    def test_whatTheParentReadsAsJSON(self) -> None:
+        """
+        Transaction records, refusals (C{rule}) and gauges travel as JSON
+        events, which the parent publishes to its observers.
+        """
+        from twisted.logger import eventFromJSON
+
+        relay = self.relay()
+        relay(self.event("", transaction={"status": 200}, record=object()))
+        relay(self.event("Refused: 403", rule="deny-host", error="destination_denied"))
+        relay(self.event("", metricsGauges={"open": 1.0}, pid=7))
+        events = [eventFromJSON(r) for r in self.records()]
+        self.assertEqual(events[0]["transaction"], {"status": 200})
+        self.assertNotIn("record", events[0])
+        self.assertEqual(events[1]["rule"], "deny-host")
+        self.assertEqual(events[2]["metricsGauges"], {"open": 1.0})
+
+    def test_withoutTextEverythingIsJSON(self) -> None:
+        """
+        When the parent's console is not a text console (C{--syslog}),
+        every event travels as JSON, for the parent to render.
+        """
+        from twisted.logger import eventFromJSON
+
+        self.relay(text=False)(self.event("Request has been received"))
+        [record] = self.records()
+        self.assertEqual(eventFromJSON(record)["log_format"], "Request has been received")
+
+    def test_levelFilters(self) -> None:
+        """
+        What the parent's console does not show does not travel, nor do
+        transaction records the parent does not read; what its metrics
+        read travels whatever the console's level.
+        """
+        from twisted.logger import LogLevel, eventFromJSON
+
+        relay = self.relay(records=False)
+        relay.level = LogLevel.warn
+        relay(self.event("Request has been received"))
+        relay(self.event("", transaction={"status": 200}))
+        relay(self.event("", metricsGauges={"open": 1.0}, pid=7))
+        [record] = self.records()
+        self.assertEqual(eventFromJSON(record)["metricsGauges"], {"open": 1.0})
+
+    def test_parentWritesTextPublishesJSON(self) -> None:
+        """
+        The parent writes a text record to its console as it is, and
+        publishes a JSON record, tagged with the worker.
+        """
+        import io
+
+        from twisted.logger import eventAsJSON
+
+        from twisted_proxy.app.console import Console
+        from twisted_proxy.app.workerprocess import RS
+        from twisted_proxy.app.workers import _WorkerProcess
+
+        stream = io.StringIO()
+        supervisor = _Supervisor(Console(stream))
+        process = _WorkerProcess(supervisor, 3)  # type: ignore[arg-type]
+        line = "2026-12-02T03:00:00+0000 [worker-3 proxy] Request has been received\n"
+        data = ("T" + line + RS + eventAsJSON(self.event("", transaction={"a": 1})) + RS).encode()
+        # Records may arrive cut anywhere.
+        process.outReceived(data[:10])
+        process.outReceived(data[10:])
+        self.assertEqual(stream.getvalue(), line)
+        [event] = supervisor.published
+        self.assertEqual((event["worker"], event["log_system"]), (3, "worker-3 proxy"))
+        self.assertEqual(event["transaction"], {"a": 1})
+
+
+class WorkerConsoleTests(TestCase):
+    """
+    The console of C{twistd -n proxyserver --workers 2}.
+    """
+
+    timeout = 60
+
+    async def test_workersLinesOnTheConsole(self) -> None:
+        """
+        The brief's lines of a request a worker served reach the parent's
+        console, tagged with the worker, as the parent writes its own.
+        """
+        import re
+
+        from tests._twistd import startTwistd
+
+        originPort = listenLocal(slowOrigin())
+        self.addCleanup(originPort.stopListening)
+        twistd = startTwistd(
+            self,
+            "-n",
+            "--pidfile=",
+            "proxyserver",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--workers",
+            "2",
+        )
+        await twistd.waitFor("Started worker 2")
+        listening = re.search(r"listening on 127\.0\.0\.1:(\d+)", twistd.output)
+        assert listening is not None
+        port = int(listening.group(1))
+        agent = ProxyAgent(TCP4ClientEndpoint(reactor, "127.0.0.1", port), reactor)
+        url = "http://127.0.0.1:%d/small" % (portNumber(originPort),)
+        response = await agent.request(b"GET", url.encode("ascii"))
+        self.assertEqual(await readBody(response), b"hello from the origin\n")
+        await twistd.waitFor("Destination IP address: 127.0.0.1")
+        self.assertRegex(
+            twistd.output,
+            r"\[worker-[12] proxy\] Request has been received: GET " + re.escape(url),
+        )
+        twistd.signal("TERM")
+        self.assertEqual(await twistd.ended, 0, twistd.output)

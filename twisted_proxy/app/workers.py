@@ -17,10 +17,12 @@ parent decides and tells them; a SIGTERM sent to a worker alone stops it
 gracefully, and the parent starts another.
 
 Workers do not write log files: each worker's log events travel to the
-parent as JSON (on the worker's standard output, in batches), and the
-parent publishes them, tagged with the worker's id, to its own observers.
-So the console shows every worker, and the history and access-log files
-have exactly one writer.  The transaction records travel too while
+parent (on the worker's standard output, in batches), tagged with the
+worker's id.  Those the parent's observers read travel as JSON, and the
+parent publishes them; those it only shows (the brief's lines, most
+messages) travel as the console line, which the parent writes to its
+console as it is.  So the console shows every worker, and the console,
+history and access-log files have exactly one writer.  The transaction records travel too while
 something in the parent reads them (the history, the access log, or the
 C{--metrics} endpoint, which the parent serves; each worker also sends it
 its gauges every second: L{twisted_proxy.app.metrics}).
@@ -63,7 +65,7 @@ from .runtime import StartupError
 from .service import logStart
 from .settings import Built, SettingError
 from .stopping import STOP_SIGNALS, Signals
-from .workerprocess import RS, WORKER_IGNORES, workerConfig
+from .workerprocess import RS, TEXT, WORKER_IGNORES, workerConfig, workerSystem
 
 if TYPE_CHECKING:
     from ..proxy.config import ProxyConfig
@@ -110,7 +112,13 @@ class _WorkerProcess(ProcessProtocol):
     def outReceived(self, data: bytes) -> None:
         buffer = self._buffer + data
         *records, self._buffer = buffer.split(RS.encode())
+        console = self.supervisor.console
+        text = TEXT.encode()
         for record in records:
+            if record[:1] == text and console is not None:
+                # A console line, rendered by the worker.
+                console.write(record[1:].decode("utf-8", "replace"))
+                continue
             record = record.strip()
             if not record:
                 continue
@@ -124,10 +132,7 @@ class _WorkerProcess(ProcessProtocol):
                 )
                 continue
             event["worker"] = self.workerId
-            system = event.get("log_system")
-            event["log_system"] = "worker-{}{}".format(
-                self.workerId, "" if system in (None, "-") else " " + system
-            )
+            event["log_system"] = workerSystem(self.workerId, event.get("log_system"))
             self.supervisor.publish(event)
 
     def errReceived(self, data: bytes) -> None:
@@ -332,6 +337,9 @@ class WorkerSupervisor(MultiService):
                     "settings": self.built.settings.toJSON(),
                     "listeners": listeners,
                     "ownAddresses": own,
+                    # Console lines travel as text when the console
+                    # writes text (not with --syslog).
+                    "consoleText": self.console is not None,
                 }
             }
         )
