@@ -272,12 +272,15 @@ def pinSelf(cpu):
 
 
 def pinPrefix(cpu):
-    """['taskset', '-c', N] if taskset exists and the CPU does, else []."""
+    """['taskset', '-c', N] if taskset exists and the CPU does, else [].
+    C{cpu} is one CPU number or a tuple of them (e.g. (0, 1): both CPUs,
+    for a process that must not inherit the harness's own pinning)."""
     if cpu is None or shutil.which("taskset") is None:
         return []
-    if cpu not in os.sched_getaffinity(0) and cpu >= os.cpu_count():
+    cpus = cpu if isinstance(cpu, tuple) else (cpu,)
+    if any(c not in os.sched_getaffinity(0) and c >= os.cpu_count() for c in cpus):
         return []
-    return ["taskset", "-c", str(cpu)]
+    return ["taskset", "-c", ",".join(str(c) for c in cpus)]
 
 
 class Managed:
@@ -424,12 +427,11 @@ def twistedProxyStatus(timeout=60):
     return True, "", text
 
 
-def twistedProxyArgv(port, logFile, helpText=None, roomPerClient=True, extra=()):
-    """The documented way to start twisted-proxy on 127.0.0.1:port.
-
-    With C{roomPerClient} (what run_bench.py wants) the per-client connection
-    cap is raised, because every benchmark client is 127.0.0.1; without it the
-    proxy runs with its defaults.  C{extra} is appended (proxyserver options)."""
+def twistedProxyArgv(port, logFile, helpText=None, extra=()):
+    """The documented way to start twisted-proxy on 127.0.0.1:port, with its
+    defaults (no per-address connection limit: 1000 connections from
+    127.0.0.1 are served as Squid serves them).  C{extra} is appended
+    (proxyserver options)."""
     argv = [
         shutil.which("twistd") or "twistd",
         "-n",
@@ -442,11 +444,6 @@ def twistedProxyArgv(port, logFile, helpText=None, roomPerClient=True, extra=())
     ]
     if helpText and "--workers" in helpText:
         argv += ["--workers", "1"]
-    if roomPerClient and helpText and "--max-connections-per-client" in helpText:
-        # Every benchmark client is 127.0.0.1; the default per-client cap
-        # (256) would refuse most of figure (e)'s 1000 connections.  The
-        # peers get the same room (tinyproxy MaxClients, squid descriptors).
-        argv += ["--max-connections-per-client", "4096"]
     return argv + list(extra)
 
 
@@ -704,7 +701,7 @@ def startProxy(args, procs, workdir, extra=()):
         ok, reason, helpText = twistedProxyStatus()
         if not ok:
             raise SystemExit(f"twisted-proxy is not available: {reason}")
-        argv = twistedProxyArgv(port, logFile, helpText, roomPerClient=False, extra=extra)
+        argv = twistedProxyArgv(port, logFile, helpText, extra=extra)
         env = proxyEnv()
     elif cmd == "squid":
         if shutil.which("squid") is None:

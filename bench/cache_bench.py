@@ -147,9 +147,7 @@ class Bench:
         (port, Managed, argv)."""
         port = benchlib.freePort()
         logFile = os.path.join(self.workdir, f"{name}.log")
-        argv = benchlib.twistedProxyArgv(
-            port, logFile, self.helpText, roomPerClient=False, extra=list(extra)
-        )
+        argv = benchlib.twistedProxyArgv(port, logFile, self.helpText, extra=list(extra))
         m = self.procs.start(
             name,
             argv,

@@ -36,6 +36,8 @@ from benchlib import HERE, LOOPBACK, REPO
 
 PROXY_CPU = 0  # the proxy under test
 LOAD_CPU = 1  # origin, wrk, curl and this harness
+BOTH_CPUS = (PROXY_CPU, LOAD_CPU)  # the workers table: nothing pinned
+WORKER_COUNTS = (1, 2)
 
 ROWS = [
     "direct",
@@ -101,6 +103,12 @@ FIGURES = {
     "d_mibps": ("(d) one 100 MiB download (curl)", "MiB/s", "higher", 0.01),
     "d_rss_growth_mib": ("(d) RSS growth, end - start", "MiB", "lower", 1),
     "d_peak_growth_mib": ("(d) RSS growth, peak - start", "MiB", "lower", 1),
+    "t_mibps": (
+        "(t) one 100 MiB download through a CONNECT tunnel (curl --proxytunnel)",
+        "MiB/s",
+        "higher",
+        0.01,
+    ),
     "s_mibps": ("(s) 100 MiB read at 25 MiB/s (curl --limit-rate 25M)", "MiB/s", None, None),
     "s_peak_growth_mib": ("(s) RSS growth, peak - start", "MiB", "lower", 1),
     "e_rps": ("(e) 1 KiB keep-alive, 1000 conns", "req/s", "higher", 1),
@@ -134,14 +142,15 @@ TABLES = [
         ],
     ),
     (
-        "Bulk and concurrency: (c) 64 KiB, (d) 100 MiB, (s) 100 MiB at 25 MiB/s, "
-        "(e) 1000 connections",
+        "Bulk and concurrency: (c) 64 KiB, (d) 100 MiB, (t) 100 MiB in a CONNECT tunnel, "
+        "(s) 100 MiB at 25 MiB/s, (e) 1000 connections",
         [
             ("c_mibps", "c MiB/s", "{:.0f}"),
             ("c_errors", "c err", "{:.0f}"),
             ("d_mibps", "d MiB/s", "{:.0f}"),
             ("d_peak_growth_mib", "d peak dRSS MiB", "{:.1f}"),
             ("d_rss_growth_mib", "d end dRSS MiB", "{:.1f}"),
+            ("t_mibps", "t MiB/s", "{:.0f}"),
             ("s_peak_growth_mib", "s peak dRSS MiB", "{:.1f}"),
             ("e_rps", "e req/s", "{:.0f}"),
             ("e_errors", "e err", "{:.0f}"),
@@ -161,6 +170,7 @@ RATIO_COLUMNS = [
     ("c_mibps", "c MiB/s"),
     ("d_mibps", "d MiB/s"),
     ("d_peak_growth_mib", "d peak dRSS"),
+    ("t_mibps", "t MiB/s"),
     ("s_peak_growth_mib", "s peak dRSS"),
     ("e_rps", "e req/s"),
     ("e_kib_per_conn", "e KiB/conn"),
@@ -364,6 +374,7 @@ class Row:
 
     name = "?"
     title = "?"
+    cpu: int | tuple[int, ...] = PROXY_CPU
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -410,7 +421,7 @@ class Row:
             self.name,
             argv,
             os.path.join(prefix, "stdout.log"),
-            cpu=PROXY_CPU,
+            cpu=self.cpu,
             env=self.env(),
             cwd=self.cwd(),
         )
@@ -533,8 +544,17 @@ class TwistedProxyRow(Row):
         # revalidated with 304s.  The twisted-proxy-cache row measures hits.
         extra = ["--cache-size", "0"] if "--cache-size" in self.helpText else []
         return benchlib.twistedProxyArgv(
-            port, os.path.join(self.prefix, "twistd.log"), self.helpText, extra=extra
+            port,
+            os.path.join(self.prefix, "twistd.log"),
+            self.helpText,
+            extra=extra + self.connectPorts(),
         )
+
+    def connectPorts(self):
+        # (t): CONNECT to the origin's port, as the peers are configured.
+        if "--connect-ports" not in self.helpText:
+            return []
+        return ["--connect-ports", f"443,{self.ctx.origin.port}"]
 
     def env(self):
         env = benchlib.proxyEnv()
@@ -544,6 +564,23 @@ class TwistedProxyRow(Row):
         # twistd -n from the prefix, so nothing is written into the checkout
         # but Twisted's dropin.cache.
         return self.prefix
+
+
+class TwistedProxyWorkersRow(TwistedProxyRow):
+    """twisted-proxy with C{--workers N} (1: one process, no parent), free to
+    use both CPUs, as wrk and nginx are in the workers table."""
+
+    cpu = BOTH_CPUS
+
+    def __init__(self, ctx, workers):
+        super().__init__(ctx)
+        self.workers = workers
+        self.name = f"twisted-proxy-w{workers}"
+        self.title = f"twisted-proxy --workers {workers}"
+
+    def argv(self, port):
+        # A later --workers overrides the one twistedProxyArgv puts first.
+        return super().argv(port) + ["--workers", str(self.workers)]
 
 
 class TwistedProxyCacheRow(TwistedProxyRow):
@@ -563,7 +600,7 @@ class TwistedProxyCacheRow(TwistedProxyRow):
 
     def argv(self, port):
         return benchlib.twistedProxyArgv(
-            port, os.path.join(self.prefix, "twistd.log"), self.helpText
+            port, os.path.join(self.prefix, "twistd.log"), self.helpText, extra=self.connectPorts()
         )
 
     def target(self, name):
@@ -605,6 +642,8 @@ PidFile "{prefix}/tinyproxy.pid"
 MaxClients 4096
 Allow {host}
 ConnectPort 443
+# (t): a CONNECT tunnel to the origin's port.
+ConnectPort {originPort}
 """
 
 
@@ -620,7 +659,14 @@ class TinyproxyRow(Row):
     def prepare(self, prefix):
         self.conf = os.path.join(prefix, "tinyproxy.conf")
         with open(self.conf, "w") as f:
-            f.write(TINYPROXY_CONF.format(port=self.port, host=LOOPBACK, prefix=prefix))
+            f.write(
+                TINYPROXY_CONF.format(
+                    port=self.port,
+                    host=LOOPBACK,
+                    prefix=prefix,
+                    originPort=self.ctx.origin.port,
+                )
+            )
 
     def argv(self, port):
         return ["tinyproxy", "-d", "-c", self.conf]
@@ -755,15 +801,15 @@ class Context:
         self.origin = origin
 
 
-def runWrk(ctx, row, name, connections, duration, close=False):
-    """Run wrk through row; returns wrk's figures plus process CPU and the
-    origin's count of new upstream connections."""
+def runWrk(ctx, row, name, connections, duration, close=False, cpu=LOAD_CPU):
+    """Run wrk (pinned to C{cpu}) through row; returns wrk's figures plus
+    process CPU and the origin's count of new upstream connections."""
     lua = os.path.join(HERE, "wrk_proxy.lua")
     env = cleanEnv()
     env["BENCH_PATH"] = row.target(name)
     env["BENCH_HOST"] = ctx.origin.hostport
     env["BENCH_CLOSE"] = "1" if close else "0"
-    argv = benchlib.pinPrefix(LOAD_CPU) + [
+    argv = benchlib.pinPrefix(cpu) + [
         "wrk",
         "-t",
         str(ctx.args.wrk_threads),
@@ -786,6 +832,11 @@ def runWrk(ctx, row, name, connections, duration, close=False):
     wall = time.monotonic() - t0
     after = cpuAccount(ctx, pid)
     cpu0, cpu1 = before["measured"], after["measured"]
+    # The workers table's columns: the parent alone, wrk, nginx, both CPUs.
+    parentCpu = after["parent"] - before["parent"]
+    wrkCpu = after["children"] - before["children"]
+    originCpu = after["origin"] - before["origin"]
+    machineBusy = after["proxyCpu"] + after["loadCpu"] - before["proxyCpu"] - before["loadCpu"]
     # Busy time of each CPU that none of our processes account for.
     oursOnProxyCpu = (cpu1 - cpu0) if row.viaProxy else 0.0
     oursOnLoadCpu = sum(after[k] - before[k] for k in ("origin", "children", "self"))
@@ -814,6 +865,10 @@ def runWrk(ctx, row, name, connections, duration, close=False):
         "cpu_pct": (cpu1 - cpu0) * 100 / wall,
         "foreign_cpu_pct": foreignPct,
         "foreign_load_cpu_pct": foreignLoadPct,
+        "parent_cpu_pct": parentCpu * 100 / wall,
+        "wrk_cpu_pct": wrkCpu * 100 / wall,
+        "origin_cpu_pct": originCpu * 100 / wall,
+        "machine_busy_pct": machineBusy * 100 / wall,
         "upstream_requests": upReqs,
         "upstream_new_conns": upConns,
         "upstream_per_req": upConns / upReqs if upReqs else None,
@@ -836,6 +891,7 @@ def cpuAccount(ctx, pid):
     me = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "measured": benchlib.treeCpu(pid),
+        "parent": benchlib.cpuSeconds(pid),
         "origin": benchlib.treeCpu(ctx.origin.proc.pid),
         "children": ru.ru_utime + ru.ru_stime,
         "self": me.ru_utime + me.ru_stime,
@@ -844,8 +900,9 @@ def cpuAccount(ctx, pid):
     }
 
 
-def runCurl(ctx, row, name, limitRate=None, timeout=600):
-    """One download with curl; returns (MiB/s, bytes, http code)."""
+def runCurl(ctx, row, name, limitRate=None, tunnel=False, timeout=600):
+    """One download with curl; returns (MiB/s, bytes).  With C{tunnel}, through
+    a CONNECT tunnel the proxy opens to the origin (direct: as without)."""
     argv = benchlib.pinPrefix(LOAD_CPU) + [
         "curl",
         "-sS",
@@ -856,6 +913,8 @@ def runCurl(ctx, row, name, limitRate=None, timeout=600):
     ]
     if row.viaProxy:
         argv += ["-x", f"http://{LOOPBACK}:{row.connectPort}", "--noproxy", ""]
+        if tunnel:
+            argv.append("--proxytunnel")
     else:
         argv += ["--noproxy", "*"]
     if limitRate:
@@ -1041,6 +1100,20 @@ def measureRow(ctx, row):
         add("d_peak_growth_mib", (peak - start) / 1024)
         log(f"  {row.name} (d) {mibps:.0f} MiB/s, RSS +{(peak - start) / 1024:.1f} MiB peak")
         ensureAlive("(d)")
+    # (t) the same download through a CONNECT tunnel, on one fresh process.
+    row.restart()
+    lightWarmUp(row)
+    for _ in range(args.repeats):
+        try:
+            mibps, _ = runCurl(ctx, row, "100m", tunnel=True)
+        except RuntimeError as e:
+            # twisted.web.proxy has no CONNECT.
+            extra["notes"].append(f"(t) CONNECT tunnel: {e}")
+            log(f"  {row.name} (t) no tunnel: {e}")
+            break
+        add("t_mibps", mibps)
+        log(f"  {row.name} (t) {mibps:.0f} MiB/s through a CONNECT tunnel")
+        ensureAlive("(t)")
     for _ in range(args.repeats):
         row.restart()
         lightWarmUp(row)
@@ -1105,6 +1178,109 @@ def measureRow(ctx, row):
 
     figures = {k: median(v) for k, v in samples.items() if v}
     return {"figures": figures, "samples": samples, "detail": extra}
+
+
+WORKER_FIGURES = [
+    # (result key, column header, format)
+    ("rps", "req/s", "{:.0f}"),
+    ("p99_ms", "p99 ms", "{:.2f}"),
+    ("cpu_us_per_req", "proxy CPU us/req", "{:.1f}"),
+    ("cpu_pct", "proxy CPU %", "{:.0f}"),
+    ("parent_cpu_pct", "parent CPU %", "{:.1f}"),
+    ("wrk_cpu_pct", "wrk CPU %", "{:.0f}"),
+    ("origin_cpu_pct", "nginx CPU %", "{:.0f}"),
+    ("machine_busy_pct", "both CPUs busy %", "{:.0f}"),
+    ("errors", "err", "{:.0f}"),
+]
+
+
+def setAffinity(pids, cpus):
+    """Let these processes run on C{cpus} (best effort: one may be gone)."""
+    for pid in pids:
+        try:
+            os.sched_setaffinity(pid, set(cpus))
+        except OSError:
+            pass
+
+
+def measureWorkers(ctx):
+    """The workers table: (a) and (c) through C{--workers 1} and C{--workers
+    2}, with the proxy, wrk and nginx all free to use both CPUs (on a 2-CPU
+    machine the load generator competes with the workers: its CPU is shown).
+    With C{--workers 2} the parent only supervises: its CPU is shown too."""
+    args = ctx.args
+    originPids = benchlib.processTree(ctx.origin.proc.pid)
+    setAffinity(originPids, BOTH_CPUS)
+    out = {}
+    try:
+        for n in WORKER_COUNTS:
+            row = TwistedProxyWorkersRow(ctx, n)
+            log(f"workers table: {row.title}")
+            res: dict[str, Any] = {}
+            try:
+                row.check()
+                row.start()
+                runWrk(ctx, row, "1k", 50, max(1, args.warmup), cpu=BOTH_CPUS)
+                for fig, name in (("a", "1k"), ("c", "64k")):
+                    runs = [
+                        runWrk(ctx, row, name, 50, args.duration, cpu=BOTH_CPUS)
+                        for _ in range(args.repeats)
+                    ]
+                    res[fig] = {
+                        "figures": {
+                            k: median([r[k] for r in runs if r.get(k) is not None])
+                            for k, _, _ in WORKER_FIGURES
+                            if any(r.get(k) is not None for r in runs)
+                        },
+                        "runs": runs,
+                    }
+                    f = res[fig]["figures"]
+                    log(
+                        f"  {row.title} ({fig}) {f['rps']:.0f} req/s, proxy CPU "
+                        f"{f['cpu_pct']:.0f}% (parent {f['parent_cpu_pct']:.1f}%), "
+                        f"wrk {f['wrk_cpu_pct']:.0f}%, nginx {f['origin_cpu_pct']:.0f}%"
+                    )
+                res.update(available=True, command=row.command)
+            except (RowUnavailable, RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                log(f"  {row.title}: {e}")
+                res = {"available": False, "reason": str(e)}
+            finally:
+                row.stop()
+            out[n] = res
+    finally:
+        setAffinity(originPids, (LOAD_CPU,))
+    return out
+
+
+def renderWorkers(workers):
+    lines = []
+    for fig, heading in (
+        ("a", "(a) 1 KiB keep-alive, 50 connections"),
+        ("c", "(c) 64 KiB keep-alive, 50 connections"),
+    ):
+        headers = ["workers"] + [h for _, h, _ in WORKER_FIGURES]
+        body = []
+        for n, res in workers.items():
+            figs = res.get(fig, {}).get("figures", {}) if res.get("available") else {}
+            # One worker is one process: no parent to show apart.
+            body.append(
+                [str(n)]
+                + [
+                    fmt.format(figs[k])
+                    if figs.get(k) is not None and not (n == 1 and k == "parent_cpu_pct")
+                    else "-"
+                    for k, _, fmt in WORKER_FIGURES
+                ]
+            )
+        lines += [
+            f"Workers, {heading}; proxy, wrk and nginx on both CPUs (CPU % of one core)",
+            formatTable(headers, body),
+            "",
+        ]
+    for n, res in workers.items():
+        if not res.get("available"):
+            lines.append(f"--workers {n}: {res.get('reason')}")
+    return "\n".join(lines)
 
 
 def computeRatios(results):
@@ -1225,6 +1401,12 @@ def parseArgs(argv):
     )
     p.add_argument("--peers", action="store_true", help="also run tinyproxy, squid and proxy.py")
     p.add_argument(
+        "--workers",
+        action="store_true",
+        help="add the workers table: (a) and (c) through --workers 1 and --workers 2, "
+        "nothing pinned (about 3 minutes with the default duration)",
+    )
+    p.add_argument(
         "--cache",
         action="store_true",
         help="also run twisted-proxy-cache: the default configuration, every request a "
@@ -1323,6 +1505,7 @@ def main(argv=None):
     os.chmod(workdir, 0o755)
     procs = benchlib.Processes()
     results = {}
+    workers = None
     try:
         origin = Origin(procs, workdir)
         origin.start()
@@ -1346,6 +1529,8 @@ def main(argv=None):
             finally:
                 row.stop()
             results[name] = res
+        if args.workers:
+            workers = measureWorkers(ctx)
     finally:
         procs.stopAll()
         if args.keep:
@@ -1356,6 +1541,8 @@ def main(argv=None):
     ratios = computeRatios(results)
     results["_ratios"] = ratios
     report = renderReport(results, args.rows)
+    if workers is not None:
+        report += "\n" + renderWorkers(workers) + "\n"
     settings = {k: v for k, v in vars(args).items()}
     doc = {
         "schema": 1,
@@ -1370,6 +1557,7 @@ def main(argv=None):
         "pinning": {"proxy_cpu": PROXY_CPU, "load_cpu": LOAD_CPU},
         "figures": {k: {"title": t, "unit": u, "better": b} for k, (t, u, b, _) in FIGURES.items()},
         "rows": {k: v for k, v in results.items() if not k.startswith("_")},
+        "workers": workers,
         "ratios": ratios,
         "report": report,
     }
