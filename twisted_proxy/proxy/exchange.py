@@ -496,14 +496,21 @@ class Exchange:
             error = connectFailureToError(failure, self.target.host, self.target.port)
         self._originFailed(error)
 
-    def _checkConnected(self, transport: Any, reused: bool) -> ProxyError | None:
+    def _checkConnected(
+        self, transport: Any, peerHost: str, peerPort: int, reused: bool
+    ) -> ProxyError | None:
         """
-        Where did the connection go?  Refuse loops and, if configured,
-        private addresses; log the destination the brief's way.
+        Where did the connection go (C{peerHost}, C{peerPort})?  For a new
+        connection: refuse loops and, if configured, private addresses; log
+        the destination the brief's way.  A reused one passed these checks
+        when it was new.
         """
-        peer = transport.getPeer()
-        peerHost = getattr(peer, "host", "")
-        peerPort = getattr(peer, "port", 0)
+        record = self.record
+        record.peerHost = peerHost
+        record.peerPort = peerPort
+        record.connectionReused = reused
+        if reused:
+            return None
         factory = self.factory
         if factory.isOwnAddress(peerHost, peerPort) or (
             getattr(transport.getHost(), "host", None) == peerHost
@@ -512,12 +519,6 @@ class Exchange:
             return LoopDetected(
                 "The destination {}:{} is this proxy itself.".format(peerHost, peerPort)
             )
-        record = self.record
-        record.peerHost = peerHost
-        record.peerPort = peerPort
-        record.connectionReused = reused
-        if reused:
-            return None
         target = self.target
         if self.parent is not None:
             # The parent resolves and connects; what we reached is the parent.
@@ -539,7 +540,7 @@ class Exchange:
             return
         # Marked first: logging the destination is not part of connecting.
         self.record.mark("upstreamReady")
-        error = self._checkConnected(proto.transport, reused)
+        error = self._checkConnected(proto.transport, proto.peerHost, proto.peerPort, reused)
         if error is not None:
             proto.abort()
             self.fail(error)
@@ -927,7 +928,10 @@ class Exchange:
             proto.transport.abortConnection()
             return
         self.record.mark("upstreamReady")
-        error = self._checkConnected(proto.transport, reused=False)
+        peer = proto.transport.getPeer()
+        error = self._checkConnected(
+            proto.transport, getattr(peer, "host", ""), getattr(peer, "port", 0), reused=False
+        )
         if error is not None:
             proto.transport.abortConnection()
             self.fail(error)

@@ -157,6 +157,9 @@ class UpstreamProtocol(Protocol):
         connection closes.
     @ivar paused: the client side paused reading from this connection (it
         cannot keep up with the response).
+    @ivar peerHost: the address connected to (the origin's, or a parent
+        proxy's), read once when the connection is made.
+    @ivar peerPort: its port.
     """
 
     _log = Logger()
@@ -170,6 +173,8 @@ class UpstreamProtocol(Protocol):
     paused = False
     _gotResponseBytes = False
     bytesReceived = 0
+    peerHost = ""
+    peerPort = 0
 
     def __init__(self, key: tuple[str, str, int], maxHeaderBytes: int | None = None) -> None:
         self.key = key
@@ -178,6 +183,9 @@ class UpstreamProtocol(Protocol):
 
     def connectionMade(self) -> None:
         setNoDelay(self.transport)
+        peer = self.transport.getPeer()
+        self.peerHost = getattr(peer, "host", "")
+        self.peerPort = getattr(peer, "port", 0)
         self._state = "IDLE"
 
     @property
