@@ -110,6 +110,8 @@ class KnownSequenceTests(SynchronousTestCase):
         self.proto, self.client = proto, client
         first = b"GET http://a.test/one HTTP/1.1\r\nHost: a.test\r\n\r\n"
         proto.dataReceived(first)
+        # The reactor's next pass: Twisted calls connect() (connectStart).
+        h.clock.advance(0)
         h.clock.advance(0.05)
         up, upTransport = h.connect()
         h.clock.advance(0.2)
@@ -136,6 +138,7 @@ class KnownSequenceTests(SynchronousTestCase):
         tproto, tclient = h.client()
         connect = b"CONNECT secure.test:443 HTTP/1.1\r\nHost: secure.test:443\r\n\r\n"
         tproto.dataReceived(connect + b"12345")
+        h.clock.advance(0)
         h.clock.advance(0.01)
         tup, tupTransport = h.connect(peer=("93.184.216.34", 443))
         tup.dataReceived(b"0123456789")

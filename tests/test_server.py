@@ -905,6 +905,45 @@ class TransactionRecordTests(SynchronousTestCase):
     def records(self) -> list[dict]:
         return [e["transaction"] for e in self.events if "transaction" in e]
 
+    def test_connectStartAtTheConnectCall(self) -> None:
+        """
+        C{upstreamConnect} starts when Twisted makes the connect() call for
+        a new connection, on the reactor's next pass after the request (the
+        SYN goes out then), not when the request asked for it; a pooled
+        connection has no C{connectStart}.
+        """
+        h = self.Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        # Time spent in the same pass (logging, other connections) is not
+        # connecting.
+        h.clock.advance(0.002)
+        h.clock.advance(0.25)
+        up, _ = h.connect()
+        up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        up.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        new, pooled = self.records()
+        self.assertEqual(new["offsets"]["connectStart"], 2.0)
+        self.assertEqual(new["durations"]["upstreamConnect"], 250.0)
+        self.assertIsNone(pooled["offsets"]["connectStart"])
+        self.assertEqual(pooled["durations"]["upstreamConnect"], 0.0)
+
+    def test_connectStartWhenConnectedAtOnce(self) -> None:
+        """
+        A connection made (or failed) at once was asked for at once.
+        """
+        h = self.Harness()
+        proto, client = h.client()
+        proto.dataReceived(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        ex = proto._exchange
+        assert ex is not None
+        self.assertFalse(ex.record.marked("connectStart"))
+        made: Deferred[None] = Deferred()
+        made.callback(None)
+        ex._markConnectStart(made)
+        self.assertTrue(ex.record.marked("connectStart"))
+
     def test_success(self) -> None:
         h = self.Harness()
         h.clock.advance(1000)
@@ -914,6 +953,8 @@ class TransactionRecordTests(SynchronousTestCase):
             b"POST http://a.test/up HTTP/1.1\r\n"
             b"Host: a.test\r\nCookie: k=v\r\nContent-Length: 3\r\n\r\nabc"
         )
+        # The reactor's next pass: Twisted calls connect() (connectStart).
+        h.clock.advance(0)
         h.clock.advance(0.25)
         up, upTransport = h.connect()
         h.clock.advance(0.125)

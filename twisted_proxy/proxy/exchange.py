@@ -97,6 +97,8 @@ from .tunnel import Tunnel, TunnelUpstreamProtocol
 from .upstream import UpstreamProtocol, connectFailureToError
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
     from .factory import ProxyFactory
     from .server import ProxyServerProtocol
 
@@ -482,8 +484,26 @@ class Exchange:
         if proto is not None:
             self._upstreamConnected(proto, True)
             return
-        self.record.mark("connectStart")
-        pool.connect(key).addCallbacks(self._upstreamConnected, self._connectFailed, (False,))
+        d = pool.connect(key)
+        self._markConnectStart(d)
+        d.addCallbacks(self._upstreamConnected, self._connectFailed, (False,))
+
+    def _markConnectStart(self, connecting: Deferred[Any]) -> None:
+        """
+        Mark C{connectStart} when the connection is really asked of the
+        kernel.  Twisted's TCP client calls C{connect()} (which sends the
+        SYN) on the reactor's next pass, after whatever else this one does;
+        a call scheduled now, later than that one, runs right after it.  A
+        connection that is already made (or failed) was asked for now.
+        """
+        if connecting.called:
+            self.record.mark("connectStart")
+        else:
+            self._clock.callLater(0, self._connectCalled)
+
+    def _connectCalled(self) -> None:
+        if self._state == CONNECTING and not self.record.marked("upstreamReady"):
+            self.record.mark("connectStart")
 
     def _connectFailed(self, failure: Failure) -> None:
         if self._state != CONNECTING:
@@ -907,7 +927,6 @@ class Exchange:
         tunnel = Tunnel(self._clock, self.config.tunnelIdleTimeout)
         target, parent = self.target, self.parent
         pool = self.factory.pool
-        self.record.mark("connectStart")
         if parent is None:
             d = pool.connectRaw(target.host, target.port, TunnelUpstreamProtocol(tunnel))
         else:
@@ -921,6 +940,7 @@ class Exchange:
                     b"1.1 " + self.factory.pseudonym,
                 ),
             )
+        self._markConnectStart(d)
         d.addCallbacks(self._tunnelConnected, self._connectFailed, (tunnel,))
 
     def _tunnelConnected(self, proto: Any, tunnel: Tunnel) -> None:

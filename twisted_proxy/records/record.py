@@ -25,7 +25,8 @@ durations.  The phases, in order::
 
   accepted          the client connection was accepted (given to __init__)
   requestHead       the request head was received and parsed
-  connectStart      a new upstream connection was asked for (not marked
+  connectStart      a new upstream connection was asked of the kernel
+                    (its connect() call, which sends the SYN; not marked
                     for a connection taken from the pool)
   upstreamReady     an upstream connection is ready (new or from the pool)
   requestSent       the request (head and body) was fully sent upstream

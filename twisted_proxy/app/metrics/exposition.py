@@ -88,7 +88,7 @@ class ProxyCollector(Collector):
         )
         yield _histogramFamily(
             "twisted_proxy_upstream_connect_seconds",
-            "From the request head to a ready new upstream connection (name resolution, "
+            "From the connect() call to a ready new upstream connection (name resolution, "
             "TCP connect, a parent proxy's CONNECT).",
             stats.upstreamConnect,
         )

@@ -188,8 +188,9 @@ class TransactionStats:
     @ivar firstByte: request head to response head, in seconds, for
         transactions that reached an upstream (relayed responses,
         tunnels): what the client waited for its first byte.
-    @ivar upstreamConnect: request head to a ready new upstream connection
-        (name resolution, TCP connect, a parent proxy's CONNECT), seconds.
+    @ivar upstreamConnect: the record's C{upstreamConnect}: from the
+        connect() call to a ready new upstream connection (name resolution,
+        TCP connect, a parent proxy's CONNECT), seconds.
     @ivar newConnections: transactions that opened an upstream connection.
     @ivar reusedConnections: transactions that reused a pooled one.
     @ivar clientIn: octets received from clients.
@@ -239,7 +240,9 @@ class TransactionStats:
         connect = firstByte = None
         ready = mono.get("upstreamReady")
         if ready is not None and start is not None:
-            connect = round(ready - start, 6)
+            # As the record's upstreamConnect: from the connect() call for a
+            # new connection, from the request head for a pooled one.
+            connect = round(ready - mono.get("connectStart", start), 6)
             head = mono.get("responseHead")
             if head is not None and "requestSent" in mono:
                 firstByte = round(head - start, 6)
@@ -275,10 +278,17 @@ class TransactionStats:
             durations = {}
         total = durations.get("total")
         connect = durations.get("upstreamConnect")
-        send, wait = durations.get("send"), durations.get("wait")
+        offsets = record.get("offsets")
+        if not isinstance(offsets, dict):
+            offsets = {}
+        start, head = offsets.get("requestHead"), offsets.get("responseHead")
         firstByte = None
-        if connect is not None and send is not None and wait is not None:
-            firstByte = round((connect + send + wait) / 1000.0, 6)
+        if (
+            isinstance(start, (int, float))
+            and isinstance(head, (int, float))
+            and offsets.get("requestSent") is not None
+        ):
+            firstByte = round((head - start) / 1000.0, 6)
         self._add(
             when,
             record.get("kind"),
