@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_proxy.proxy.cache import CacheDirectoryError, DiskStore, EntryUnavailable, readAll
 from twisted_proxy.proxy.cache.diskfiles import bodyFileSize
 from twisted_proxy.proxy.cache.entry import StoredResponse
-from twisted_proxy.proxy.cache.store import CHUNK_SIZE
+from twisted_proxy.proxy.cache.store import CHUNK_SIZE, BodyCollector
 from twisted_proxy.proxy.cache.testing import CacheHarness
 
 
@@ -36,22 +36,6 @@ def meta(
         dateValue=2.0,
         ageValue=3,
     )
-
-
-class Consumer:
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.done = False
-        self.failed: str | None = None
-
-    def write(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def bodyDone(self) -> None:
-        self.done = True
-
-    def bodyFailed(self, reason: str) -> None:
-        self.failed = reason
 
 
 class DiskStoreTests(SynchronousTestCase):
@@ -180,7 +164,7 @@ class DiskStoreTests(SynchronousTestCase):
             f.seek(2 * CHUNK_SIZE + 7)
             f.write(b"B")
         producer = self.store.openBody(entry)
-        consumer = Consumer()
+        consumer = BodyCollector()
         producer.start(consumer)
         self.assertIsNotNone(consumer.failed)
         self.assertFalse(consumer.done)
@@ -376,7 +360,7 @@ class DiskStoreTests(SynchronousTestCase):
         producer = self.store.openBody(entry)
         self.store.delete(entry)
         self.put(b"replacement")
-        consumer = Consumer()
+        consumer = BodyCollector()
         producer.start(consumer)
         self.assertTrue(consumer.done)
         self.assertEqual(b"".join(consumer.chunks), body)

@@ -57,6 +57,7 @@ from collections.abc import Iterator
 
 from twisted.logger import Logger
 
+from .budget import Budget
 from .diskfiles import (
     FORMAT_VERSION,
     MAX_META,
@@ -166,7 +167,7 @@ class _DiskWriter:
         self._reserved = 0
 
 
-class DiskStore:
+class DiskStore(Budget[_DiskEntry]):
     """
     Responses in a directory (see the module docstring for the format and
     the guarantees).
@@ -181,10 +182,9 @@ class DiskStore:
     @ivar blockSize: the checksummed block size of new bodies.
     @ivar corruptions: entries discarded because they failed a check.
     @ivar ioErrors: file operations that failed.
-    @ivar _lru: entry id -> entry, least recently used first.
-    @ivar _byKey: primary key -> entry ids, most recently stored first.
-    @ivar _used: bytes of committed entries (files rounded up to 4 KiB).
-    @ivar _reserved: bytes reserved by writers in progress.
+
+    The bookkeeping is L{Budget}'s; an entry's cost is its two files'
+    sizes, each rounded up to 4 KiB.
     """
 
     _log = Logger()
@@ -198,16 +198,12 @@ class DiskStore:
     ) -> None:
         if capacity < 0 or maxObjectSize < 0:
             raise ValueError("cache sizes must not be negative")
+        super().__init__()
         self.path = os.path.abspath(path)
         self.capacity = capacity
         self.maxObjectSize = min(maxObjectSize, capacity)
         self.corruptions = 0
         self.ioErrors = 0
-        self._lru: OrderedDict[str, _DiskEntry] = OrderedDict()
-        self._byKey: dict[str, list[str]] = {}
-        self._used = 0
-        self._reserved = 0
-        self._evictions = 0
         self._lockFile: int | None = None
         self._dirs: set[str] = set()
         self._entries = os.path.join(self.path, "v{}".format(FORMAT_VERSION))
@@ -241,22 +237,6 @@ class DiskStore:
                 ) from None
             raise
         self._lockFile = fd
-
-    @property
-    def size(self) -> int:
-        return self._used
-
-    @property
-    def count(self) -> int:
-        return len(self._lru)
-
-    @property
-    def evictions(self) -> int:
-        return self._evictions
-
-    @property
-    def reserved(self) -> int:
-        return self._reserved
 
     def _dir(self, entryId: str) -> str:
         return os.path.join(self._entries, entryId[:2])
@@ -333,7 +313,7 @@ class DiskStore:
         # scan ran are newer than all of these.
         order = sorted(self._lru, key=lambda i: mtimes.get(i, float("inf")))
         self._lru = OrderedDict((i, self._lru[i]) for i in order)
-        self._evictToBudget()
+        self._evict()
         yield self.count
 
     def _load(self, entryId: str) -> float | None:
@@ -363,12 +343,6 @@ class DiskStore:
         return st.st_mtime
 
     # The Store interface.
-
-    def variants(self, key: str) -> list[StoredResponse]:
-        ids = self._byKey.get(key)
-        if not ids:
-            return []
-        return [self._lru[i].meta for i in ids]
 
     def openWriter(
         self, entry: StoredResponse, expectedLength: int | None = None
@@ -462,21 +436,6 @@ class DiskStore:
             unlink(tmp)
             raise
 
-    def touch(self, entry: StoredResponse) -> None:
-        if entry.entryId in self._lru:
-            self._lru.move_to_end(entry.entryId)
-
-    def delete(self, entry: StoredResponse) -> None:
-        if self._remove(entry.entryId):
-            self._removeFiles(entry.entryId)
-
-    def deleteKey(self, key: str) -> int:
-        ids = list(self._byKey.get(key, ()))
-        for i in ids:
-            if self._remove(i):
-                self._removeFiles(i)
-        return len(ids)
-
     def close(self) -> None:
         """
         Release the directory lock.  The entries stay on disk.
@@ -523,17 +482,8 @@ class DiskStore:
         ids.insert(0, meta.entryId)
         ids.sort(key=lambda i: -self._lru[i].meta.responseTime)
 
-    def _remove(self, entryId: str) -> bool:
-        stored = self._lru.pop(entryId, None)
-        if stored is None:
-            return False
-        self._used -= stored.cost
-        ids = self._byKey.get(stored.meta.key)
-        if ids is not None:
-            ids.remove(entryId)
-            if not ids:
-                del self._byKey[stored.meta.key]
-        return True
+    def _dropped(self, entryId: str) -> None:
+        self._removeFiles(entryId)
 
     def _removeFiles(self, entryId: str) -> None:
         # Metadata first: without it the entry no longer exists for a scan.
@@ -552,26 +502,3 @@ class DiskStore:
     def _ioError(self, doing: str, e: OSError) -> None:
         self.ioErrors += 1
         self._log.warn("Cache I/O error {doing}: {error}", doing=doing, error=e.strerror or str(e))
-
-    def _evictToBudget(self) -> None:
-        while self._used + self._reserved > self.capacity and self._lru:
-            oldest = next(iter(self._lru))
-            self._remove(oldest)
-            self._removeFiles(oldest)
-            self._evictions += 1
-
-    def _reserve(self, size: int, keep: str | None = None) -> bool:
-        while self._used + self._reserved + size > self.capacity and self._lru:
-            oldest = next(iter(self._lru))
-            if oldest == keep:
-                break
-            self._remove(oldest)
-            self._removeFiles(oldest)
-            self._evictions += 1
-        if self._used + self._reserved + size > self.capacity:
-            return False
-        self._reserved += size
-        return True
-
-    def _release(self, size: int) -> None:
-        self._reserved -= size

@@ -10,8 +10,8 @@ Pure: no I/O, no Twisted imports.
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict
 
+from .budget import Budget
 from .entry import StoredResponse
 from .store import CHUNK_SIZE, EntryUnavailable, LocalBody
 
@@ -120,7 +120,7 @@ class _MemoryWriter:
         self._reserved = 0
 
 
-class MemoryStore:
+class MemoryStore(Budget[_MemoryEntry]):
     """
     Responses kept in memory, least recently used evicted first, within a
     byte budget.
@@ -128,12 +128,7 @@ class MemoryStore:
     The budget counts each entry's body and an estimate of its metadata
     (L{StoredResponse.metadataSize}), and the bytes of bodies still being
     written.  Bodies evicted while a client is still being sent one are
-    freed when that send ends.
-
-    @ivar _lru: entry id -> entry, least recently used first.
-    @ivar _byKey: primary key -> entry ids, most recently stored first.
-    @ivar _used: bytes of committed entries.
-    @ivar _reserved: bytes reserved by writers in progress.
+    freed when that send ends.  The bookkeeping is L{Budget}'s.
     """
 
     def __init__(
@@ -141,39 +136,10 @@ class MemoryStore:
     ) -> None:
         if capacity < 0 or maxObjectSize < 0:
             raise ValueError("cache sizes must not be negative")
+        super().__init__()
         self.capacity = capacity
         self.maxObjectSize = min(maxObjectSize, capacity)
-        self._lru: OrderedDict[str, _MemoryEntry] = OrderedDict()
-        self._byKey: dict[str, list[str]] = {}
-        self._used = 0
-        self._reserved = 0
-        self._evictions = 0
         self._ids = itertools.count(1)
-
-    @property
-    def size(self) -> int:
-        return self._used
-
-    @property
-    def count(self) -> int:
-        return len(self._lru)
-
-    @property
-    def evictions(self) -> int:
-        return self._evictions
-
-    @property
-    def reserved(self) -> int:
-        """
-        Bytes reserved by writes in progress.
-        """
-        return self._reserved
-
-    def variants(self, key: str) -> list[StoredResponse]:
-        ids = self._byKey.get(key)
-        if not ids:
-            return []
-        return [self._lru[i].meta for i in ids]
 
     def openWriter(
         self, entry: StoredResponse, expectedLength: int | None = None
@@ -218,58 +184,10 @@ class MemoryStore:
         self._lru.move_to_end(entry.entryId)
         return new
 
-    def touch(self, entry: StoredResponse) -> None:
-        if entry.entryId in self._lru:
-            self._lru.move_to_end(entry.entryId)
-
-    def delete(self, entry: StoredResponse) -> None:
-        self._remove(entry.entryId)
-
-    def deleteKey(self, key: str) -> int:
-        ids = list(self._byKey.get(key, ()))
-        for i in ids:
-            self._remove(i)
-        return len(ids)
-
     def close(self) -> None:
         self._lru.clear()
         self._byKey.clear()
         self._used = 0
-
-    def _remove(self, entryId: str) -> bool:
-        stored = self._lru.pop(entryId, None)
-        if stored is None:
-            return False
-        self._used -= stored.cost
-        ids = self._byKey.get(stored.meta.key)
-        if ids is not None:
-            ids.remove(entryId)
-            if not ids:
-                del self._byKey[stored.meta.key]
-        return True
-
-    def _reserve(self, size: int, keep: str | None = None) -> bool:
-        """
-        Reserve C{size} bytes of the budget, evicting least recently used
-        entries to make room.
-
-        @param keep: an entry id not to evict (it is the most recently
-            used).
-        @return: whether the room was found.
-        """
-        while self._used + self._reserved + size > self.capacity and self._lru:
-            oldest = next(iter(self._lru))
-            if oldest == keep:
-                break
-            self._remove(oldest)
-            self._evictions += 1
-        if self._used + self._reserved + size > self.capacity:
-            return False
-        self._reserved += size
-        return True
-
-    def _release(self, size: int) -> None:
-        self._reserved -= size
 
     def _commit(
         self, entry: StoredResponse, pieces: tuple[bytes, ...], size: int, reserved: int

@@ -45,6 +45,7 @@ from .entry import StoredResponse
 
 __all__ = [
     "CHUNK_SIZE",
+    "BodyCollector",
     "BodyConsumer",
     "CachedBody",
     "StoreWriter",
@@ -323,7 +324,13 @@ class LocalBody:
             self._looping = False
 
 
-class _Collector:
+class BodyCollector:
+    """
+    A L{BodyConsumer} that keeps what it is given: the chunks, and whether
+    the body finished or failed (and why).  For L{readAll}, tests and
+    tools.
+    """
+
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.done = False
@@ -347,7 +354,7 @@ def readAll(body: CachedBody) -> bytes:
     @raise EntryUnavailable: if the body failed, or did not finish
         synchronously.
     """
-    collector = _Collector()
+    collector = BodyCollector()
     body.start(collector)
     if collector.failed is not None:
         raise EntryUnavailable(collector.failed)

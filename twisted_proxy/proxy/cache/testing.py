@@ -38,29 +38,13 @@ from .outcomes import (
     CacheLookup,
     StoreDecision,
 )
-from .store import CachedBody, Store
+from .store import BodyCollector, CachedBody, Store
 
 __all__ = ["CacheHarness", "Result", "OriginAnswer"]
 
 # An origin's answer: status, header fields, body; or None for "the
 # upstream could not be reached".
 OriginAnswer = tuple[int, list[tuple[bytes, bytes]], bytes] | None
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.done = False
-        self.failed: str | None = None
-
-    def write(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def bodyDone(self) -> None:
-        self.done = True
-
-    def bodyFailed(self, reason: str) -> None:
-        self.failed = reason
 
 
 class Result:
@@ -321,6 +305,6 @@ class CacheHarness:
     def _drain(body: CachedBody | None) -> tuple[bytes, bool]:
         if body is None:
             return b"", True
-        sink = _Sink()
+        sink = BodyCollector()
         body.start(sink)
         return b"".join(sink.chunks), sink.done and sink.failed is None
