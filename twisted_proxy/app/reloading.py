@@ -13,6 +13,9 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from .listening import Listener, ListenError
+from .ports import bindAll, listenerChanges
+from .recordfiles import RecordFiles
 from .runtime import StartupError
 from .settings import BY_NAME, SETTINGS, Built, SettingError, Settings
 
@@ -49,6 +52,30 @@ def restartNotes(initial: Settings, new: Settings) -> list[str]:
         for s in SETTINGS
         if s.restart and s.inFile and initial[s.name] != new[s.name]
     ]
+
+
+def openForReload(
+    listeners: list[Listener], records: RecordFiles, new: Built
+) -> tuple[list[Listener], list[Listener], RecordFiles | None]:
+    """
+    What a reload must open before it changes anything: the sockets of
+    new C{--listen} values and the record files of changed settings.  If
+    one cannot be opened, what was opened is closed again and nothing
+    changes.
+
+    @return: C{(added, removed, records)}: the listeners opened, those to
+        close, and the new record files (L{None} if they did not change).
+    @raise StartupError: if a socket or a file cannot be opened.
+    """
+    added, removed = listenerChanges(listeners, new.listeners)
+    try:
+        added = bindAll(added, new.config.maxConnections)
+        replaced = records.replace(new.settings)
+    except (ListenError, SettingError) as e:
+        for listener in added:
+            listener.close()
+        raise StartupError(str(e)) from None
+    return added, removed, replaced
 
 
 def reloadInto(service: Any) -> None:

@@ -31,11 +31,11 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from .listening import Listener, ListenError
-from .ports import ListeningPort, bindAll, listenerChanges
+from .ports import ListeningPort, bindAll
 from .recordfiles import RecordFiles
-from .reloading import reloadInto, restartNotes
+from .reloading import openForReload, reloadInto, restartNotes
 from .runtime import ProxyRuntime, StartupError, raiseFileLimit
-from .settings import Built, SettingError
+from .settings import Built
 from .stopping import STOP_SIGNALS, Draining, Signals
 
 if TYPE_CHECKING:
@@ -235,16 +235,8 @@ class ProxyService(MultiService):
         @return: what was done beyond changing settings, in words.
         @raise StartupError: if a new socket or file cannot be opened.
         """
-        notes = []
-        added, removed = listenerChanges(self.listeners, new.listeners)
-        try:
-            added = bindAll(added, new.config.maxConnections)
-            records = self.records.replace(new.settings)
-        except (ListenError, SettingError) as e:
-            for listener in added:
-                listener.close()
-            raise StartupError(str(e)) from None
-        notes += restartNotes(self.initial, new.settings)
+        added, removed, records = openForReload(self.listeners, self.records, new)
+        notes = restartNotes(self.initial, new.settings)
         notes += self.runtime.apply(new.config)
         raiseFileLimit(self.runtime)
         if self.metrics is not None:

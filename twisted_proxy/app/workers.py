@@ -58,12 +58,12 @@ from twisted.logger import Logger, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
 from .listening import ListenError
-from .ports import bindAll, listenerChanges
+from .ports import bindAll
 from .recordfiles import RecordFiles
-from .reloading import reloadInto, restartNotes
+from .reloading import openForReload, reloadInto, restartNotes
 from .runtime import StartupError
 from .service import logStart
-from .settings import Built, SettingError
+from .settings import Built
 from .stopping import STOP_SIGNALS, Signals
 from .workerprocess import RS, TEXT, WORKER_IGNORES, workerConfig, workerSystem
 
@@ -399,16 +399,8 @@ class WorkerSupervisor(MultiService):
 
         @raise StartupError: if a new socket or file cannot be opened.
         """
-        notes = []
-        added, removed = listenerChanges(self.listeners, new.listeners)
-        try:
-            added = bindAll(added, new.config.maxConnections)
-            records = self.records.replace(new.settings)
-        except (ListenError, SettingError) as e:
-            for listener in added:
-                listener.close()
-            raise StartupError(str(e)) from None
-        notes += restartNotes(self.initial, new.settings)
+        added, removed, records = openForReload(self.listeners, self.records, new)
+        notes = restartNotes(self.initial, new.settings)
         if self.metrics is not None:
             self.metrics.reconfigure(new.settings.values)
         if records is not None:
