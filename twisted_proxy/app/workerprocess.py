@@ -42,13 +42,6 @@ __all__ = ["RS", "WORKER_IGNORES", "main", "parentReadsRecords", "workerConfig"]
 # is a JSON event ("{...}") or TEXT followed by console lines.
 RS = "\x1e"
 TEXT = "T"
-
-# The events the parent's observers read, other than its console, travel as
-# JSON whatever the console's level: transaction records ("transaction",
-# while the parent reads them: the history, the access log, the metrics),
-# refusals by rule ("rule") and the workers' gauges ("metricsGauges") for
-# the metrics.  Every other event only needs to be shown, and travels (if
-# the console shows it) as its console line, rendered here.
 _log = Logger()
 
 # Signals a worker ignores: the parent decides what they mean.
@@ -274,6 +267,11 @@ class _Relay:
     def __call__(self, event: dict[str, Any]) -> None:
         from .console import formatLine, wanted
 
+        # What the parent's observers read, other than its console, travels
+        # as JSON whatever the console's level: transaction records (while
+        # the parent reads them: history, access log, metrics), refusals by
+        # rule and the gauges (metrics).  Every other event only needs to
+        # be shown, and travels (if the console shows it) as its line.
         if "transaction" in event:
             read = self.records
         else:
