@@ -81,6 +81,14 @@ class AccessLogTests(TempDirMixin, SynchronousTestCase):
         self.assertEqual(len(fields), 10)
         self.assertEqual(fields[6], "http://example.com/a%20b")
         self.assertEqual(fields[7], "alice%20smith")
+        # A target's own escapes are logged as they came, not escaped again.
+        record = clocks.record()
+        record.target = "http://example.com/a%20b?q=%C3%A9"
+        record.finish()
+        self.assertEqual(
+            formatAccessLine(record.asDict(), "squid").split()[6],
+            "http://example.com/a%20b?q=%C3%A9",
+        )
         self.assertEqual(fields[8], "HIER_NONE/-")
         self.assertEqual(fields[9], "-")
 
@@ -152,8 +160,9 @@ class AccessLogTests(TempDirMixin, SynchronousTestCase):
 
     def test_escapingAllControls(self) -> None:
         """
-        Every control character, space and C{%} in a Squid token is
-        percent-encoded, and in an Apache quoted field every control
+        Every control character and space in a Squid token is
+        percent-encoded (a C{%} stays, as Squid leaves a URL's own escapes
+        alone), and in an Apache quoted field every control
         character is C{\\xhh} and C{"} and C{\\} are escaped; nothing else
         changes (non-ASCII text stays as it is).
         """
@@ -169,7 +178,7 @@ class AccessLogTests(TempDirMixin, SynchronousTestCase):
         data = record.asDict()
         squidTarget = formatAccessLine(data, "squid").split()[6]
         expected = (
-            "".join(f"%{c:02X}" if c <= 0x20 or c in (0x25, 0x7F) else chr(c) for c in range(0x80))
+            "".join(f"%{c:02X}" if c <= 0x20 or c == 0x7F else chr(c) for c in range(0x80))
             + "caf\xe9"
         )
         self.assertEqual(squidTarget, expected)

@@ -30,9 +30,10 @@ _SQUID_CACHE_TAGS = {
 
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 
-# What a Squid token percent-encodes, and what an Apache quoted field
-# escapes.
-_SQUID_UNSAFE = re.compile(r"[\x00-\x20\x7f%]")
+# What a Squid token percent-encodes (as Squid escapes what is not escaped
+# yet: a request-target's own %XX stays as it came), and what an Apache
+# quoted field escapes.
+_SQUID_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 _QUOTE_UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\]')
 
 
@@ -50,7 +51,7 @@ def _quoteEscaped(match: re.Match[str]) -> str:
 def _squidToken(value: object) -> str:
     """
     A space-free token for a Squid log field: C{-} when empty, and
-    whitespace, control characters and C{%} percent-encoded.
+    whitespace and control characters percent-encoded.
     """
     if value is None or value == "":
         return "-"
