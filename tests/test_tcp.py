@@ -32,6 +32,24 @@ class _Accepted(Protocol):
         self.accepted.callback(self)
 
 
+async def connectedPair(test: TestCase) -> tuple[_Accepted, socket.socket]:
+    """
+    A real loopback connection: the protocol on Twisted's side, and a plain
+    non-blocking socket at the other end that a test reads without running
+    the reactor.
+    """
+    accepted: defer.Deferred[_Accepted] = defer.Deferred()
+    factory = Factory.forProtocol(lambda: _Accepted(accepted))
+    port = listenLocal(factory)
+    test.addCleanup(port.stopListening)
+    peer = socket.create_connection(("127.0.0.1", portNumber(port)))
+    test.addCleanup(peer.close)
+    proto = await accepted
+    test.addCleanup(proto.transport.abortConnection)
+    peer.setblocking(False)
+    return proto, peer
+
+
 class WriteNowTests(TestCase):
     """
     L{writeNow} over a real loopback connection, with a plain socket at the
@@ -39,16 +57,7 @@ class WriteNowTests(TestCase):
     """
 
     async def connected(self) -> tuple[Protocol, socket.socket]:
-        accepted: defer.Deferred[_Accepted] = defer.Deferred()
-        factory = Factory.forProtocol(lambda: _Accepted(accepted))
-        port = listenLocal(factory)
-        self.addCleanup(port.stopListening)
-        peer = socket.create_connection(("127.0.0.1", portNumber(port)))
-        self.addCleanup(peer.close)
-        proto = await accepted
-        self.addCleanup(proto.transport.abortConnection)
-        peer.setblocking(False)
-        return proto, peer
+        return await connectedPair(self)
 
     async def test_sentAtOnce(self) -> None:
         """
@@ -133,6 +142,27 @@ class CountingTransport(StringTransport):
     def write(self, data: bytes) -> None:
         self.writes.append(data)
         super().write(data)
+
+
+class TunnelSendsAtOnceTests(TestCase):
+    """
+    A tunnel relays what one side sent to the other at once: the bytes are
+    in the kernel when the relay returns, not on the reactor's next pass.
+    """
+
+    async def test_bothWays(self) -> None:
+        from twisted.internet.task import Clock
+
+        from twisted_proxy.proxy.tunnel import Tunnel
+
+        client, clientPeer = await connectedPair(self)
+        upstream, upstreamPeer = await connectedPair(self)
+        tunnel = Tunnel(Clock())
+        tunnel.start(client.transport, upstream.transport)
+        tunnel.dataFromUpstream(b"from the origin")
+        self.assertEqual(clientPeer.recv(100), b"from the origin")
+        tunnel.dataFromClient(b"from the client")
+        self.assertEqual(upstreamPeer.recv(100), b"from the client")
 
 
 class HeadWithBodyTests(SynchronousTestCase):

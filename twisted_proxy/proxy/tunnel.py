@@ -86,7 +86,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .tcp import IStreamTransport, setNoDelay
+from .tcp import IStreamTransport, setNoDelay, writeNow
 
 __all__ = [
     "CLOSED_NORMALLY",
@@ -387,7 +387,10 @@ class Tunnel:
             return
         direction.byteCount += len(data)
         self._lastActivity = self._clock.seconds()
-        direction.sink.transport.write(data)
+        # At once when nothing is queued before it (a byte stream has no
+        # message boundaries to wait for); the transport queues the rest and
+        # pauses its producer, the other side, as usual.
+        writeNow(direction.sink.transport, data)
 
     def _readClosed(self, direction: _Direction) -> None:
         """
