@@ -809,6 +809,92 @@ class ResponseFramingTests(SynchronousTestCase, FramingAssertions):
             switched=False,
         )
 
+    def test_contentLengthBodyCounted(self) -> None:
+        """
+        A Content-Length body is counted by the parser, not by llhttp: a
+        read that is all body is passed on as it came (the same bytes
+        object, no copy), and the message ends at the count, with the
+        connection persistent as its head says.
+        """
+        parser = ResponseParser()
+        parser.expect(b"GET")
+        [head] = parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+        assert isinstance(head, ResponseHead)
+        self.assertEqual(head.contentLength, 10)
+        piece = b"abcdef"
+        [body] = parser.feed(piece)
+        assert isinstance(body, Body)
+        self.assertIs(body.data, piece)
+        self.assertTrue(parser.inMessage)
+        self.assertEqual(parser.feed(b"ghij"), [Body(b"ghij"), EndOfMessage()])
+        self.assertFalse(parser.inMessage)
+        self.assertTrue(parser.keepAlive)
+        # The next response on the connection is parsed afresh.
+        parser.expect(b"GET")
+        self.assertEqual(
+            parser.feed(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            [
+                ResponseHead(200, b"OK", b"1.0", [(b"Content-Length", b"2")], 2),
+                Body(b"ok"),
+                EndOfMessage(),
+            ],
+        )
+        # HTTP/1.0 without keep-alive: the connection closes after it.
+        self.assertFalse(parser.keepAlive)
+
+    def test_countedBodyThenUnaskedBytes(self) -> None:
+        """
+        Bytes after a counted body, in the same read, were not asked for:
+        they are dropped and the connection is not reused.
+        """
+        self.assertParses(
+            responseParser(b"GET"),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n",
+            [
+                ResponseHead(200, b"OK", b"1.1", [(b"Content-Length", b"2")], 2),
+                Body(b"ok"),
+                EndOfMessage(),
+            ],
+            keepAlive=False,
+        )
+
+    def test_countedBodyCutShort(self) -> None:
+        """
+        The connection closing before the counted body is complete is an
+        incomplete response.
+        """
+        self.assertRejects(
+            responseParser(b"GET"),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+            502,
+            "http_response_incomplete",
+            eof=True,
+        )
+
+    def test_countedAfterInterim(self) -> None:
+        """
+        A final response after an interim one in the same read is counted
+        too; Connection: close says the connection ends after it.
+        """
+        self.assertParses(
+            responseParser(b"POST"),
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\nConnection: close\r\n\r\nnew",
+            [
+                ResponseHead(100, b"Continue", b"1.1", [], noBody=True),
+                ResponseHead(
+                    201,
+                    b"Created",
+                    b"1.1",
+                    [(b"Content-Length", b"3"), (b"Connection", b"close")],
+                    3,
+                ),
+                Body(b"new"),
+                EndOfMessage(),
+            ],
+            keepAlive=False,
+        )
+
     def test_emptyReason(self) -> None:
         self.assertParses(
             responseParser(b"GET"),
