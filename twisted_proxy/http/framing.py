@@ -679,9 +679,9 @@ class ResponseParser(_HeadCollector[ResponseEvent]):
     switched = False
     trailingData = b""
     keepAlive = True
-    # Bytes of a Content-Length body still to come, counted here instead of
-    # by llhttp (L{_feedCounted}); 0 when llhttp frames the input.
-    _counted = 0
+    # Bytes of the Content-Length body being parsed still to come (0 for
+    # any other framing, and between messages).
+    _bodyLeft = 0
 
     def __init__(
         self, maxHeaderBytes: int | None = None, maxHeaderCount: int | None = None
@@ -778,6 +778,9 @@ class ResponseParser(_HeadCollector[ResponseEvent]):
         self._closeDelimited = closeDelimited
         self._chunkedBody = chunked
         self._sinceData = 0
+        # Only a Content-Length body has a length by now (no body, chunked
+        # and close-delimited ones have none).
+        self._bodyLeft = length or 0
         head = self._lastHead = ResponseHead(
             status, self._reason, v, headers, length, chunked, closeDelimited, noBody
         )
@@ -789,12 +792,15 @@ class ResponseParser(_HeadCollector[ResponseEvent]):
 
     def on_body(self, data: bytes) -> None:
         self._sinceData = 0
+        if self._bodyLeft:
+            self._bodyLeft -= len(data)
         self._events.append(Body(data))
 
     def on_message_complete(self) -> None:
         self._inHead = False
         self._headBytes = 0
         self._chunkedBody = False
+        self._bodyLeft = 0
         if not self._inMessage:
             # An interim (1xx) response: its head was the whole message.
             return
@@ -830,79 +836,33 @@ class ResponseParser(_HeadCollector[ResponseEvent]):
             # Bytes after a complete response that nobody asked for.
             if data:
                 self.keepAlive = False
-        elif self._counted:
+        elif self._bodyLeft and not self._inHead:
             self._feedCounted(data)
-        elif self._inHead or not self._inMessage:
-            self._feedHead(data)
         else:
             self._feed(data)
         events = self._events
         self._events = []
         return events
 
-    def _feedHead(self, data: bytes) -> None:
-        """
-        Input that begins in a head: llhttp parses it up to the first empty
-        line.  If that completed a final response whose body has a
-        Content-Length, the body is counted here (L{_feedCounted}): its
-        bytes go out as they came, without a callback and a copy per read
-        in llhttp.  Anything else goes to llhttp as it is.
-        """
-        end = data.find(b"\r\n\r\n")
-        if end == -1:
-            self._feed(data)
-            return
-        end += 4
-        before = len(self._events)
-        self._feed(data[:end])
-        rest = data[end:]
-        events = self._events[before:]
-        head = events[-1] if events else None
-        if (
-            type(head) is ResponseHead
-            and self._inMessage
-            and not self._done
-            and head.status >= 200
-            and head.contentLength
-            and not head.chunked
-            and not head.closeDelimited
-            and not head.noBody
-            and not self.switched
-        ):
-            # llhttp read exactly this head and nothing of its body (no
-            # Body event, the message not over): count the body instead.
-            self._counted = head.contentLength
-            if rest:
-                self._feedCounted(rest)
-        elif rest:
-            if self.switched:
-                self.trailingData += rest
-            elif self._done:
-                # Bytes after a complete response that nobody asked for.
-                self.keepAlive = False
-            elif self._inHead or not self._inMessage:
-                # After an interim response, another head may begin here.
-                self._feedHead(rest)
-            else:
-                self._feed(rest)
-
     def _feedCounted(self, data: bytes) -> None:
         """
-        Bytes of a Content-Length body being counted: the body's bytes as
-        they came (a whole read is passed on as it is, not copied), and the
-        end of the message when the count reaches zero.  llhttp, which
-        expected that body, is replaced by a new parser for the next
-        response.
+        Input that continues a Content-Length body whose head llhttp parsed
+        in an earlier input: the body is counted here.  Its bytes go on as
+        they came (a read that is all body is passed on as it is), without
+        a callback and a copy per read in llhttp; at the end of the count
+        the message ends, and llhttp, which still expects that body, is
+        replaced by a new parser for the next response.  (A body that
+        arrives with its head is parsed by llhttp: nothing to gain there.)
         """
-        remaining = self._counted
+        remaining = self._bodyLeft
         if len(data) <= remaining:
-            self._counted = remaining - len(data)
+            self._bodyLeft = remaining - len(data)
             self._events.append(Body(data))
-            if self._counted:
+            if self._bodyLeft:
                 return
             rest = b""
         else:
-            self._counted = 0
+            self._bodyLeft = 0
             self._events.append(Body(data[:remaining]))
             rest = data[remaining:]
         head = self._lastHead
